@@ -1,0 +1,33 @@
+// Buffer: owning, move-only bytes on one device. CPU memory is 256-byte aligned; CUDA memory comes from
+// the per-device caching allocator (core/cuda/caching_allocator.h), so freeing is cheap and stream-ordered
+// reuse is the allocator's job.
+#pragma once
+
+#include <cstddef>
+
+#include "core/device.h"
+
+namespace plm {
+
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(size_t nbytes, Device device);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void release();
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_ = Device::cpu();
+};
+
+}  // namespace plm

@@ -1,0 +1,44 @@
+// Option structs shared by the kernel declarations in core/kernels/ops.h.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace plm {
+
+struct MatmulOptions {
+  bool trans_a = false;  // a is stored (..., K, M)
+  bool trans_b = false;  // b is stored (..., N, K): the nn.Linear weight layout
+  float alpha = 1.0f;
+  float beta = 0.0f;     // c = alpha * op(a) op(b) + beta * c (+ bias)
+  Tensor bias;           // optional (N), c's dtype, added to every row after alpha scaling
+};
+
+struct AttentionOptions {
+  bool causal = false;
+  float scale = 0.0f;    // 0 means 1/sqrt(head_dim)
+  // Optional (B) i32: valid keys per sequence (KV cache filled to kv_lens[b] <= Skv). Without it every
+  // sequence has Skv keys.
+  Tensor kv_lens;
+  // Optional (B, S) i32, only when Sq == Skv: query i sees key j only if segment_ids[i] == segment_ids[j]
+  // (packed documents). Combined with causal when both are set.
+  Tensor segment_ids;
+};
+
+struct AdamWOptions {
+  float lr = 1e-4f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled: master -= lr * weight_decay * master
+  int64_t step = 1;           // 1-based, for bias correction
+  float grad_scale = 1.0f;    // grad is multiplied by this first (loss-scale / clipping factor)
+};
+
+struct CrossEntropyOptions {
+  int32_t ignore_index = -100;
+  int64_t vocab_chunk = 8192;  // logits never exceed (N, vocab_chunk)
+};
+
+}  // namespace plm
