@@ -1,14 +1,41 @@
 // plm: one binary, one subcommand per job. Dispatch only; each subcommand lives in cmd_<verb>.cc.
 #include <cstdio>
-#include <cstring>
+#include <set>
 #include <string>
 
-#include <CLI/CLI.hpp>
+#include "apps/command.h"
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"plm: fine-tune and serve Meta's Perception Language Model on CPUs and GPUs", "plm"};
-  app.set_version_flag("--version", "plm 0.1.0");
+  app.set_version_flag("--version", std::string("plm ") + PLM_VERSION);
   app.require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+
+  plm::apps::CommandMain selected;
+  plm::apps::add_bench_command(app, &selected);
+
+  // CLI11 reports an unknown subcommand as a stray positional; name it plainly instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::set<std::string> known;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) known.insert(sub->get_name());
+    if (!known.count(argv[1])) {
+      std::fprintf(stderr, "plm: unknown subcommand '%s' (run 'plm --help' for the list)\n", argv[1]);
+      return kUsageError;
+    }
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kUsageError;
+  }
+  return selected ? selected() : kUsageError;
 }

@@ -1,0 +1,16 @@
+// How subcommands plug into the plm CLI: each cmd_<verb>.cc defines add_<verb>_command(), which adds its
+// CLI11 subcommand with options and, when that subcommand is chosen, stores its entry point in *selected.
+// Entry points return the process exit code and report errors on stderr (only apps/ exits).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace plm::apps {
+
+using CommandMain = std::function<int()>;
+
+void add_bench_command(CLI::App& app, CommandMain* selected);
+
+}  // namespace plm::apps

@@ -1,0 +1,224 @@
+#include "bench/kernel_bench.h"
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/machine_peak.h"
+#include "core/cuda/runtime.h"
+#include "core/kernels/ops.h"
+#include "core/kernels/rope_tables.h"
+
+namespace plm::bench {
+
+namespace {
+
+// One benchmarked call. flops or bytes (or both) give the achieved rates; the larger ratio to peak
+// says which limit the kernel is up against.
+struct BenchCase {
+  std::string name;
+  std::string shape;
+  double flops = 0;
+  double bytes = 0;
+  std::function<void()> run;
+};
+
+// Keeps every tensor a case touches alive for the whole run.
+class TensorPool {
+ public:
+  TensorPool(Device device, DType activation_dtype) : device_(device), dtype_(activation_dtype) {}
+
+  // Activation-dtype tensor filled with a small constant.
+  Tensor act(Shape shape, float value = 0.01f) { return make(shape, dtype_, value); }
+  Tensor f32(Shape shape, float value = 0.01f) { return make(shape, DType::kF32, value); }
+  Tensor i32(Shape shape, int32_t modulo) {
+    OwnedTensor host(shape, DType::kI32);
+    for (int64_t i = 0; i < host.numel(); ++i) host.data_as<int32_t>()[i] = static_cast<int32_t>(i % modulo);
+    owned_.push_back(to_device(host, device_));
+    return owned_.back();
+  }
+  Tensor from_host(const std::vector<float>& values) {
+    OwnedTensor host({static_cast<int64_t>(values.size())}, DType::kF32);
+    std::copy(values.begin(), values.end(), host.data_as<float>());
+    owned_.push_back(to_device(host, device_));
+    return owned_.back();
+  }
+  DType dtype() const { return dtype_; }
+  size_t act_bytes() const { return dtype_size(dtype_); }
+
+ private:
+  Tensor make(Shape shape, DType dtype, float value) {
+    owned_.emplace_back(shape, dtype, device_);
+    fill(owned_.back(), value);
+    return owned_.back();
+  }
+  Device device_;
+  DType dtype_;
+  std::vector<OwnedTensor> owned_;
+};
+
+std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
+  // PLM-1B shapes: text hidden 2048, MLP 8192, 32 q / 8 kv heads of 64; vision width 1024, MLP 4096,
+  // 1025 tokens per tile, 16 heads of 64.
+  const int64_t tokens = quick ? 128 : 512;
+  const int64_t hidden = 2048, mlp = 8192, head_dim = 64, q_heads = 32, kv_heads = 8;
+  const int64_t vis_tokens = 1025, vis_width = 1024, vis_heads = 16;
+  const double a = static_cast<double>(p.act_bytes());
+  std::vector<BenchCase> cases;
+
+  {  // Prefill GEMM: x (tokens, hidden) · W_up^T (mlp, hidden).
+    Tensor x = p.act({tokens, hidden}), w = p.act({mlp, hidden}), y = p.act({tokens, mlp});
+    cases.push_back({"matmul", "prefill " + std::to_string(tokens) + "x2048 . (8192x2048)^T",
+                     2.0 * tokens * hidden * mlp, a * (tokens * hidden + mlp * hidden + tokens * mlp),
+                     [=] { matmul(y, x, w, {.trans_b = true}); }});
+  }
+  {  // Decode GEMV: memory-bound on the weight.
+    Tensor x = p.act({1, hidden}), w = p.act({mlp, hidden}), y = p.act({1, mlp});
+    cases.push_back({"matmul", "decode 1x2048 . (8192x2048)^T", 2.0 * hidden * mlp, a * mlp * hidden,
+                     [=] { matmul(y, x, w, {.trans_b = true}); }});
+  }
+  {
+    const int64_t s = quick ? 256 : 1024;
+    Tensor q = p.act({1, s, q_heads, head_dim}), k = p.act({1, s, kv_heads, head_dim});
+    Tensor v = p.act({1, s, kv_heads, head_dim}), o = p.act({1, s, q_heads, head_dim});
+    Tensor lse = p.f32({1, q_heads, s});
+    Tensor dq = p.act({1, s, q_heads, head_dim}), dk = p.act({1, s, kv_heads, head_dim});
+    Tensor dv = p.act({1, s, kv_heads, head_dim});
+    const double causal_flops = 4.0 * s * s * q_heads * head_dim / 2.0;
+    const AttentionOptions causal{.causal = true};
+    cases.push_back({"attention", "causal prefill S=" + std::to_string(s) + " 32q/8kv x 64", causal_flops, 0,
+                     [=] { attention_forward(o, lse, q, k, v, causal); }});
+    cases.push_back({"attention_backward", "causal S=" + std::to_string(s) + " 32q/8kv x 64", 2.5 * causal_flops, 0,
+                     [=] { attention_backward(dq, dk, dv, o, q, k, v, o, lse, causal); }});
+  }
+  {
+    const int64_t tiles = quick ? 1 : 2;
+    Tensor q = p.act({tiles, vis_tokens, vis_heads, head_dim}), o = p.act({tiles, vis_tokens, vis_heads, head_dim});
+    cases.push_back({"attention", "vision full S=1025 16 heads x 64, " + std::to_string(tiles) + " tiles",
+                     4.0 * tiles * vis_tokens * vis_tokens * vis_heads * head_dim, 0,
+                     [=] { attention_forward(o, Tensor(), q, q, q, {}); }});
+  }
+  {
+    const int64_t cache = quick ? 1024 : 4096;
+    Tensor q = p.act({1, 1, q_heads, head_dim}), k = p.act({1, cache, kv_heads, head_dim});
+    Tensor o = p.act({1, 1, q_heads, head_dim});
+    cases.push_back({"attention", "decode 1 query, " + std::to_string(cache) + " cached keys", 4.0 * cache * q_heads * head_dim,
+                     2.0 * a * cache * kv_heads * head_dim, [=] { attention_forward(o, Tensor(), q, k, k, {.causal = true}); }});
+  }
+  {
+    Tensor x = p.act({tokens, hidden}), y = p.act({tokens, hidden}), w = p.act({hidden}, 1.0f);
+    Tensor rstd = p.f32({tokens});
+    cases.push_back({"rmsnorm", std::to_string(tokens) + "x2048", 0, 2.0 * a * tokens * hidden,
+                     [=] { rmsnorm_forward(y, rstd, x, w, 1e-5f); }});
+    Tensor dx = p.act({tokens, hidden}), dw = p.act({hidden});
+    cases.push_back({"rmsnorm_backward", std::to_string(tokens) + "x2048", 0, 3.0 * a * tokens * hidden,
+                     [=] { rmsnorm_backward(dx, dw, y, x, w, rstd); }});
+  }
+  {
+    Tensor x = p.act({vis_tokens, vis_width}), y = p.act({vis_tokens, vis_width});
+    Tensor w = p.act({vis_width}, 1.0f), b = p.act({vis_width});
+    Tensor mean = p.f32({vis_tokens}), rstd = p.f32({vis_tokens});
+    cases.push_back({"layernorm", "1025x1024", 0, 2.0 * a * vis_tokens * vis_width,
+                     [=] { layernorm_forward(y, mean, rstd, x, w, b, 1e-5f); }});
+  }
+  {
+    Tensor x = p.act({vis_tokens, 4 * vis_width}), y = p.act({vis_tokens, 4 * vis_width});
+    cases.push_back({"gelu", "1025x4096", 0, 2.0 * a * vis_tokens * 4 * vis_width, [=] { gelu_forward(y, x); }});
+    Tensor g = p.act({tokens, mlp}), u = p.act({tokens, mlp}), o = p.act({tokens, mlp});
+    cases.push_back({"swiglu", std::to_string(tokens) + "x8192", 0, 3.0 * a * tokens * mlp,
+                     [=] { swiglu_forward(o, g, u); }});
+    cases.push_back({"softmax", std::to_string(tokens) + "x8192", 0, 2.0 * a * tokens * mlp,
+                     [=] { softmax_forward(o, g); }});
+  }
+  {
+    Tensor x = p.act({tokens, q_heads, head_dim});
+    Tensor pos = p.i32({tokens}, 100000);
+    Tensor inv_freq = p.from_host(rope_inv_freq(head_dim, 500000.0, Llama3RopeScaling{32.0, 1.0, 4.0, 8192}));
+    cases.push_back({"rope", std::to_string(tokens) + "x32x64 in place", 0, 2.0 * a * tokens * q_heads * head_dim,
+                     [=] { rope_forward(x, x, pos, inv_freq); }});
+  }
+  {
+    Tensor table = p.act({32000, hidden}), ids = p.i32({tokens}, 32000), out = p.act({tokens, hidden});
+    cases.push_back({"embedding", std::to_string(tokens) + " rows of 2048", 0, 2.0 * a * tokens * hidden,
+                     [=] { embedding_forward(out, ids, table); }});
+  }
+  {
+    const int64_t chunk = 8192;
+    Tensor logits = p.act({tokens, chunk}), targets = p.i32({tokens}, 128256);
+    Tensor mx = p.f32({tokens}), sm = p.f32({tokens}), tl = p.f32({tokens});
+    cases.push_back({"cross_entropy_chunk", std::to_string(tokens) + "x8192 logits", 0, a * tokens * chunk,
+                     [=] { cross_entropy_chunk_forward(mx, sm, tl, logits, targets, 0); }});
+  }
+  {
+    const int64_t n = quick ? (int64_t{1} << 20) : (int64_t{16} << 20);
+    Tensor master = p.f32({n}), m = p.f32({n}), v = p.f32({n}), grad = p.f32({n}), out = p.act({n});
+    cases.push_back({"adamw", std::to_string(n >> 20) + "Mi params", 0, (7.0 * 4 + a) * n,
+                     [=] { adamw_step(master, m, v, grad, out, {.lr = 1e-5f}); }});
+    Tensor x = p.act({n}), y = p.act({n}), s = p.f32({1});
+    cases.push_back({"add", std::to_string(n >> 20) + "Mi", 0, 3.0 * a * n, [=] { add(y, x, x); }});
+    cases.push_back({"sum_squares", std::to_string(n >> 20) + "Mi", 0, a * n, [=] { sum_squares(s, x); }});
+  }
+  {
+    const int64_t tiles = quick ? 1 : 4;
+    Tensor x = p.act({tiles, 1024, hidden}), y = p.act({tiles, 256, hidden});
+    cases.push_back({"adaptive_avg_pool2d", std::to_string(tiles) + " tiles 32x32 -> 16x16 x 2048", 0,
+                     1.25 * a * tiles * 1024 * hidden, [=] { adaptive_avg_pool2d_forward(y, x, 32, 16); }});
+    Tensor images = p.act({tiles, 3, 448, 448}), patches = p.act({tiles * 1024, 588});
+    cases.push_back({"im2col_patches", std::to_string(tiles) + " tiles 448x448, patch 14", 0,
+                     2.0 * a * tiles * 3 * 448 * 448, [=] { im2col_patches(patches, images, 14); }});
+  }
+  return cases;
+}
+
+// Seconds per call: one warm-up call, then repeated calls until min_seconds have passed.
+double time_case(const BenchCase& c, bool on_cuda, double min_seconds) {
+  const auto sync = [&] {
+    if (on_cuda) cuda_synchronize_device();
+  };
+  c.run();
+  sync();
+  int reps = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  do {
+    c.run();
+    ++reps;
+    sync();
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < min_seconds && reps < 10000);
+  return elapsed / reps;
+}
+
+}  // namespace
+
+int run_kernel_bench(const KernelBenchOptions& options) {
+  const bool on_cuda = options.device == "cuda";
+  if (!on_cuda && options.device != "cpu") {
+    std::fprintf(stderr, "plm bench kernels: --device must be cpu or cuda, got '%s'\n", options.device.c_str());
+    return 2;
+  }
+  if (on_cuda && cuda_device_count() == 0) {
+    std::fprintf(stderr, "plm bench kernels: %s\n", cuda_unavailable_reason().c_str());
+    return 1;
+  }
+  const MachinePeak peak = on_cuda ? cuda_peak(0) : cpu_peak();
+  std::printf("device: %s\npeak: %s\n", options.device.c_str(), peak.description.c_str());
+  std::printf("%-22s %-48s %10s %10s %9s %8s\n", "kernel", "shape", "time_ms", "GFLOP/s", "GB/s", "%peak");
+
+  TensorPool pool(on_cuda ? Device::cuda(0) : Device::cpu(), on_cuda ? DType::kBF16 : DType::kF32);
+  for (const BenchCase& c : make_cases(pool, options.quick)) {
+    if (!options.filter.empty() && c.name.find(options.filter) == std::string::npos) continue;
+    const double seconds = time_case(c, on_cuda, options.quick ? 0.02 : 0.3);
+    const double gflops = c.flops / seconds / 1e9, gbytes = c.bytes / seconds / 1e9;
+    const double ratio = std::max(c.flops / seconds / peak.flops_per_s, c.bytes / seconds / peak.bytes_per_s);
+    std::printf("%-22s %-48s %10.3f %10.1f %9.1f %7.1f%%\n", c.name.c_str(), c.shape.c_str(), seconds * 1e3,
+                gflops, gbytes, 100.0 * ratio);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace plm::bench

@@ -1,0 +1,19 @@
+// Estimates of the machine's physical limits that benchmarks report their ratios against:
+// CPU peak f32 FLOP/s from core count x clock x SIMD FMA width, and memory bandwidth measured with a
+// STREAM-style triad; GPU figures from the device properties.
+#pragma once
+
+#include <string>
+
+namespace plm::bench {
+
+struct MachinePeak {
+  std::string description;  // "2 cores x 2.1 GHz x 64 f32 flop/cycle (AVX-512, 2 FMA units assumed)"
+  double flops_per_s = 0;   // f32 (CPU) or bf16 dense tensor-core (GPU) peak
+  double bytes_per_s = 0;   // measured (CPU) or spec (GPU) memory bandwidth
+};
+
+MachinePeak cpu_peak();
+MachinePeak cuda_peak(int device);
+
+}  // namespace plm::bench
