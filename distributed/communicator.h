@@ -1,0 +1,57 @@
+// Communicator: collectives and point-to-point transfers among the ranks of one group.
+// Implementations: MpiCommunicator (CPU tensors), NcclCommunicator (CUDA tensors), LocalCommunicator
+// (threads of one process; the fake the multi-rank tests also run on).
+// Contract: every rank of the group calls the same collectives in the same order with matching shapes
+// and dtypes. A failure of the transport (a dead peer, a timeout) is not recoverable for a training or
+// serving job: the implementation aborts the whole job with a message naming the operation, the group
+// and the rank, rather than returning or hanging. Not thread-safe: one thread drives a communicator.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/tensor.h"
+
+namespace plm::distributed {
+
+enum class ReduceOp { kSum, kAvg, kMax };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;  // "world", "tp", ... for messages
+
+  // In place over all ranks' `t`.
+  virtual void all_reduce(Tensor t, ReduceOp op, Stream s = {}) = 0;
+  // out = concat over ranks of `in`, in rank order; counts[r] elements come from rank r (counts may be
+  // unequal); out has sum(counts) elements. All contiguous, same dtype.
+  virtual void all_gather(Tensor out, Tensor in, const std::vector<int64_t>& counts, Stream s = {}) = 0;
+  // in: sum(counts) elements, rank r receives the reduction of the slice [offset_r, offset_r + counts[r]).
+  virtual void reduce_scatter(Tensor out, Tensor in, const std::vector<int64_t>& counts, ReduceOp op,
+                              Stream s = {}) = 0;
+  virtual void broadcast(Tensor t, int root, Stream s = {}) = 0;
+  // Matched by (peer, tag) in order.
+  virtual void send(Tensor t, int peer, int tag, Stream s = {}) = 0;
+  virtual void recv(Tensor t, int peer, int tag, Stream s = {}) = 0;
+  virtual void barrier() = 0;
+
+  // A sub-group of the ranks that pass the same color, ordered by key (MPI_Comm_split semantics).
+  // Collective over this communicator.
+  virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
+
+  // Equal-count conveniences.
+  void all_gather(Tensor out, Tensor in, Stream s = {});
+  void reduce_scatter(Tensor out, Tensor in, ReduceOp op, Stream s = {});
+};
+
+// counts for an equal split of `total` elements over `size` ranks (the first total % size get one more).
+std::vector<int64_t> even_counts(int64_t total, int size);
+
+std::string reduce_op_name(ReduceOp op);
+
+}  // namespace plm::distributed

@@ -1,0 +1,20 @@
+// Where this process sits in the job, read from the launcher's environment: OpenMPI (mpirun),
+// Slurm (srun), or neither (a single-process world). local_rank picks the GPU.
+#pragma once
+
+#include <string>
+
+namespace plm::distributed {
+
+struct LaunchEnv {
+  int world_rank = 0;
+  int world_size = 1;
+  int local_rank = 0;      // rank within the node
+  std::string launcher;    // "openmpi", "slurm" or "none"
+};
+
+// OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK} first, then SLURM_{PROCID,NTASKS,LOCALID}, then LOCAL_RANK alone,
+// else one rank.
+LaunchEnv read_launch_env();
+
+}  // namespace plm::distributed

@@ -1,0 +1,242 @@
+#include "distributed/mpi_communicator.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <numeric>
+#include <vector>
+
+#include "core/check.h"
+#include "distributed/host_reduce.h"
+#include "distributed/watchdog.h"
+
+namespace plm::distributed {
+
+namespace {
+
+constexpr std::chrono::seconds kDefaultTimeout{300};
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+// MPI user op for 16-bit floats: len elements combined in f32 (MPI_User_function signature).
+template <typename Storage, ReduceOp kOp>
+void half_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  reduce_into(inout, in, *len, DTypeOf<Storage>::value, kOp);
+}
+
+struct HalfOps {
+  MPI_Op bf16_sum, bf16_max, f16_sum, f16_max;
+};
+
+const HalfOps& half_ops() {
+  static const HalfOps ops = [] {
+    HalfOps h{};
+    MPI_Op_create(&half_op<bf16, ReduceOp::kSum>, /*commute=*/1, &h.bf16_sum);
+    MPI_Op_create(&half_op<bf16, ReduceOp::kMax>, 1, &h.bf16_max);
+    MPI_Op_create(&half_op<f16, ReduceOp::kSum>, 1, &h.f16_sum);
+    MPI_Op_create(&half_op<f16, ReduceOp::kMax>, 1, &h.f16_max);
+    return h;
+  }();
+  return ops;
+}
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return MPI_FLOAT;
+    case DType::kBF16: return MPI_UINT16_T;
+    case DType::kF16: return MPI_UINT16_T;
+    case DType::kI32: return MPI_INT32_T;
+    case DType::kI64: return MPI_INT64_T;
+    case DType::kU8: return MPI_UINT8_T;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+MPI_Op mpi_op(DType dtype, ReduceOp op) {
+  const bool max = op == ReduceOp::kMax;
+  switch (dtype) {
+    case DType::kBF16: return max ? half_ops().bf16_max : half_ops().bf16_sum;
+    case DType::kF16: return max ? half_ops().f16_max : half_ops().f16_sum;
+    case DType::kF32:
+    case DType::kI32:
+    case DType::kI64:
+    case DType::kU8: return max ? MPI_MAX : MPI_SUM;
+  }
+  return MPI_OP_NULL;
+}
+
+int to_int_count(int64_t n, const char* op) {
+  PLM_CHECK_LE(n, int64_t{std::numeric_limits<int>::max()}) << op << ": MPI counts are int; split the message";
+  return static_cast<int>(n);
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, std::string name)
+      : comm_(comm),
+        name_(std::move(name)),
+        watchdog_(CommWatchdog::timeout_from_env(kDefaultTimeout), [](const std::string& m) { abort_job(m); }) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return name_; }
+
+  void all_reduce(Tensor t, ReduceOp op, Stream) override {
+    check_host(t, "all_reduce");
+    CommWatchdog::Scope scope(watchdog_, describe("all_reduce"));
+    check(MPI_Allreduce(MPI_IN_PLACE, t.data(), to_int_count(t.numel(), "all_reduce"), mpi_type(t.dtype()),
+                        mpi_op(t.dtype(), op), comm_),
+          "all_reduce");
+    if (op == ReduceOp::kAvg) divide_in_place(t.data(), t.numel(), t.dtype(), size_);
+  }
+
+  void all_gather(Tensor out, Tensor in, const std::vector<int64_t>& counts, Stream) override {
+    check_host(out, "all_gather");
+    check_host(in, "all_gather");
+    auto [int_counts, displs] = layout(counts, out.numel(), in.numel(), "all_gather");
+    CommWatchdog::Scope scope(watchdog_, describe("all_gather"));
+    check(MPI_Allgatherv(in.data(), int_counts[rank_], mpi_type(in.dtype()), out.data(), int_counts.data(),
+                         displs.data(), mpi_type(out.dtype()), comm_),
+          "all_gather");
+  }
+
+  void reduce_scatter(Tensor out, Tensor in, const std::vector<int64_t>& counts, ReduceOp op, Stream) override {
+    check_host(out, "reduce_scatter");
+    check_host(in, "reduce_scatter");
+    auto [int_counts, displs] = layout(counts, in.numel(), out.numel(), "reduce_scatter");
+    CommWatchdog::Scope scope(watchdog_, describe("reduce_scatter"));
+    check(MPI_Reduce_scatter(in.data(), out.data(), int_counts.data(), mpi_type(in.dtype()), mpi_op(in.dtype(), op),
+                             comm_),
+          "reduce_scatter");
+    if (op == ReduceOp::kAvg) divide_in_place(out.data(), out.numel(), out.dtype(), size_);
+  }
+
+  void broadcast(Tensor t, int root, Stream) override {
+    check_host(t, "broadcast");
+    CommWatchdog::Scope scope(watchdog_, describe("broadcast"));
+    check(MPI_Bcast(t.data(), to_int_count(t.numel(), "broadcast"), mpi_type(t.dtype()), root, comm_), "broadcast");
+  }
+
+  void send(Tensor t, int peer, int tag, Stream) override {
+    check_host(t, "send");
+    CommWatchdog::Scope scope(watchdog_, describe("send to rank " + std::to_string(peer)));
+    check(MPI_Send(t.data(), to_int_count(t.numel(), "send"), mpi_type(t.dtype()), peer, tag, comm_), "send");
+  }
+
+  void recv(Tensor t, int peer, int tag, Stream) override {
+    check_host(t, "recv");
+    CommWatchdog::Scope scope(watchdog_, describe("recv from rank " + std::to_string(peer)));
+    MPI_Status status;
+    check(MPI_Recv(t.data(), to_int_count(t.numel(), "recv"), mpi_type(t.dtype()), peer, tag, comm_, &status),
+          "recv");
+    int received = 0;
+    MPI_Get_count(&status, mpi_type(t.dtype()), &received);
+    if (received != t.numel()) {
+      abort_job(describe("recv") + ": expected " + std::to_string(t.numel()) + " elements from rank " +
+                std::to_string(peer) + ", got " + std::to_string(received));
+    }
+  }
+
+  void barrier() override {
+    CommWatchdog::Scope scope(watchdog_, describe("barrier"));
+    check(MPI_Barrier(comm_), "barrier");
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
+    MPI_Comm sub = MPI_COMM_NULL;
+    {
+      CommWatchdog::Scope scope(watchdog_, describe("split"));
+      check(MPI_Comm_split(comm_, color, key, &sub), "split");
+    }
+    return std::make_unique<MpiCommunicator>(sub, name);
+  }
+
+ private:
+  std::string describe(const std::string& op) const {
+    return op + " on group '" + name_ + "' (rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ")";
+  }
+
+  void check(int code, const char* op) const {
+    if (code == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(code, text, &length);
+    abort_job(describe(op) + " failed: " + std::string(text, length));
+  }
+
+  void check_host(const Tensor& t, const char* op) const {
+    PLM_CHECK(t.device().is_cpu() && t.is_contiguous())
+        << op << " on MPI group " << name_ << " needs a contiguous CPU tensor (GPU tensors go through NCCL), got "
+        << t.describe();
+  }
+
+  // int counts and displacements for the v-collectives, validated against the totals.
+  std::pair<std::vector<int>, std::vector<int>> layout(const std::vector<int64_t>& counts, int64_t total,
+                                                       int64_t own, const char* op) const {
+    PLM_CHECK_EQ(static_cast<int>(counts.size()), size_) << op << " on " << name_ << ": one count per rank";
+    PLM_CHECK_EQ(std::accumulate(counts.begin(), counts.end(), int64_t{0}), total)
+        << op << " on " << name_ << ": counts do not add up";
+    PLM_CHECK_EQ(counts[rank_], own) << op << " on " << name_ << ": this rank's count";
+    std::vector<int> int_counts(size_), displs(size_);
+    int64_t offset = 0;
+    for (int r = 0; r < size_; ++r) {
+      int_counts[r] = to_int_count(counts[r], op);
+      displs[r] = to_int_count(offset, op);
+      offset += counts[r];
+    }
+    return {int_counts, displs};
+  }
+
+  MPI_Comm comm_;
+  const std::string name_;
+  int rank_ = 0;
+  int size_ = 1;
+  CommWatchdog watchdog_;
+};
+
+}  // namespace
+
+void ensure_mpi_initialized() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) return;
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+    std::atexit([] {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (!finalized) MPI_Finalize();
+    });
+  });
+}
+
+std::unique_ptr<Communicator> mpi_world() {
+  ensure_mpi_initialized();
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
+}
+
+void abort_job(const std::string& message) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  std::fprintf(stderr, "plm rank %d: %s; aborting the job\n", initialized ? world_rank() : 0, message.c_str());
+  std::fflush(stderr);
+  if (initialized) MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();
+}
+
+}  // namespace plm::distributed

@@ -1,0 +1,18 @@
+// NcclCommunicator: collectives on CUDA tensors with NCCL, one rank per GPU. Created collectively over a
+// CPU bootstrap communicator (MPI) that carries the ncclUniqueId. Operations are asynchronous on the
+// given stream. A watchdog thread polls ncclCommGetAsyncError and the completion of the last enqueued
+// operation; an error or a stall past PLM_COMM_TIMEOUT_S aborts the NCCL communicator and the job with
+// a message. Tags of send/recv are not carried by NCCL: messages between a pair arrive in issue order.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "distributed/communicator.h"
+
+namespace plm::distributed {
+
+// Collective over `bootstrap`; this rank uses CUDA device `device`.
+std::unique_ptr<Communicator> nccl_communicator(Communicator& bootstrap, int device, const std::string& name);
+
+}  // namespace plm::distributed
