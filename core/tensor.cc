@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <cstring>
 #include <sstream>
 
 #include "core/cuda/runtime.h"
@@ -116,16 +117,44 @@ OwnedTensor::OwnedTensor(Shape shape, DType dtype, Device device)
     : buffer_(static_cast<size_t>(shape.numel()) * dtype_size(dtype), device),
       view_(buffer_.data(), shape, dtype, device) {}
 
+namespace {
+
+// Row pitch in elements of a 2-D view whose rows are contiguous, or -1 if it is not such a view.
+int64_t row_pitch(const Tensor& t) {
+  if (t.rank() != 2 || (t.stride(1) != 1 && t.size(1) > 1)) return -1;
+  return t.size(0) > 1 ? t.stride(0) : t.size(1);
+}
+
+}  // namespace
+
 void copy_tensor(Tensor dst, Tensor src, Stream stream) {
   PLM_CHECK(dst.shape() == src.shape()) << "copy " << src.describe() << " into " << dst.describe();
   PLM_CHECK(dst.dtype() == src.dtype()) << "copy " << src.describe() << " into " << dst.describe();
-  PLM_CHECK(dst.is_contiguous() && src.is_contiguous()) << "copy needs contiguous tensors";
-  if (src.nbytes() == 0) return;
-  if (dst.device().is_cpu() && src.device().is_cpu()) {
-    std::memcpy(dst.data(), src.data(), src.nbytes());
+  if (src.numel() == 0) return;
+  const bool host_only = dst.device().is_cpu() && src.device().is_cpu();
+  if (dst.is_contiguous() && src.is_contiguous()) {
+    if (host_only) {
+      std::memcpy(dst.data(), src.data(), src.nbytes());
+    } else {
+      cuda_memcpy_async(dst.data(), src.data(), src.nbytes(), stream);
+    }
     return;
   }
-  cuda_memcpy_async(dst.data(), src.data(), src.nbytes(), stream);
+  const int64_t dst_pitch = row_pitch(dst), src_pitch = row_pitch(src);
+  PLM_CHECK(dst_pitch >= 0 && src_pitch >= 0)
+      << "copy needs contiguous tensors or 2-D views with contiguous rows: " << src.describe() << " into "
+      << dst.describe();
+  const size_t elem = dtype_size(src.dtype());
+  const size_t row_bytes = static_cast<size_t>(src.size(1)) * elem;
+  if (host_only) {
+    for (int64_t r = 0; r < src.size(0); ++r) {
+      std::memcpy(static_cast<char*>(dst.data()) + r * dst_pitch * elem,
+                  static_cast<const char*>(src.data()) + r * src_pitch * elem, row_bytes);
+    }
+  } else {
+    cuda_memcpy_2d_async(dst.data(), dst_pitch * elem, src.data(), src_pitch * elem, row_bytes,
+                         static_cast<size_t>(src.size(0)), stream);
+  }
 }
 
 OwnedTensor to_device(Tensor src, Device device) {

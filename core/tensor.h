@@ -115,8 +115,10 @@ class OwnedTensor {
 // Contiguous-shape helpers.
 Shape contiguous_strides(const Shape& shape);
 
-// Copies bytes between any two devices (H2D, D2H, D2D, H2H). Shapes must match, both contiguous,
-// same dtype. Asynchronous on `stream` when a CUDA device is involved.
+// Copies elements between any two devices (H2D, D2H, D2D, H2H). Shapes and dtypes must match; each side
+// is contiguous or a matrix view with contiguous rows (e.g. a column block: t.slice(1, begin, end) of a
+// 2-D tensor), which is what gathering or splitting along the last dim needs. Asynchronous on `stream`
+// when a CUDA device is involved.
 void copy_tensor(Tensor dst, Tensor src, Stream stream = {});
 
 // A contiguous copy of `src` on `device`, synchronised (for tests and setup, not hot paths).

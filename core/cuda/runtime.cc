@@ -34,6 +34,12 @@ void cuda_memcpy_async(void* dst, const void* src, size_t nbytes, Stream stream)
   PLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, as_cuda(stream)));
 }
 
+void cuda_memcpy_2d_async(void* dst, size_t dst_pitch_bytes, const void* src, size_t src_pitch_bytes,
+                          size_t width_bytes, size_t rows, Stream stream) {
+  PLM_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch_bytes, src, src_pitch_bytes, width_bytes, rows, cudaMemcpyDefault,
+                                   as_cuda(stream)));
+}
+
 void cuda_memset_async(void* dst, int value, size_t nbytes, Stream stream) {
   PLM_CUDA_CHECK(cudaMemsetAsync(dst, value, nbytes, as_cuda(stream)));
 }

@@ -17,6 +17,9 @@ std::string cuda_unavailable_reason();
 
 void cuda_set_device(int index);
 void cuda_memcpy_async(void* dst, const void* src, size_t nbytes, Stream stream);
+// rows x width_bytes between pitched buffers (any devices).
+void cuda_memcpy_2d_async(void* dst, size_t dst_pitch_bytes, const void* src, size_t src_pitch_bytes,
+                          size_t width_bytes, size_t rows, Stream stream);
 void cuda_memset_async(void* dst, int value, size_t nbytes, Stream stream);
 void cuda_stream_synchronize(Stream stream);
 void cuda_synchronize_device();

@@ -12,6 +12,10 @@
 namespace plm {
 namespace {
 
+void fill_iota(const OwnedTensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i) t.data_as<float>()[i] = static_cast<float>(i);
+}
+
 TEST(DType, Bf16RoundsToNearestEven) {
   EXPECT_EQ(bf16(1.0f).bits, 0x3f80);
   // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even mantissa (1.0).
@@ -35,7 +39,7 @@ TEST(DType, F16RoundTripsAndRounds) {
 
 TEST(Tensor, ViewsShareStorage) {
   OwnedTensor t({2, 3, 4}, DType::kF32);
-  for (int i = 0; i < 24; ++i) t.data_as<float>()[i] = static_cast<float>(i);
+  fill_iota(t);
   Tensor s = t.view().slice(1, 1, 3);
   EXPECT_EQ(s.shape(), Shape({2, 2, 4}));
   EXPECT_FALSE(s.is_contiguous());
@@ -95,6 +99,24 @@ TEST(CudaAllocator, ReusesFreedBlocks) {
   OwnedTensor host = testing::random_tensor({1000}, 3);
   copy_tensor(again, host);
   EXPECT_EQ(testing::max_abs_diff(again, host), 0.0f);
+}
+
+}  // namespace
+}  // namespace plm
+
+namespace plm {
+namespace {
+
+TEST(CopyTensor, IntoAndOutOfColumnBlocks) {
+  OwnedTensor whole({3, 5}, DType::kF32);
+  fill_iota(whole);
+  OwnedTensor block({3, 2}, DType::kF32);
+  copy_tensor(block, whole.view().slice(1, 2, 4));
+  EXPECT_EQ(testing::to_vector(block), (std::vector<float>{2, 3, 7, 8, 12, 13}));
+  OwnedTensor target({3, 5}, DType::kF32);
+  std::fill(target.data_as<float>(), target.data_as<float>() + 15, -1.0f);
+  copy_tensor(target.view().slice(1, 0, 2), block);
+  EXPECT_EQ(testing::to_vector(target.view().select(0, 1)), (std::vector<float>{7, 8, -1, -1, -1}));
 }
 
 }  // namespace
