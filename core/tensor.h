@@ -106,6 +106,8 @@ class OwnedTensor {
   int64_t numel() const { return view_.numel(); }
   DType dtype() const { return view_.dtype(); }
   Device device() const { return view_.device(); }
+  // Changes the shape this owner presents (same element count), e.g. a checkpoint's [1, S, D] to [S, D].
+  void reshape(Shape shape) { view_ = view_.reshape(shape); }
 
  private:
   Buffer buffer_;
