@@ -1,0 +1,85 @@
+// CPU element-wise activations: exact (erf) GELU and SwiGLU, forward and backward. Every output may alias
+// an input (each element's inputs are read before its outputs are written).
+#include <cmath>
+#include <numbers>
+
+#include "core/kernels/backends.h"
+#include "core/kernels/cpu/checks.h"
+#include "core/kernels/cpu/parallel.h"
+
+namespace plm::cpu {
+
+namespace {
+
+constexpr float kInvSqrt2 = 1.0f / std::numbers::sqrt2_v<float>;
+constexpr float kInvSqrt2Pi = std::numbers::inv_sqrtpi_v<float> * kInvSqrt2;  // the normal pdf at 0
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+void gelu_forward(Tensor y, Tensor x, Stream) {
+  check_tensor("gelu_forward", "x", x, DType::kF32);
+  check_f32("gelu_forward", "y", y, x.shape());
+  const float* x_data = x.data_as<float>();
+  float* y_data = y.data_as<float>();
+#pragma omp parallel for if (x.numel() >= kMinParallelWork)
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float v = x_data[i];
+    y_data[i] = 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));
+  }
+}
+
+void gelu_backward(Tensor dx, Tensor dy, Tensor x, Stream) {
+  check_tensor("gelu_backward", "x", x, DType::kF32);
+  check_f32("gelu_backward", "dx", dx, x.shape());
+  check_f32("gelu_backward", "dy", dy, x.shape());
+  const float* x_data = x.data_as<float>();
+  const float* dy_data = dy.data_as<float>();
+  float* dx_data = dx.data_as<float>();
+#pragma omp parallel for if (x.numel() >= kMinParallelWork)
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float v = x_data[i];
+    // d/dx [x Phi(x)] = Phi(x) + x phi(x).
+    const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
+    dx_data[i] = dy_data[i] * (cdf + v * pdf);
+  }
+}
+
+void swiglu_forward(Tensor out, Tensor gate, Tensor up, Stream) {
+  check_tensor("swiglu_forward", "gate", gate, DType::kF32);
+  check_f32("swiglu_forward", "up", up, gate.shape());
+  check_f32("swiglu_forward", "out", out, gate.shape());
+  const float* gate_data = gate.data_as<float>();
+  const float* up_data = up.data_as<float>();
+  float* out_data = out.data_as<float>();
+#pragma omp parallel for if (gate.numel() >= kMinParallelWork)
+  for (int64_t i = 0; i < gate.numel(); ++i) {
+    const float g = gate_data[i];
+    out_data[i] = g * sigmoid(g) * up_data[i];
+  }
+}
+
+void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up, Stream) {
+  check_tensor("swiglu_backward", "gate", gate, DType::kF32);
+  check_f32("swiglu_backward", "up", up, gate.shape());
+  check_f32("swiglu_backward", "dout", dout, gate.shape());
+  check_f32("swiglu_backward", "dgate", dgate, gate.shape());
+  check_f32("swiglu_backward", "dup", dup, gate.shape());
+  const float* gate_data = gate.data_as<float>();
+  const float* up_data = up.data_as<float>();
+  const float* dout_data = dout.data_as<float>();
+  float* dgate_data = dgate.data_as<float>();
+  float* dup_data = dup.data_as<float>();
+#pragma omp parallel for if (gate.numel() >= kMinParallelWork)
+  for (int64_t i = 0; i < gate.numel(); ++i) {
+    const float g = gate_data[i], u = up_data[i], d = dout_data[i];
+    const float s = sigmoid(g);
+    // silu'(g) = s (1 + g (1 - s)).
+    dgate_data[i] = d * u * s * (1.0f + g * (1.0f - s));
+    dup_data[i] = d * g * s;
+  }
+}
+
+}  // namespace plm::cpu
