@@ -1,0 +1,111 @@
+// Vocab-chunked lm_head + cross-entropy over dispatching ops. One (N, vocab_chunk) logits buffer is reused
+// for every chunk; backward recomputes each chunk's logits and turns them into dlogits in place. The scratch
+// is freed on return, which the caching allocator makes safe under plm's one-compute-stream rule.
+#include "core/kernels/linear_cross_entropy.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/check.h"
+#include "core/kernels/ops.h"
+
+namespace plm {
+
+namespace {
+
+void check_shapes(const char* op, Tensor hidden, Tensor weight, Tensor targets, const CrossEntropyOptions& options) {
+  PLM_CHECK(hidden.rank() == 2 && weight.rank() == 2 && hidden.size(1) == weight.size(1))
+      << op << ": hidden " << hidden.describe() << " must be (N, D) and weight " << weight.describe() << " (V, D)";
+  PLM_CHECK(targets.dtype() == DType::kI32 && targets.shape() == Shape({hidden.size(0)}))
+      << op << ": targets " << targets.describe() << " must be (N = " << hidden.size(0) << ") i32";
+  PLM_CHECK_GT(options.vocab_chunk, 0) << op << ": vocab_chunk";
+}
+
+void check_row_vector(const char* op, const char* name, Tensor t, int64_t num_rows) {
+  PLM_CHECK(t.dtype() == DType::kF32 && t.shape() == Shape({num_rows}))
+      << op << ": " << name << " " << t.describe() << " must be (N = " << num_rows << ") f32";
+}
+
+// Reusable logits storage for chunks of at most `vocab_chunk` columns, in hidden's dtype and device (the
+// matmul output dtype follows its inputs).
+class ChunkScratch {
+ public:
+  ChunkScratch(Tensor hidden, int64_t vocab, int64_t vocab_chunk)
+      : storage_({hidden.size(0), std::min(vocab, vocab_chunk)}, hidden.dtype(), hidden.device()) {}
+
+  int64_t max_width() const { return storage_.size(1); }
+  // (N, width) contiguous view of the start of the storage.
+  Tensor logits(int64_t width) const {
+    return Tensor(storage_.view().data(), {storage_.size(0), width}, storage_.dtype(), storage_.device());
+  }
+
+ private:
+  OwnedTensor storage_;
+};
+
+// logits (N, C) = hidden · weight[start, start + C)^T.
+void chunk_logits(Tensor logits, Tensor hidden, Tensor weight, int64_t start, Stream s) {
+  MatmulOptions options;
+  options.trans_b = true;
+  matmul(logits, hidden, weight.slice(0, start, start + logits.size(1)), options, s);
+}
+
+}  // namespace
+
+void linear_cross_entropy_forward(Tensor loss, Tensor lse, Tensor hidden, Tensor weight, Tensor targets,
+                                  const CrossEntropyOptions& options, Stream s) {
+  const char* op = "linear_cross_entropy_forward";
+  check_shapes(op, hidden, weight, targets, options);
+  const int64_t num_rows = hidden.size(0), vocab = weight.size(0);
+  check_row_vector(op, "loss", loss, num_rows);
+  check_row_vector(op, "lse", lse, num_rows);
+
+  const ChunkScratch scratch(hidden, vocab, options.vocab_chunk);
+  const OwnedTensor running({3, num_rows}, DType::kF32, hidden.device());
+  const Tensor running_max = running.view().select(0, 0);
+  const Tensor running_sum = running.view().select(0, 1);
+  const Tensor target_logit = running.view().select(0, 2);
+  fill(running_max, -std::numeric_limits<float>::infinity(), s);
+  fill(running_sum, 0.0f, s);
+  fill(target_logit, 0.0f, s);
+  for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
+    const Tensor logits = scratch.logits(std::min(scratch.max_width(), vocab - start));
+    chunk_logits(logits, hidden, weight, start, s);
+    cross_entropy_chunk_forward(running_max, running_sum, target_logit, logits, targets, start, s);
+  }
+  cross_entropy_finalize(loss, lse, running_max, running_sum, target_logit, targets, options.ignore_index, s);
+}
+
+void linear_cross_entropy_backward(Tensor dhidden, Tensor dweight, Tensor dloss, Tensor hidden, Tensor weight,
+                                   Tensor targets, Tensor lse, const CrossEntropyOptions& options, Stream s) {
+  const char* op = "linear_cross_entropy_backward";
+  check_shapes(op, hidden, weight, targets, options);
+  const int64_t num_rows = hidden.size(0), vocab = weight.size(0);
+  check_row_vector(op, "dloss", dloss, num_rows);
+  check_row_vector(op, "lse", lse, num_rows);
+  PLM_CHECK(dhidden.shape() == hidden.shape() && dweight.shape() == weight.shape())
+      << op << ": dhidden " << dhidden.describe() << " and dweight " << dweight.describe() << " must match hidden "
+      << hidden.describe() << " and weight " << weight.describe();
+
+  const ChunkScratch scratch(hidden, vocab, options.vocab_chunk);
+  for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
+    const int64_t width = std::min(scratch.max_width(), vocab - start);
+    const Tensor dlogits = scratch.logits(width);
+    chunk_logits(dlogits, hidden, weight, start, s);
+    // Element-wise, so the logits become dlogits in place.
+    cross_entropy_chunk_backward(dlogits, dlogits, lse, targets, dloss, start, options.ignore_index, s);
+
+    // dhidden (N, D) = sum over chunks of dlogits (N, C) · weight[chunk] (C, D): the first chunk writes.
+    MatmulOptions dhidden_options;
+    dhidden_options.beta = start == 0 ? 0.0f : 1.0f;
+    matmul(dhidden, dlogits, weight.slice(0, start, start + width), dhidden_options, s);
+
+    // dweight[chunk] (C, D) += dlogits^T (C, N) · hidden (N, D).
+    MatmulOptions dweight_options;
+    dweight_options.trans_a = true;
+    dweight_options.beta = 1.0f;
+    matmul(dweight.slice(0, start, start + width), dlogits, hidden, dweight_options, s);
+  }
+}
+
+}  // namespace plm
