@@ -1,0 +1,319 @@
+#include "model/weights/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace plm::model {
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
+
+struct DTypeName {
+  const char* name;
+  DType dtype;
+};
+constexpr DTypeName kDTypeNames[] = {{"F32", DType::kF32}, {"BF16", DType::kBF16}, {"F16", DType::kF16},
+                                     {"I32", DType::kI32}, {"I64", DType::kI64},   {"U8", DType::kU8}};
+constexpr const char* kSupportedDTypes = "F32, BF16, F16, I32, I64, U8";
+// Valid in the format, but no plm DType holds them.
+const std::set<std::string> kUnsupportedDTypes = {"F64", "I8",      "I16",     "U16",     "U32",    "U64",
+                                                  "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2",
+                                                  "F4",   "C64"};
+
+std::string errno_text() { return std::strerror(errno); }
+
+uint64_t read_le64(const std::byte* p) {
+  uint64_t value = 0;
+  for (int i = 7; i >= 0; --i) value = (value << 8) | static_cast<uint64_t>(p[i]);
+  return value;
+}
+
+// Closes a file descriptor on scope exit.
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+// Parses one header entry; `error(problem)` builds "<file>: tensor '<name>': <problem>".
+template <typename ErrorFn>
+absl::StatusOr<SafetensorsEntry> parse_entry(const nlohmann::json& value, uint64_t data_bytes, ErrorFn error) {
+  if (!value.is_object()) return error("entry must be a JSON object, got " + value.dump());
+  const auto dtype_it = value.find("dtype");
+  const auto shape_it = value.find("shape");
+  const auto offsets_it = value.find("data_offsets");
+  if (dtype_it == value.end() || shape_it == value.end() || offsets_it == value.end()) {
+    return error("entry needs \"dtype\", \"shape\" and \"data_offsets\", got " + value.dump());
+  }
+  if (!dtype_it->is_string()) return error("dtype must be a string, got " + dtype_it->dump());
+  const std::string dtype_name = dtype_it->get<std::string>();
+  SafetensorsEntry entry;
+  const auto known = std::find_if(std::begin(kDTypeNames), std::end(kDTypeNames),
+                                  [&](const DTypeName& d) { return dtype_name == d.name; });
+  if (known == std::end(kDTypeNames)) {
+    if (kUnsupportedDTypes.contains(dtype_name)) {
+      return error(absl::StrCat("dtype ", dtype_name, " is not supported (plm reads ", kSupportedDTypes, ")"));
+    }
+    return error(absl::StrCat("unknown dtype '", dtype_name, "' (plm reads ", kSupportedDTypes, ")"));
+  }
+  entry.dtype = known->dtype;
+
+  if (!shape_it->is_array()) return error("shape must be a list of integers, got " + shape_it->dump());
+  if (shape_it->size() > static_cast<size_t>(kMaxRank)) {
+    return error(absl::StrCat("rank ", shape_it->size(), " exceeds plm's limit of ", kMaxRank));
+  }
+  // Element count, bounded by the data section so the products cannot overflow.
+  for (const auto& dim : *shape_it) {
+    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
+      return error("shape must be a list of non-negative integers, got " + shape_it->dump());
+    }
+    entry.shape.push_back(dim.get<int64_t>());
+  }
+  uint64_t numel = std::find(entry.shape.begin(), entry.shape.end(), 0) != entry.shape.end() ? 0 : 1;
+  for (const int64_t d : entry.shape) {
+    if (numel == 0) break;
+    if (numel > data_bytes / static_cast<uint64_t>(d)) {
+      return error("shape " + entry.shape.to_string() + " is larger than the data section");
+    }
+    numel *= static_cast<uint64_t>(d);
+  }
+
+  if (!offsets_it->is_array() || offsets_it->size() != 2 || !(*offsets_it)[0].is_number_unsigned() ||
+      !(*offsets_it)[1].is_number_unsigned()) {
+    return error("data_offsets must be [begin, end] with non-negative integers, got " + offsets_it->dump());
+  }
+  entry.begin = (*offsets_it)[0].get<uint64_t>();
+  entry.end = (*offsets_it)[1].get<uint64_t>();
+  if (entry.begin > entry.end || entry.end > data_bytes) {
+    return error(absl::StrCat("byte range [", entry.begin, ", ", entry.end, ") is outside the data section of ",
+                              data_bytes, " bytes"));
+  }
+  const uint64_t expected = numel * dtype_size(entry.dtype);
+  if (entry.end - entry.begin != expected) {
+    return error(absl::StrCat("shape ", entry.shape.to_string(), " x ", dtype_name, " needs ", expected,
+                              " bytes but data_offsets [", entry.begin, ", ", entry.end, ") hold ",
+                              entry.end - entry.begin));
+  }
+  return entry;
+}
+
+absl::Status write_all(int fd, const void* data, size_t bytes, const std::string& path) {
+  const auto* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::write(fd, p, bytes);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::InternalError(absl::StrCat(path, ": write failed: ", errno_text()));
+    p += n;
+    bytes -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status fsync_directory(const std::filesystem::path& dir, const std::string& path) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot open its directory: ", errno_text()));
+  FdCloser closer(fd);
+  if (::fsync(fd) != 0) return absl::InternalError(absl::StrCat(path, ": fsync of its directory failed: ", errno_text()));
+  return absl::OkStatus();
+}
+
+// Header JSON and data-section layout for `tensors`, in the order they will be written.
+struct Layout {
+  std::string header;  // padded with spaces to a multiple of 8 bytes
+  std::vector<const NamedTensor*> order;
+};
+
+absl::StatusOr<Layout> plan_layout(const std::string& path, const std::vector<NamedTensor>& tensors,
+                                   const std::map<std::string, std::string>& metadata) {
+  Layout layout;
+  std::set<std::string> names;
+  for (const NamedTensor& t : tensors) {
+    if (t.name.empty() || t.name == "__metadata__") {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": invalid tensor name '", t.name, "'"));
+    }
+    if (!names.insert(t.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "' given twice"));
+    }
+    if (t.tensor.is_cuda() || !t.tensor.is_contiguous()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name,
+                                                     "' must be contiguous on the CPU, got ", t.tensor.describe()));
+    }
+    layout.order.push_back(&t);
+  }
+  // Largest elements first keeps every tensor aligned to its element size (the data section starts at a
+  // multiple of 8); the name breaks ties so the output is deterministic.
+  std::sort(layout.order.begin(), layout.order.end(), [](const NamedTensor* a, const NamedTensor* b) {
+    const size_t sa = dtype_size(a->tensor.dtype()), sb = dtype_size(b->tensor.dtype());
+    return sa != sb ? sa > sb : a->name < b->name;
+  });
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const NamedTensor* t : layout.order) {
+    const uint64_t bytes = t->tensor.nbytes();
+    header[t->name] = {{"dtype", safetensors_dtype_name(t->tensor.dtype())},
+                       {"shape", std::vector<int64_t>(t->tensor.shape().begin(), t->tensor.shape().end())},
+                       {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  layout.header = header.dump();
+  layout.header.append((8 - layout.header.size() % 8) % 8, ' ');
+  return layout;
+}
+
+}  // namespace
+
+const char* safetensors_dtype_name(DType dtype) {
+  for (const DTypeName& d : kDTypeNames) {
+    if (d.dtype == dtype) return d.name;
+  }
+  PLM_CHECK(false) << "no safetensors name for dtype " << dtype_name(dtype);
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", errno_text()));
+  FdCloser closer(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return absl::InternalError(absl::StrCat(path, ": fstat failed: ", errno_text()));
+  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  const auto file_bytes = static_cast<uint64_t>(st.st_size);
+  if (file_bytes < 8) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: ", file_bytes,
+                                                   " bytes, fewer than the 8-byte header length"));
+  }
+
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = path;
+  void* mapping = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (mapping == MAP_FAILED) return absl::InternalError(absl::StrCat(path, ": mmap failed: ", errno_text()));
+  file->mapping_ = mapping;
+  file->mapping_bytes_ = file_bytes;
+
+  const auto* bytes = static_cast<const std::byte*>(mapping);
+  const uint64_t header_bytes = read_le64(bytes);
+  if (header_bytes > file_bytes - 8) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": header length ", header_bytes, " exceeds the ",
+                                                   file_bytes - 8, " bytes after the length field (file size ",
+                                                   file_bytes, ")"));
+  }
+  if (header_bytes > kMaxHeaderBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": header length ", header_bytes, " exceeds the limit of ",
+                                                   kMaxHeaderBytes));
+  }
+  file->data_section_ = bytes + 8 + header_bytes;
+  const std::string header(reinterpret_cast<const char*>(bytes + 8), header_bytes);
+  PLM_RETURN_IF_ERROR(file->parse_header(header, file_bytes - 8 - header_bytes));
+  return file;
+}
+
+absl::Status SafetensorsFile::parse_header(const std::string& header_text, uint64_t data_bytes) {
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(header_text);
+  } catch (const nlohmann::json::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": malformed JSON header: ", e.what()));
+  }
+  if (!header.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": JSON header must be an object"));
+  }
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") {
+      if (!value.is_object()) {
+        return absl::InvalidArgumentError(absl::StrCat(path_, ": __metadata__ must be an object of strings"));
+      }
+      for (const auto& [key, text] : value.items()) {
+        if (!text.is_string()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(path_, ": __metadata__ value of '", key, "' must be a string, got ", text.dump()));
+        }
+        metadata_[key] = text.get<std::string>();
+      }
+      continue;
+    }
+    auto entry = parse_entry(value, data_bytes, [&](const std::string& problem) {
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "': ", problem));
+    });
+    if (!entry.ok()) return entry.status();
+    entries_.emplace(name, *std::move(entry));
+  }
+
+  std::vector<std::pair<const std::string*, const SafetensorsEntry*>> by_offset;
+  for (const auto& [name, entry] : entries_) by_offset.emplace_back(&name, &entry);
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto& a, const auto& b) {
+    return a.second->begin != b.second->begin ? a.second->begin < b.second->begin : a.second->end < b.second->end;
+  });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const auto& [prev_name, prev] = by_offset[i - 1];
+    const auto& [name, entry] = by_offset[i];
+    if (entry->begin < prev->end) {
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": tensors '", *prev_name, "' [", prev->begin, ", ",
+                                                     prev->end, ") and '", *name, "' [", entry->begin, ", ",
+                                                     entry->end, ") overlap"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (mapping_ != nullptr) ::munmap(mapping_, mapping_bytes_);
+}
+
+absl::Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
+  PLM_ASSIGN_OR_RETURN(const Layout layout, plan_layout(path, tensors, metadata));
+
+  const std::filesystem::path target(path);
+  std::string temp_path = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(temp_path.data());
+  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot create a temporary file: ", errno_text()));
+  FdCloser closer(fd);
+  auto write_and_sync = [&]() -> absl::Status {
+    if (::fchmod(fd, 0644) != 0) return absl::InternalError(absl::StrCat(temp_path, ": fchmod failed: ", errno_text()));
+    unsigned char length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(layout.header.size() >> (8 * i));
+    PLM_RETURN_IF_ERROR(write_all(fd, length, sizeof(length), temp_path));
+    PLM_RETURN_IF_ERROR(write_all(fd, layout.header.data(), layout.header.size(), temp_path));
+    for (const NamedTensor* t : layout.order) {
+      PLM_RETURN_IF_ERROR(write_all(fd, t->tensor.data(), t->tensor.nbytes(), temp_path));
+    }
+    if (::fsync(fd) != 0) return absl::InternalError(absl::StrCat(temp_path, ": fsync failed: ", errno_text()));
+    if (::close(closer.release()) != 0) {
+      return absl::InternalError(absl::StrCat(temp_path, ": close failed: ", errno_text()));
+    }
+    if (::rename(temp_path.c_str(), path.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat(path, ": rename from ", temp_path, " failed: ", errno_text()));
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status status = write_and_sync(); !status.ok()) {
+    ::unlink(temp_path.c_str());
+    return status;
+  }
+  return fsync_directory(target.parent_path(), path);
+}
+
+}  // namespace plm::model
