@@ -187,7 +187,7 @@ absl::StatusOr<std::optional<Llama3RopeScaling>> parse_rope_type(const JsonField
   if (rope_type != "llama3") {
     return rope.error("rope_type", "'" + rope_type + "' is not supported (supported: default, llama3)");
   }
-  Llama3RopeScaling s;
+  Llama3RopeScaling s{};
   for (auto [key, field] : {std::pair{"factor", &s.factor}, std::pair{"low_freq_factor", &s.low_freq_factor},
                             std::pair{"high_freq_factor", &s.high_freq_factor}}) {
     PLM_ASSIGN_OR_RETURN(const std::optional<double> value, rope.optional_double(key));

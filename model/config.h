@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/kernels/rope_tables.h"
 
 namespace plm::model {
 
@@ -40,14 +41,6 @@ struct VisionConfig {
   bool layer_scale() const { return layer_scale_init.has_value(); }
 };
 
-// HF rope_scaling / rope_parameters of type "llama3" (spec §2.7).
-struct Llama3RopeScaling {
-  double factor = 0.0;
-  double low_freq_factor = 0.0;
-  double high_freq_factor = 0.0;
-  int64_t original_max_position_embeddings = 0;
-};
-
 // Llama decoder (HF LlamaConfig).
 struct TextConfig {
   int hidden_size = 0;
@@ -59,7 +52,7 @@ struct TextConfig {
   int vocab_size = 0;
   double rms_norm_eps = 1e-6;      // LlamaConfig default (PLM files say 1e-5)
   double rope_theta = 10000.0;     // LlamaConfig default (PLM files say 500000)
-  std::optional<Llama3RopeScaling> rope_scaling;  // none: plain RoPE
+  std::optional<Llama3RopeScaling> rope_scaling;  // HF type "llama3" (core/kernels/rope_tables.h); none: plain RoPE
   int64_t max_position_embeddings = 2048;
   int32_t bos_token_id = 1;
   std::vector<int32_t> eos_token_ids = {2};
