@@ -1,5 +1,5 @@
-// PLM_CUDA_CHECK / PLM_CUBLAS_CHECK: a failed CUDA or cuBLAS call is a bug or a dead device at this
-// level; abort with the call, the error name and the location.
+// PLM_CUDA_CHECK: a failed CUDA call is a bug or a dead device at this level; abort with the call, the
+// error name and the location.
 #pragma once
 
 #include <cuda_runtime.h>

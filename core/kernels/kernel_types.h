@@ -12,7 +12,7 @@ struct MatmulOptions {
   bool trans_b = false;  // b is stored (..., N, K): the nn.Linear weight layout
   float alpha = 1.0f;
   float beta = 0.0f;     // c = alpha * op(a) op(b) + beta * c (+ bias)
-  Tensor bias;           // optional (N), c's dtype, added to every row after alpha scaling
+  Tensor bias = {};      // optional (N), c's dtype, added to every row after alpha scaling
 };
 
 struct AttentionOptions {
@@ -20,10 +20,10 @@ struct AttentionOptions {
   float scale = 0.0f;    // 0 means 1/sqrt(head_dim)
   // Optional (B) i32: valid keys per sequence (KV cache filled to kv_lens[b] <= Skv). Without it every
   // sequence has Skv keys.
-  Tensor kv_lens;
+  Tensor kv_lens = {};
   // Optional (B, S) i32, only when Sq == Skv: query i sees key j only if segment_ids[i] == segment_ids[j]
   // (packed documents). Combined with causal when both are set.
-  Tensor segment_ids;
+  Tensor segment_ids = {};
 };
 
 struct AdamWOptions {

@@ -52,8 +52,8 @@ void layernorm_backward(Tensor dx, Tensor dw, Tensor db, Tensor dy, Tensor x, Te
   check_f32("layernorm_backward", "dx", dx, x.shape());
   check_f32("layernorm_backward", "dy", dy, x.shape());
   check_f32("layernorm_backward", "w", w, Shape{dim});
-  check_f32("layernorm_backward", "dw", dw, Shape{dim});
-  check_f32("layernorm_backward", "db", db, Shape{dim});
+  if (dw.defined()) check_f32("layernorm_backward", "dw", dw, Shape{dim});
+  if (db.defined()) check_f32("layernorm_backward", "db", db, Shape{dim});
   check_f32("layernorm_backward", "mean", mean, Shape{num_rows});
   check_f32("layernorm_backward", "rstd", rstd, Shape{num_rows});
   const float* x_data = x.data_as<float>();
@@ -65,9 +65,13 @@ void layernorm_backward(Tensor dx, Tensor dw, Tensor db, Tensor dy, Tensor x, Te
 
   // Parameter grads before dx, so that dx may overwrite dy in place.
   const auto x_hat = [&](int64_t n, int64_t d) { return (x_data[n * dim + d] - mean_data[n]) * rstd_data[n]; };
-  add_column_sums(dw.data_as<float>(), num_rows, dim,
-                  [&](int64_t n, int64_t d) { return dy_data[n * dim + d] * x_hat(n, d); });
-  add_column_sums(db.data_as<float>(), num_rows, dim, [&](int64_t n, int64_t d) { return dy_data[n * dim + d]; });
+  if (dw.defined()) {
+    add_column_sums(dw.data_as<float>(), num_rows, dim,
+                    [&](int64_t n, int64_t d) { return dy_data[n * dim + d] * x_hat(n, d); });
+  }
+  if (db.defined()) {
+    add_column_sums(db.data_as<float>(), num_rows, dim, [&](int64_t n, int64_t d) { return dy_data[n * dim + d]; });
+  }
   // With g = w dy: dx = rstd * (g - mean(g) - x_hat mean(g x_hat)).
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {

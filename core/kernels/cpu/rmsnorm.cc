@@ -41,7 +41,7 @@ void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tenso
   check_f32("rmsnorm_backward", "dx", dx, x.shape());
   check_f32("rmsnorm_backward", "dy", dy, x.shape());
   check_f32("rmsnorm_backward", "w", w, Shape{dim});
-  check_f32("rmsnorm_backward", "dw", dw, Shape{dim});
+  if (dw.defined()) check_f32("rmsnorm_backward", "dw", dw, Shape{dim});
   check_f32("rmsnorm_backward", "rstd", rstd, Shape{num_rows});
   const float* x_data = x.data_as<float>();
   const float* w_data = w.data_as<float>();
@@ -50,9 +50,11 @@ void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tenso
   float* dx_data = dx.data_as<float>();
 
   // dw before dx, so that dx may overwrite dy in place.
-  add_column_sums(dw.data_as<float>(), num_rows, dim, [&](int64_t n, int64_t d) {
-    return dy_data[n * dim + d] * x_data[n * dim + d] * rstd_data[n];
-  });
+  if (dw.defined()) {
+    add_column_sums(dw.data_as<float>(), num_rows, dim, [&](int64_t n, int64_t d) {
+      return dy_data[n * dim + d] * x_data[n * dim + d] * rstd_data[n];
+    });
+  }
   // dx = rstd * (w dy - x rstd^2 mean(w dy x)).
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
