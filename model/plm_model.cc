@@ -1,0 +1,150 @@
+#include "model/plm_model.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/kernels/ops.h"
+#include "core/status_macros.h"
+#include "model/weights/hf_names.h"
+#include "model/weights/weight_store.h"
+
+namespace plm::model {
+
+namespace {
+
+OwnedTensor host_i32(const std::vector<int32_t>& values) {
+  OwnedTensor t({static_cast<int64_t>(values.size())}, DType::kI32);
+  std::copy(values.begin(), values.end(), t.data_as<int32_t>());
+  return t;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir, Device device) {
+  std::unique_ptr<PlmModel> model(new PlmModel());
+  PLM_ASSIGN_OR_RETURN(model->config_, load_plm_config(dir));
+  PLM_ASSIGN_OR_RETURN(WeightStore store, WeightStore::open(dir));
+  PLM_RETURN_IF_ERROR(validate_checkpoint(store, model->config_));
+  PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
+  model->device_ = device;
+  model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
+  const WeightLoader loader(store, device, model->dtype_);
+  PLM_ASSIGN_OR_RETURN(VisionTower vision, VisionTower::load(model->config_.vision, loader));
+  PLM_ASSIGN_OR_RETURN(Projector projector, Projector::load(model->config_, loader));
+  PLM_ASSIGN_OR_RETURN(LlamaDecoder decoder, LlamaDecoder::load(model->config_.text, loader, lm_head));
+  model->vision_ = std::make_unique<VisionTower>(std::move(vision));
+  model->projector_ = std::make_unique<Projector>(std::move(projector));
+  model->decoder_ = std::make_unique<LlamaDecoder>(std::move(decoder));
+  return model;
+}
+
+std::unique_ptr<KvCache> PlmModel::make_cache(int num_slots, int64_t max_len) const {
+  return std::make_unique<KvCache>(config_.text, num_slots, max_len, dtype_, device_);
+}
+
+OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) const {
+  const int64_t n = pixels.size(0);
+  OwnedTensor input = to_device(pixels, device_);
+  if (input.dtype() != dtype_) {
+    OwnedTensor converted(input.shape(), dtype_, device_);
+    cast(converted, input, s);
+    input = std::move(converted);
+  }
+  const VisionConfig& v = config_.vision;
+  OwnedTensor tower_out({n, v.seq_len(), v.embed_dim}, dtype_, device_);
+  vision_->forward(tower_out, input, tracer, s);
+  const int64_t per_tile = config_.tokens_per_tile(), hidden = config_.text.hidden_size;
+  OwnedTensor projected({n, per_tile, hidden}, dtype_, device_);
+  projector_->forward(projected, tower_out, tracer, s);
+  projected.reshape({n * per_tile, hidden});
+  return projected;
+}
+
+absl::Status PlmModel::scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
+                                     Stream s) const {
+  struct Kind {
+    int32_t token;
+    Tensor rows;
+    const char* name;
+    int64_t next = 0;
+  };
+  Kind kinds[] = {{config_.image_token_id, media.image, "image"}, {config_.video_token_id, media.video, "video"}};
+  for (Kind& kind : kinds) {
+    const int64_t available = kind.rows.defined() ? kind.rows.size(0) : 0;
+    int64_t placeholders = 0;
+    for (int32_t id : ids) placeholders += id == kind.token;
+    if (placeholders != available) {
+      return absl::InvalidArgumentError(absl::StrCat("the prompt has ", placeholders, " ", kind.name,
+                                                     " placeholder tokens but the ", kind.name, "s give ", available,
+                                                     " embedding rows"));
+    }
+    // Copy each run of consecutive placeholders at once.
+    for (size_t i = 0; i < ids.size();) {
+      if (ids[i] != kind.token) {
+        ++i;
+        continue;
+      }
+      size_t end = i;
+      while (end < ids.size() && ids[end] == kind.token) ++end;
+      const int64_t run = static_cast<int64_t>(end - i);
+      copy_tensor(embeddings.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(end)),
+                  kind.rows.slice(0, kind.next, kind.next + run), s);
+      kind.next += run;
+      i = end;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                              const MediaEmbeddings& media, KvCache& cache, bool all_positions,
+                                              Tracer* tracer, Stream s) const {
+  const int64_t t = static_cast<int64_t>(ids.size()), hidden = config_.text.hidden_size;
+  const int64_t vocab = config_.text.vocab_size;
+  if (t != batch.num_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(t, " token ids for a batch of ", batch.num_tokens(), " tokens"));
+  }
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary"));
+  }
+  for (const SequenceChunk& c : batch.chunks) {
+    if (c.start + c.length > cache.max_len()) {
+      return absl::ResourceExhaustedError(absl::StrCat("sequence of ", c.start + c.length,
+                                                       " tokens exceeds the KV cache length ", cache.max_len()));
+    }
+  }
+  std::vector<int32_t> positions;
+  positions.reserve(ids.size());
+  for (const SequenceChunk& c : batch.chunks) {
+    for (int64_t i = 0; i < c.length; ++i) positions.push_back(static_cast<int32_t>(c.start + i));
+  }
+  const OwnedTensor ids_device = to_device(host_i32(ids), device_);
+  const OwnedTensor positions_device = to_device(host_i32(positions), device_);
+
+  OwnedTensor x({t, hidden}, dtype_, device_);
+  decoder_->embed(x, ids_device, s);
+  PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, s));
+  trace(tracer, x, "text.inputs_embeds");
+  decoder_->forward_layers(x, positions_device, batch, cache, 0, decoder_->num_layers(), tracer, s);
+
+  // Rows whose logits are wanted.
+  OwnedTensor rows;
+  Tensor selected = x;
+  if (!all_positions) {
+    rows = OwnedTensor({static_cast<int64_t>(batch.chunks.size()), hidden}, dtype_, device_);
+    int64_t end = 0;
+    for (size_t i = 0; i < batch.chunks.size(); ++i) {
+      end += batch.chunks[i].length;
+      copy_tensor(rows.view().slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1), x.view().slice(0, end - 1, end), s);
+    }
+    selected = rows;
+  }
+  const int64_t r = selected.size(0);
+  OwnedTensor normed({r, hidden}, dtype_, device_), logits({r, vocab}, dtype_, device_);
+  decoder_->head(logits, normed, selected, s);
+  trace(tracer, normed, "text.final_hidden");
+  if (dtype_ == DType::kF32) return logits;
+  OwnedTensor logits_f32({r, vocab}, DType::kF32, device_);
+  cast(logits_f32, logits, s);
+  return logits_f32;
+}
+
+}  // namespace plm::model

@@ -1,0 +1,64 @@
+// PlmModel: PerceptionLMForConditionalGeneration loaded from a Hugging Face directory onto one device
+// (f32 on CPU, bf16 on CUDA). Stage-level entry points: encode_media() runs vision tower + projector;
+// forward() embeds packed tokens, scatters media rows into the <|image|>/<|video|> placeholders
+// (spec §2.1: images then videos, each in order), runs the decoder with the KV cache and the LM head.
+// Thread-safety: const methods may run concurrently on different streams and caches.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/projector.h"
+#include "model/text/kv_cache.h"
+#include "model/text/llama_decoder.h"
+#include "model/text/token_batch.h"
+#include "model/trace.h"
+#include "model/vision/vision_tower.h"
+
+namespace plm::model {
+
+// Projected media rows for one forward, on the model's device; either may be undefined.
+struct MediaEmbeddings {
+  Tensor image;  // (image placeholder count, H): every image tile's tokens, images in prompt order
+  Tensor video;  // (video placeholder count, H)
+};
+
+class PlmModel {
+ public:
+  // dir: an HF model directory (config.json + safetensors, single or sharded). Validates the
+  // checkpoint against the config before loading anything.
+  static absl::StatusOr<std::unique_ptr<PlmModel>> load(const std::string& dir, Device device);
+
+  const PlmConfig& config() const { return config_; }
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+  std::unique_ptr<KvCache> make_cache(int num_slots, int64_t max_len) const;
+
+  // pixels: (N, 3, img, img) normalised tiles or frames, any float dtype and device
+  // -> (N * tokens_per_tile, H) in the model's dtype on its device.
+  OwnedTensor encode_media(Tensor pixels, Tracer* tracer = nullptr, Stream s = {}) const;
+
+  // ids: the batch's packed token ids (host). Returns logits (f32, on the model's device):
+  // (num_chunks, V) for the last token of each chunk, or (T, V) for every token when all_positions.
+  absl::StatusOr<OwnedTensor> forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                      const MediaEmbeddings& media, KvCache& cache, bool all_positions,
+                                      Tracer* tracer = nullptr, Stream s = {}) const;
+
+ private:
+  PlmModel() = default;
+  absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
+                             Stream s) const;
+
+  PlmConfig config_;
+  Device device_;
+  DType dtype_ = DType::kF32;
+  std::unique_ptr<VisionTower> vision_;
+  std::unique_ptr<Projector> projector_;
+  std::unique_ptr<LlamaDecoder> decoder_;
+};
+
+}  // namespace plm::model
