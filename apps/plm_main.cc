@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
 
   plm::apps::CommandMain selected;
   plm::apps::add_bench_command(app, &selected);
+  plm::apps::add_generate_command(app, &selected);
   plm::apps::add_tokenize_command(app, &selected);
 
   // CLI11 reports an unknown subcommand as a stray positional; name it plainly instead.

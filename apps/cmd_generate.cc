@@ -1,0 +1,180 @@
+// `plm generate`: one conversation (a prompt with optional images / a video, or an OpenAI-style messages
+// file) through an HF PLM directory; prints the reply, or the generated ids with --output-ids.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "apps/command.h"
+#include "core/cuda/runtime.h"
+#include "core/status_macros.h"
+#include "data/multimodal_prompt.h"
+#include "data/tokenizer_loader.h"
+#include "model/generator.h"
+#include "model/plm_model.h"
+
+namespace plm::apps {
+
+namespace {
+
+struct GenerateOptions {
+  std::string model_dir;
+  std::vector<std::string> images;
+  std::string video;
+  int64_t num_frames = 32;
+  double fps = 0.0;
+  std::string prompt;
+  std::string system;
+  std::string messages_file;
+  int max_new_tokens = 128;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+  std::string device = "cpu";
+  bool output_ids = false;
+};
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// The conversation as OpenAI-style JSON: the --messages file, or one user turn built from the flags.
+absl::StatusOr<std::string> messages_json(const GenerateOptions& o) {
+  if (!o.messages_file.empty()) {
+    std::ifstream in(o.messages_file, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat(o.messages_file, ": cannot open the messages file"));
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  std::string parts;
+  for (const std::string& image : o.images) parts += "{\"type\":\"image\",\"url\":" + json_string(image) + "},";
+  if (!o.video.empty()) parts += "{\"type\":\"video\",\"url\":" + json_string(o.video) + "},";
+  parts += "{\"type\":\"text\",\"text\":" + json_string(o.prompt) + "}";
+  std::string messages = "[";
+  if (!o.system.empty()) messages += "{\"role\":\"system\",\"content\":" + json_string(o.system) + "},";
+  return messages + "{\"role\":\"user\",\"content\":[" + parts + "]}]";
+}
+
+absl::Status run_generate(const GenerateOptions& o) {
+  Device device = Device::cpu();
+  if (o.device == "cuda") {
+    if (cuda_device_count() == 0) return absl::FailedPreconditionError(cuda_unavailable_reason());
+    device = Device::cuda(0);
+  }
+  PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device));
+  PLM_ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::load_tokenizer(o.model_dir));
+  PLM_ASSIGN_OR_RETURN(data::ProcessorConfig processor, data::load_processor_config(o.model_dir));
+  const model::PlmConfig& config = model->config();
+  if (processor.image.tile_size != config.vision.img_size) {
+    return absl::FailedPreconditionError(absl::StrCat(o.model_dir, ": the processor's tile_size (", processor.image.tile_size,
+                                                      ") differs from the vision tower's img_size (", config.vision.img_size, ")"));
+  }
+  PLM_ASSIGN_OR_RETURN(const std::string json, messages_json(o));
+  PLM_ASSIGN_OR_RETURN(std::vector<data::ChatMessage> messages, data::parse_chat_messages(json));
+  data::MediaOptions media;
+  if (o.fps > 0) {
+    media.video_sampling = {.num_frames = std::nullopt, .fps = o.fps};
+  } else {
+    media.video_sampling = {.num_frames = o.num_frames};
+  }
+  PLM_ASSIGN_OR_RETURN(data::PromptInputs inputs,
+                       data::build_prompt(messages, /*add_generation_prompt=*/true, tokenizer, processor,
+                                          config.tokens_per_tile(), media));
+
+  model::GenerationRequest request;
+  request.prompt_ids = inputs.ids;
+  request.image_pixels = inputs.image_pixels;
+  request.video_pixels = inputs.video_pixels;
+  request.sampling = {.temperature = o.temperature, .top_k = o.top_k, .top_p = o.top_p, .seed = o.seed};
+  model::GenerationOptions options;
+  options.max_new_tokens = o.max_new_tokens;
+  options.eos_ids = config.text.eos_token_ids;
+  PLM_ASSIGN_OR_RETURN(std::optional<model::GenerationConfig> generation, model::load_generation_config(o.model_dir));
+  if (generation && !generation->eos_token_ids.empty()) options.eos_ids = generation->eos_token_ids;
+  if (!o.stop.empty()) {
+    options.should_stop = [&](int, const std::vector<int32_t>& tokens) {
+      const absl::StatusOr<std::string> text = tokenizer.decode(tokens, {.skip_special_tokens = true});
+      if (!text.ok()) return false;
+      for (const std::string& s : o.stop) {
+        if (text->find(s) != std::string::npos) return true;
+      }
+      return false;
+    };
+  }
+  PLM_ASSIGN_OR_RETURN(std::vector<model::GenerationResult> results, model::generate(*model, {request}, options));
+  const model::GenerationResult& result = results[0];
+  if (o.output_ids) {
+    std::string line;
+    for (size_t i = 0; i < result.tokens.size(); ++i) line += (i ? " " : "") + std::to_string(result.tokens[i]);
+    std::printf("%s\n", line.c_str());
+    return absl::OkStatus();
+  }
+  PLM_ASSIGN_OR_RETURN(std::string reply, tokenizer.decode(result.tokens, {.skip_special_tokens = true}));
+  for (const std::string& s : o.stop) {
+    if (const size_t at = reply.find(s); at != std::string::npos) reply.resize(at);
+  }
+  std::printf("%s\n", reply.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, CommandMain* selected) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* cmd = app.add_subcommand("generate", "Answer one prompt (with images or a video) with a PLM model");
+  cmd->add_option("--model", o->model_dir, "Hugging Face PLM directory")->required();
+  cmd->add_option("--image", o->images, "Image file (repeat for several)");
+  cmd->add_option("--video", o->video, "Video file");
+  cmd->add_option("--num-frames", o->num_frames, "Frames sampled uniformly from the video (default 32)");
+  cmd->add_option("--fps", o->fps, "Sample the video at this rate instead of a fixed frame count");
+  cmd->add_option("--prompt", o->prompt, "User text");
+  cmd->add_option("--system", o->system, "System message (default: PLM's)");
+  cmd->add_option("--messages", o->messages_file, "OpenAI-style messages JSON file instead of --prompt");
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most (default 128)");
+  cmd->add_option("--temperature", o->temperature, "0 = greedy (default)");
+  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (default 1)");
+  cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = off)");
+  cmd->add_option("--seed", o->seed, "Sampling seed");
+  cmd->add_option("--stop", o->stop, "Stop when the reply contains this text (repeatable)");
+  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_flag("--output-ids", o->output_ids, "Print the generated token ids instead of text");
+  cmd->callback([selected, o] {
+    *selected = [o] {
+      if (o->prompt.empty() && o->messages_file.empty()) {
+        std::fprintf(stderr, "plm generate: give --prompt or --messages\n");
+        return 2;
+      }
+      const absl::Status status = run_generate(*o);
+      if (!status.ok()) {
+        std::fprintf(stderr, "plm generate: %s\n", std::string(status.message()).c_str());
+        return 1;
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace plm::apps

@@ -1,0 +1,39 @@
+// From a conversation to model inputs: renders the PLM chat template, tokenizes it, loads and
+// preprocesses every image (thumb+tile) and video (sampled frames) it references, and expands each
+// placeholder to tokens_per_tile rows per tile or frame (spec/plm_spec.md §3.7). Shared by generate,
+// serve and caption.
+#pragma once
+
+#include <filesystem>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/tensor.h"
+#include "data/chat_template.h"
+#include "data/image_decode.h"
+#include "data/processor_config.h"
+#include "data/tokenizer.h"
+#include "data/video.h"
+
+namespace plm::data {
+
+struct MediaOptions {
+  FrameSampling video_sampling{.num_frames = 32};  // HF integration tests and PLM training use 32
+  ImageDecodeLimits image_limits;
+  VideoDecodeLimits video_limits;
+};
+
+struct PromptInputs {
+  std::vector<int32_t> ids;   // placeholders expanded
+  OwnedTensor image_pixels;   // f32 (tiles of every image, 3, tile, tile), images in prompt order; or empty
+  OwnedTensor video_pixels;   // f32 (frames of every video, 3, h, w); or empty
+  std::vector<int64_t> tiles_per_image, frames_per_video;
+};
+
+// Media references are local paths or file:// URLs (remote URLs are refused: plm never downloads).
+// Errors name the media item and the problem.
+absl::StatusOr<PromptInputs> build_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                          const Tokenizer& tokenizer, const ProcessorConfig& processor,
+                                          int tokens_per_tile, const MediaOptions& options = {});
+
+}  // namespace plm::data
