@@ -1,0 +1,216 @@
+// Video reading and preprocessing against HF PerceptionLMVideoProcessor (transformers 5.23, torchcodec 0.17)
+// on the fixture videos: frame counts, frame rates, sampled indices, decoded RGB and pixel values; and the
+// refusal of bad inputs without a crash or a hang.
+#include "data/video.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "data/video_processor.h"
+#include "tests/data/preprocessing_fixtures.h"
+#include "tests/data/tokenizer_test_util.h"
+
+namespace plm::data {
+namespace {
+
+using ::plm::testing::check_tile;
+using ::plm::testing::crc32_of;
+using ::plm::testing::crc_list;
+using ::plm::testing::expected_u8;
+using ::plm::testing::make_scratch_dir;
+using ::plm::testing::preprocessing_input;
+using ::plm::testing::preprocessing_manifest;
+using ::plm::testing::read_test_file;
+using ::plm::testing::rgb_from_array;
+using ::plm::testing::write_test_file;
+
+constexpr double kTolerance = 1e-5 * 2.0;  // 1e-5 of the pixel value range
+
+FrameSampling sampling_of(const nlohmann::json& s) {
+  FrameSampling sampling;
+  if (s.contains("num_frames")) sampling.num_frames = s["num_frames"].get<int64_t>();
+  if (s.contains("fps")) sampling.fps = s["fps"].get<double>();
+  return sampling;
+}
+
+std::vector<int64_t> int_list(const nlohmann::json& list) { return list.get<std::vector<int64_t>>(); }
+
+TEST(VideoTest, SamplingFollowsHf) {
+  EXPECT_EQ(*sample_frame_indices(20, 10.0, {.num_frames = 8}), (std::vector<int64_t>{0, 2, 5, 7, 10, 12, 15, 17}));
+  EXPECT_EQ(*sample_frame_indices(30, 10.0, {.fps = 2.0}), (std::vector<int64_t>{0, 5, 10, 15, 20, 25}));
+  EXPECT_EQ(*sample_frame_indices(3, 10.0, {.fps = 0.5}), (std::vector<int64_t>{0}));  // at least one frame
+  EXPECT_EQ(sample_frame_indices(4, 10.0, {}).value().size(), 4u);                    // neither: all
+  EXPECT_FALSE(sample_frame_indices(7, 10.0, {.num_frames = 8}).ok());                // more than there are
+  EXPECT_FALSE(sample_frame_indices(70, 10.0, {.num_frames = 8, .fps = 1.0}).ok());   // both
+  EXPECT_FALSE(sample_frame_indices(70, 0.0, {.fps = 1.0}).ok());                     // no frame rate
+}
+
+// Decodes every fixture video with each sampling of the manifest; returns nothing, reports diffs.
+TEST(VideoTest, DecodesAsTorchcodecDoes) {
+  for (const auto& [name, entry] : preprocessing_manifest()["videos"].items()) {
+    SCOPED_TRACE(name);
+    for (const char* config : {"default", "small_fps2"}) {
+      const nlohmann::json& expected = entry[config];
+      absl::StatusOr<DecodedVideo> video =
+          decode_video_file(preprocessing_input(name), sampling_of(expected["sampling"]));
+      ASSERT_TRUE(video.ok()) << video.status();
+      EXPECT_EQ(video->info.num_frames, entry["num_frames"].get<int64_t>());
+      EXPECT_EQ(video->info.average_fps, entry["average_fps"].get<double>());
+      EXPECT_EQ(video->info.duration_s, entry["duration_seconds"].get<double>());
+      EXPECT_EQ(video->info.width, entry["width"].get<int>());
+      EXPECT_EQ(video->info.height, entry["height"].get<int>());
+      EXPECT_FALSE(video->info.truncated);
+      EXPECT_EQ(video->frame_indices, int_list(expected["frame_indices"]));
+      if (std::string(config) != "default") continue;
+      const std::vector<uint32_t> crcs = crc_list(expected["decoded_crc32"]);
+      const testing::U8Array* stored = expected_u8("decoded/" + name);
+      int max_diff = 0;
+      for (size_t t = 0; t < video->frames.size() && t < crcs.size(); ++t) {
+        const RgbImage& frame = video->frames[t];
+        EXPECT_EQ(crc32_of(frame.pixels.data(), frame.pixels.size()), crcs[t]) << "frame " << t;
+        if (stored) {
+          const RgbImage reference = rgb_from_array(*stored, static_cast<int64_t>(t));
+          for (size_t i = 0; i < frame.pixels.size(); ++i) {
+            max_diff = std::max(max_diff, std::abs(int{frame.pixels[i]} - int{reference.pixels[i]}));
+          }
+        }
+      }
+      if (stored) std::printf("%s: decoded RGB max |ours - torchcodec| = %d\n", name.c_str(), max_diff);
+    }
+  }
+}
+
+TEST(VideoTest, PixelValuesMatchHf) {
+  double max_diff = 0.0;
+  int num_frames_checked = 0, num_frames_with_levels = 0;
+  for (const auto& [name, entry] : preprocessing_manifest()["videos"].items()) {
+    for (const auto& [config_name, config_json] : preprocessing_manifest()["video_configs"].items()) {
+      SCOPED_TRACE(name + " " + config_name);
+      VideoProcessorConfig config;
+      if (config_json["processor"].contains("size")) {
+        config.height = config_json["processor"]["size"]["height"];
+        config.width = config_json["processor"]["size"]["width"];
+      }
+      const nlohmann::json& expected = entry[config_name];
+      absl::StatusOr<ProcessedVideo> processed =
+          load_and_process_video(preprocessing_input(name), sampling_of(expected["sampling"]), config);
+      ASSERT_TRUE(processed.ok()) << processed.status();
+      const Tensor pixels = processed->pixel_values;
+      const std::vector<uint32_t> crcs = crc_list(expected["frame_crc32"]);
+      ASSERT_EQ(pixels.shape(), (Shape{static_cast<int64_t>(crcs.size()), 3, config.height, config.width}));
+      const testing::U8Array* all = expected_u8("video_" + config_name + "/" + name);
+      const testing::U8Array* first = expected_u8("video_" + config_name + "/" + name + "/frame0");
+      const size_t frame_floats = static_cast<size_t>(3) * config.height * config.width;
+      for (size_t t = 0; t < crcs.size(); ++t) {
+        const uint8_t* levels = all ? all->data.data() + t * frame_floats : (t == 0 && first) ? first->data.data() : nullptr;
+        const testing::TileCheck check = check_tile(pixels.data_as<float>() + t * frame_floats, frame_floats, levels);
+        EXPECT_TRUE(check.all_levels) << "frame " << t;
+        EXPECT_EQ(check.crc32, crcs[t]) << "frame " << t;
+        max_diff = std::max(max_diff, check.max_abs_diff);
+        ++num_frames_checked;
+        num_frames_with_levels += levels != nullptr;
+      }
+    }
+  }
+  std::printf("videos: %d frames match by CRC-32, %d also value by value: max |ours - HF| = %g\n",
+              num_frames_checked, num_frames_with_levels, max_diff);
+  EXPECT_LE(max_diff, kTolerance);
+}
+
+TEST(VideoTest, ProcessingTorchcodecFramesMatchesHf) {
+  // Frame preprocessing alone, fed with torchcodec's own decoded frames.
+  for (const auto& [name, entry] : preprocessing_manifest()["videos"].items()) {
+    const testing::U8Array* decoded = expected_u8("decoded/" + name);
+    const testing::U8Array* expected = expected_u8("video_small/" + name);
+    if (!decoded || !expected) continue;
+    SCOPED_TRACE(name);
+    std::vector<RgbImage> frames;
+    for (int64_t t = 0; t < decoded->shape[0]; ++t) frames.push_back(rgb_from_array(*decoded, t));
+    const OwnedTensor pixels = process_video_frames(frames, {.height = 40, .width = 56});
+    const testing::TileCheck check = check_tile(pixels.data_as<float>(), pixels.numel(), expected->data.data());
+    EXPECT_TRUE(check.all_levels);
+    EXPECT_LE(check.max_abs_diff, kTolerance);
+  }
+}
+
+TEST(VideoTest, DurationAndFrameLimits) {
+  const auto path = preprocessing_input("h264_64x48.mp4");  // 30 frames at 10 fps
+  absl::StatusOr<DecodedVideo> cut = decode_video_file(path, {.num_frames = 4}, {.max_duration_s = 1.0});
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_TRUE(cut->info.truncated);
+  EXPECT_EQ(cut->info.num_frames, 10);
+  EXPECT_EQ(cut->frame_indices, (std::vector<int64_t>{0, 2, 5, 7}));
+
+  absl::StatusOr<DecodedVideo> too_many = decode_video_file(path, {}, {.max_output_frames = 16});
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kResourceExhausted) << too_many.status();
+  absl::StatusOr<DecodedVideo> too_big = decode_video_file(path, {.num_frames = 2}, {.max_pixels_per_frame = 1000});
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kResourceExhausted) << too_big.status();
+  absl::StatusOr<DecodedVideo> beyond = decode_video_file(path, {.num_frames = 31});
+  EXPECT_EQ(beyond.status().code(), absl::StatusCode::kInvalidArgument) << beyond.status();
+}
+
+void expect_refused(const std::filesystem::path& path, absl::StatusCode code, const std::string& words) {
+  absl::StatusOr<DecodedVideo> video = decode_video_file(path, {.num_frames = 4});
+  ASSERT_FALSE(video.ok()) << path;
+  EXPECT_EQ(video.status().code(), code) << video.status();
+  EXPECT_NE(video.status().message().find(path.string()), std::string::npos) << video.status();
+  EXPECT_NE(video.status().message().find(words), std::string::npos) << video.status();
+}
+
+TEST(VideoTest, RefusesBadInputs) {
+  const auto dir = make_scratch_dir("video_bad_inputs");
+  expect_refused(preprocessing_input("zero_frames.avi"), absl::StatusCode::kInvalidArgument, "no frames");
+  write_test_file(dir / "notes.mp4", "this is a text file, not a video\n");
+  expect_refused(dir / "notes.mp4", absl::StatusCode::kInvalidArgument, "cannot open as a video");
+  expect_refused(dir / "missing.mp4", absl::StatusCode::kNotFound, "no such file");
+  ASSERT_EQ(mkfifo((dir / "pipe.mp4").c_str(), 0600), 0);  // would block open() forever
+  expect_refused(dir / "pipe.mp4", absl::StatusCode::kInvalidArgument, "not a regular file");
+  expect_refused(preprocessing_input("tiny_5x3.png"), absl::StatusCode::kInvalidArgument, "cannot sample 4 frames");
+}
+
+TEST(VideoTest, TruncatedVideosFailCleanly) {
+  const auto dir = make_scratch_dir("video_truncated");
+  for (const char* name : {"h264_64x48.mp4", "vp9_96x64.webm", "h264_160x96.mkv", "mjpeg_72x40.avi"}) {
+    const std::string bytes = read_test_file(preprocessing_input(name));
+    for (double fraction : {0.02, 0.3, 0.7}) {
+      const auto path = dir / (std::to_string(static_cast<int>(fraction * 100)) + "_" + name);
+      write_test_file(path, std::string_view(bytes).substr(0, static_cast<size_t>(bytes.size() * fraction)));
+      absl::StatusOr<DecodedVideo> video = decode_video_file(path, {.num_frames = 8});
+      // A cut file either fails with its name in the message, or decodes to fewer frames than the original.
+      if (video.ok()) {
+        EXPECT_LT(video->info.num_frames, preprocessing_manifest()["videos"][name]["num_frames"].get<int64_t>());
+        EXPECT_EQ(video->frames.size(), 8u);
+      } else {
+        EXPECT_NE(video.status().message().find(path.string()), std::string::npos) << video.status();
+      }
+      std::printf("%s cut to %d%%: %s\n", name, static_cast<int>(fraction * 100),
+                  video.ok() ? ("decodes, " + std::to_string(video->info.num_frames) + " frames").c_str()
+                             : std::string(video.status().ToString()).c_str());
+    }
+  }
+}
+
+TEST(VideoTest, CorruptBytesNeverCrash) {
+  const auto dir = make_scratch_dir("video_corrupt");
+  std::mt19937 rng(11);
+  int num_refused = 0, num_decoded = 0;
+  for (const char* name : {"h264_64x48.mp4", "vp9_96x64.webm", "mjpeg_72x40.avi"}) {
+    const std::string original = read_test_file(preprocessing_input(name));
+    for (int trial = 0; trial < 12; ++trial) {
+      std::string bytes = original;
+      for (int k = 0; k < 1 + trial % 6; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+      const auto path = dir / (std::to_string(trial) + "_" + name);
+      write_test_file(path, bytes);
+      absl::StatusOr<DecodedVideo> video = decode_video_file(path, {.num_frames = 2});
+      video.ok() ? ++num_decoded : ++num_refused;
+    }
+  }
+  std::printf("corrupted videos: %d refused, %d decoded anyway\n", num_refused, num_decoded);
+}
+
+}  // namespace
+}  // namespace plm::data
