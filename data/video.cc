@@ -20,6 +20,7 @@ extern "C" {
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -80,8 +81,8 @@ struct Demuxer {
 absl::StatusOr<std::unique_ptr<Demuxer>> open_demuxer(const std::filesystem::path& path, const Deadline& deadline) {
   // Failures reach callers as a Status; FFmpeg's own log lines (concealed slices, deprecated formats) would
   // only interleave on stderr.
-  static const bool quiet = (av_log_set_level(AV_LOG_FATAL), true);
-  (void)quiet;
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { av_log_set_level(AV_LOG_FATAL); });
   auto demuxer = std::make_unique<Demuxer>();
   demuxer->name = path.string();
   demuxer->deadline = &deadline;
