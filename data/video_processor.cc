@@ -16,6 +16,8 @@ OwnedTensor process_video_frames(const std::vector<RgbImage>& frames, const Vide
   const PixelNormalizer normalizer(config.rescale_factor, config.image_mean, config.image_std);
   const size_t frame_floats = static_cast<size_t>(kRgbChannels) * config.height * config.width;
   float* out = pixel_values.data_as<float>();
+  // Frames in parallel; the resize's own OpenMP loops then run inside one thread (no nested parallelism).
+#pragma omp parallel for schedule(dynamic)
   for (int64_t t = 0; t < num_frames; ++t) {
     const RgbImage resized = resize_bicubic_antialias(frames[t], config.width, config.height);
     normalizer.write_chw(resized, 0, 0, config.width, config.height, out + t * frame_floats);
