@@ -47,8 +47,10 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
     for (const GenerationRequest& r : requests) {
       const Tensor pixels = pixels_of(r);
       if (!pixels.defined() || pixels.size(0) == 0) continue;
-      parts.push_back(model.encode_media(pixels));
-      rows += parts.back().size(0);
+      OwnedTensor rows_of_item = model.encode_media(pixels);
+      if (!rows_of_item.view().defined()) continue;  // a pipeline stage that does not see media
+      rows += rows_of_item.size(0);
+      parts.push_back(std::move(rows_of_item));
     }
     if (parts.empty()) return OwnedTensor();
     if (parts.size() == 1) return std::move(parts[0]);

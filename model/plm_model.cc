@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
+#include "distributed/communicator.h"
 #include "model/weights/hf_names.h"
 #include "model/weights/weight_store.h"
 
@@ -18,29 +19,35 @@ OwnedTensor host_i32(const std::vector<int32_t>& values) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir, Device device) {
+absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir, Device device,
+                                                         const ModelParallel& parallel) {
   std::unique_ptr<PlmModel> model(new PlmModel());
   PLM_ASSIGN_OR_RETURN(model->config_, load_plm_config(dir));
+  PLM_RETURN_IF_ERROR(validate_parallel_layout(model->config_, parallel.tp_size(), parallel.pp_size()));
+  model->parallel_ = parallel;
   PLM_ASSIGN_OR_RETURN(WeightStore store, WeightStore::open(dir));
   PLM_RETURN_IF_ERROR(validate_checkpoint(store, model->config_));
   PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
   model->device_ = device;
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
   const WeightLoader loader(store, device, model->dtype_);
-  PLM_ASSIGN_OR_RETURN(VisionTower vision, VisionTower::load(model->config_.vision, loader));
-  PLM_ASSIGN_OR_RETURN(Projector projector, Projector::load(model->config_, loader));
-  PLM_ASSIGN_OR_RETURN(LlamaDecoder decoder, LlamaDecoder::load(model->config_.text, loader, lm_head));
-  model->vision_ = std::make_unique<VisionTower>(std::move(vision));
-  model->projector_ = std::make_unique<Projector>(std::move(projector));
+  if (parallel.first_stage()) {
+    PLM_ASSIGN_OR_RETURN(VisionTower vision, VisionTower::load(model->config_.vision, loader));
+    PLM_ASSIGN_OR_RETURN(Projector projector, Projector::load(model->config_, loader));
+    model->vision_ = std::make_unique<VisionTower>(std::move(vision));
+    model->projector_ = std::make_unique<Projector>(std::move(projector));
+  }
+  PLM_ASSIGN_OR_RETURN(LlamaDecoder decoder, LlamaDecoder::load(model->config_.text, loader, lm_head, parallel));
   model->decoder_ = std::make_unique<LlamaDecoder>(std::move(decoder));
   return model;
 }
 
 std::unique_ptr<KvCache> PlmModel::make_cache(int num_slots, int64_t max_len) const {
-  return std::make_unique<KvCache>(config_.text, num_slots, max_len, dtype_, device_);
+  return decoder_->make_cache(num_slots, max_len, dtype_, device_);
 }
 
 OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) const {
+  if (!parallel_.first_stage()) return OwnedTensor();
   const int64_t n = pixels.size(0);
   OwnedTensor input = to_device(pixels, device_);
   if (input.dtype() != dtype_) {
@@ -116,34 +123,49 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
   for (const SequenceChunk& c : batch.chunks) {
     for (int64_t i = 0; i < c.length; ++i) positions.push_back(static_cast<int32_t>(c.start + i));
   }
-  const OwnedTensor ids_device = to_device(host_i32(ids), device_);
   const OwnedTensor positions_device = to_device(host_i32(positions), device_);
+  distributed::Communicator* pp = parallel_.pp_size() > 1 ? parallel_.pp : nullptr;
+  constexpr int kActivationTag = 17;
 
   OwnedTensor x({t, hidden}, dtype_, device_);
-  decoder_->embed(x, ids_device, s);
-  PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, s));
-  trace(tracer, x, "text.inputs_embeds");
-  decoder_->forward_layers(x, positions_device, batch, cache, 0, decoder_->num_layers(), tracer, s);
-
-  // Rows whose logits are wanted.
-  OwnedTensor rows;
-  Tensor selected = x;
-  if (!all_positions) {
-    rows = OwnedTensor({static_cast<int64_t>(batch.chunks.size()), hidden}, dtype_, device_);
-    int64_t end = 0;
-    for (size_t i = 0; i < batch.chunks.size(); ++i) {
-      end += batch.chunks[i].length;
-      copy_tensor(rows.view().slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1), x.view().slice(0, end - 1, end), s);
-    }
-    selected = rows;
+  if (parallel_.first_stage()) {
+    const OwnedTensor ids_device = to_device(host_i32(ids), device_);
+    decoder_->embed(x, ids_device, s);
+    PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, s));
+    trace(tracer, x, "text.inputs_embeds");
+  } else {
+    pp->recv(x, parallel_.pp_rank() - 1, kActivationTag, s);
   }
-  const int64_t r = selected.size(0);
-  OwnedTensor normed({r, hidden}, dtype_, device_), logits({r, vocab}, dtype_, device_);
-  decoder_->head(logits, normed, selected, s);
-  trace(tracer, normed, "text.final_hidden");
-  if (dtype_ == DType::kF32) return logits;
+  decoder_->forward_layers(x, positions_device, batch, cache, tracer, s);
+  if (!parallel_.last_stage()) pp->send(x, parallel_.pp_rank() + 1, kActivationTag, s);
+
+  const int64_t r = all_positions ? t : static_cast<int64_t>(batch.chunks.size());
   OwnedTensor logits_f32({r, vocab}, DType::kF32, device_);
-  cast(logits_f32, logits, s);
+  if (parallel_.last_stage()) {
+    // Rows whose logits are wanted.
+    OwnedTensor rows;
+    Tensor selected = x;
+    if (!all_positions) {
+      rows = OwnedTensor({r, hidden}, dtype_, device_);
+      int64_t end = 0;
+      for (int64_t i = 0; i < r; ++i) {
+        end += batch.chunks[i].length;
+        copy_tensor(rows.view().slice(0, i, i + 1), x.view().slice(0, end - 1, end), s);
+      }
+      selected = rows;
+    }
+    OwnedTensor normed({r, hidden}, dtype_, device_);
+    if (dtype_ == DType::kF32) {
+      decoder_->head(logits_f32, normed, selected, s);
+    } else {
+      OwnedTensor logits({r, vocab}, dtype_, device_);
+      decoder_->head(logits, normed, selected, s);
+      cast(logits_f32, logits, s);
+    }
+    trace(tracer, normed, "text.final_hidden");
+  }
+  // Every stage returns the logits, so every rank samples the same next tokens.
+  if (pp) pp->broadcast(logits_f32, parallel_.pp_size() - 1, s);
   return logits_f32;
 }
 

@@ -1,8 +1,10 @@
 // PlmModel: PerceptionLMForConditionalGeneration loaded from a Hugging Face directory onto one device
-// (f32 on CPU, bf16 on CUDA). Stage-level entry points: encode_media() runs vision tower + projector;
-// forward() embeds packed tokens, scatters media rows into the <|image|>/<|video|> placeholders
-// (spec §2.1: images then videos, each in order), runs the decoder with the KV cache and the LM head.
-// Thread-safety: const methods may run concurrently on different streams and caches.
+// (f32 on CPU, bf16 on CUDA), optionally as this rank's share of a TP x PP layout (model/parallel.h).
+// Stage-level entry points: encode_media() runs vision tower + projector (first stage); forward() embeds
+// packed tokens, scatters media rows into the <|image|>/<|video|> placeholders (spec §2.1: images then
+// videos, each in order), runs this stage's decoder layers with the KV cache, passes activations to the
+// next stage, and returns the logits on every rank. Every rank of the layout calls the same methods in
+// the same order (they are collective). Not thread-safe across calls that communicate.
 #pragma once
 
 #include <memory>
@@ -12,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/parallel.h"
 #include "model/projector.h"
 #include "model/text/kv_cache.h"
 #include "model/text/llama_decoder.h"
@@ -31,7 +34,8 @@ class PlmModel {
  public:
   // dir: an HF model directory (config.json + safetensors, single or sharded). Validates the
   // checkpoint against the config before loading anything.
-  static absl::StatusOr<std::unique_ptr<PlmModel>> load(const std::string& dir, Device device);
+  static absl::StatusOr<std::unique_ptr<PlmModel>> load(const std::string& dir, Device device,
+                                                         const ModelParallel& parallel = {});
 
   const PlmConfig& config() const { return config_; }
   Device device() const { return device_; }
@@ -39,7 +43,8 @@ class PlmModel {
   std::unique_ptr<KvCache> make_cache(int num_slots, int64_t max_len) const;
 
   // pixels: (N, 3, img, img) normalised tiles or frames, any float dtype and device
-  // -> (N * tokens_per_tile, H) in the model's dtype on its device.
+  // -> (N * tokens_per_tile, H) in the model's dtype on its device. Empty on stages other than the first
+  // (they never see media).
   OwnedTensor encode_media(Tensor pixels, Tracer* tracer = nullptr, Stream s = {}) const;
 
   // ids: the batch's packed token ids (host). Returns logits (f32, on the model's device):
@@ -54,6 +59,7 @@ class PlmModel {
                              Stream s) const;
 
   PlmConfig config_;
+  ModelParallel parallel_;
   Device device_;
   DType dtype_ = DType::kF32;
   std::unique_ptr<VisionTower> vision_;

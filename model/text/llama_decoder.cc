@@ -5,6 +5,7 @@
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 #include "core/status_macros.h"
+#include "distributed/tp_regions.h"
 #include "model/weights/hf_names.h"
 
 namespace plm::model {
@@ -35,29 +36,44 @@ bool is_dense_decode(const TokenBatch& batch) {
 }  // namespace
 
 absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const WeightLoader& loader,
-                                                const std::string& lm_head_name) {
+                                                const std::string& lm_head_name, const ModelParallel& parallel) {
   LlamaDecoder d;
   d.config_ = config;
-  PLM_ASSIGN_OR_RETURN(d.embed_tokens_, loader.tensor(kEmbedTokensName));
-  if (lm_head_name != kEmbedTokensName) {
-    PLM_ASSIGN_OR_RETURN(d.lm_head_, loader.tensor(lm_head_name));
+  d.tp_ = parallel.tp_size() > 1 ? parallel.tp : nullptr;
+  const int tp = parallel.tp_size(), r = parallel.tp_rank();
+  d.local_heads_ = config.num_heads / tp;
+  d.local_ffn_ = config.intermediate_size / tp;
+  // KV heads: split when tp divides them, else each rank holds the one its query heads use.
+  const int kv_parts = std::min(tp, config.num_kv_heads);
+  const int kv_part = r / (tp / kv_parts);
+  d.local_kv_heads_ = config.num_kv_heads / kv_parts;
+  const int64_t vocab_shard = config.vocab_size / tp;
+  d.vocab_start_ = r * vocab_shard;
+  const auto [first, last] = stage_layers(config.num_layers, parallel.pp_rank(), parallel.pp_size());
+  d.first_layer_ = first;
+
+  if (parallel.first_stage()) {
+    PLM_ASSIGN_OR_RETURN(d.embed_tokens_, loader.tensor_part(kEmbedTokensName, 0, r, tp));
   }
-  for (int l = 0; l < config.num_layers; ++l) {
+  if (parallel.last_stage()) {
+    PLM_ASSIGN_OR_RETURN(d.lm_head_, loader.tensor_part(lm_head_name, 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(d.norm_, load_rmsnorm(loader, text_name("norm.weight"), config.rms_norm_eps));
+  }
+  for (int l = first; l < last; ++l) {
     DecoderLayer layer;
     const auto name = [l](const std::string& suffix) { return text_layer_name(l, suffix); };
     PLM_ASSIGN_OR_RETURN(layer.input_norm, load_rmsnorm(loader, name("input_layernorm.weight"), config.rms_norm_eps));
     PLM_ASSIGN_OR_RETURN(layer.post_attention_norm,
                          load_rmsnorm(loader, name("post_attention_layernorm.weight"), config.rms_norm_eps));
-    PLM_ASSIGN_OR_RETURN(layer.q_proj, loader.linear(name("self_attn.q_proj."), false));
-    PLM_ASSIGN_OR_RETURN(layer.k_proj, loader.linear(name("self_attn.k_proj."), false));
-    PLM_ASSIGN_OR_RETURN(layer.v_proj, loader.linear(name("self_attn.v_proj."), false));
-    PLM_ASSIGN_OR_RETURN(layer.o_proj, loader.linear(name("self_attn.o_proj."), false));
-    PLM_ASSIGN_OR_RETURN(layer.gate_proj, loader.linear(name("mlp.gate_proj."), false));
-    PLM_ASSIGN_OR_RETURN(layer.up_proj, loader.linear(name("mlp.up_proj."), false));
-    PLM_ASSIGN_OR_RETURN(layer.down_proj, loader.linear(name("mlp.down_proj."), false));
+    PLM_ASSIGN_OR_RETURN(layer.q_proj, loader.linear_part(name("self_attn.q_proj."), 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(layer.k_proj, loader.linear_part(name("self_attn.k_proj."), 0, kv_part, kv_parts));
+    PLM_ASSIGN_OR_RETURN(layer.v_proj, loader.linear_part(name("self_attn.v_proj."), 0, kv_part, kv_parts));
+    PLM_ASSIGN_OR_RETURN(layer.o_proj, loader.linear_part(name("self_attn.o_proj."), 1, r, tp));
+    PLM_ASSIGN_OR_RETURN(layer.gate_proj, loader.linear_part(name("mlp.gate_proj."), 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(layer.up_proj, loader.linear_part(name("mlp.up_proj."), 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(layer.down_proj, loader.linear_part(name("mlp.down_proj."), 1, r, tp));
     d.layers_.push_back(std::move(layer));
   }
-  PLM_ASSIGN_OR_RETURN(d.norm_, load_rmsnorm(loader, text_name("norm.weight"), config.rms_norm_eps));
   const std::vector<float> inv_freq = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling);
   OwnedTensor host({static_cast<int64_t>(inv_freq.size())}, DType::kF32);
   std::copy(inv_freq.begin(), inv_freq.end(), host.data_as<float>());
@@ -65,19 +81,28 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   return d;
 }
 
-void LlamaDecoder::embed(Tensor out, Tensor ids, Stream s) const { embedding_forward(out, ids, embed_tokens_, 0, s); }
+std::unique_ptr<KvCache> LlamaDecoder::make_cache(int num_slots, int64_t max_len, DType dtype, Device device) const {
+  TextConfig local = config_;
+  local.num_layers = static_cast<int>(layers_.size());
+  local.num_kv_heads = local_kv_heads_;
+  return std::make_unique<KvCache>(local, num_slots, max_len, dtype, device);
+}
 
-void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBatch& batch, KvCache& cache, int first,
-                                  int last, Tracer* tracer, Stream s) const {
-  PLM_CHECK(0 <= first && first <= last && last <= num_layers()) << "layer range [" << first << ", " << last << ")";
+void LlamaDecoder::embed(Tensor out, Tensor ids, Stream s) const {
+  embedding_forward(out, ids, embed_tokens_, vocab_start_, s);
+  if (tp_) distributed::reduce_from_tp_forward(out, *tp_, s);
+}
+
+void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBatch& batch, KvCache& cache,
+                                  Tracer* tracer, Stream s) const {
   PLM_CHECK_EQ(hidden.size(0), batch.num_tokens());
   for (const SequenceChunk& c : batch.chunks) {
     PLM_CHECK(c.slot >= 0 && c.slot < cache.num_slots()) << "cache slot " << c.slot;
     PLM_CHECK_LE(c.start + c.length, cache.max_len()) << "sequence in slot " << c.slot << " exceeds the cache";
   }
-  for (int l = first; l < last; ++l) {
-    layer_forward(l, hidden, positions, batch, cache, s);
-    trace(tracer, hidden, "text.layers", l);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layer_forward(static_cast<int>(i), hidden, positions, batch, cache, s);
+    trace(tracer, hidden, "text.layers", first_layer_ + static_cast<int>(i));
   }
 }
 
@@ -85,7 +110,7 @@ void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, const To
                                  Stream s) const {
   const DecoderLayer& layer = layers_[index];
   const int64_t t = x.size(0), hidden = config_.hidden_size, head_dim = config_.head_dim;
-  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, ffn = config_.intermediate_size;
+  const int64_t heads = local_heads_, kv_heads = local_kv_heads_, ffn = local_ffn_;
   const DType dtype = x.dtype();
   const Device device = x.device();
 
@@ -102,6 +127,7 @@ void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, const To
   rope_forward(k, k, positions, inv_freq_, s);
   attend(attn, q, k, v, index, batch, cache, s);
   layer.o_proj.forward(y, attn, s);
+  if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
   add(x, x, y, s);
 
   OwnedTensor gate({t, ffn}, dtype, device), up({t, ffn}, dtype, device);
@@ -110,6 +136,7 @@ void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, const To
   layer.up_proj.forward(up, h, s);
   swiglu_forward(gate, gate, up, s);
   layer.down_proj.forward(y, gate, s);
+  if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
   add(x, x, y, s);
 }
 
@@ -149,8 +176,13 @@ void LlamaDecoder::attend(Tensor out, Tensor q, Tensor k, Tensor v, int layer, c
 void LlamaDecoder::head(Tensor logits, Tensor normed, Tensor hidden, Stream s) const {
   norm_.forward(normed, hidden, s);
   if (!logits.defined()) return;
-  const Tensor weight = lm_head_.view().defined() ? lm_head_.view() : embed_tokens_.view();
-  matmul(logits, normed, weight, {.trans_b = true}, s);
+  if (!tp_) {
+    matmul(logits, normed, lm_head_, {.trans_b = true}, s);
+    return;
+  }
+  OwnedTensor local({logits.size(0), lm_head_.size(0)}, logits.dtype(), logits.device());
+  matmul(local, normed, lm_head_, {.trans_b = true}, s);
+  distributed::gather_tp_blocks(logits, local, *tp_, s);
 }
 
 }  // namespace plm::model

@@ -4,8 +4,10 @@
 
 namespace plm::model {
 
-absl::StatusOr<OwnedTensor> WeightLoader::tensor(const std::string& name) const {
-  PLM_ASSIGN_OR_RETURN(OwnedTensor host, store_.load(name, dtype_));
+absl::StatusOr<OwnedTensor> WeightLoader::tensor(const std::string& name) const { return tensor_part(name, 0, 0, 1); }
+
+absl::StatusOr<OwnedTensor> WeightLoader::tensor_part(const std::string& name, int dim, int part, int num_parts) const {
+  PLM_ASSIGN_OR_RETURN(OwnedTensor host, store_.load_slice(name, dim, part, num_parts, dtype_));
   if (device_.is_cpu()) return host;
   return to_device(host, device_);
 }
@@ -16,6 +18,12 @@ absl::StatusOr<Linear> WeightLoader::linear(const std::string& prefix, bool has_
   if (has_bias) {
     PLM_ASSIGN_OR_RETURN(l.bias, tensor(prefix + "bias"));
   }
+  return l;
+}
+
+absl::StatusOr<Linear> WeightLoader::linear_part(const std::string& prefix, int dim, int part, int num_parts) const {
+  Linear l;
+  PLM_ASSIGN_OR_RETURN(l.weight, tensor_part(prefix + "weight", dim, part, num_parts));
   return l;
 }
 

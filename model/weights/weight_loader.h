@@ -20,8 +20,12 @@ class WeightLoader {
   DType dtype() const { return dtype_; }
 
   absl::StatusOr<OwnedTensor> tensor(const std::string& name) const;
+  // Part `part` of `num_parts` equal contiguous parts of dim `dim` (tensor-parallel shards).
+  absl::StatusOr<OwnedTensor> tensor_part(const std::string& name, int dim, int part, int num_parts) const;
   // `prefix` + "weight" (and + "bias" when has_bias).
   absl::StatusOr<Linear> linear(const std::string& prefix, bool has_bias) const;
+  // A bias-free linear's weight part along dim 0 (column-parallel: output rows) or 1 (row-parallel: inputs).
+  absl::StatusOr<Linear> linear_part(const std::string& prefix, int dim, int part, int num_parts) const;
 
  private:
   const WeightStore& store_;

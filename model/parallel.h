@@ -1,0 +1,36 @@
+// ModelParallel: this rank's place in a tensor- and pipeline-parallel model. TP splits attention heads,
+// the MLP hidden dim and the vocabulary (Megatron: column-parallel q/k/v and gate/up, row-parallel o and
+// down, vocab-parallel embedding and LM head); when TP exceeds the KV heads each KV head is replicated on
+// tp / kv_heads ranks. PP gives each stage a contiguous range of decoder layers; the first stage also runs
+// the vision tower, projector and embedding, the last the final norm and LM head. The vision tower and
+// projector are replicated across TP ranks. Null communicators mean a size-1 axis.
+#pragma once
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "distributed/communicator.h"
+#include "model/config.h"
+
+namespace plm::model {
+
+struct ModelParallel {
+  distributed::Communicator* tp = nullptr;
+  distributed::Communicator* pp = nullptr;
+
+  int tp_rank() const { return tp ? tp->rank() : 0; }
+  int tp_size() const { return tp ? tp->size() : 1; }
+  int pp_rank() const { return pp ? pp->rank() : 0; }
+  int pp_size() const { return pp ? pp->size() : 1; }
+  bool first_stage() const { return pp_rank() == 0; }
+  bool last_stage() const { return pp_rank() == pp_size() - 1; }
+};
+
+// Decoder layers [first, last) of `stage`: an even split, the first (num_layers % num_stages) stages
+// taking one more.
+std::pair<int, int> stage_layers(int num_layers, int stage, int num_stages);
+
+// Whether `config` splits into tp x pp; the error has the arithmetic.
+absl::Status validate_parallel_layout(const PlmConfig& config, int tp, int pp);
+
+}  // namespace plm::model

@@ -1,0 +1,18 @@
+// TP x PP checks of the PLM model written against the Communicator interface, so the same bodies run on
+// in-process ranks (LocalCommunicator threads) and under mpirun: every layout must give the single-rank
+// logits (within 1e-5 relative) and the same greedy tokens as HF's fixtures.
+#pragma once
+
+#include <string>
+
+#include "distributed/communicator.h"
+
+namespace plm::model::testing {
+
+// Loads tests/fixtures/models/<model_dir> as a tp x pp layout over `world` and runs the <input> case
+// (image | video | text). Returns "" on success, else what differed (on this rank). `report` receives
+// the measured relative logit difference.
+std::string check_parallel_model(distributed::Communicator& world, const std::string& model_dir,
+                                 const std::string& input, int tp, int pp, double* max_relative_diff);
+
+}  // namespace plm::model::testing
