@@ -10,6 +10,11 @@
 #include "apps/command.h"
 #include "core/cuda/runtime.h"
 #include "core/status_macros.h"
+#include "distributed/consistency.h"
+#include "distributed/launch_env.h"
+#include "distributed/mpi_communicator.h"
+#include "distributed/nccl_communicator.h"
+#include "distributed/process_groups.h"
 #include "data/multimodal_prompt.h"
 #include "data/tokenizer_loader.h"
 #include "model/generator.h"
@@ -36,6 +41,8 @@ struct GenerateOptions {
   std::vector<std::string> stop;
   std::string device = "cpu";
   bool output_ids = false;
+  int tp = 1;
+  int pp = 1;
 };
 
 std::string json_string(const std::string& s) {
@@ -78,13 +85,48 @@ absl::StatusOr<std::string> messages_json(const GenerateOptions& o) {
   return messages + "{\"role\":\"user\",\"content\":[" + parts + "]}]";
 }
 
-absl::Status run_generate(const GenerateOptions& o) {
+// This rank's communicators for a tp x pp layout: MPI groups on CPU, NCCL groups over them on CUDA.
+struct Parallelism {
+  std::unique_ptr<distributed::ProcessGroups> groups;
+  std::unique_ptr<distributed::Communicator> tp, pp;  // NCCL (CUDA only)
+  model::ModelParallel layout;
+  bool is_output_rank = true;
+};
+
+absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device device, const std::string& flags) {
+  Parallelism p;
+  const distributed::LaunchEnv env = distributed::read_launch_env();
+  if (o.tp * o.pp == 1 && env.world_size == 1) return p;
+  std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
+  // Every rank must run the same command; a mismatch would hang or diverge later.
+  PLM_RETURN_IF_ERROR(distributed::check_same_on_all_ranks(*world, "the plm generate command line", flags));
+  PLM_ASSIGN_OR_RETURN(distributed::ProcessGroups groups, distributed::ProcessGroups::create(std::move(world), o.tp, o.pp));
+  p.groups = std::make_unique<distributed::ProcessGroups>(std::move(groups));
+  if (p.groups->dims.dp != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("plm generate runs one model: launch tp(", o.tp, ") * pp(", o.pp,
+                                                   ") = ", o.tp * o.pp, " ranks, not ", p.groups->world->size()));
+  }
+  if (device.is_cuda()) {
+    p.tp = distributed::nccl_communicator(*p.groups->tp, device.index, "tp");
+    p.pp = distributed::nccl_communicator(*p.groups->pp, device.index, "pp");
+    p.layout = {p.tp.get(), p.pp.get()};
+  } else {
+    p.layout = {p.groups->tp.get(), p.groups->pp.get()};
+  }
+  p.is_output_rank = p.groups->world->rank() == 0;
+  return p;
+}
+
+absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   Device device = Device::cpu();
   if (o.device == "cuda") {
     if (cuda_device_count() == 0) return absl::FailedPreconditionError(cuda_unavailable_reason());
-    device = Device::cuda(0);
+    device = Device::cuda(distributed::read_launch_env().local_rank % cuda_device_count());
+    cuda_set_device(device.index);
   }
-  PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device));
+  PLM_ASSIGN_OR_RETURN(Parallelism parallel, set_up_parallelism(o, device, flags));
+  PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
+                       model::PlmModel::load(o.model_dir, device, parallel.layout));
   PLM_ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::load_tokenizer(o.model_dir));
   PLM_ASSIGN_OR_RETURN(data::ProcessorConfig processor, data::load_processor_config(o.model_dir));
   const model::PlmConfig& config = model->config();
@@ -126,6 +168,7 @@ absl::Status run_generate(const GenerateOptions& o) {
   }
   PLM_ASSIGN_OR_RETURN(std::vector<model::GenerationResult> results, model::generate(*model, {request}, options));
   const model::GenerationResult& result = results[0];
+  if (!parallel.is_output_rank) return absl::OkStatus();
   if (o.output_ids) {
     std::string line;
     for (size_t i = 0; i < result.tokens.size(); ++i) line += (i ? " " : "") + std::to_string(result.tokens[i]);
@@ -161,13 +204,15 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--stop", o->stop, "Stop when the reply contains this text (repeatable)");
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--output-ids", o->output_ids, "Print the generated token ids instead of text");
-  cmd->callback([selected, o] {
-    *selected = [o] {
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun or srun)");
+  cmd->add_option("--pp", o->pp, "Pipeline-parallel stages");
+  cmd->callback([selected, o, cmd] {
+    *selected = [o, flags = cmd->config_to_str(true, false)] {
       if (o->prompt.empty() && o->messages_file.empty()) {
         std::fprintf(stderr, "plm generate: give --prompt or --messages\n");
         return 2;
       }
-      const absl::Status status = run_generate(*o);
+      const absl::Status status = run_generate(*o, flags);
       if (!status.ok()) {
         std::fprintf(stderr, "plm generate: %s\n", std::string(status.message()).c_str());
         return 1;
