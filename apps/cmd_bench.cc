@@ -1,6 +1,9 @@
-// `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels.
+// `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, and
+// make-random-model, which writes the random-weight checkpoints the generate suite runs on.
 #include "apps/command.h"
+#include "bench/generate_bench.h"
 #include "bench/kernel_bench.h"
+#include "bench/random_checkpoint.h"
 
 namespace plm::apps {
 
@@ -14,6 +17,33 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   kernels->add_flag("--quick", options->quick, "Small shapes, short timing (smoke run)");
   kernels->add_option("--filter", options->filter, "Only kernels whose name contains this");
   kernels->callback([selected, options] { *selected = [options] { return bench::run_kernel_bench(*options); }; });
+
+  auto gen = std::make_shared<bench::GenerateBenchOptions>();
+  CLI::App* generate = bench->add_subcommand(
+      "generate", "Time load, vision encode, prefill and greedy decode of a model on synthetic prompts");
+  generate->add_option("--model", gen->model_dir, "HF model directory")->required()->check(CLI::ExistingDirectory);
+  generate->add_option("--device", gen->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  generate->add_option("--prompt-tokens", gen->prompt_tokens, "Text tokens per prompt")->check(CLI::PositiveNumber);
+  generate->add_option("--new-tokens", gen->new_tokens, "Greedy tokens per prompt (EOS ignored)")->check(CLI::Range(2, 1 << 20));
+  generate->add_option("--batch", gen->batch, "Prompts generated together")->check(CLI::PositiveNumber);
+  generate->add_option("--image-tiles", gen->image_tiles, "Image tiles per prompt")->check(CLI::NonNegativeNumber);
+  generate->add_option("--seed", gen->seed, "Seed of the synthetic token ids and pixels");
+  generate->callback([selected, gen] { *selected = [gen] { return bench::run_generate_bench(*gen); }; });
+
+  auto random = std::make_shared<bench::RandomCheckpointOptions>();
+  auto max_shard_mb = std::make_shared<int64_t>(random->max_shard_bytes / 1'000'000);
+  CLI::App* make_random = bench->add_subcommand(
+      "make-random-model", "Write an HF model directory with random bf16 weights for a config folder");
+  make_random->add_option("--config", random->config_dir, "Folder holding config.json (e.g. configs/plm-1b)")
+      ->required()->check(CLI::ExistingDirectory);
+  make_random->add_option("--out", random->out_dir, "Model directory to write")->required();
+  make_random->add_option("--seed", random->seed, "Seed of the weights");
+  make_random->add_option("--max-shard-mb", *max_shard_mb, "Largest safetensors file, in MB (1e6 bytes)")
+      ->check(CLI::PositiveNumber);
+  make_random->callback([selected, random, max_shard_mb] {
+    random->max_shard_bytes = *max_shard_mb * 1'000'000;
+    *selected = [random] { return bench::run_make_random_model(*random); };
+  });
 }
 
 }  // namespace plm::apps

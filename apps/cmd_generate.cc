@@ -43,6 +43,8 @@ struct GenerateOptions {
   bool output_ids = false;
   int tp = 1;
   int pp = 1;
+  std::vector<int> pp_layers;
+  double pp_media_fraction = -1.0;
 };
 
 std::string json_string(const std::string& s) {
@@ -95,6 +97,12 @@ struct Parallelism {
 
 absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device device, const std::string& flags) {
   Parallelism p;
+  if (!o.pp_layers.empty()) {
+    p.layout.stage_layer_counts = o.pp_layers;
+  } else if (o.pp_media_fraction >= 0 && o.pp > 1) {
+    PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(o.model_dir));
+    p.layout.stage_layer_counts = model::cost_aware_stage_layers(config, o.pp, o.pp_media_fraction);
+  }
   const distributed::LaunchEnv env = distributed::read_launch_env();
   if (o.tp * o.pp == 1 && env.world_size == 1) return p;
   std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
@@ -109,9 +117,11 @@ absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device 
   if (device.is_cuda()) {
     p.tp = distributed::nccl_communicator(*p.groups->tp, device.index, "tp");
     p.pp = distributed::nccl_communicator(*p.groups->pp, device.index, "pp");
-    p.layout = {p.tp.get(), p.pp.get()};
+    p.layout.tp = p.tp.get();
+    p.layout.pp = p.pp.get();
   } else {
-    p.layout = {p.groups->tp.get(), p.groups->pp.get()};
+    p.layout.tp = p.groups->tp.get();
+    p.layout.pp = p.groups->pp.get();
   }
   p.is_output_rank = p.groups->world->rank() == 0;
   return p;
@@ -206,6 +216,10 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_flag("--output-ids", o->output_ids, "Print the generated token ids instead of text");
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun or srun)");
   cmd->add_option("--pp", o->pp, "Pipeline-parallel stages");
+  cmd->add_option("--pp-layers", o->pp_layers, "Decoder layers per stage, e.g. 6,10 (default: even split)")
+      ->delimiter(',');
+  cmd->add_option("--pp-media-fraction", o->pp_media_fraction,
+                  "Split layers by cost, counting the vision tower on stage 0 for prompts with this share of media tokens");
   cmd->callback([selected, o, cmd] {
     *selected = [o, flags = cmd->config_to_str(true, false)] {
       if (o->prompt.empty() && o->messages_file.empty()) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "distributed/communicator.h"
@@ -17,6 +18,8 @@ namespace plm::model {
 struct ModelParallel {
   distributed::Communicator* tp = nullptr;
   distributed::Communicator* pp = nullptr;
+  // Decoder layers per stage, first stage first; empty: stage_layers()' even split.
+  std::vector<int> stage_layer_counts = {};
 
   int tp_rank() const { return tp ? tp->rank() : 0; }
   int tp_size() const { return tp ? tp->size() : 1; }
@@ -29,6 +32,14 @@ struct ModelParallel {
 // Decoder layers [first, last) of `stage`: an even split, the first (num_layers % num_stages) stages
 // taking one more.
 std::pair<int, int> stage_layers(int num_layers, int stage, int num_stages);
+// The same from explicit per-stage counts.
+std::pair<int, int> stage_layers(const std::vector<int>& counts, int stage);
+
+// A split that balances compute when the first stage also runs the vision tower: `media_fraction` of the
+// prompt tokens are media placeholders, each tile of tokens_per_tile placeholders costing one tower pass.
+// The tower's FLOPs per prompt token, in decoder-layer equivalents, count as work of the first stage,
+// which gets fewer (possibly zero) decoder layers. For PLM-1B one placeholder token costs ~22 layers.
+std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages, double media_fraction);
 
 // Whether `config` splits into tp x pp; the error has the arithmetic.
 absl::Status validate_parallel_layout(const PlmConfig& config, int tp, int pp);

@@ -24,6 +24,16 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   std::unique_ptr<PlmModel> model(new PlmModel());
   PLM_ASSIGN_OR_RETURN(model->config_, load_plm_config(dir));
   PLM_RETURN_IF_ERROR(validate_parallel_layout(model->config_, parallel.tp_size(), parallel.pp_size()));
+  if (!parallel.stage_layer_counts.empty()) {
+    int total = 0;
+    for (int c : parallel.stage_layer_counts) total += c < 0 ? -1000000 : c;
+    if (static_cast<int>(parallel.stage_layer_counts.size()) != parallel.pp_size() ||
+        total != model->config_.text.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("the per-stage layer counts must be ", parallel.pp_size(),
+                                                     " non-negative numbers adding up to ", model->config_.text.num_layers,
+                                                     " decoder layers"));
+    }
+  }
   model->parallel_ = parallel;
   PLM_ASSIGN_OR_RETURN(WeightStore store, WeightStore::open(dir));
   PLM_RETURN_IF_ERROR(validate_checkpoint(store, model->config_));

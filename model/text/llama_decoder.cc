@@ -49,7 +49,9 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   d.local_kv_heads_ = config.num_kv_heads / kv_parts;
   const int64_t vocab_shard = config.vocab_size / tp;
   d.vocab_start_ = r * vocab_shard;
-  const auto [first, last] = stage_layers(config.num_layers, parallel.pp_rank(), parallel.pp_size());
+  const auto [first, last] = parallel.stage_layer_counts.empty()
+                                 ? stage_layers(config.num_layers, parallel.pp_rank(), parallel.pp_size())
+                                 : stage_layers(parallel.stage_layer_counts, parallel.pp_rank());
   d.first_layer_ = first;
 
   if (parallel.first_stage()) {

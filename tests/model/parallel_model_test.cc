@@ -5,6 +5,8 @@
 #include <mutex>
 
 #include "distributed/local_communicator.h"
+#include "distributed/process_groups.h"
+#include "model/plm_model.h"
 #include "model/parallel.h"
 #include "tests/model/parallel_checks.h"
 
@@ -54,6 +56,52 @@ TEST(StageLayers, EvenSplitWithRemainderFirst) {
   EXPECT_EQ(stage_layers(16, 3, 4), std::make_pair(12, 16));
   EXPECT_EQ(stage_layers(5, 0, 2), std::make_pair(0, 3));
   EXPECT_EQ(stage_layers(5, 1, 2), std::make_pair(3, 5));
+}
+
+}  // namespace
+}  // namespace plm::model
+
+namespace plm::model {
+namespace {
+
+TEST(StageLayers, CostAwareSplitGivesTheVisionStageFewerLayers) {
+  absl::StatusOr<PlmConfig> config = load_plm_config(std::string(PLM_SOURCE_DIR) + "/configs/plm-1b");
+  ASSERT_TRUE(config.ok()) << config.status();
+  // Text only: an even split.
+  EXPECT_EQ(cost_aware_stage_layers(*config, 2, 0.0), (std::vector<int>{8, 8}));
+  // Image-heavy prompts: the tower alone outweighs the decoder, so stage 0 runs no decoder layer.
+  EXPECT_EQ(cost_aware_stage_layers(*config, 2, 0.9), (std::vector<int>{0, 16}));
+  const std::vector<int> four = cost_aware_stage_layers(*config, 4, 0.1);
+  EXPECT_EQ(four.size(), 4u);
+  EXPECT_LT(four[0], four[1]);
+  EXPECT_EQ(four[0] + four[1] + four[2] + four[3], 16);
+  EXPECT_EQ(stage_layers(std::vector<int>{0, 3, 2}, 1), std::make_pair(0, 3));
+  EXPECT_EQ(stage_layers(std::vector<int>{0, 3, 2}, 2), std::make_pair(3, 5));
+}
+
+TEST(ParallelModel, ExplicitSplitWithAnEmptyFirstStageMatches) {
+  std::mutex mutex;
+  std::vector<std::string> errors;
+  distributed::run_local_ranks(2, [&](distributed::Communicator& world) {
+    // check_parallel_model uses the even split; an explicit {0, 2} split is checked through the CLI test and
+    // here by loading it directly.
+    absl::StatusOr<distributed::ProcessGroups> groups =
+        distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), 1, 2);
+    ASSERT_TRUE(groups.ok());
+    ModelParallel layout{groups->tp.get(), groups->pp.get(), {0, 2}};
+    absl::StatusOr<std::unique_ptr<PlmModel>> model =
+        PlmModel::load(std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/cls_tied", Device::cpu(), layout);
+    ASSERT_TRUE(model.ok()) << model.status();
+    std::unique_ptr<KvCache> cache = (*model)->make_cache(1, 4);
+    absl::StatusOr<OwnedTensor> logits = (*model)->forward({128000, 9906}, {{{0, 0, 2}}}, {}, *cache, false);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!logits.ok()) errors.push_back(std::string(logits.status().message()));
+  });
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  absl::StatusOr<std::unique_ptr<PlmModel>> bad = PlmModel::load(
+      std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/cls_tied", Device::cpu(), ModelParallel{nullptr, nullptr, {1, 2}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("adding up to 2 decoder layers"), std::string::npos) << bad.status();
 }
 
 }  // namespace

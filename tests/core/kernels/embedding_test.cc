@@ -1,5 +1,6 @@
-// plm::cpu::embedding_forward/backward on a vocab shard: in-shard rows copied, others zero; gradients
-// added (+=) into the shard's rows, repeated ids summed; checked against finite differences.
+// plm::cpu::embedding_forward/backward on a vocab shard: in-shard rows copied (f32 or widened bf16), others
+// zero; gradients added (+=) into the shard's rows, repeated ids summed; checked against finite differences.
+#include <utility>
 #include <vector>
 
 #include "core/kernels/backends.h"
@@ -60,6 +61,17 @@ TEST(CpuEmbeddingTest, ForwardCopiesShardRowsAndZeroesOthers) {
   for (const float id : to_vector(ids)) num_in_shard += shard_row(id, kVocabStart, kVocab) >= 0;
   EXPECT_GT(num_in_shard, 0);
   EXPECT_LT(num_in_shard, kNumIds);
+}
+
+TEST(CpuEmbeddingTest, ForwardWidensBf16TableExactly) {
+  // A bf16 table (inference weights) gives its exact values in f32; (257, 129) also runs threaded.
+  for (const auto& [num_ids, dim] : {std::pair<int64_t, int64_t>{kNumIds, kDim}, {257, 129}}) {
+    OwnedTensor ids = random_ids({num_ids}, 15, 0, 40);
+    OwnedTensor table = random_tensor({kVocab, dim}, 16, -1.0f, 1.0f, DType::kBF16);
+    OwnedTensor out = random_tensor({num_ids, dim}, 17);
+    cpu::embedding_forward(out, ids, table, kVocabStart);
+    EXPECT_TRUE(close_to_reference(out, reference_forward(table, ids, kVocabStart), 0.0, 0.0, "err_out_bf16"));
+  }
 }
 
 TEST(CpuEmbeddingTest, BackwardAddsRowsForRepeatedIds) {

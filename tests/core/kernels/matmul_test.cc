@@ -156,16 +156,17 @@ TEST(CpuMatmulTest, BetaZeroNeverReadsC) {
 }
 
 TEST(CpuMatmulTest, Bf16WeightsAreWidenedExactly) {
-  // The reference reads the same bf16 values, so only f32 accumulation error remains.
-  for (const bool trans_b : {false, true}) {
-    check_case({.m = 17, .n = 33, .k = 65, .options = make_options(false, trans_b)}, DType::kBF16);
-    // b of 257 x 129 elements exceeds kMinParallelWork: the threaded widening runs.
-    check_case({.m = 5, .n = 129, .k = 257, .options = make_options(false, trans_b)}, DType::kBF16);
-    check_case({.batch = 3, .m = 5, .n = 17, .k = 33, .shared_b = true, .options = make_options(false, trans_b)},
-               DType::kBF16);
-    check_case({.batch = 2, .m = 5, .n = 3, .k = 17, .options = make_options(true, trans_b)},
-               DType::kBF16);
-  }
+  // The reference reads the same bf16 values, so only f32 accumulation error remains. bf16 b is (N, K) weights
+  // with trans_b; tests/core/kernels/gemm_bf16_test.cc covers the kernels themselves.
+  check_case({.m = 17, .n = 33, .k = 65, .options = make_options(false, true)}, DType::kBF16);
+  // b of 257 x 129 elements exceeds kMinParallelWork: threads split the weight rows.
+  check_case({.m = 5, .n = 129, .k = 257, .options = make_options(false, true)}, DType::kBF16);
+  // A shared 2-D b folds the batch into M: 3 x 30 = 90 rows take the widened-blocks path with OpenBLAS.
+  OwnedTensor bias = random_tensor({17}, 23);
+  check_case({.batch = 3, .m = 30, .n = 17, .k = 33, .shared_b = true,
+              .options = make_options(false, true, 0.5f, -1.5f, bias)},
+             DType::kBF16);
+  check_case({.batch = 2, .m = 5, .n = 3, .k = 17, .options = make_options(false, true, 2.0f, 1.0f)}, DType::kBF16);
 }
 
 // OpenMP and OpenBLAS threads may be running: re-execute the binary rather than fork it.
@@ -174,6 +175,13 @@ TEST(CpuMatmulDeathTest, MismatchedShapesNameTheOperands) {
   OwnedTensor a = random_tensor({3, 4}, 41), b = random_tensor({5, 6}, 42);
   OwnedTensor c({3, 6}, DType::kF32);
   EXPECT_DEATH(cpu::matmul(c, a, b), "matmul: c f32\\(3, 6\\) cpu = op\\(a f32\\(3, 4\\) cpu\\) op\\(b f32\\(5, 6\\)");
+}
+
+TEST(CpuMatmulDeathTest, Bf16WeightsNeedTransB) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  OwnedTensor a = random_tensor({3, 4}, 45), b = random_tensor({4, 5}, 46, -1.0f, 1.0f, DType::kBF16);
+  OwnedTensor c({3, 5}, DType::kF32);
+  EXPECT_DEATH(cpu::matmul(c, a, b), "matmul: bf16 b \\(weights\\) needs trans_b and a plain a");
 }
 
 TEST(CpuMatmulDeathTest, StridedViewIsRejected) {
