@@ -1,0 +1,220 @@
+#include "bench/generate_bench.h"
+
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/counter_random.h"
+#include "core/cuda/runtime.h"
+#include "core/status_macros.h"
+#include "model/generator.h"
+#include "model/plm_model.h"
+
+namespace plm::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Llama 3's special tokens start at 128000 (BOS); synthetic text stays below them. Mirrored, like the
+// streams below, in bench/hf_generate_bench.py.
+constexpr int32_t kFirstSpecialToken = 128000;
+constexpr uint64_t kPixelStream = uint64_t{1} << 32;  // prompt b's text uses stream b, its tiles this + b
+constexpr int kWarmupTokens = 8;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Every prompt: tiles x tokens_per_tile image placeholders, then prompt_tokens text ids. The tiles of all
+// prompts are one tensor (batch * tiles, 3, img, img), uniform in [-1, 1) as after normalisation, prompt
+// after prompt, so encoding it at once gives the rows in placeholder order.
+struct SyntheticBatch {
+  std::vector<std::vector<int32_t>> ids;       // per prompt, placeholders included
+  std::vector<std::vector<int32_t>> text_ids;  // per prompt
+  OwnedTensor pixels;                          // undefined without tiles
+};
+
+SyntheticBatch make_prompts(const model::PlmConfig& config, const GenerateBenchOptions& o) {
+  SyntheticBatch batch;
+  const int32_t text_vocab = std::min(config.text.vocab_size, kFirstSpecialToken);
+  const int64_t placeholders = int64_t{o.image_tiles} * config.tokens_per_tile();
+  for (int b = 0; b < o.batch; ++b) {
+    const uint64_t key = stream_key(o.seed, static_cast<uint64_t>(b));
+    std::vector<int32_t> text(o.prompt_tokens);
+    for (int i = 0; i < o.prompt_tokens; ++i) text[i] = static_cast<int32_t>(random_bits(key, i) % text_vocab);
+    std::vector<int32_t> ids(placeholders, config.image_token_id);
+    ids.insert(ids.end(), text.begin(), text.end());
+    batch.ids.push_back(std::move(ids));
+    batch.text_ids.push_back(std::move(text));
+  }
+  if (o.image_tiles == 0) return batch;
+  const int64_t img = config.vision.img_size, per_prompt = int64_t{o.image_tiles} * 3 * img * img;
+  batch.pixels = OwnedTensor({int64_t{o.batch} * o.image_tiles, 3, img, img}, DType::kF32);
+  float* pixels = batch.pixels.data_as<float>();
+  for (int b = 0; b < o.batch; ++b) {
+    const uint64_t key = stream_key(o.seed, kPixelStream + b);
+    for (int64_t i = 0; i < per_prompt; ++i) pixels[b * per_prompt + i] = 2.0f * uniform_from_bits(random_bits(key, i)) - 1.0f;
+  }
+  return batch;
+}
+
+struct GenerateTimes {
+  double load_s = 0;
+  double vision_s = 0;       // all tiles of all prompts
+  double prefill_s = 0;      // decoder forward over the packed prompts, media rows given
+  double first_token_s = 0;  // generate(): vision + prefill + first sample
+  double decode_s = 0;       // generate(): first token to last, new_tokens - 1 steps
+  std::vector<int32_t> tokens;  // prompt 0's greedy tokens
+};
+
+void sync_device(const model::PlmModel& model) {
+  if (model.device().is_cuda()) cuda_synchronize_device();
+}
+
+// Thread pools, allocator and first touch of the activations: a short text-only generation.
+absl::Status warm_up(const model::PlmModel& model, const SyntheticBatch& prompts, const GenerateBenchOptions& o) {
+  model::GenerationRequest request;
+  const std::vector<int32_t>& text = prompts.text_ids[0];
+  request.prompt_ids.assign(text.begin(), text.begin() + std::min(kWarmupTokens, o.prompt_tokens));
+  return model::generate(model, {request}, {.max_new_tokens = 2, .eos_ids = {}, .should_stop = {}}).status();
+}
+
+// Every prompt in its own cache slot, packed into one forward, as generate() does.
+absl::StatusOr<double> time_prefill(const model::PlmModel& model, const SyntheticBatch& prompts,
+                                    const model::MediaEmbeddings& media, const GenerateBenchOptions& o) {
+  const int64_t length = static_cast<int64_t>(prompts.ids[0].size());
+  const std::unique_ptr<model::KvCache> cache = model.make_cache(o.batch, length + o.new_tokens);
+  std::vector<int32_t> ids;
+  model::TokenBatch batch;
+  for (int b = 0; b < o.batch; ++b) {
+    ids.insert(ids.end(), prompts.ids[b].begin(), prompts.ids[b].end());
+    batch.chunks.push_back({b, 0, length});
+  }
+  const auto start = Clock::now();
+  const absl::StatusOr<OwnedTensor> logits = model.forward(ids, batch, media, *cache, /*all_positions=*/false);
+  sync_device(model);
+  if (!logits.ok()) return logits.status();
+  return seconds_since(start);
+}
+
+// The whole generate(), media included; fills first_token_s, decode_s and tokens.
+absl::Status time_generate(const model::PlmModel& model, const SyntheticBatch& prompts, const GenerateBenchOptions& o,
+                           GenerateTimes& times) {
+  std::vector<model::GenerationRequest> requests(o.batch);
+  for (int b = 0; b < o.batch; ++b) {
+    requests[b].prompt_ids = prompts.ids[b];
+    if (o.image_tiles > 0) requests[b].image_pixels = prompts.pixels.view().slice(0, b * o.image_tiles, (b + 1) * o.image_tiles);
+  }
+  // should_stop runs after every sampled token but the last, once its logits are on the host: its first
+  // call ends the prefill; generate() returns right after sampling the last token.
+  std::optional<Clock::time_point> first_token;
+  const model::GenerationOptions options{
+      .max_new_tokens = o.new_tokens, .eos_ids = {}, .should_stop = [&](int, const std::vector<int32_t>&) {
+        if (!first_token) first_token = Clock::now();
+        return false;
+      }};
+  const auto start = Clock::now();
+  absl::StatusOr<std::vector<model::GenerationResult>> results = model::generate(model, requests, options);
+  const auto end = Clock::now();
+  if (!results.ok()) return results.status();
+  times.first_token_s = std::chrono::duration<double>(*first_token - start).count();
+  times.decode_s = std::chrono::duration<double>(end - *first_token).count();
+  times.tokens = (*results)[0].tokens;
+  return absl::OkStatus();
+}
+
+absl::Status measure(const model::PlmModel& model, const SyntheticBatch& prompts, const GenerateBenchOptions& o,
+                     GenerateTimes& times) {
+  PLM_RETURN_IF_ERROR(warm_up(model, prompts, o));
+  model::MediaEmbeddings media;
+  OwnedTensor image_rows;
+  if (o.image_tiles > 0) {
+    const auto start = Clock::now();
+    image_rows = model.encode_media(prompts.pixels);
+    sync_device(model);
+    times.vision_s = seconds_since(start);
+    media.image = image_rows;
+  }
+  PLM_ASSIGN_OR_RETURN(times.prefill_s, time_prefill(model, prompts, media, o));
+  return time_generate(model, prompts, o, times);
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, const GenerateTimes& t) {
+  const model::PlmConfig& c = model.config();
+  const int64_t length = int64_t{o.image_tiles} * c.tokens_per_tile() + o.prompt_tokens;
+  const int64_t prefill_tokens = int64_t{o.batch} * length, decode_tokens = int64_t{o.batch} * (o.new_tokens - 1);
+  const int64_t tiles = int64_t{o.batch} * o.image_tiles;
+  const int threads = omp_get_max_threads();
+  const std::string dtype(dtype_name(model.dtype()));
+  std::printf("plm bench generate: %s\n", o.model_dir.c_str());
+  std::printf("device %s (%s weights, %d threads), batch %d, prompt %d text + %lld image tokens, %d new tokens (greedy)\n",
+              o.device.c_str(), dtype.c_str(), threads, o.batch, o.prompt_tokens,
+              static_cast<long long>(length - o.prompt_tokens), o.new_tokens);
+  std::printf("%-12s %-28s %10s %12s\n", "stage", "work", "time_s", "rate");
+  std::printf("%-12s %-28s %10.3f\n", "load",
+              (std::to_string(model::count_parameters(c).total) + " parameters").c_str(), t.load_s);
+  if (tiles > 0) {
+    std::printf("%-12s %-28s %10.3f %9.1f ms/tile\n", "vision", (std::to_string(tiles) + " tiles").c_str(), t.vision_s,
+                1e3 * t.vision_s / tiles);
+  }
+  std::printf("%-12s %-28s %10.3f %9.1f tok/s\n", "prefill", (std::to_string(prefill_tokens) + " tokens").c_str(),
+              t.prefill_s, prefill_tokens / t.prefill_s);
+  std::printf("%-12s %-28s %10.3f\n", "first token", "generate: media + prefill", t.first_token_s);
+  std::printf("%-12s %-28s %10.3f %9.2f tok/s\n", "decode", (std::to_string(decode_tokens) + " tokens").c_str(),
+              t.decode_s, decode_tokens / t.decode_s);
+
+  const nlohmann::ordered_json line = {
+      {"bench", "generate"}, {"impl", "plm"}, {"model", o.model_dir}, {"device", o.device}, {"dtype", dtype},
+      {"threads", threads}, {"batch", o.batch}, {"prompt_tokens", o.prompt_tokens}, {"image_tiles", o.image_tiles},
+      {"prompt_length", length}, {"new_tokens", o.new_tokens}, {"seed", o.seed}, {"load_s", t.load_s},
+      {"vision_ms_per_tile", tiles > 0 ? 1e3 * t.vision_s / tiles : 0.0}, {"prefill_s", t.prefill_s},
+      {"prefill_tok_s", prefill_tokens / t.prefill_s}, {"first_token_s", t.first_token_s}, {"decode_s", t.decode_s},
+      {"decode_tok_s", decode_tokens / t.decode_s}, {"peak_rss_mb", peak_rss_mb()}, {"tokens", t.tokens}};
+  std::printf("%s\n", line.dump().c_str());
+}
+
+}  // namespace
+
+int run_generate_bench(const GenerateBenchOptions& o) {
+  if (o.prompt_tokens < 1 || o.new_tokens < 2 || o.batch < 1 || o.image_tiles < 0) {
+    std::fprintf(stderr, "plm bench generate: need --prompt-tokens >= 1, --new-tokens >= 2, --batch >= 1, "
+                         "--image-tiles >= 0 (got %d, %d, %d, %d)\n",
+                 o.prompt_tokens, o.new_tokens, o.batch, o.image_tiles);
+    return 2;
+  }
+  const bool on_cuda = o.device == "cuda";
+  if (on_cuda && cuda_device_count() == 0) {
+    std::fprintf(stderr, "plm bench generate: %s\n", cuda_unavailable_reason().c_str());
+    return 1;
+  }
+  GenerateTimes times;
+  const auto start = Clock::now();
+  absl::StatusOr<std::unique_ptr<model::PlmModel>> model = model::PlmModel::load(o.model_dir, on_cuda ? Device::cuda(0) : Device::cpu());
+  if (!model.ok()) {
+    std::fprintf(stderr, "plm bench generate: %s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  times.load_s = seconds_since(start);
+  const SyntheticBatch prompts = make_prompts((*model)->config(), o);
+  if (absl::Status status = measure(**model, prompts, o, times); !status.ok()) {
+    std::fprintf(stderr, "plm bench generate: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  print_report(**model, o, times);
+  return 0;
+}
+
+}  // namespace plm::bench
