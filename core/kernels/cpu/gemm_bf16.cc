@@ -1,0 +1,182 @@
+// The bf16-weight GEMM of core/kernels/cpu/gemm_bf16.h: one kernel source (gemm_bf16_tiles.inc) compiled
+// for scalar, AVX2 and AVX-512 in target regions, picked at run time, so a build without -march=native
+// still runs the widest ISA the CPU has.
+#include "core/kernels/cpu/gemm_bf16.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "core/check.h"
+#include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/sgemm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace plm::cpu {
+
+namespace {
+
+// Activation rows per pass over the weights in the tile path: 64 rows of K = 2048 f32 are 512 KiB, which
+// stay in L2 while the weights stream.
+constexpr int64_t kActivationRowBlock = 64;
+// From this many activation rows on (with OpenBLAS), widened blocks + sgemm beat the tiles. Measured on
+// 8192 x 2048 weights, 2 threads: tiles win up to M = 33, sgemm from M = 64 (see gemm_bf16_test/bench).
+constexpr int64_t kBlasMinRows = 64;
+// f32 elements per widened block (8 MiB): 1024 weight rows of K = 2048. Smaller blocks make OpenBLAS repack
+// the activations more often; larger ones leave the cache.
+constexpr int64_t kWidenedBlockElements = int64_t{1} << 21;
+
+// c[i, j] = alpha * dot + beta * c[i, j], never reading c when beta == 0.
+inline void write_c(const Bf16WeightGemm& g, int64_t i, int64_t j, float dot) {
+  float& out = g.c[i * g.n + j];
+  out = g.beta == 0.0f ? g.alpha * dot : g.alpha * dot + g.beta * out;
+}
+
+namespace scalar {
+struct Simd {
+  using V = float;
+  static constexpr int kWidth = 1;
+  static constexpr int kWeightRows = 4, kMaxActivationRows = 4;
+  static V zero() { return 0.0f; }
+  static V load(const float* p) { return *p; }
+  static void store(float* p, V v) { *p = v; }
+  static V widen(const bf16* p) { return static_cast<float>(*p); }
+  static V fma(V a, V b, V acc) { return acc + a * b; }
+  static float sum(V v) { return v; }
+};
+#include "core/kernels/cpu/gemm_bf16_tiles.inc"
+}  // namespace scalar
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct Simd {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  // 4 x 2 accumulators + 4 widened weight vectors + 1 activation vector of the 16 registers.
+  static constexpr int kWeightRows = 4, kMaxActivationRows = 2;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  // bf16 is the top half of an f32: zero-extend to 32 bits and shift up (exact).
+  static V widen(const bf16* p) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+  }
+  static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static float sum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+};
+#include "core/kernels/cpu/gemm_bf16_tiles.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+// GCC 12's AVX-512 intrinsics fill unused lanes from a self-initialised variable, which -Wuninitialized
+// flags once inlined (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace avx512 {
+struct Simd {
+  using V = __m512;
+  static constexpr int kWidth = 16;
+  // 4 x 4 accumulators + 4 widened weight vectors + 1 activation vector of the 32 registers.
+  static constexpr int kWeightRows = 4, kMaxActivationRows = 4;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  // bf16 is the top half of an f32: zero-extend to 32 bits and shift up (exact).
+  static V widen(const bf16* p) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  }
+  static V fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
+};
+#include "core/kernels/cpu/gemm_bf16_tiles.inc"
+}  // namespace avx512
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
+struct IsaKernels {
+  void (*tiles)(const Bf16WeightGemm& g);
+  void (*widen)(const bf16* src, float* dst, int64_t count);
+};
+
+IsaKernels kernels_for(SimdIsa isa) {
+  PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
+      << "gemm_bf16: this CPU cannot run " << simd_isa_name(isa) << " (best: " << simd_isa_name(best_simd_isa())
+      << ")";
+  switch (isa) {
+#if defined(__x86_64__)
+    case SimdIsa::kAvx512: return {avx512::tiles, avx512::widen};
+    case SimdIsa::kAvx2: return {avx2::tiles, avx2::widen};
+#else
+    case SimdIsa::kAvx512:
+    case SimdIsa::kAvx2:  // unreachable: best_simd_isa() is scalar off x86-64
+#endif
+    case SimdIsa::kScalar: break;
+  }
+  return {scalar::tiles, scalar::widen};
+}
+
+}  // namespace
+
+SimdIsa best_simd_isa() {
+#if defined(__x86_64__)
+  static const SimdIsa best = __builtin_cpu_supports("avx512f")                                  ? SimdIsa::kAvx512
+                              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? SimdIsa::kAvx2
+                                                                                                 : SimdIsa::kScalar;
+  return best;
+#else
+  return SimdIsa::kScalar;
+#endif
+}
+
+const char* simd_isa_name(SimdIsa isa) {
+  switch (isa) {
+    case SimdIsa::kAvx512: return "AVX-512";
+    case SimdIsa::kAvx2: return "AVX2";
+    case SimdIsa::kScalar: return "scalar";
+  }
+  return "?";
+}
+
+void gemm_bf16_tiles(const Bf16WeightGemm& g, SimdIsa isa) { kernels_for(isa).tiles(g); }
+
+void gemm_bf16_widened_blocks(const Bf16WeightGemm& g, SimdIsa isa) {
+  const auto widen = kernels_for(isa).widen;
+  const int64_t block_rows = std::max<int64_t>(1, kWidenedBlockElements / std::max<int64_t>(g.k, 1));
+  // Reused across calls: a fresh 8 MiB buffer would page-fault on every call.
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(std::min(block_rows, g.n) * g.k));
+  for (int64_t n0 = 0; n0 < g.n; n0 += block_rows) {
+    const int64_t rows = std::min(block_rows, g.n - n0);
+    // This thread widens alone: an OpenMP team spinning after a parallel region takes the cores from
+    // OpenBLAS's own threads (measured 1.4x to 10x slower).
+    widen(g.w + n0 * g.k, scratch.data(), rows * g.k);
+    sgemm({.a = g.a, .b = scratch.data(), .c = g.c + n0, .m = g.m, .n = rows, .k = g.k, .trans_a = false,
+           .trans_b = true, .alpha = g.alpha, .beta = g.beta, .ldc = g.n});
+  }
+}
+
+void gemm_bf16_weights(const Bf16WeightGemm& g) {
+  if (sgemm_uses_blas() && g.m >= kBlasMinRows) {
+    gemm_bf16_widened_blocks(g, best_simd_isa());
+  } else {
+    gemm_bf16_tiles(g, best_simd_isa());
+  }
+}
+
+}  // namespace plm::cpu
