@@ -45,6 +45,7 @@ struct GenerateOptions {
   int pp = 1;
   std::vector<int> pp_layers;
   double pp_media_fraction = -1.0;
+  bool replicate_vision = false;
 };
 
 std::string json_string(const std::string& s) {
@@ -97,6 +98,7 @@ struct Parallelism {
 
 absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device device, const std::string& flags) {
   Parallelism p;
+  p.layout.replicate_vision = o.replicate_vision;
   if (!o.pp_layers.empty()) {
     p.layout.stage_layer_counts = o.pp_layers;
   } else if (o.pp_media_fraction >= 0 && o.pp > 1) {
@@ -218,6 +220,8 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--pp", o->pp, "Pipeline-parallel stages");
   cmd->add_option("--pp-layers", o->pp_layers, "Decoder layers per stage, e.g. 6,10 (default: even split)")
       ->delimiter(',');
+  cmd->add_flag("--replicate-vision", o->replicate_vision,
+                "Run the whole vision tower on every TP rank instead of splitting its heads and MLP");
   cmd->add_option("--pp-media-fraction", o->pp_media_fraction,
                   "Split layers by cost, counting the vision tower on stage 0 for prompts with this share of media tokens");
   cmd->callback([selected, o, cmd] {

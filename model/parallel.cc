@@ -38,6 +38,10 @@ std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages
   return counts;
 }
 
+bool vision_splits(const VisionConfig& vision, int tp) {
+  return vision.num_heads % tp == 0 && vision.mlp_hidden % tp == 0;
+}
+
 absl::Status validate_parallel_layout(const PlmConfig& config, int tp, int pp) {
   const TextConfig& t = config.text;
   const auto fail = [](auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };

@@ -2,8 +2,9 @@
 // the MLP hidden dim and the vocabulary (Megatron: column-parallel q/k/v and gate/up, row-parallel o and
 // down, vocab-parallel embedding and LM head); when TP exceeds the KV heads each KV head is replicated on
 // tp / kv_heads ranks. PP gives each stage a contiguous range of decoder layers; the first stage also runs
-// the vision tower, projector and embedding, the last the final norm and LM head. The vision tower and
-// projector are replicated across TP ranks. Null communicators mean a size-1 axis.
+// the vision tower, projector and embedding, the last the final norm and LM head. The vision tower splits
+// its heads and MLP over the TP ranks when they divide evenly (else, or on request, it is replicated);
+// the projector is replicated. Null communicators mean a size-1 axis.
 #pragma once
 
 #include <utility>
@@ -20,6 +21,7 @@ struct ModelParallel {
   distributed::Communicator* pp = nullptr;
   // Decoder layers per stage, first stage first; empty: stage_layers()' even split.
   std::vector<int> stage_layer_counts = {};
+  bool replicate_vision = false;  // keep every vision head on every TP rank
 
   int tp_rank() const { return tp ? tp->rank() : 0; }
   int tp_size() const { return tp ? tp->size() : 1; }
@@ -40,6 +42,9 @@ std::pair<int, int> stage_layers(const std::vector<int>& counts, int stage);
 // The tower's FLOPs per prompt token, in decoder-layer equivalents, count as work of the first stage,
 // which gets fewer (possibly zero) decoder layers. For PLM-1B one placeholder token costs ~22 layers.
 std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages, double media_fraction);
+
+// Whether the vision tower splits over `tp` ranks (heads and MLP hidden divisible).
+bool vision_splits(const VisionConfig& vision, int tp);
 
 // Whether `config` splits into tp x pp; the error has the arithmetic.
 absl::Status validate_parallel_layout(const PlmConfig& config, int tp, int pp);

@@ -42,7 +42,9 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
   const WeightLoader loader(store, device, model->dtype_);
   if (parallel.first_stage()) {
-    PLM_ASSIGN_OR_RETURN(VisionTower vision, VisionTower::load(model->config_.vision, loader));
+    const bool split_vision = !parallel.replicate_vision && vision_splits(model->config_.vision, parallel.tp_size());
+    PLM_ASSIGN_OR_RETURN(VisionTower vision,
+                         VisionTower::load(model->config_.vision, loader, split_vision ? parallel.tp : nullptr));
     PLM_ASSIGN_OR_RETURN(Projector projector, Projector::load(model->config_, loader));
     model->vision_ = std::make_unique<VisionTower>(std::move(vision));
     model->projector_ = std::make_unique<Projector>(std::move(projector));

@@ -15,16 +15,6 @@ void linear_forward(Tensor y, Tensor x, Tensor weight, Tensor bias, Stream s) {
 
 }  // namespace
 
-void Linear::forward(Tensor y, Tensor x, Stream s) const {
-  linear_forward(y, x, weight, bias, s);
-}
-
-void LinearView::forward(Tensor y, Tensor x, Stream s) const { linear_forward(y, x, weight, bias, s); }
-
-LinearView linear_rows(const Linear& linear, int64_t begin, int64_t end) {
-  LinearView v{linear.weight.view().slice(0, begin, end), Tensor()};
-  if (linear.bias.view().defined()) v.bias = linear.bias.view().slice(0, begin, end);
-  return v;
-}
+void Linear::forward(Tensor y, Tensor x, Stream s) const { linear_forward(y, x, weight, bias, s); }
 
 }  // namespace plm::model

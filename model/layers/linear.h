@@ -16,12 +16,4 @@ struct Linear {
   void forward(Tensor y, Tensor x, Stream s = {}) const;
 };
 
-// A view of rows [begin, end) of a weight (and bias): one block of a fused projection such as qkv.
-struct LinearView {
-  Tensor weight;  // (end - begin, in)
-  Tensor bias;    // (end - begin) or undefined
-  void forward(Tensor y, Tensor x, Stream s = {}) const;
-};
-LinearView linear_rows(const Linear& linear, int64_t begin, int64_t end);
-
 }  // namespace plm::model

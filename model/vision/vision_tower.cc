@@ -3,6 +3,7 @@
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 #include "core/status_macros.h"
+#include "distributed/tp_regions.h"
 #include "model/weights/hf_names.h"
 
 namespace plm::model {
@@ -26,9 +27,13 @@ OwnedTensor table_tensor(const std::vector<float>& values, int64_t rows, int64_t
 
 }  // namespace
 
-absl::StatusOr<VisionTower> VisionTower::load(const VisionConfig& config, const WeightLoader& loader) {
+absl::StatusOr<VisionTower> VisionTower::load(const VisionConfig& config, const WeightLoader& loader,
+                                              distributed::Communicator* tp) {
   VisionTower tower;
   tower.config_ = config;
+  tower.tp_ = tp != nullptr && tp->size() > 1 ? tp : nullptr;
+  const int t = tower.tp_ ? tp->size() : 1, r = tower.tp_ ? tp->rank() : 0;
+  tower.local_heads_ = config.num_heads / t;
   const int64_t d = config.embed_dim, p = config.patch_size;
   PLM_ASSIGN_OR_RETURN(tower.patch_embed_, loader.linear(vision_name("patch_embed.proj."), !config.pre_norm));
   tower.patch_embed_.weight.reshape({d, 3 * p * p});
@@ -49,10 +54,13 @@ absl::StatusOr<VisionTower> VisionTower::load(const VisionConfig& config, const 
     const auto name = [i](const std::string& suffix) { return vision_block_name(i, suffix); };
     PLM_ASSIGN_OR_RETURN(b.norm1, load_layernorm(loader, name("norm1."), config.norm_eps));
     PLM_ASSIGN_OR_RETURN(b.norm2, load_layernorm(loader, name("norm2."), config.norm_eps));
-    PLM_ASSIGN_OR_RETURN(b.qkv, loader.linear(name("attn.qkv."), true));
-    PLM_ASSIGN_OR_RETURN(b.proj, loader.linear(name("attn.proj."), true));
-    PLM_ASSIGN_OR_RETURN(b.fc1, loader.linear(name("mlp.fc1."), true));
-    PLM_ASSIGN_OR_RETURN(b.fc2, loader.linear(name("mlp.fc2."), true));
+    // The fused qkv rows are [q | k | v]: this rank's heads are parts r, t + r and 2t + r of 3t.
+    PLM_ASSIGN_OR_RETURN(b.q, loader.linear_part(name("attn.qkv."), 0, r, 3 * t, true));
+    PLM_ASSIGN_OR_RETURN(b.k, loader.linear_part(name("attn.qkv."), 0, t + r, 3 * t, true));
+    PLM_ASSIGN_OR_RETURN(b.v, loader.linear_part(name("attn.qkv."), 0, 2 * t + r, 3 * t, true));
+    PLM_ASSIGN_OR_RETURN(b.proj, loader.linear_part(name("attn.proj."), 1, r, t, true, r == 0));
+    PLM_ASSIGN_OR_RETURN(b.fc1, loader.linear_part(name("mlp.fc1."), 0, r, t, true));
+    PLM_ASSIGN_OR_RETURN(b.fc2, loader.linear_part(name("mlp.fc2."), 1, r, t, true, r == 0));
     if (config.layer_scale()) {
       PLM_ASSIGN_OR_RETURN(b.gamma1, loader.tensor(name("gamma_1")));
       PLM_ASSIGN_OR_RETURN(b.gamma2, loader.tensor(name("gamma_2")));
@@ -106,8 +114,8 @@ void VisionTower::forward(Tensor out, Tensor pixels, Tracer* tracer, Stream s) c
 
 // x: (n, seq, d), updated in place (the residual stream).
 void VisionTower::block_forward(const VisionBlock& b, Tensor x, int64_t n, Stream s) const {
-  const int64_t d = config_.embed_dim, seq = config_.seq_len(), heads = config_.num_heads;
-  const int64_t head_dim = config_.head_dim(), m = config_.mlp_hidden;
+  const int64_t d = config_.embed_dim, seq = config_.seq_len(), heads = local_heads_;
+  const int64_t head_dim = config_.head_dim(), m = b.fc1.out_features();
   const DType dtype = x.dtype();
   const Device device = x.device();
   const Shape head_shape{n, seq, heads, head_dim};
@@ -118,14 +126,15 @@ void VisionTower::block_forward(const VisionBlock& b, Tensor x, int64_t n, Strea
   OwnedTensor attn(head_shape, dtype, device), y({n, seq, d}, dtype, device);
 
   b.norm1.forward(h, x, s);
-  linear_rows(b.qkv, 0, d).forward(q, h, s);
-  linear_rows(b.qkv, d, 2 * d).forward(k, h, s);
-  linear_rows(b.qkv, 2 * d, 3 * d).forward(v, h, s);
+  b.q.forward(q, h, s);
+  b.k.forward(k, h, s);
+  b.v.forward(v, h, s);
   const int prefix = config_.num_prefix_tokens();
   vision_rope_forward(q_rot, q, rope_cos_, rope_sin_, prefix, s);
   vision_rope_forward(k_rot, k, rope_cos_, rope_sin_, prefix, s);
   attention_forward(attn, Tensor(), q_rot, k_rot, v, {.causal = false}, s);
   b.proj.forward(y, attn, s);
+  if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
   if (config_.layer_scale()) mul_rowwise(y.view().as_matrix(), y.view().as_matrix(), b.gamma1, s);
   add(x, x, y, s);
 
@@ -134,6 +143,7 @@ void VisionTower::block_forward(const VisionBlock& b, Tensor x, int64_t n, Strea
   b.fc1.forward(hidden, h, s);
   gelu_forward(hidden, hidden, s);
   b.fc2.forward(y, hidden, s);
+  if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
   if (config_.layer_scale()) mul_rowwise(y.view().as_matrix(), y.view().as_matrix(), b.gamma2, s);
   add(x, x, y, s);
 }

@@ -21,9 +21,15 @@ absl::StatusOr<Linear> WeightLoader::linear(const std::string& prefix, bool has_
   return l;
 }
 
-absl::StatusOr<Linear> WeightLoader::linear_part(const std::string& prefix, int dim, int part, int num_parts) const {
+absl::StatusOr<Linear> WeightLoader::linear_part(const std::string& prefix, int dim, int part, int num_parts,
+                                                 bool has_bias, bool bias_on_this_rank) const {
   Linear l;
   PLM_ASSIGN_OR_RETURN(l.weight, tensor_part(prefix + "weight", dim, part, num_parts));
+  if (has_bias && dim == 0) {
+    PLM_ASSIGN_OR_RETURN(l.bias, tensor_part(prefix + "bias", 0, part, num_parts));
+  } else if (has_bias && bias_on_this_rank) {
+    PLM_ASSIGN_OR_RETURN(l.bias, tensor(prefix + "bias"));
+  }
   return l;
 }
 

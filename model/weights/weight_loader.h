@@ -24,8 +24,10 @@ class WeightLoader {
   absl::StatusOr<OwnedTensor> tensor_part(const std::string& name, int dim, int part, int num_parts) const;
   // `prefix` + "weight" (and + "bias" when has_bias).
   absl::StatusOr<Linear> linear(const std::string& prefix, bool has_bias) const;
-  // A bias-free linear's weight part along dim 0 (column-parallel: output rows) or 1 (row-parallel: inputs).
-  absl::StatusOr<Linear> linear_part(const std::string& prefix, int dim, int part, int num_parts) const;
+  // A linear's weight part along dim 0 (column-parallel: output rows, with the matching bias part) or 1
+  // (row-parallel: inputs; its bias, added once to the summed result, is loaded only with bias_on_this_rank).
+  absl::StatusOr<Linear> linear_part(const std::string& prefix, int dim, int part, int num_parts,
+                                     bool has_bias = false, bool bias_on_this_rank = true) const;
 
  private:
   const WeightStore& store_;

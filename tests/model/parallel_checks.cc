@@ -72,6 +72,15 @@ std::string check_parallel_model(distributed::Communicator& world, const std::st
   absl::StatusOr<std::unique_ptr<PlmModel>> single = PlmModel::load(fixtures() + model_dir, Device::cpu());
   if (!single.ok()) return absl::StrCat("single-rank load: ", single.status().message());
 
+  // Media embeddings of the first stage: the tower may be split over TP.
+  if (parallel.first_stage() && c->images.view().defined()) {
+    const OwnedTensor a = (*sharded)->encode_media(c->images), b = (*single)->encode_media(c->images);
+    double diff = 0.0;
+    for (int64_t i = 0; i < b.numel(); ++i) {
+      diff = std::max(diff, std::abs(static_cast<double>(a.data_as<float>()[i]) - b.data_as<float>()[i]));
+    }
+    if (diff > 1e-5) return absl::StrCat("tp ", tp, ": image embeddings differ from one rank's by ", diff);
+  }
   absl::StatusOr<OwnedTensor> got = prompt_logits(**sharded, *c);
   if (!got.ok()) return absl::StrCat("sharded forward: ", got.status().message());
   absl::StatusOr<OwnedTensor> want = prompt_logits(**single, *c);
