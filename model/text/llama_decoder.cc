@@ -55,10 +55,10 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   d.first_layer_ = first;
 
   if (parallel.first_stage()) {
-    PLM_ASSIGN_OR_RETURN(d.embed_tokens_, loader.tensor_part(kEmbedTokensName, 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(d.embed_tokens_, loader.matrix_part(kEmbedTokensName, 0, r, tp));
   }
   if (parallel.last_stage()) {
-    PLM_ASSIGN_OR_RETURN(d.lm_head_, loader.tensor_part(lm_head_name, 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(d.lm_head_, loader.matrix_part(lm_head_name, 0, r, tp));
     PLM_ASSIGN_OR_RETURN(d.norm_, load_rmsnorm(loader, text_name("norm.weight"), config.rms_norm_eps));
   }
   for (int l = first; l < last; ++l) {

@@ -1,5 +1,8 @@
-// WeightLoader: turns checkpoint tensors into the model's working tensors on one device and dtype
-// (f32 on CPU, bf16 on CUDA), one tensor at a time, so peak memory is the model plus one tensor.
+// WeightLoader: turns checkpoint tensors into the model's working tensors on one device, one tensor at a
+// time, so peak memory is the model plus one tensor. Two dtypes: `dtype` for vectors and activations-like
+// tensors (norm weights, biases, LayerScale, position embeddings) and `matrix dtype` for GEMM weights and
+// embedding tables. On CPU matrices stay bf16 when the checkpoint stores bf16 (no value changes: the CPU
+// GEMM widens them exactly in registers, and decode reads half the bytes); everything else is f32.
 #pragma once
 
 #include <string>
@@ -13,8 +16,9 @@ namespace plm::model {
 
 class WeightLoader {
  public:
-  WeightLoader(const WeightStore& store, Device device, DType dtype)
-      : store_(store), device_(device), dtype_(dtype) {}
+  // keep_bf16_matrices: on CPU, load bf16-stored matrices as bf16 (else as `dtype`).
+  WeightLoader(const WeightStore& store, Device device, DType dtype, bool keep_bf16_matrices = true)
+      : store_(store), device_(device), dtype_(dtype), keep_bf16_matrices_(keep_bf16_matrices) {}
 
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
@@ -22,6 +26,9 @@ class WeightLoader {
   absl::StatusOr<OwnedTensor> tensor(const std::string& name) const;
   // Part `part` of `num_parts` equal contiguous parts of dim `dim` (tensor-parallel shards).
   absl::StatusOr<OwnedTensor> tensor_part(const std::string& name, int dim, int part, int num_parts) const;
+  // A GEMM weight or embedding table (or a part of one) in the matrix dtype.
+  absl::StatusOr<OwnedTensor> matrix(const std::string& name) const { return matrix_part(name, 0, 0, 1); }
+  absl::StatusOr<OwnedTensor> matrix_part(const std::string& name, int dim, int part, int num_parts) const;
   // `prefix` + "weight" (and + "bias" when has_bias).
   absl::StatusOr<Linear> linear(const std::string& prefix, bool has_bias) const;
   // A linear's weight part along dim 0 (column-parallel: output rows, with the matching bias part) or 1
@@ -30,9 +37,12 @@ class WeightLoader {
                                      bool has_bias = false, bool bias_on_this_rank = true) const;
 
  private:
+  absl::StatusOr<OwnedTensor> load_part(const std::string& name, int dim, int part, int num_parts, DType dtype) const;
+
   const WeightStore& store_;
   Device device_;
   DType dtype_;
+  bool keep_bf16_matrices_;
 };
 
 }  // namespace plm::model
