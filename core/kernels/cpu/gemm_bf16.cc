@@ -23,9 +23,10 @@ namespace {
 // Activation rows per pass over the weights in the tile path: 64 rows of K = 2048 f32 are 512 KiB, which
 // stay in L2 while the weights stream.
 constexpr int64_t kActivationRowBlock = 64;
+constexpr int64_t kBf16PerLine = 32;  // 64-byte cache lines
 // From this many activation rows on (with OpenBLAS), widened blocks + sgemm beat the tiles. Measured on
-// 8192 x 2048 weights, 2 threads: tiles win up to M = 33, sgemm from M = 64 (see gemm_bf16_test/bench).
-constexpr int64_t kBlasMinRows = 64;
+// 8192 x 2048 weights, 2 threads, AVX-512: tiles 162 vs 134 GFLOP/s at M = 64, 161 vs 169 at M = 96.
+constexpr int64_t kBlasMinRows = 96;
 // f32 elements per widened block (8 MiB): 1024 weight rows of K = 2048. Smaller blocks make OpenBLAS repack
 // the activations more often; larger ones leave the cache.
 constexpr int64_t kWidenedBlockElements = int64_t{1} << 21;
@@ -40,7 +41,7 @@ namespace scalar {
 struct Simd {
   using V = float;
   static constexpr int kWidth = 1;
-  static constexpr int kWeightRows = 4, kMaxActivationRows = 4;
+  static constexpr int kWeightRows = 8, kMaxActivationRows = 4, kAccumulators = 16;
   static V zero() { return 0.0f; }
   static V load(const float* p) { return *p; }
   static void store(float* p, V v) { *p = v; }
@@ -58,8 +59,9 @@ namespace avx2 {
 struct Simd {
   using V = __m256;
   static constexpr int kWidth = 8;
-  // 4 x 2 accumulators + 4 widened weight vectors + 1 activation vector of the 16 registers.
-  static constexpr int kWeightRows = 4, kMaxActivationRows = 2;
+  // Of the 16 registers: up to 8 accumulators (8 x 1 or 4 x 2 tiles), the widened weight vectors of a tile and
+  // one activation vector.
+  static constexpr int kWeightRows = 8, kMaxActivationRows = 2, kAccumulators = 8;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
@@ -90,8 +92,9 @@ namespace avx512 {
 struct Simd {
   using V = __m512;
   static constexpr int kWidth = 16;
-  // 4 x 4 accumulators + 4 widened weight vectors + 1 activation vector of the 32 registers.
-  static constexpr int kWeightRows = 4, kMaxActivationRows = 4;
+  // Of the 32 registers: up to 16 accumulators (8 x 1, 8 x 2, 4 x 3 or 4 x 4 tiles), the widened weight
+  // vectors of a tile and one activation vector.
+  static constexpr int kWeightRows = 8, kMaxActivationRows = 4, kAccumulators = 16;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }

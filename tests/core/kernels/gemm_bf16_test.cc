@@ -40,8 +40,8 @@ struct Problem {
 };
 
 Problem make_problem(int64_t m, int64_t n, int64_t k, float alpha, float beta, uint64_t seed) {
-  Problem p{m, n, k, alpha, beta, random_tensor({m, k}, seed), random_tensor({n, k}, seed + 1, -1.0f, 1.0f, DType::kBF16),
-            random_tensor({m, n}, seed + 2), {}, {}};
+  Problem p{m, n, k, alpha, beta, random_tensor({m, k}, seed),
+            random_tensor({n, k}, seed + 1, -1.0f, 1.0f, DType::kBF16), random_tensor({m, n}, seed + 2), {}, {}};
   const std::vector<float> a = to_vector(p.a), w = to_vector(p.w), c0 = to_vector(p.c0);
   p.expected.resize(static_cast<size_t>(m * n));
   p.scale.resize(static_cast<size_t>(m * n));
@@ -166,8 +166,13 @@ TEST_P(GemmBf16Test, EmptyDimensions) {
 }
 
 std::string variant_name(const ::testing::TestParamInfo<Variant>& info) {
-  const char* isa = info.param.isa == SimdIsa::kAvx512 ? "Avx512" : info.param.isa == SimdIsa::kAvx2 ? "Avx2" : "Scalar";
-  return std::string(isa) + (info.param.path == Path::kTiles ? "Tiles" : "WidenedBlocks");
+  const std::string path = info.param.path == Path::kTiles ? "Tiles" : "WidenedBlocks";
+  switch (info.param.isa) {
+    case SimdIsa::kAvx512: return "Avx512" + path;
+    case SimdIsa::kAvx2: return "Avx2" + path;
+    case SimdIsa::kScalar: return "Scalar" + path;
+  }
+  return path;
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryIsaAndPath, GemmBf16Test,

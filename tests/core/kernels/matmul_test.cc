@@ -161,9 +161,9 @@ TEST(CpuMatmulTest, Bf16WeightsAreWidenedExactly) {
   check_case({.m = 17, .n = 33, .k = 65, .options = make_options(false, true)}, DType::kBF16);
   // b of 257 x 129 elements exceeds kMinParallelWork: threads split the weight rows.
   check_case({.m = 5, .n = 129, .k = 257, .options = make_options(false, true)}, DType::kBF16);
-  // A shared 2-D b folds the batch into M: 3 x 30 = 90 rows take the widened-blocks path with OpenBLAS.
+  // A shared 2-D b folds the batch into M: 3 x 40 = 120 rows take the widened-blocks path with OpenBLAS.
   OwnedTensor bias = random_tensor({17}, 23);
-  check_case({.batch = 3, .m = 30, .n = 17, .k = 33, .shared_b = true,
+  check_case({.batch = 3, .m = 40, .n = 17, .k = 33, .shared_b = true,
               .options = make_options(false, true, 0.5f, -1.5f, bias)},
              DType::kBF16);
   check_case({.batch = 2, .m = 5, .n = 3, .k = 17, .options = make_options(false, true, 2.0f, 1.0f)}, DType::kBF16);
