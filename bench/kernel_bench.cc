@@ -34,6 +34,13 @@ class TensorPool {
   // Activation-dtype tensor filled with a small constant.
   Tensor act(Shape shape, float value = 0.01f) { return make(shape, dtype_, value); }
   Tensor f32(Shape shape, float value = 0.01f) { return make(shape, DType::kF32, value); }
+  // bf16 weights for the CPU inference layout (fill is f32-only on the CPU, so cast an f32 fill).
+  Tensor bf16_weights(Shape shape, float value = 0.01f) {
+    Tensor filled = f32(shape, value);
+    owned_.emplace_back(shape, DType::kBF16, device_);
+    cast(owned_.back(), filled);
+    return owned_.back();
+  }
   Tensor i32(Shape shape, int32_t modulo) {
     OwnedTensor host(shape, DType::kI32);
     for (int64_t i = 0; i < host.numel(); ++i) host.data_as<int32_t>()[i] = static_cast<int32_t>(i % modulo);
@@ -79,6 +86,35 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
     Tensor x = p.act({1, hidden}), w = p.act({mlp, hidden}), y = p.act({1, mlp});
     cases.push_back({"matmul", "decode 1x2048 . (8192x2048)^T", 2.0 * hidden * mlp, a * mlp * hidden,
                      [=] { matmul(y, x, w, {.trans_b = true}); }});
+  }
+  if (p.dtype() == DType::kF32) {  // CPU inference: f32 activations, bf16 weights kept bf16 (nn.Linear layout)
+    const double w_bytes = 2.0 * mlp * hidden;
+    Tensor x = p.act({tokens, hidden}), w = p.bf16_weights({mlp, hidden}), y = p.act({tokens, mlp});
+    cases.push_back({"matmul", "bf16-weights prefill " + std::to_string(tokens) + "x2048 . (8192x2048)^T",
+                     2.0 * tokens * hidden * mlp, w_bytes + a * (tokens * hidden + tokens * mlp),
+                     [=] { matmul(y, x, w, {.trans_b = true}); }});
+    for (const int64_t rows : {int64_t{1}, int64_t{8}}) {
+      Tensor xr = p.act({rows, hidden}), yr = p.act({rows, mlp});
+      cases.push_back({"matmul", "bf16-weights decode " + std::to_string(rows) + "x2048 . (8192x2048)^T",
+                       2.0 * rows * hidden * mlp, w_bytes + a * rows * (hidden + mlp),
+                       [=] { matmul(yr, xr, w, {.trans_b = true}); }});
+    }
+    // One weight (32 or 64 MiB) stays in a large L3 between calls; a model's 2.5 GB cannot. Cycling through
+    // enough weights makes every call read DRAM, as a decode step does.
+    const int64_t num_weights = quick ? 4 : 24;
+    for (const DType w_dtype : {DType::kBF16, DType::kF32}) {
+      std::vector<Tensor> weights;
+      for (int64_t i = 0; i < num_weights; ++i) {
+        weights.push_back(w_dtype == DType::kBF16 ? p.bf16_weights({mlp, hidden}) : p.f32({mlp, hidden}));
+      }
+      auto next = std::make_shared<size_t>(0);
+      Tensor x1 = p.act({1, hidden}), y1 = p.act({1, mlp});
+      cases.push_back({"matmul",
+                       std::string(dtype_name(w_dtype)) + "-w decode 1x2048 . (8192x2048)^T, " +
+                           std::to_string(num_weights) + " cycled",
+                       2.0 * hidden * mlp, static_cast<double>(dtype_size(w_dtype)) * mlp * hidden + a * (hidden + mlp),
+                       [=] { matmul(y1, x1, weights[(*next)++ % weights.size()], {.trans_b = true}); }});
+    }
   }
   {
     const int64_t s = quick ? 256 : 1024;
