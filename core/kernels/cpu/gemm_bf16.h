@@ -1,7 +1,8 @@
 // CPU GEMM with bf16 weights in the nn.Linear layout: c (M, N) = alpha * a (M, K) w (N, K)^T + beta * c, with
 // a and c f32. The weights stay bf16 in memory, half the bytes of f32 (batch-1 decode is bound by reading
 // them), and are widened to f32 in registers, which is exact: the result differs from the f32 GEMM on the
-// widened weights only in accumulation order. Activations are never rounded.
+// widened weights only in accumulation order. Activations are never rounded. Calls from different threads are
+// independent (the widened-blocks path keeps an 8 MiB scratch per calling thread).
 #pragma once
 
 #include <cstdint>
