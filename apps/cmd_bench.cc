@@ -24,7 +24,8 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   generate->add_option("--model", gen->model_dir, "HF model directory")->required()->check(CLI::ExistingDirectory);
   generate->add_option("--device", gen->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   generate->add_option("--prompt-tokens", gen->prompt_tokens, "Text tokens per prompt")->check(CLI::PositiveNumber);
-  generate->add_option("--new-tokens", gen->new_tokens, "Greedy tokens per prompt (EOS ignored)")->check(CLI::Range(2, 1 << 20));
+  generate->add_option("--new-tokens", gen->new_tokens, "Greedy tokens per prompt (EOS ignored)")
+      ->check(CLI::Range(2, 1 << 20));
   generate->add_option("--batch", gen->batch, "Prompts generated together")->check(CLI::PositiveNumber);
   generate->add_option("--image-tiles", gen->image_tiles, "Image tiles per prompt")->check(CLI::NonNegativeNumber);
   generate->add_option("--seed", gen->seed, "Seed of the synthetic token ids and pixels");

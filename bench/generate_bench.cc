@@ -60,7 +60,9 @@ SyntheticBatch make_prompts(const model::PlmConfig& config, const GenerateBenchO
   float* pixels = batch.pixels.data_as<float>();
   for (int b = 0; b < o.batch; ++b) {
     const uint64_t key = stream_key(o.seed, kPixelStream + b);
-    for (int64_t i = 0; i < per_prompt; ++i) pixels[b * per_prompt + i] = 2.0f * uniform_from_bits(random_bits(key, i)) - 1.0f;
+    for (int64_t i = 0; i < per_prompt; ++i) {
+      pixels[b * per_prompt + i] = 2.0f * uniform_from_bits(random_bits(key, i)) - 1.0f;
+    }
   }
   return batch;
 }
@@ -110,7 +112,9 @@ absl::Status time_generate(const model::PlmModel& model, const SyntheticBatch& p
   std::vector<model::GenerationRequest> requests(o.batch);
   for (int b = 0; b < o.batch; ++b) {
     requests[b].prompt_ids = prompts.ids[b];
-    if (o.image_tiles > 0) requests[b].image_pixels = prompts.pixels.view().slice(0, b * o.image_tiles, (b + 1) * o.image_tiles);
+    if (o.image_tiles > 0) {
+      requests[b].image_pixels = prompts.pixels.view().slice(0, b * o.image_tiles, (b + 1) * o.image_tiles);
+    }
   }
   // should_stop runs after every sampled token but the last, once its logits are on the host: its first
   // call ends the prefill; generate() returns right after sampling the last token.
@@ -146,7 +150,7 @@ absl::Status measure(const model::PlmModel& model, const SyntheticBatch& prompts
   return time_generate(model, prompts, o, times);
 }
 
-double peak_rss_mb() {
+double peak_rss_mib() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024.0;  // Linux reports KiB
@@ -160,7 +164,8 @@ void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, c
   const int threads = omp_get_max_threads();
   const std::string dtype(dtype_name(model.dtype()));
   std::printf("plm bench generate: %s\n", o.model_dir.c_str());
-  std::printf("device %s (%s weights, %d threads), batch %d, prompt %d text + %lld image tokens, %d new tokens (greedy)\n",
+  std::printf("device %s (%s weights, %d threads), batch %d, prompt %d text + %lld image tokens, "
+              "%d new tokens (greedy)\n",
               o.device.c_str(), dtype.c_str(), threads, o.batch, o.prompt_tokens,
               static_cast<long long>(length - o.prompt_tokens), o.new_tokens);
   std::printf("%-12s %-28s %10s %12s\n", "stage", "work", "time_s", "rate");
@@ -182,7 +187,7 @@ void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, c
       {"prompt_length", length}, {"new_tokens", o.new_tokens}, {"seed", o.seed}, {"load_s", t.load_s},
       {"vision_ms_per_tile", tiles > 0 ? 1e3 * t.vision_s / tiles : 0.0}, {"prefill_s", t.prefill_s},
       {"prefill_tok_s", prefill_tokens / t.prefill_s}, {"first_token_s", t.first_token_s}, {"decode_s", t.decode_s},
-      {"decode_tok_s", decode_tokens / t.decode_s}, {"peak_rss_mb", peak_rss_mb()}, {"tokens", t.tokens}};
+      {"decode_tok_s", decode_tokens / t.decode_s}, {"peak_rss_mib", peak_rss_mib()}, {"tokens", t.tokens}};
   std::printf("%s\n", line.dump().c_str());
 }
 
@@ -202,7 +207,8 @@ int run_generate_bench(const GenerateBenchOptions& o) {
   }
   GenerateTimes times;
   const auto start = Clock::now();
-  absl::StatusOr<std::unique_ptr<model::PlmModel>> model = model::PlmModel::load(o.model_dir, on_cuda ? Device::cuda(0) : Device::cpu());
+  absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
+      model::PlmModel::load(o.model_dir, on_cuda ? Device::cuda(0) : Device::cpu());
   if (!model.ok()) {
     std::fprintf(stderr, "plm bench generate: %s\n", model.status().ToString().c_str());
     return 1;

@@ -138,7 +138,8 @@ def run_one(args, dtype_name):
     print(f"{'load':<12} {str(model.num_parameters()) + ' parameters':<28} {load_s:10.3f}")
     if tiles:
         print(f"{'vision':<12} {str(tiles) + ' tiles':<28} {vision_s:10.3f} {1e3 * vision_s / tiles:9.1f} ms/tile")
-    print(f"{'prefill':<12} {str(prefill_tokens) + ' tokens':<28} {prefill_s:10.3f} {prefill_tokens / prefill_s:9.1f} tok/s")
+    print(f"{'prefill':<12} {str(prefill_tokens) + ' tokens':<28} {prefill_s:10.3f} "
+          f"{prefill_tokens / prefill_s:9.1f} tok/s")
     print(f"{'first token':<12} {'generate: media + prefill':<28} {first_token_s:10.3f}")
     print(f"{'decode':<12} {str(decode_tokens) + ' tokens':<28} {decode_s:10.3f} {decode_tokens / decode_s:9.2f} tok/s")
     line = {
@@ -147,7 +148,8 @@ def run_one(args, dtype_name):
         "image_tiles": args.image_tiles, "prompt_length": length, "new_tokens": args.new_tokens, "seed": args.seed,
         "load_s": load_s, "vision_ms_per_tile": 1e3 * vision_s / tiles if tiles else 0.0, "prefill_s": prefill_s,
         "prefill_tok_s": prefill_tokens / prefill_s, "first_token_s": first_token_s, "decode_s": decode_s,
-        "decode_tok_s": decode_tokens / decode_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "decode_tok_s": decode_tokens / decode_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
         "tokens": out[0, length:].tolist(),
     }
     print(json.dumps(line), flush=True)
@@ -189,7 +191,8 @@ def main():
     parser.add_argument("--image-tiles", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     # plm uses OpenMP's default: one thread per core this process may run on.
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0)))))
+    default_threads = int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0))))
+    parser.add_argument("--threads", type=int, default=default_threads)
     parser.add_argument("--plm-result", help="a file holding plm bench generate's output, to print the ratios")
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
