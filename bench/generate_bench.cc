@@ -164,8 +164,9 @@ void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, c
   const int threads = omp_get_max_threads();
   const std::string dtype(dtype_name(model.dtype()));
   std::printf("plm bench generate: %s\n", o.model_dir.c_str());
-  std::printf("device %s (%s weights, %d threads), batch %d, prompt %d text + %lld image tokens, "
-              "%d new tokens (greedy)\n",
+  // On CPU, bf16-stored GEMM weights stay bf16 (widened exactly in the kernel); compute is f32.
+  std::printf("device %s (%s compute, bf16-stored matrices kept bf16, %d threads), batch %d, prompt %d text + "
+              "%lld image tokens, %d new tokens (greedy)\n",
               o.device.c_str(), dtype.c_str(), threads, o.batch, o.prompt_tokens,
               static_cast<long long>(length - o.prompt_tokens), o.new_tokens);
   std::printf("%-12s %-28s %10s %12s\n", "stage", "work", "time_s", "rate");
