@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libturbojpeg0-dev libjpeg-dev libpng-dev
-  libpcre2-dev nlohmann-json3-dev libopenblas-dev libcli11-dev
+  libpcre2-dev nlohmann-json3-dev libopenblas-dev libopenblas0-openmp libcli11-dev
   libspdlog-dev libfmt-dev
 )
 
