@@ -9,6 +9,7 @@
 
 #include "bench/machine_peak.h"
 #include "core/cuda/runtime.h"
+#include "core/kernels/cpu/attention_reference.h"
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 
@@ -127,22 +128,36 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
     const AttentionOptions causal{.causal = true};
     cases.push_back({"attention", "causal prefill S=" + std::to_string(s) + " 32q/8kv x 64", causal_flops, 0,
                      [=] { attention_forward(o, lse, q, k, v, causal); }});
+    if (p.dtype() == DType::kF32) {  // CPU: the plain loop the blocked kernel is tested against
+      cases.push_back({"attention reference", "causal prefill S=" + std::to_string(s) + " 32q/8kv x 64", causal_flops,
+                       0, [=] { cpu::attention_forward_reference(o, lse, q, k, v, causal); }});
+    }
     cases.push_back({"attention_backward", "causal S=" + std::to_string(s) + " 32q/8kv x 64", 2.5 * causal_flops, 0,
                      [=] { attention_backward(dq, dk, dv, o, q, k, v, o, lse, causal); }});
   }
   {
     const int64_t tiles = quick ? 1 : 2;
     Tensor q = p.act({tiles, vis_tokens, vis_heads, head_dim}), o = p.act({tiles, vis_tokens, vis_heads, head_dim});
-    cases.push_back({"attention", "vision full S=1025 16 heads x 64, " + std::to_string(tiles) + " tiles",
-                     4.0 * tiles * vis_tokens * vis_tokens * vis_heads * head_dim, 0,
-                     [=] { attention_forward(o, Tensor(), q, q, q, {}); }});
+    const std::string shape = "vision full S=1025 16 heads x 64, " + std::to_string(tiles) + " tiles";
+    const double flops = 4.0 * tiles * vis_tokens * vis_tokens * vis_heads * head_dim;
+    cases.push_back({"attention", shape, flops, 0, [=] { attention_forward(o, Tensor(), q, q, q, {}); }});
+    if (p.dtype() == DType::kF32) {
+      cases.push_back({"attention reference", shape, flops, 0,
+                       [=] { cpu::attention_forward_reference(o, Tensor(), q, q, q, {}); }});
+    }
   }
   {
     const int64_t cache = quick ? 1024 : 4096;
     Tensor q = p.act({1, 1, q_heads, head_dim}), k = p.act({1, cache, kv_heads, head_dim});
     Tensor o = p.act({1, 1, q_heads, head_dim});
-    cases.push_back({"attention", "decode 1 query, " + std::to_string(cache) + " cached keys", 4.0 * cache * q_heads * head_dim,
-                     2.0 * a * cache * kv_heads * head_dim, [=] { attention_forward(o, Tensor(), q, k, k, {.causal = true}); }});
+    const std::string shape = "decode 1 query, " + std::to_string(cache) + " cached keys";
+    const double flops = 4.0 * cache * q_heads * head_dim, bytes = 2.0 * a * cache * kv_heads * head_dim;
+    cases.push_back(
+        {"attention", shape, flops, bytes, [=] { attention_forward(o, Tensor(), q, k, k, {.causal = true}); }});
+    if (p.dtype() == DType::kF32) {
+      cases.push_back({"attention reference", shape, flops, bytes,
+                       [=] { cpu::attention_forward_reference(o, Tensor(), q, k, k, {.causal = true}); }});
+    }
   }
   {
     Tensor x = p.act({tokens, hidden}), y = p.act({tokens, hidden}), w = p.act({hidden}, 1.0f);

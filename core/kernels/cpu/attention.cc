@@ -1,12 +1,14 @@
-// CPU attention: the exact (non-flash) oracle, one query row at a time in fp32 with a max-subtracted
-// softmax. Backward recomputes the probabilities from the saved lse. OpenMP runs over (batch, kv head) so
-// the query heads sharing a kv head accumulate into dk/dv on one thread, without races.
+// CPU attention: the exact (non-flash) reference forward, one query row at a time in fp32 with a
+// max-subtracted softmax (attention_reference.h; the model runs the blocked attention_blocked.cc), and the
+// backward, which recomputes the probabilities from the saved lse. OpenMP runs over (batch, kv head) so the
+// query heads sharing a kv head accumulate into dk/dv on one thread, without races.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "core/kernels/backends.h"
+#include "core/kernels/cpu/attention_geometry.h"
+#include "core/kernels/cpu/attention_reference.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/parallel.h"
 
@@ -14,97 +16,18 @@ namespace plm::cpu {
 
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// Sizes and masking inputs of one attention call, validated once.
-struct AttentionGeometry {
-  int64_t batch, q_len, kv_len, num_q_heads, num_kv_heads, head_dim;
-  float scale;
-  bool causal;
-  const int32_t* kv_lens;      // (B) or null
-  const int32_t* segment_ids;  // (B, S) or null
-
-  int64_t group_size() const { return num_q_heads / num_kv_heads; }
-  int64_t work() const { return batch * num_q_heads * q_len * kv_len * head_dim; }
-  // Row offsets into q/out (B, Sq, Hq, Dh) and k/v (B, Skv, Hkv, Dh).
-  int64_t q_row(int64_t b, int64_t i, int64_t h) const { return ((b * q_len + i) * num_q_heads + h) * head_dim; }
-  int64_t kv_row(int64_t b, int64_t j, int64_t g) const { return ((b * kv_len + j) * num_kv_heads + g) * head_dim; }
-  int64_t lse_index(int64_t b, int64_t h, int64_t i) const { return (b * num_q_heads + h) * q_len + i; }
-};
-
-// The keys query i of sequence b sees: j in [0, end), and with packed documents only its own segment.
-struct VisibleKeys {
-  int64_t end;
-  const int32_t* segments;  // (S) of sequence b, or null
-  int32_t segment;
-
-  bool contains(int64_t j) const { return segments == nullptr || segments[j] == segment; }
-};
-
-VisibleKeys visible_keys(const AttentionGeometry& g, int64_t b, int64_t i) {
-  const int64_t valid = g.kv_lens ? g.kv_lens[b] : g.kv_len;
-  const int64_t position = valid - g.q_len + i;
-  VisibleKeys keys{valid, nullptr, 0};
-  if (g.causal) keys.end = std::clamp<int64_t>(position + 1, 0, valid);
-  if (g.segment_ids) {
-    keys.segments = g.segment_ids + b * g.kv_len;
-    keys.segment = g.segment_ids[b * g.q_len + i];
-  }
-  return keys;
-}
-
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.0f;
   for (int64_t d = 0; d < n; ++d) s += a[d] * b[d];
   return s;
 }
 
-AttentionGeometry check_attention(const char* op, Tensor q, Tensor k, Tensor v, Tensor lse,
-                                  const AttentionOptions& options) {
-  check_tensor(op, "q", q, DType::kF32);
-  check_tensor(op, "k", k, DType::kF32);
-  PLM_CHECK(q.rank() == 4 && k.rank() == 4)
-      << op << ": q " << q.describe() << " and k " << k.describe() << " must be (B, S, H, Dh)";
-  AttentionGeometry g{.batch = q.size(0),
-                      .q_len = q.size(1),
-                      .kv_len = k.size(1),
-                      .num_q_heads = q.size(2),
-                      .num_kv_heads = k.size(2),
-                      .head_dim = q.size(3),
-                      .scale = options.scale,
-                      .causal = options.causal,
-                      .kv_lens = nullptr,
-                      .segment_ids = nullptr};
-  PLM_CHECK(k.size(0) == g.batch && k.size(3) == g.head_dim)
-      << op << ": k " << k.describe() << " does not match q " << q.describe() << " in batch or head_dim";
-  PLM_CHECK(g.num_kv_heads > 0 && g.num_q_heads % g.num_kv_heads == 0)
-      << op << ": Hq (" << g.num_q_heads << ") must be a multiple of Hkv (" << g.num_kv_heads << ")";
-  check_f32(op, "v", v, k.shape());
-  if (lse.defined()) check_f32(op, "lse", lse, {g.batch, g.num_q_heads, g.q_len});
-  if (g.scale == 0.0f) g.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(g.head_dim)));
-  if (options.kv_lens.defined()) {
-    check_tensor(op, "kv_lens", options.kv_lens, DType::kI32);
-    check_shape(op, "kv_lens", options.kv_lens, {g.batch});
-    g.kv_lens = options.kv_lens.data_as<int32_t>();
-    for (int64_t b = 0; b < g.batch; ++b) {
-      PLM_CHECK(0 <= g.kv_lens[b] && g.kv_lens[b] <= g.kv_len)
-          << op << ": kv_lens[" << b << "] = " << g.kv_lens[b] << " outside [0, Skv = " << g.kv_len << "]";
-    }
-  }
-  if (options.segment_ids.defined()) {
-    PLM_CHECK_EQ(g.q_len, g.kv_len) << op << ": segment_ids need Sq == Skv";
-    check_tensor(op, "segment_ids", options.segment_ids, DType::kI32);
-    check_shape(op, "segment_ids", options.segment_ids, {g.batch, g.q_len});
-    g.segment_ids = options.segment_ids.data_as<int32_t>();
-  }
-  return g;
-}
-
 }  // namespace
 
-void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, const AttentionOptions& options, Stream) {
-  const AttentionGeometry g = check_attention("attention_forward", q, k, v, lse, options);
-  check_f32("attention_forward", "out", out, q.shape());
+void attention_forward_reference(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v,
+                                 const AttentionOptions& options, Stream) {
+  const AttentionGeometry g = check_attention("attention_forward_reference", q, k, v, lse, options);
+  check_f32("attention_forward_reference", "out", out, q.shape());
   const float* q_data = q.data_as<float>();
   const float* k_data = k.data_as<float>();
   const float* v_data = v.data_as<float>();
@@ -120,15 +43,15 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
         const VisibleKeys keys = visible_keys(g, b, i);
         const float* q_row = q_data + g.q_row(b, i, h);
         float* out_row = out_data + g.q_row(b, i, h);
-        float max_score = kNegInf;
+        float max_score = kAttentionNegInf;
         for (int64_t j = 0; j < keys.end; ++j) {
           if (!keys.contains(j)) continue;
           scores[j] = g.scale * dot(q_row, k_data + g.kv_row(b, j, kv_head), g.head_dim);
           max_score = std::max(max_score, scores[j]);
         }
         std::fill(out_row, out_row + g.head_dim, 0.0f);
-        if (max_score == kNegInf) {  // no visible key
-          if (lse_data) lse_data[g.lse_index(b, h, i)] = kNegInf;
+        if (max_score == kAttentionNegInf) {  // no visible key
+          if (lse_data) lse_data[g.lse_index(b, h, i)] = kAttentionNegInf;
           continue;
         }
         float sum = 0.0f;
@@ -181,7 +104,7 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
           const float* dout_row = dout_data + g.q_row(b, i, h);
           float* dq_row = dq_data + g.q_row(b, i, h);
           std::fill_n(dq_row, g.head_dim, 0.0f);
-          if (row_lse == kNegInf) continue;  // saw no key: no gradient
+          if (row_lse == kAttentionNegInf) continue;  // saw no key: no gradient
           // delta = dout . out = sum_j P_j dP_j, the row term of the softmax backward.
           const float delta = dot(dout_row, out_data + g.q_row(b, i, h), g.head_dim);
           for (int64_t j = 0; j < keys.end; ++j) {

@@ -1,6 +1,7 @@
 // CPU attention against a naive double reference over GQA ratios, causal masks, kv_lens (chunked prefill and
-// decode), packed segments and queries that see no key; backward against the double analytic gradient
-// and against central finite differences.
+// decode), packed segments and queries that see no key: the forward of both the reference loop and the
+// blocked kernel; backward (from the blocked forward's saved lse) against the double analytic gradient and
+// against central finite differences.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "core/kernels/backends.h"
+#include "core/kernels/cpu/attention_reference.h"
 #include "tests/core/kernels/reference_check.h"
 #include "tests/core/test_util.h"
 
@@ -149,16 +151,22 @@ TEST_P(CpuAttention, ForwardAndBackwardMatchDoubleReference) {
   const Reference r = reference(c, in, dout);
 
   OwnedTensor out(in.q.shape(), DType::kF32), lse({c.batch, c.num_q_heads, c.q_len}, DType::kF32);
-  cpu::attention_forward(out, lse, in.q, in.k, in.v, in.options);
-  EXPECT_TRUE(testing::close_to_reference(out, r.out, 2e-6, 0.0, c.name + "_out"));
-  const std::vector<float> lse_values = testing::to_vector(lse);
-  for (size_t i = 0; i < lse_values.size(); ++i) {
-    if (std::isinf(r.lse[i])) {
-      EXPECT_EQ(lse_values[i], -std::numeric_limits<float>::infinity()) << "row " << i;
-    } else {
-      EXPECT_NEAR(lse_values[i], r.lse[i], 2e-6) << "row " << i;
+  const auto check_forward = [&](const std::string& label) {
+    SCOPED_TRACE(label);
+    EXPECT_TRUE(testing::close_to_reference(out, r.out, 2e-6, 0.0, c.name + "_out" + label));
+    const std::vector<float> lse_values = testing::to_vector(lse);
+    for (size_t i = 0; i < lse_values.size(); ++i) {
+      if (std::isinf(r.lse[i])) {
+        EXPECT_EQ(lse_values[i], -std::numeric_limits<float>::infinity()) << "row " << i;
+      } else {
+        EXPECT_NEAR(lse_values[i], r.lse[i], 2e-6) << "row " << i;
+      }
     }
-  }
+  };
+  cpu::attention_forward_reference(out, lse, in.q, in.k, in.v, in.options);
+  check_forward("_reference");
+  cpu::attention_forward(out, lse, in.q, in.k, in.v, in.options);
+  check_forward("");
 
   // Gradients start as garbage: they are written, not accumulated.
   OwnedTensor dq = random_tensor(in.q.shape(), 7), dk = random_tensor(in.k.shape(), 8),

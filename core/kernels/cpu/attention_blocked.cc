@@ -1,0 +1,241 @@
+// The CPU attention forward the model runs: per (sequence, kv head) and block of ~256 query rows (queries x
+// the query heads sharing the kv head), one GEMM for the scores (sgemm.h), a vectorised row softmax
+// (attention_simd.h), one GEMM with the values; decode-sized blocks take the split-keys path (attention_split_keys.h).
+// Same contract as kernel_signatures.inc, tested against the plain loop attention_forward_reference.
+// OpenMP runs over blocks with single-threaded BLAS inside (see SerialBlasScope).
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "core/kernels/backends.h"
+#include "core/kernels/cpu/attention_split_keys.h"
+#include "core/kernels/cpu/attention_geometry.h"
+#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/checks.h"
+#include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/sgemm.h"
+
+#ifdef PLM_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace plm::cpu {
+
+namespace {
+
+// Query rows per block: the M of both GEMMs. Measured on the vision (1025 tokens, 16 heads x 64) and causal
+// prefill (1024 and 4096 tokens, 32q/8kv x 64) cases, 2 threads: 128-512 within 3%, 64 and 1024 5-15% slower.
+constexpr int64_t kBlockRows = 256;
+// Below this many rows per block (queries x group), the GEMMs would mostly pack operands: the split-keys
+// path of attention_split_keys.h takes over.
+constexpr int64_t kMinGemmRows = 8;
+
+// While one is alive, each BLAS call runs on its calling thread: blocks run on OpenMP threads, and a threaded
+// GEMM from each would put 4 threads on 2 cores (measured 5x slower, and 1.5x slower than threaded GEMMs
+// one block at a time). The OpenMP build of OpenBLAS (the one core/CMakeLists.txt links) already runs
+// serially inside an OpenMP region, and its openblas_set_num_threads would shrink our OpenMP team too; the
+// pthread build gets its process-wide thread count set to 1, with one save/restore for concurrent scopes.
+#ifdef PLM_HAVE_OPENBLAS
+class SerialBlasScope {
+ public:
+  SerialBlasScope() {
+    if (!pthread_openblas()) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (depth_++ == 0) {
+      saved_threads_ = openblas_get_num_threads();
+      openblas_set_num_threads(1);
+    }
+  }
+  ~SerialBlasScope() {
+    if (!pthread_openblas()) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (--depth_ == 0) openblas_set_num_threads(saved_threads_);
+  }
+  SerialBlasScope(const SerialBlasScope&) = delete;
+  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
+
+ private:
+  static bool pthread_openblas() { return openblas_get_parallel() == 1; }  // 0 serial, 1 pthreads, 2 OpenMP
+  static inline std::mutex mutex_;
+  static inline int depth_ = 0;
+  static inline int saved_threads_ = 1;
+};
+#else
+// Without OpenBLAS, sgemm's loop has its own OpenMP region, which runs serially inside ours.
+struct SerialBlasScope {
+  SerialBlasScope() {}
+};
+#endif
+
+// The visible keys and values of every (sequence, kv head) as contiguous (kv_lens[b], Dh) matrices, the
+// GEMMs' operands. The buffers belong to the calling thread and are kept for its next call (fresh ones
+// would page-fault every call), so they hold the largest k and v seen.
+class PackedKv {
+ public:
+  explicit PackedKv(const AttentionGeometry& g) : g_(g) {
+    thread_local std::vector<float> k_storage, v_storage;
+    batch_offsets_.resize(static_cast<size_t>(g.batch));
+    int64_t size = 0;
+    for (int64_t b = 0; b < g.batch; ++b) {
+      batch_offsets_[b] = size;
+      size += g.valid_keys(b) * g.num_kv_heads * g.head_dim;
+    }
+    k_storage.resize(static_cast<size_t>(size));
+    v_storage.resize(static_cast<size_t>(size));
+    k_ = k_storage.data();
+    v_ = v_storage.data();
+  }
+  void pack(const float* k, const float* v, int64_t b, int64_t kv_head) {
+    const int64_t offset = this->offset(b, kv_head);
+    for (int64_t j = 0; j < g_.valid_keys(b); ++j) {
+      std::copy_n(k + g_.kv_row(b, j, kv_head), g_.head_dim, k_ + offset + j * g_.head_dim);
+      std::copy_n(v + g_.kv_row(b, j, kv_head), g_.head_dim, v_ + offset + j * g_.head_dim);
+    }
+  }
+  const float* k(int64_t b, int64_t kv_head) const { return k_ + offset(b, kv_head); }
+  const float* v(int64_t b, int64_t kv_head) const { return v_ + offset(b, kv_head); }
+
+ private:
+  int64_t offset(int64_t b, int64_t kv_head) const {
+    return batch_offsets_[b] + kv_head * g_.valid_keys(b) * g_.head_dim;
+  }
+  const AttentionGeometry& g_;
+  std::vector<int64_t> batch_offsets_;
+  float* k_;
+  float* v_;
+};
+
+// Queries [i0, i1) of sequence b with the query heads of kv_head, as rows r = (i - i0) * G + (h - first head).
+struct Block {
+  int64_t b, kv_head, i0, i1;
+};
+
+// The inputs every block reads.
+struct AttentionInputs {
+  const AttentionGeometry& g;
+  const AttentionSimd& simd;
+  const float* q;
+  const PackedKv& packed;
+  float* out;
+  float* lse;  // null when not asked for
+};
+
+// Per-thread buffers, reused across calls (fresh ones would page-fault every call).
+struct BlockScratch {
+  std::vector<float> q;       // (R, Dh) the block's query rows
+  std::vector<float> scores;  // (R, n) scaled scores, then unnormalised probabilities
+  std::vector<float> out;     // (R, Dh) probabilities . values
+  std::vector<float> maxes;   // (R) row max; -inf for a row that sees no key
+  std::vector<float> sums;    // (R) softmax denominators
+};
+
+// scores (R, n) = scale q k^T, out (R, Dh) = p v: one GEMM each on the packed keys and values.
+void scores_by_gemm(const AttentionInputs& in, const Block& blk, int64_t rows, int64_t n, BlockScratch& s) {
+  sgemm({.a = s.q.data(), .b = in.packed.k(blk.b, blk.kv_head), .c = s.scores.data(), .m = rows, .n = n,
+         .k = in.g.head_dim, .trans_a = false, .trans_b = true, .alpha = in.g.scale, .beta = 0.0f, .ldc = n});
+}
+
+void values_by_gemm(const AttentionInputs& in, const Block& blk, int64_t rows, int64_t n, BlockScratch& s) {
+  sgemm({.a = s.scores.data(), .b = in.packed.v(blk.b, blk.kv_head), .c = s.out.data(), .m = rows, .n = in.g.head_dim,
+         .k = n, .trans_a = false, .trans_b = false, .alpha = 1.0f, .beta = 0.0f, .ldc = in.g.head_dim});
+}
+
+// Turns the scores of query i into exp(s - max) over its visible keys and 0 over the rest of [0, n).
+void softmax_row(const AttentionGeometry& g, const AttentionSimd& simd, int64_t b, int64_t i, int64_t n,
+                 float* scores, float& max_out, float& sum_out) {
+  const VisibleKeys keys = visible_keys(g, b, i);
+  if (keys.segments) {
+    for (int64_t j = 0; j < keys.end; ++j) {
+      if (!keys.contains(j)) scores[j] = kAttentionNegInf;
+    }
+  }
+  max_out = simd.row_max(scores, keys.end);
+  if (max_out == kAttentionNegInf) {  // no visible key
+    std::fill_n(scores, n, 0.0f);
+    return;
+  }
+  sum_out = simd.exp_sum(scores, keys.end, max_out);
+  std::fill(scores + keys.end, scores + n, 0.0f);
+}
+
+void attend_block(const AttentionInputs& in, const Block& blk, BlockScratch& s) {
+  const AttentionGeometry& g = in.g;
+  const int64_t group = g.group_size(), dim = g.head_dim, rows = (blk.i1 - blk.i0) * group;
+  // The block's last query sees the most keys (causal ends grow with i).
+  const int64_t n = visible_keys(g, blk.b, blk.i1 - 1).end;
+  s.scores.resize(static_cast<size_t>(rows * n));
+  s.out.resize(static_cast<size_t>(rows * dim));
+  s.maxes.resize(static_cast<size_t>(rows));
+  s.sums.resize(static_cast<size_t>(rows));
+  s.q.resize(static_cast<size_t>(rows * dim));
+  for (int64_t i = blk.i0; i < blk.i1; ++i) {
+    std::copy_n(in.q + g.q_row(blk.b, i, blk.kv_head * group), group * dim, s.q.data() + (i - blk.i0) * group * dim);
+  }
+  if (n > 0) scores_by_gemm(in, blk, rows, n, s);
+  for (int64_t r = 0; r < rows; ++r) {
+    softmax_row(g, in.simd, blk.b, blk.i0 + r / group, n, s.scores.data() + r * n, s.maxes[r], s.sums[r]);
+  }
+  if (n > 0) values_by_gemm(in, blk, rows, n, s);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = blk.i0 + r / group, h = blk.kv_head * group + r % group;
+    const bool sees_keys = s.maxes[r] != kAttentionNegInf;
+    const float* row = s.out.data() + r * dim;
+    float* out_row = in.out + g.q_row(blk.b, i, h);
+    for (int64_t d = 0; d < dim; ++d) out_row[d] = sees_keys ? row[d] / s.sums[r] : 0.0f;
+    if (in.lse) in.lse[g.lse_index(blk.b, h, i)] = sees_keys ? s.maxes[r] + std::log(s.sums[r]) : kAttentionNegInf;
+  }
+}
+
+// Every (sequence, kv head) split into equal blocks of at most kBlockRows rows.
+std::vector<Block> make_blocks(const AttentionGeometry& g) {
+  const int64_t max_queries = std::max<int64_t>(1, kBlockRows / g.group_size());
+  const int64_t blocks_per_head = (g.q_len + max_queries - 1) / max_queries;
+  const int64_t block_queries = (g.q_len + blocks_per_head - 1) / blocks_per_head;
+  std::vector<Block> blocks;
+  for (int64_t b = 0; b < g.batch; ++b) {
+    for (int64_t kv_head = 0; kv_head < g.num_kv_heads; ++kv_head) {
+      for (int64_t i0 = 0; i0 < g.q_len; i0 += block_queries) {
+        blocks.push_back({b, kv_head, i0, std::min(i0 + block_queries, g.q_len)});
+      }
+    }
+  }
+  return blocks;
+}
+
+}  // namespace
+
+void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, const AttentionOptions& options, Stream) {
+  const AttentionGeometry g = check_attention("attention_forward", q, k, v, lse, options);
+  check_f32("attention_forward", "out", out, q.shape());
+  if (out.numel() == 0) return;
+  float* lse_data = lse.defined() ? lse.data_as<float>() : nullptr;
+  if (g.q_len * g.group_size() < kMinGemmRows) {
+    attention_forward_split_keys(g, q.data_as<float>(), k.data_as<float>(), v.data_as<float>(), out.data_as<float>(),
+                                 lse_data);
+    return;
+  }
+  const std::vector<Block> blocks = make_blocks(g);
+  PackedKv packed(g);
+  const AttentionInputs in{.g = g,
+                           .simd = attention_simd(best_simd_isa()),
+                           .q = q.data_as<float>(),
+                           .packed = packed,
+                           .out = out.data_as<float>(),
+                           .lse = lse_data};
+  const SerialBlasScope serial_blas;
+#pragma omp parallel if (g.work() >= kMinParallelWork)
+  {
+#pragma omp for collapse(2)
+    for (int64_t b = 0; b < g.batch; ++b) {
+      for (int64_t kv_head = 0; kv_head < g.num_kv_heads; ++kv_head) {
+        packed.pack(k.data_as<float>(), v.data_as<float>(), b, kv_head);
+      }
+    }
+    thread_local BlockScratch scratch;
+#pragma omp for schedule(dynamic)
+    for (size_t t = 0; t < blocks.size(); ++t) attend_block(in, blocks[t], scratch);
+  }
+}
+
+}  // namespace plm::cpu

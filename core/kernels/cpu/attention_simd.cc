@@ -1,0 +1,169 @@
+// The kernels of core/kernels/cpu/attention_simd.h: scalar loops with std::exp, and one source
+// (attention_simd_kernels.inc) compiled for AVX2+FMA and AVX-512F in target regions, so a build without
+// -march=native still runs the widest ISA the CPU has.
+#include "core/kernels/cpu/attention_simd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/check.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace plm::cpu {
+
+namespace {
+
+// The vector exp's domain: below, exp(x) < FLT_MIN and the kernels return 0; above, 2^n of the range
+// reduction would overflow (n = 128) and they return +inf.
+constexpr float kExpMinInput = -87.3365448f;  // ln(FLT_MIN)
+constexpr float kExpMaxInput = 88.37f;
+
+namespace scalar {
+
+float row_max(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+float exp_sum(float* x, int64_t n, float shift) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    x[j] = std::exp(x[j] - shift);
+    sum += x[j];
+  }
+  return sum;
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t d = 0; d < n; ++d) s += a[d] * b[d];
+  return s;
+}
+
+}  // namespace scalar
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct Simd {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  // Lanes [0, count) valid, count in [1, kWidth).
+  static __m256i tail_mask(int64_t count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V load_tail(const float* p, int64_t count, float fill) {
+    const __m256i mask = tail_mask(count);
+    return _mm256_blendv_ps(set1(fill), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
+  }
+  static void store_tail(float* p, V v, int64_t count) { _mm256_maskstore_ps(p, tail_mask(count), v); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a b
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static V round(V x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // y 2^n for integral n in [-126, 127]: n goes straight into the exponent bits.
+  static V scale_pow2(V y, V n) {
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+  }
+  // y, with 0 where x < lo and +inf where x > hi.
+  static V outside_range(V x, float lo, float hi, V y) {
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, set1(lo), _CMP_LT_OQ));
+    return _mm256_blendv_ps(y, set1(std::numeric_limits<float>::infinity()), _mm256_cmp_ps(x, set1(hi), _CMP_GT_OQ));
+  }
+  static float reduce_add(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  static float reduce_max(V v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+  }
+};
+#include "core/kernels/cpu/attention_simd_kernels.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+// GCC 12's AVX-512 intrinsics fill unused lanes from a self-initialised variable, which -Wuninitialized
+// flags once inlined (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace avx512 {
+struct Simd {
+  using V = __m512;
+  static constexpr int kWidth = 16;
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static __mmask16 tail_mask(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }
+  static V load_tail(const float* p, int64_t count, float fill) {
+    return _mm512_mask_loadu_ps(set1(fill), tail_mask(count), p);
+  }
+  static void store_tail(float* p, V v, int64_t count) { _mm512_mask_storeu_ps(p, tail_mask(count), v); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a b
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V round(V x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V scale_pow2(V y, V n) { return _mm512_scalef_ps(y, n); }
+  // y, with 0 where x < lo and +inf where x > hi.
+  static V outside_range(V x, float lo, float hi, V y) {
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(lo), _CMP_LT_OQ), y, _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(hi), _CMP_GT_OQ), y,
+                                set1(std::numeric_limits<float>::infinity()));
+  }
+  static float reduce_add(V v) { return _mm512_reduce_add_ps(v); }
+  static float reduce_max(V v) { return _mm512_reduce_max_ps(v); }
+};
+#include "core/kernels/cpu/attention_simd_kernels.inc"
+}  // namespace avx512
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
+}  // namespace
+
+const AttentionSimd& attention_simd(SimdIsa isa) {
+  PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
+      << "attention_simd: this CPU cannot run " << simd_isa_name(isa) << " (best: "
+      << simd_isa_name(best_simd_isa()) << ")";
+  static const AttentionSimd scalar_kernels{scalar::row_max, scalar::exp_sum, scalar::dot};
+#if defined(__x86_64__)
+  static const AttentionSimd avx2_kernels{avx2::row_max, avx2::exp_sum, avx2::dot};
+  static const AttentionSimd avx512_kernels{avx512::row_max, avx512::exp_sum, avx512::dot};
+#endif
+  switch (isa) {
+#if defined(__x86_64__)
+    case SimdIsa::kAvx512: return avx512_kernels;
+    case SimdIsa::kAvx2: return avx2_kernels;
+#else
+    case SimdIsa::kAvx512:
+    case SimdIsa::kAvx2:  // unreachable: best_simd_isa() is scalar off x86-64
+#endif
+    case SimdIsa::kScalar: break;
+  }
+  return scalar_kernels;
+}
+
+}  // namespace plm::cpu
