@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/kernels/backends.h"
+#include "core/kernels/cpu/attention_reference.h"
 #include "core/kernels/cuda/attention_reference.h"
 #include "tests/core/kernels/reference_check.h"
 #include "tests/core/test_util.h"
@@ -164,7 +165,7 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
   const AttentionOptions cpu_options = options_on(in, Device::cpu(), cpu_storage);
   const OwnedTensor q32 = as_f32(in.q), k32 = as_f32(in.k), v32 = as_f32(in.v), dout32 = as_f32(dout);
   OwnedTensor out32(in.q.shape(), DType::kF32), lse32(lse_shape, DType::kF32);
-  cpu::attention_forward(out32, lse32, q32, k32, v32, cpu_options);
+  cpu::attention_forward_reference(out32, lse32, q32, k32, v32, cpu_options);
   OwnedTensor dq32(in.q.shape(), DType::kF32), dk32(in.k.shape(), DType::kF32), dv32(in.k.shape(), DType::kF32);
   cpu::attention_backward(dq32, dk32, dv32, dout32, q32, k32, v32, out32, lse32, cpu_options);
 
@@ -202,8 +203,8 @@ TEST_P(CudaAttention, ForwardWithoutLseMatchesCpu) {
   const Inputs in = make_inputs(c, dtype, 71);
   std::vector<OwnedTensor> cpu_storage;
   OwnedTensor out32(in.q.shape(), DType::kF32);
-  cpu::attention_forward(out32, Tensor(), as_f32(in.q), as_f32(in.k), as_f32(in.v),
-                         options_on(in, Device::cpu(), cpu_storage));
+  cpu::attention_forward_reference(out32, Tensor(), as_f32(in.q), as_f32(in.k), as_f32(in.v),
+                                   options_on(in, Device::cpu(), cpu_storage));
 
   const Device gpu = Device::cuda(0);
   std::vector<OwnedTensor> gpu_storage;
