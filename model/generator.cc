@@ -1,6 +1,7 @@
 #include "model/generator.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -23,9 +24,23 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
   std::vector<GenerationResult> results(n);
   if (n == 0) return results;
   int64_t longest_prompt = 0;
-  for (const GenerationRequest& r : requests) {
-    if (r.prompt_ids.empty()) return absl::InvalidArgumentError("empty prompt");
+  const PlmConfig& config = model.config();
+  for (int i = 0; i < n; ++i) {
+    const GenerationRequest& r = requests[i];
+    if (r.prompt_ids.empty()) return absl::InvalidArgumentError(absl::StrCat("request ", i, ": empty prompt"));
     longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(r.prompt_ids.size()));
+    // Checked here, identically on every rank, before any collective: under pipeline parallelism only the
+    // first stage sees the media, and a late error there would leave the other stages waiting.
+    for (auto [token, pixels, kind] : {std::tuple{config.image_token_id, r.image_pixels, "image"},
+                                       std::tuple{config.video_token_id, r.video_pixels, "video"}}) {
+      const int64_t placeholders = std::count(r.prompt_ids.begin(), r.prompt_ids.end(), token);
+      const int64_t rows = pixels.defined() ? pixels.size(0) * config.tokens_per_tile() : 0;
+      if (placeholders != rows) {
+        return absl::InvalidArgumentError(absl::StrCat("request ", i, ": the prompt has ", placeholders, " ", kind,
+                                                       " placeholder tokens but the ", kind, "s give ", rows,
+                                                       " embedding rows"));
+      }
+    }
   }
   const int64_t max_len = longest_prompt + options.max_new_tokens;
   std::unique_ptr<KvCache> cache = model.make_cache(n, max_len);

@@ -6,6 +6,7 @@
 
 #include "distributed/local_communicator.h"
 #include "distributed/process_groups.h"
+#include "model/generator.h"
 #include "model/plm_model.h"
 #include "model/parallel.h"
 #include "tests/model/parallel_checks.h"
@@ -102,6 +103,33 @@ TEST(ParallelModel, ExplicitSplitWithAnEmptyFirstStageMatches) {
       std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/cls_tied", Device::cpu(), ModelParallel{nullptr, nullptr, {1, 2}});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("adding up to 2 decoder layers"), std::string::npos) << bad.status();
+}
+
+}  // namespace
+}  // namespace plm::model
+
+namespace plm::model {
+namespace {
+
+TEST(ParallelModel, MediaMismatchFailsOnEveryStageWithoutHanging) {
+  std::mutex mutex;
+  std::vector<std::string> messages;
+  distributed::run_local_ranks(2, [&](distributed::Communicator& world) {
+    absl::StatusOr<distributed::ProcessGroups> groups =
+        distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), 1, 2);
+    ASSERT_TRUE(groups.ok());
+    absl::StatusOr<std::unique_ptr<PlmModel>> model =
+        PlmModel::load(std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/cls_tied", Device::cpu(),
+                       {groups->tp.get(), groups->pp.get()});
+    ASSERT_TRUE(model.ok()) << model.status();
+    GenerationRequest r;
+    r.prompt_ids = {128000, 128002, 9906};  // one image placeholder, no image
+    absl::StatusOr<std::vector<GenerationResult>> results = generate(**model, {r}, {});
+    std::lock_guard<std::mutex> lock(mutex);
+    messages.push_back(results.ok() ? "ok" : std::string(results.status().message()));
+  });
+  ASSERT_EQ(messages.size(), 2u);
+  for (const std::string& m : messages) EXPECT_NE(m.find("1 image placeholder tokens"), std::string::npos) << m;
 }
 
 }  // namespace
