@@ -28,7 +28,7 @@ struct GenerateOptions {
   std::string model_dir;
   std::vector<std::string> images;
   std::string video;
-  int64_t num_frames = 32;
+  int64_t num_frames = 0;  // 0: up to 32 (data::MediaOptions' default)
   double fps = 0.0;
   std::string prompt;
   std::string system;
@@ -151,8 +151,8 @@ absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   data::MediaOptions media;
   if (o.fps > 0) {
     media.video_sampling = {.num_frames = std::nullopt, .fps = o.fps};
-  } else {
-    media.video_sampling = {.num_frames = o.num_frames};
+  } else if (o.num_frames > 0) {
+    media.video_sampling = {.num_frames = o.num_frames};  // exactly this many, as HF: more than the video has is an error
   }
   PLM_ASSIGN_OR_RETURN(data::PromptInputs inputs,
                        data::build_prompt(messages, /*add_generation_prompt=*/true, tokenizer, processor,
@@ -203,7 +203,8 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--model", o->model_dir, "Hugging Face PLM directory")->required();
   cmd->add_option("--image", o->images, "Image file (repeat for several)");
   cmd->add_option("--video", o->video, "Video file");
-  cmd->add_option("--num-frames", o->num_frames, "Frames sampled uniformly from the video (default 32)");
+  cmd->add_option("--num-frames", o->num_frames,
+                  "Frames sampled uniformly from the video (default: 32, or all of a shorter video)");
   cmd->add_option("--fps", o->fps, "Sample the video at this rate instead of a fixed frame count");
   cmd->add_option("--prompt", o->prompt, "User text");
   cmd->add_option("--system", o->system, "System message (default: PLM's)");

@@ -18,7 +18,8 @@
 namespace plm::data {
 
 struct MediaOptions {
-  FrameSampling video_sampling{.num_frames = 32};  // HF integration tests and PLM training use 32
+  // Up to 32 frames: HF's integration tests and PLM training use 32; shorter videos give all their frames.
+  FrameSampling video_sampling{.num_frames = 32, .at_most = true};
   ImageDecodeLimits image_limits;
   VideoDecodeLimits video_limits;
 };

@@ -355,7 +355,7 @@ absl::StatusOr<std::vector<int64_t>> sample_frame_indices(int64_t num_frames, do
     // Python's int(total_num_frames / video_fps * fps): two double operations, then truncation.
     count = std::max<int64_t>(1, static_cast<int64_t>(num_frames / average_fps * *sampling.fps));
   } else if (sampling.num_frames) {
-    count = *sampling.num_frames;
+    count = sampling.at_most ? std::min(*sampling.num_frames, num_frames) : *sampling.num_frames;
   }
   if (count < 1 || count > num_frames) {
     return absl::InvalidArgumentError(

@@ -20,6 +20,8 @@ namespace plm::data {
 struct FrameSampling {
   std::optional<int64_t> num_frames = std::nullopt;  // frames k * N / n, k < n, integer arithmetic; n > N: error
   std::optional<double> fps = std::nullopt;          // n = max(1, int(N / average_fps * fps)), then as above
+  // plm's default, not HF's: num_frames is an upper bound, n = min(num_frames, N), so short videos work.
+  bool at_most = false;
 };                                                   // neither: every frame
 
 struct VideoDecodeLimits {

@@ -47,6 +47,10 @@ TEST(VideoTest, SamplingFollowsHf) {
   EXPECT_FALSE(sample_frame_indices(7, 10.0, {.num_frames = 8}).ok());                // more than there are
   EXPECT_FALSE(sample_frame_indices(70, 10.0, {.num_frames = 8, .fps = 1.0}).ok());   // both
   EXPECT_FALSE(sample_frame_indices(70, 0.0, {.fps = 1.0}).ok());                     // no frame rate
+  // plm's default: an upper bound, so a short video gives all its frames.
+  EXPECT_EQ(*sample_frame_indices(4, 10.0, {.num_frames = 32, .at_most = true}), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(*sample_frame_indices(20, 10.0, {.num_frames = 8, .at_most = true}),
+            (std::vector<int64_t>{0, 2, 5, 7, 10, 12, 15, 17}));
 }
 
 // Decodes every fixture video with each sampling of the manifest; returns nothing, reports diffs.
