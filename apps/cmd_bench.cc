@@ -1,6 +1,7 @@
-// `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, and
-// make-random-model, which writes the random-weight checkpoints the generate suite runs on.
+// `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, tokenizer,
+// preprocess, and make-random-model, which writes the random-weight checkpoints the generate suite runs on.
 #include "apps/command.h"
+#include "bench/data_bench.h"
 #include "bench/generate_bench.h"
 #include "bench/kernel_bench.h"
 #include "bench/random_checkpoint.h"
@@ -30,6 +31,26 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   generate->add_option("--image-tiles", gen->image_tiles, "Image tiles per prompt")->check(CLI::NonNegativeNumber);
   generate->add_option("--seed", gen->seed, "Seed of the synthetic token ids and pixels");
   generate->callback([selected, gen] { *selected = [gen] { return bench::run_generate_bench(*gen); }; });
+
+  auto tok = std::make_shared<bench::TokenizerBenchOptions>();
+  CLI::App* tokenizer = bench->add_subcommand("tokenizer", "Encode throughput of the tokenizer on one thread");
+  tokenizer->add_option("--tokenizer", tok->tokenizer, "tokenizer.model, tokenizer.json or a model directory")
+      ->required();
+  tokenizer->add_option("--text", tok->text_file, "Text file to encode (repeated to --mb)")->required();
+  tokenizer->add_option("--mb", tok->repeat_mb, "Megabytes of text per run")->check(CLI::PositiveNumber);
+  tokenizer->add_option("--runs", tok->runs, "Runs; the fastest counts")->check(CLI::PositiveNumber);
+  tokenizer->callback([selected, tok] { *selected = [tok] { return bench::run_tokenizer_bench(*tok); }; });
+
+  auto pre = std::make_shared<bench::PreprocessBenchOptions>();
+  CLI::App* preprocess = bench->add_subcommand("preprocess", "Image thumb+tile and video frame preprocessing times");
+  preprocess->add_option("--image", pre->image, "Image file");
+  preprocess->add_option("--video", pre->video, "Video file");
+  preprocess->add_option("--num-frames", pre->num_frames, "Frames sampled from the video (at most its length)")
+      ->check(CLI::PositiveNumber);
+  preprocess->add_option("--tile-size", pre->tile_size, "Tile / frame size")->check(CLI::PositiveNumber);
+  preprocess->add_option("--max-num-tiles", pre->max_num_tiles, "Most tiles per image")->check(CLI::PositiveNumber);
+  preprocess->add_option("--runs", pre->runs, "Runs; the fastest counts")->check(CLI::PositiveNumber);
+  preprocess->callback([selected, pre] { *selected = [pre] { return bench::run_preprocess_bench(*pre); }; });
 
   auto random = std::make_shared<bench::RandomCheckpointOptions>();
   auto max_shard_mb = std::make_shared<int64_t>(random->max_shard_bytes / 1'000'000);

@@ -1,0 +1,29 @@
+// `plm bench tokenizer` and `plm bench preprocess`: encode throughput of the Llama 3 tokenizer on a text,
+// and image (decode + thumb+tile) / video (decode + sampling + resize) preprocessing times. The HF
+// counterparts are tiktoken and tools/reference/bench_preprocessing.py on the same files.
+#pragma once
+
+#include <string>
+
+namespace plm::bench {
+
+struct TokenizerBenchOptions {
+  std::string tokenizer;  // tokenizer.model, tokenizer.json or a model directory
+  std::string text_file;  // the text to encode
+  int repeat_mb = 20;     // the text is repeated up to this many megabytes
+  int runs = 3;
+};
+
+struct PreprocessBenchOptions {
+  std::string image;          // optional
+  std::string video;          // optional
+  int64_t num_frames = 32;    // sampled from the video (at most its length)
+  int tile_size = 448;
+  int max_num_tiles = 36;
+  int runs = 3;
+};
+
+int run_tokenizer_bench(const TokenizerBenchOptions& options);
+int run_preprocess_bench(const PreprocessBenchOptions& options);
+
+}  // namespace plm::bench
