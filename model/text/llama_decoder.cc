@@ -102,13 +102,18 @@ void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBa
     PLM_CHECK(c.slot >= 0 && c.slot < cache.num_slots()) << "cache slot " << c.slot;
     PLM_CHECK_LE(c.start + c.length, cache.max_len()) << "sequence in slot " << c.slot << " exceeds the cache";
   }
+  // Keys visible to each chunk after this step: the same for every layer, so copied to the device once.
+  std::vector<int32_t> lens;
+  for (const SequenceChunk& c : batch.chunks) lens.push_back(static_cast<int32_t>(c.start + c.length));
+  const OwnedTensor kv_lens = to_device(host_i32(lens), hidden.device());
   for (size_t i = 0; i < layers_.size(); ++i) {
-    layer_forward(static_cast<int>(i), hidden, positions, batch, cache, s);
+    layer_forward(static_cast<int>(i), hidden, positions, kv_lens, batch, cache, s);
     trace(tracer, hidden, "text.layers", first_layer_ + static_cast<int>(i));
   }
 }
 
-void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, const TokenBatch& batch, KvCache& cache,
+void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, Tensor kv_lens, const TokenBatch& batch,
+                                 KvCache& cache,
                                  Stream s) const {
   const DecoderLayer& layer = layers_[index];
   const int64_t t = x.size(0), hidden = config_.hidden_size, head_dim = config_.head_dim;
@@ -127,7 +132,7 @@ void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, const To
   layer.v_proj.forward(v, h, s);
   rope_forward(q, q, positions, inv_freq_, s);
   rope_forward(k, k, positions, inv_freq_, s);
-  attend(attn, q, k, v, index, batch, cache, s);
+  attend(attn, q, k, v, kv_lens, index, batch, cache, s);
   layer.o_proj.forward(y, attn, s);
   if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
   add(x, x, y, s);
@@ -143,23 +148,20 @@ void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, const To
 }
 
 // Appends k, v to the cache, then attends each chunk's queries to its slot's cached keys (causal).
-void LlamaDecoder::attend(Tensor out, Tensor q, Tensor k, Tensor v, int layer, const TokenBatch& batch,
+void LlamaDecoder::attend(Tensor out, Tensor q, Tensor k, Tensor v, Tensor kv_lens, int layer, const TokenBatch& batch,
                           KvCache& cache, Stream s) const {
   const Tensor cache_k = cache.keys(layer), cache_v = cache.values(layer);
-  std::vector<int32_t> kv_lens;
   int64_t row = 0;
   for (const SequenceChunk& c : batch.chunks) {
     copy_tensor(cache_k.select(0, c.slot).slice(0, c.start, c.start + c.length), k.slice(0, row, row + c.length), s);
     copy_tensor(cache_v.select(0, c.slot).slice(0, c.start, c.start + c.length), v.slice(0, row, row + c.length), s);
-    kv_lens.push_back(static_cast<int32_t>(c.start + c.length));
     row += c.length;
   }
-  const OwnedTensor lens = to_device(host_i32(kv_lens), out.device());
   const int64_t heads = q.size(1), head_dim = q.size(2);
   if (is_dense_decode(batch)) {
     const int64_t b = static_cast<int64_t>(batch.chunks.size());
     attention_forward(out.reshape({b, 1, heads, head_dim}), Tensor(), q.reshape({b, 1, heads, head_dim}),
-                      cache_k.slice(0, 0, b), cache_v.slice(0, 0, b), {.causal = true, .kv_lens = lens}, s);
+                      cache_k.slice(0, 0, b), cache_v.slice(0, 0, b), {.causal = true, .kv_lens = kv_lens}, s);
     return;
   }
   row = 0;
@@ -169,7 +171,7 @@ void LlamaDecoder::attend(Tensor out, Tensor q, Tensor k, Tensor v, int layer, c
     attention_forward(out.slice(0, row, row + c.length).reshape(q_shape), Tensor(),
                       q.slice(0, row, row + c.length).reshape(q_shape), cache_k.slice(0, c.slot, c.slot + 1),
                       cache_v.slice(0, c.slot, c.slot + 1),
-                      {.causal = true, .kv_lens = lens.view().slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)},
+                      {.causal = true, .kv_lens = kv_lens.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)},
                       s);
     row += c.length;
   }

@@ -57,10 +57,11 @@ class LlamaDecoder {
   void head(Tensor logits, Tensor normed, Tensor hidden, Stream s = {}) const;
 
  private:
-  void layer_forward(int index, Tensor x, Tensor positions, const TokenBatch& batch, KvCache& cache,
+  // kv_lens: (chunks) i32 on the device, each chunk's visible keys after this step.
+  void layer_forward(int index, Tensor x, Tensor positions, Tensor kv_lens, const TokenBatch& batch, KvCache& cache,
                      Stream s) const;
-  void attend(Tensor out, Tensor q, Tensor k, Tensor v, int layer, const TokenBatch& batch, KvCache& cache,
-              Stream s) const;
+  void attend(Tensor out, Tensor q, Tensor k, Tensor v, Tensor kv_lens, int layer, const TokenBatch& batch,
+              KvCache& cache, Stream s) const;
 
   TextConfig config_;
   distributed::Communicator* tp_ = nullptr;  // null: no tensor parallelism
