@@ -13,17 +13,13 @@ namespace {
 
 using testing::cpu_output;
 using testing::cuda_output;
-using testing::dtype_label;
 using testing::kCudaTestDTypes;
 using testing::matches_cpu;
 using testing::random_pair;
+using testing::shape_label;
 
 constexpr float kEps = 1e-5f;
 const int64_t kShapes[][2] = {{1, 1}, {7, 33}, {33, 257}, {300, 1000}};
-
-std::string shape_label(const char* what, DType dtype, int64_t rows, int64_t dim) {
-  return dtype_label(std::string(what) + "_" + std::to_string(rows) + "x" + std::to_string(dim), dtype);
-}
 
 TEST(CudaLayerNormTest, ForwardMatchesCpu) {
   PLM_SKIP_WITHOUT_CUDA();

@@ -91,6 +91,11 @@ inline std::string dtype_label(const std::string& what, DType dtype) {
   return what + "_" + std::string(dtype_name(dtype));
 }
 
+// "<what>_<rows>x<dim>_<dtype>", for SCOPED_TRACE over (rows, dim) shapes.
+inline std::string shape_label(const char* what, DType dtype, int64_t rows, int64_t dim) {
+  return dtype_label(std::string(what) + "_" + std::to_string(rows) + "x" + std::to_string(dim), dtype);
+}
+
 // Element values equal bit for bit (as floats; NaN never occurs in these tests).
 inline bool same_values(Tensor a, Tensor b) { return to_vector(a) == to_vector(b); }
 
