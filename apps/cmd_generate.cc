@@ -209,7 +209,8 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--prompt", o->prompt, "User text");
   cmd->add_option("--system", o->system, "System message (default: PLM's)");
   cmd->add_option("--messages", o->messages_file, "OpenAI-style messages JSON file instead of --prompt");
-  cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most (default 128)");
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most (default 128)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", o->temperature, "0 = greedy (default)");
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (default 1)");
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = off)");
@@ -217,8 +218,9 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--stop", o->stop, "Stop when the reply contains this text (repeatable)");
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--output-ids", o->output_ids, "Print the generated token ids instead of text");
-  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun or srun)");
-  cmd->add_option("--pp", o->pp, "Pipeline-parallel stages");
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun or srun)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--pp", o->pp, "Pipeline-parallel stages")->check(CLI::PositiveNumber);
   cmd->add_option("--pp-layers", o->pp_layers, "Decoder layers per stage, e.g. 6,10 (default: even split)")
       ->delimiter(',');
   cmd->add_flag("--replicate-vision", o->replicate_vision,
