@@ -15,6 +15,12 @@ Tensor Arena::alloc(Shape shape, DType dtype) {
   return Tensor(static_cast<char*>(buffer_.data()) + start, shape, dtype, buffer_.device());
 }
 
+Tensor ArenaSizer::alloc(Shape shape, DType dtype) {
+  const size_t start = (bytes_ + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+  bytes_ = start + static_cast<size_t>(shape.numel()) * dtype_size(dtype);
+  return Tensor(nullptr, shape, dtype);
+}
+
 void Arena::release_to(size_t mark) {
   PLM_CHECK_LE(mark, offset_) << "release_to a mark above the current offset";
   offset_ = mark;

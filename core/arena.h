@@ -34,4 +34,15 @@ class Arena {
   size_t peak_ = 0;
 };
 
+// Counts the bytes a sequence of Arena::alloc calls takes (the same alignment), so a caller can size an
+// arena exactly by running its allocation code against a sizer first. alloc() returns a data-less view.
+class ArenaSizer {
+ public:
+  Tensor alloc(Shape shape, DType dtype);
+  size_t bytes() const { return bytes_; }
+
+ private:
+  size_t bytes_ = 0;
+};
+
 }  // namespace plm

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "distributed/communicator.h"
+#include "distributed/single_rank_communicator.h"
 #include "model/config.h"
 
 namespace plm::model {
@@ -29,6 +30,8 @@ struct ModelParallel {
   int pp_size() const { return pp ? pp->size() : 1; }
   bool first_stage() const { return pp_rank() == 0; }
   bool last_stage() const { return pp_rank() == pp_size() - 1; }
+  // The TP group to call the region functions on: a size-1 group without tensor parallelism.
+  distributed::Communicator& tp_group() const { return tp ? *tp : distributed::single_rank_group(); }
 };
 
 // Decoder layers [first, last) of `stage`: an even split, the first (num_layers % num_stages) stages

@@ -20,7 +20,7 @@ OwnedTensor host_i32(const std::vector<int32_t>& values) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir, Device device,
-                                                         const ModelParallel& parallel) {
+                                                         const ModelParallel& parallel, const LoadOptions& options) {
   std::unique_ptr<PlmModel> model(new PlmModel());
   PLM_ASSIGN_OR_RETURN(model->config_, load_plm_config(dir));
   PLM_RETURN_IF_ERROR(validate_parallel_layout(model->config_, parallel.tp_size(), parallel.pp_size()));
@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
   model->device_ = device;
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
-  const WeightLoader loader(store, device, model->dtype_);
+  const WeightLoader loader(store, model->storage_, device, model->dtype_, !options.for_training);
   if (parallel.first_stage()) {
     const bool split_vision = !parallel.replicate_vision && vision_splits(model->config_.vision, parallel.tp_size());
     PLM_ASSIGN_OR_RETURN(VisionTower vision,
@@ -58,15 +58,18 @@ std::unique_ptr<KvCache> PlmModel::make_cache(int num_slots, int64_t max_len) co
   return decoder_->make_cache(num_slots, max_len, dtype_, device_);
 }
 
+OwnedTensor PlmModel::model_input(Tensor pixels, Stream s) const {
+  OwnedTensor input = to_device(pixels, device_);
+  if (input.dtype() == dtype_) return input;
+  OwnedTensor converted(input.shape(), dtype_, device_);
+  cast(converted, input, s);
+  return converted;
+}
+
 OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) const {
   if (!parallel_.first_stage()) return OwnedTensor();
   const int64_t n = pixels.size(0);
-  OwnedTensor input = to_device(pixels, device_);
-  if (input.dtype() != dtype_) {
-    OwnedTensor converted(input.shape(), dtype_, device_);
-    cast(converted, input, s);
-    input = std::move(converted);
-  }
+  const OwnedTensor input = model_input(pixels, s);
   const VisionConfig& v = config_.vision;
   OwnedTensor tower_out({n, v.seq_len(), v.embed_dim}, dtype_, device_);
   vision_->forward(tower_out, input, tracer, s);
@@ -77,40 +80,12 @@ OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) cons
   return projected;
 }
 
-absl::Status PlmModel::scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
-                                     Stream s) const {
-  struct Kind {
-    int32_t token;
-    Tensor rows;
-    const char* name;
-    int64_t next = 0;
-  };
-  Kind kinds[] = {{config_.image_token_id, media.image, "image"}, {config_.video_token_id, media.video, "video"}};
-  for (Kind& kind : kinds) {
-    const int64_t available = kind.rows.defined() ? kind.rows.size(0) : 0;
-    int64_t placeholders = 0;
-    for (int32_t id : ids) placeholders += id == kind.token;
-    if (placeholders != available) {
-      return absl::InvalidArgumentError(absl::StrCat("the prompt has ", placeholders, " ", kind.name,
-                                                     " placeholder tokens but the ", kind.name, "s give ", available,
-                                                     " embedding rows"));
-    }
-    // Copy each run of consecutive placeholders at once.
-    for (size_t i = 0; i < ids.size();) {
-      if (ids[i] != kind.token) {
-        ++i;
-        continue;
-      }
-      size_t end = i;
-      while (end < ids.size() && ids[end] == kind.token) ++end;
-      const int64_t run = static_cast<int64_t>(end - i);
-      copy_tensor(embeddings.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(end)),
-                  kind.rows.slice(0, kind.next, kind.next + run), s);
-      kind.next += run;
-      i = end;
-    }
-  }
-  return absl::OkStatus();
+PlmWeights PlmModel::weights() const {
+  PlmWeights w;
+  if (vision_) w.vision = vision_->weights();
+  if (projector_) w.projector = projector_->weights();
+  w.text = decoder_->weights();
+  return w;
 }
 
 absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
@@ -130,12 +105,7 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
                                                        " tokens exceeds the KV cache length ", cache.max_len()));
     }
   }
-  std::vector<int32_t> positions;
-  positions.reserve(ids.size());
-  for (const SequenceChunk& c : batch.chunks) {
-    for (int64_t i = 0; i < c.length; ++i) positions.push_back(static_cast<int32_t>(c.start + i));
-  }
-  const OwnedTensor positions_device = to_device(host_i32(positions), device_);
+  const OwnedTensor positions_device = LlamaDecoder::positions(batch, device_);
   distributed::Communicator* pp = parallel_.pp_size() > 1 ? parallel_.pp : nullptr;
   constexpr int kActivationTag = 17;
 
@@ -143,7 +113,7 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
   if (parallel_.first_stage()) {
     const OwnedTensor ids_device = to_device(host_i32(ids), device_);
     decoder_->embed(x, ids_device, s);
-    PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, s));
+    PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, media_tokens(), s));
     trace(tracer, x, "text.inputs_embeds");
   } else {
     pp->recv(x, parallel_.pp_rank() - 1, kActivationTag, s);

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/media_scatter.h"
 #include "model/parallel.h"
 #include "model/projector.h"
 #include "model/text/kv_cache.h"
@@ -24,10 +25,25 @@
 
 namespace plm::model {
 
-// Projected media rows for one forward, on the model's device; either may be undefined.
-struct MediaEmbeddings {
-  Tensor image;  // (image placeholder count, H): every image tile's tokens, images in prompt order
-  Tensor video;  // (video placeholder count, H)
+// The parameters of one rank as views: the model's weights, or (a copy rebound to other buffers) gradients.
+struct PlmWeights {
+  VisionWeights vision;        // first stage only (empty elsewhere)
+  ProjectorWeights projector;  // first stage only
+  DecoderWeights text;
+
+  // f(hf_name, tensor&) for every parameter tensor this rank holds, each once, in a fixed order.
+  template <typename F>
+  void for_each_parameter(F&& f) {
+    if (vision.pos_embed.defined()) vision.for_each_parameter(f);
+    if (projector.linear_1.weight.defined()) projector.for_each_parameter(f);
+    text.for_each_parameter(f);
+  }
+};
+
+struct LoadOptions {
+  // Every tensor in the working dtype (f32 on CPU), as the optimizer updates them; inference keeps
+  // bf16-stored matrices bf16 on CPU.
+  bool for_training = false;
 };
 
 class PlmModel {
@@ -35,17 +51,38 @@ class PlmModel {
   // dir: an HF model directory (config.json + safetensors, single or sharded). Validates the
   // checkpoint against the config before loading anything.
   static absl::StatusOr<std::unique_ptr<PlmModel>> load(const std::string& dir, Device device,
-                                                         const ModelParallel& parallel = {});
+                                                         const ModelParallel& parallel = {},
+                                                         const LoadOptions& options = {});
 
   const PlmConfig& config() const { return config_; }
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
   std::unique_ptr<KvCache> make_cache(int num_slots, int64_t max_len) const;
+  const ModelParallel& parallel() const { return parallel_; }
+  MediaTokens media_tokens() const { return {config_.image_token_id, config_.video_token_id}; }
+
+  // The stages' pieces, for training passes and pipeline schedules. vision/projector: first stage only.
+  const VisionTower& vision() const { return *vision_; }
+  const Projector& projector() const { return *projector_; }
+  const LlamaDecoder& decoder() const { return *decoder_; }
+  bool has_vision() const { return vision_ != nullptr; }
+
+  // Views of every parameter of this rank (copies of the views: rebind them to make gradient structs).
+  PlmWeights weights() const;
+  // f(hf_name, tensor&) over the model's own parameter views, e.g. to move them into one flat buffer.
+  template <typename F>
+  void for_each_parameter(F&& f) {
+    if (vision_) vision_->weights().for_each_parameter(f);
+    if (projector_) projector_->weights().for_each_parameter(f);
+    decoder_->weights().for_each_parameter(f);
+  }
 
   // pixels: (N, 3, img, img) normalised tiles or frames, any float dtype and device
   // -> (N * tokens_per_tile, H) in the model's dtype on its device. Empty on stages other than the first
   // (they never see media).
   OwnedTensor encode_media(Tensor pixels, Tracer* tracer = nullptr, Stream s = {}) const;
+  // pixels of any float dtype and device as the model's working dtype on its device.
+  OwnedTensor model_input(Tensor pixels, Stream s = {}) const;
 
   // ids: the batch's packed token ids (host). Returns logits (f32, on the model's device):
   // (num_chunks, V) for the last token of each chunk, or (T, V) for every token when all_positions.
@@ -55,13 +92,11 @@ class PlmModel {
 
  private:
   PlmModel() = default;
-  absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
-                             Stream s) const;
-
   PlmConfig config_;
   ModelParallel parallel_;
   Device device_;
   DType dtype_ = DType::kF32;
+  WeightStorage storage_;  // owns every weight; the layers hold views
   std::unique_ptr<VisionTower> vision_;
   std::unique_ptr<Projector> projector_;
   std::unique_ptr<LlamaDecoder> decoder_;

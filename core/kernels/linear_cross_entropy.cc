@@ -83,7 +83,7 @@ void linear_cross_entropy_backward(Tensor dhidden, Tensor dweight, Tensor dloss,
   const int64_t num_rows = hidden.size(0), vocab = weight.size(0);
   check_row_vector(op, "dloss", dloss, num_rows);
   check_row_vector(op, "lse", lse, num_rows);
-  PLM_CHECK(dhidden.shape() == hidden.shape() && dweight.shape() == weight.shape())
+  PLM_CHECK(dhidden.shape() == hidden.shape() && (!dweight.defined() || dweight.shape() == weight.shape()))
       << op << ": dhidden " << dhidden.describe() << " and dweight " << dweight.describe() << " must match hidden "
       << hidden.describe() << " and weight " << weight.describe();
 
@@ -100,7 +100,8 @@ void linear_cross_entropy_backward(Tensor dhidden, Tensor dweight, Tensor dloss,
     dhidden_options.beta = start == 0 ? 0.0f : 1.0f;
     matmul(dhidden, dlogits, weight.slice(0, start, start + width), dhidden_options, s);
 
-    // dweight[chunk] (C, D) += dlogits^T (C, N) · hidden (N, D).
+    // dweight[chunk] (C, D) += dlogits^T (C, N) · hidden (N, D); undefined dweight: a frozen head.
+    if (!dweight.defined()) continue;
     MatmulOptions dweight_options;
     dweight_options.trans_a = true;
     dweight_options.beta = 1.0f;

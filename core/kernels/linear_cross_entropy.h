@@ -14,7 +14,7 @@ namespace plm {
 void linear_cross_entropy_forward(Tensor loss, Tensor lse, Tensor hidden, Tensor weight, Tensor targets,
                                   const CrossEntropyOptions& options, Stream s = {});
 
-// dhidden (N, D) is written (=), dweight (V, D) accumulates (+=); dloss: (N) f32, d(total)/d(loss[n]).
+// dhidden (N, D) is written (=), dweight (V, D) accumulates (+=) unless undefined (frozen); dloss: (N) f32, d(total)/d(loss[n]).
 void linear_cross_entropy_backward(Tensor dhidden, Tensor dweight, Tensor dloss, Tensor hidden, Tensor weight,
                                    Tensor targets, Tensor lse, const CrossEntropyOptions& options, Stream s = {});
 

@@ -4,17 +4,28 @@
 
 namespace plm::model {
 
-namespace {
-
-// x and y may carry any leading dims (and head dims): they are flattened to (rows, features).
-void linear_forward(Tensor y, Tensor x, Tensor weight, Tensor bias, Stream s) {
-  const int64_t in = weight.size(1), out = weight.size(0);
-  const int64_t rows = x.numel() / in;
-  matmul(y.reshape({rows, out}), x.reshape({rows, in}), weight, {.trans_b = true, .bias = bias}, s);
+Linear Linear::rows(int64_t begin, int64_t end) const {
+  return {.weight = weight.slice(0, begin, end), .bias = bias.defined() ? bias.slice(0, begin, end) : Tensor()};
 }
 
-}  // namespace
+// x, y, dx and dy may carry any leading dims (and head dims): they are flattened to (rows, features).
+void Linear::forward(Tensor y, Tensor x, Stream s) const {
+  const int64_t rows = x.numel() / in_features();
+  matmul(y.reshape({rows, out_features()}), x.reshape({rows, in_features()}), weight,
+         {.trans_b = true, .bias = bias}, s);
+}
 
-void Linear::forward(Tensor y, Tensor x, Stream s) const { linear_forward(y, x, weight, bias, s); }
+void Linear::backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options,
+                      Stream s) const {
+  const int64_t in = in_features(), out = out_features(), rows = x.numel() / in;
+  const Tensor dy_rows = dy.reshape({rows, out});
+  if (dx.defined()) {
+    matmul(dx.reshape({rows, in}), dy_rows, weight, {.beta = options.accumulate_dx ? 1.0f : 0.0f}, s);
+  }
+  if (grad.weight.defined()) {
+    matmul(grad.weight, dy_rows, x.reshape({rows, in}), {.trans_a = true, .beta = 1.0f}, s);
+  }
+  if (grad.bias.defined()) sum_rows(grad.bias, dy_rows, /*accumulate=*/true, s);
+}
 
 }  // namespace plm::model

@@ -1,19 +1,32 @@
 // Linear: y = x W^T + b with the nn.Linear weight layout, the building block of every projection.
-// Forward-only for inference; backward lands with training.
+// A struct of views (llm.c style): the same struct holds a layer's parameters or, rebound to gradient
+// buffers, its gradients. Gradient rule: dx is written (=) unless accumulate_dx, dW/db accumulate (+=).
 #pragma once
 
 #include "core/tensor.h"
 
 namespace plm::model {
 
+struct LinearBackwardOptions {
+  bool accumulate_dx = false;  // dx += instead of dx = (several projections read the same input)
+};
+
 struct Linear {
-  OwnedTensor weight;  // (out, in)
-  OwnedTensor bias;    // (out), or empty when the layer has none
+  Tensor weight;  // (out, in)
+  Tensor bias;    // (out), or undefined when the layer has none
 
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
+  // Rows [begin, end) of the output: a view of the weight rows (and bias), e.g. q of a fused qkv.
+  Linear rows(int64_t begin, int64_t end) const;
+
   // x: (rows x in elements) -> y: (rows x out elements), any leading/trailing view of them.
   void forward(Tensor y, Tensor x, Stream s = {}) const;
+  // dy (rows x out), x (rows x in) saved from the forward. dx may be undefined (nothing upstream needs
+  // it); grad.weight / grad.bias may be undefined (frozen). Needs f32 or same-dtype weights (not the
+  // bf16-on-CPU inference layout).
+  void backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options = {},
+                Stream s = {}) const;
 };
 
 }  // namespace plm::model

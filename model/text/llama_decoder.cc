@@ -1,12 +1,13 @@
 #include "model/text/llama_decoder.h"
 
-#include <numeric>
+#include <algorithm>
 
+#include "core/kernels/linear_cross_entropy.h"
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 #include "core/status_macros.h"
+#include "distributed/single_rank_communicator.h"
 #include "distributed/tp_regions.h"
-#include "model/weights/hf_names.h"
 
 namespace plm::model {
 
@@ -33,13 +34,54 @@ bool is_dense_decode(const TokenBatch& batch) {
   return true;
 }
 
+// Inference attention: appends k, v to the cache, then attends each chunk's queries to its slot's cached
+// keys (causal). kv_lens: (chunks) i32 on the device, each chunk's visible keys after this step.
+class KvCacheAttention final : public AttentionCore {
+ public:
+  KvCacheAttention(const TokenBatch& batch, KvCache& cache, Tensor kv_lens)
+      : batch_(batch), cache_(cache), kv_lens_(kv_lens) {}
+
+  void forward(Tensor out, Tensor /*lse*/, Tensor q, Tensor k, Tensor v, int layer, Stream s) const override {
+    const Tensor cache_k = cache_.keys(layer), cache_v = cache_.values(layer);
+    int64_t row = 0;
+    for (const SequenceChunk& c : batch_.chunks) {
+      copy_tensor(cache_k.select(0, c.slot).slice(0, c.start, c.start + c.length), k.slice(0, row, row + c.length), s);
+      copy_tensor(cache_v.select(0, c.slot).slice(0, c.start, c.start + c.length), v.slice(0, row, row + c.length), s);
+      row += c.length;
+    }
+    const int64_t heads = q.size(1), head_dim = q.size(2);
+    if (is_dense_decode(batch_)) {
+      const int64_t b = static_cast<int64_t>(batch_.chunks.size());
+      attention_forward(out.reshape({b, 1, heads, head_dim}), Tensor(), q.reshape({b, 1, heads, head_dim}),
+                        cache_k.slice(0, 0, b), cache_v.slice(0, 0, b), {.causal = true, .kv_lens = kv_lens_}, s);
+      return;
+    }
+    row = 0;
+    for (size_t i = 0; i < batch_.chunks.size(); ++i) {
+      const SequenceChunk& c = batch_.chunks[i];
+      const Shape q_shape{1, c.length, heads, head_dim};
+      const int64_t chunk = static_cast<int64_t>(i);
+      attention_forward(out.slice(0, row, row + c.length).reshape(q_shape), Tensor(),
+                        q.slice(0, row, row + c.length).reshape(q_shape), cache_k.slice(0, c.slot, c.slot + 1),
+                        cache_v.slice(0, c.slot, c.slot + 1),
+                        {.causal = true, .kv_lens = kv_lens_.slice(0, chunk, chunk + 1)}, s);
+      row += c.length;
+    }
+  }
+
+ private:
+  const TokenBatch& batch_;
+  KvCache& cache_;
+  Tensor kv_lens_;
+};
+
 }  // namespace
 
 absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const WeightLoader& loader,
                                                 const std::string& lm_head_name, const ModelParallel& parallel) {
   LlamaDecoder d;
   d.config_ = config;
-  d.tp_ = parallel.tp_size() > 1 ? parallel.tp : nullptr;
+  d.tp_ = &parallel.tp_group();
   const int tp = parallel.tp_size(), r = parallel.tp_rank();
   d.local_heads_ = config.num_heads / tp;
   d.local_ffn_ = config.intermediate_size / tp;
@@ -52,14 +94,20 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   const auto [first, last] = parallel.stage_layer_counts.empty()
                                  ? stage_layers(config.num_layers, parallel.pp_rank(), parallel.pp_size())
                                  : stage_layers(parallel.stage_layer_counts, parallel.pp_rank());
-  d.first_layer_ = first;
-
+  DecoderWeights& w = d.weights_;
+  w.first_layer = first;
   if (parallel.first_stage()) {
-    PLM_ASSIGN_OR_RETURN(d.embed_tokens_, loader.matrix_part(kEmbedTokensName, 0, r, tp));
+    PLM_ASSIGN_OR_RETURN(w.embed_tokens, loader.matrix_part(kEmbedTokensName, 0, r, tp));
   }
   if (parallel.last_stage()) {
-    PLM_ASSIGN_OR_RETURN(d.lm_head_, loader.matrix_part(lm_head_name, 0, r, tp));
-    PLM_ASSIGN_OR_RETURN(d.norm_, load_rmsnorm(loader, text_name("norm.weight"), config.rms_norm_eps));
+    // One tensor (and one gradient) when the head is the embedding of this very stage.
+    w.lm_head_tied = lm_head_name == kEmbedTokensName && parallel.first_stage();
+    if (w.lm_head_tied) {
+      w.lm_head = w.embed_tokens;
+    } else {
+      PLM_ASSIGN_OR_RETURN(w.lm_head, loader.matrix_part(lm_head_name, 0, r, tp));
+    }
+    PLM_ASSIGN_OR_RETURN(w.norm, load_rmsnorm(loader, text_name("norm.weight"), config.rms_norm_eps));
   }
   for (int l = first; l < last; ++l) {
     DecoderLayer layer;
@@ -74,7 +122,7 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
     PLM_ASSIGN_OR_RETURN(layer.gate_proj, loader.linear_part(name("mlp.gate_proj."), 0, r, tp));
     PLM_ASSIGN_OR_RETURN(layer.up_proj, loader.linear_part(name("mlp.up_proj."), 0, r, tp));
     PLM_ASSIGN_OR_RETURN(layer.down_proj, loader.linear_part(name("mlp.down_proj."), 1, r, tp));
-    d.layers_.push_back(std::move(layer));
+    w.layers.push_back(std::move(layer));
   }
   const std::vector<float> inv_freq = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling);
   OwnedTensor host({static_cast<int64_t>(inv_freq.size())}, DType::kF32);
@@ -83,16 +131,30 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   return d;
 }
 
+DecoderLayerDims LlamaDecoder::layer_dims() const {
+  return {.hidden = config_.hidden_size, .heads = local_heads_, .kv_heads = local_kv_heads_,
+          .head_dim = config_.head_dim, .ffn = local_ffn_};
+}
+
 std::unique_ptr<KvCache> LlamaDecoder::make_cache(int num_slots, int64_t max_len, DType dtype, Device device) const {
   TextConfig local = config_;
-  local.num_layers = static_cast<int>(layers_.size());
+  local.num_layers = static_cast<int>(weights_.layers.size());
   local.num_kv_heads = local_kv_heads_;
   return std::make_unique<KvCache>(local, num_slots, max_len, dtype, device);
 }
 
+OwnedTensor LlamaDecoder::positions(const TokenBatch& batch, Device device) {
+  std::vector<int32_t> positions;
+  positions.reserve(static_cast<size_t>(batch.num_tokens()));
+  for (const SequenceChunk& c : batch.chunks) {
+    for (int64_t i = 0; i < c.length; ++i) positions.push_back(static_cast<int32_t>(c.start + i));
+  }
+  return to_device(host_i32(positions), device);
+}
+
 void LlamaDecoder::embed(Tensor out, Tensor ids, Stream s) const {
-  embedding_forward(out, ids, embed_tokens_, vocab_start_, s);
-  if (tp_) distributed::reduce_from_tp_forward(out, *tp_, s);
+  embedding_forward(out, ids, weights_.embed_tokens, vocab_start_, s);
+  distributed::reduce_from_tp_forward(out, *tp_, s);
 }
 
 void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBatch& batch, KvCache& cache,
@@ -106,87 +168,95 @@ void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBa
   std::vector<int32_t> lens;
   for (const SequenceChunk& c : batch.chunks) lens.push_back(static_cast<int32_t>(c.start + c.length));
   const OwnedTensor kv_lens = to_device(host_i32(lens), hidden.device());
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    layer_forward(static_cast<int>(i), hidden, positions, kv_lens, batch, cache, s);
-    trace(tracer, hidden, "text.layers", first_layer_ + static_cast<int>(i));
-  }
-}
-
-void LlamaDecoder::layer_forward(int index, Tensor x, Tensor positions, Tensor kv_lens, const TokenBatch& batch,
-                                 KvCache& cache,
-                                 Stream s) const {
-  const DecoderLayer& layer = layers_[index];
-  const int64_t t = x.size(0), hidden = config_.hidden_size, head_dim = config_.head_dim;
-  const int64_t heads = local_heads_, kv_heads = local_kv_heads_, ffn = local_ffn_;
-  const DType dtype = x.dtype();
-  const Device device = x.device();
-
-  OwnedTensor h({t, hidden}, dtype, device);
-  OwnedTensor q({t, heads, head_dim}, dtype, device), attn({t, heads, head_dim}, dtype, device);
-  OwnedTensor k({t, kv_heads, head_dim}, dtype, device), v({t, kv_heads, head_dim}, dtype, device);
-  OwnedTensor y({t, hidden}, dtype, device);
-
-  layer.input_norm.forward(h, x, s);
-  layer.q_proj.forward(q, h, s);
-  layer.k_proj.forward(k, h, s);
-  layer.v_proj.forward(v, h, s);
-  rope_forward(q, q, positions, inv_freq_, s);
-  rope_forward(k, k, positions, inv_freq_, s);
-  attend(attn, q, k, v, kv_lens, index, batch, cache, s);
-  layer.o_proj.forward(y, attn, s);
-  if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
-  add(x, x, y, s);
-
-  OwnedTensor gate({t, ffn}, dtype, device), up({t, ffn}, dtype, device);
-  layer.post_attention_norm.forward(h, x, s);
-  layer.gate_proj.forward(gate, h, s);
-  layer.up_proj.forward(up, h, s);
-  swiglu_forward(gate, gate, up, s);
-  layer.down_proj.forward(y, gate, s);
-  if (tp_) distributed::reduce_from_tp_forward(y, *tp_, s);
-  add(x, x, y, s);
-}
-
-// Appends k, v to the cache, then attends each chunk's queries to its slot's cached keys (causal).
-void LlamaDecoder::attend(Tensor out, Tensor q, Tensor k, Tensor v, Tensor kv_lens, int layer, const TokenBatch& batch,
-                          KvCache& cache, Stream s) const {
-  const Tensor cache_k = cache.keys(layer), cache_v = cache.values(layer);
-  int64_t row = 0;
-  for (const SequenceChunk& c : batch.chunks) {
-    copy_tensor(cache_k.select(0, c.slot).slice(0, c.start, c.start + c.length), k.slice(0, row, row + c.length), s);
-    copy_tensor(cache_v.select(0, c.slot).slice(0, c.start, c.start + c.length), v.slice(0, row, row + c.length), s);
-    row += c.length;
-  }
-  const int64_t heads = q.size(1), head_dim = q.size(2);
-  if (is_dense_decode(batch)) {
-    const int64_t b = static_cast<int64_t>(batch.chunks.size());
-    attention_forward(out.reshape({b, 1, heads, head_dim}), Tensor(), q.reshape({b, 1, heads, head_dim}),
-                      cache_k.slice(0, 0, b), cache_v.slice(0, 0, b), {.causal = true, .kv_lens = kv_lens}, s);
-    return;
-  }
-  row = 0;
-  for (size_t i = 0; i < batch.chunks.size(); ++i) {
-    const SequenceChunk& c = batch.chunks[i];
-    const Shape q_shape{1, c.length, heads, head_dim};
-    attention_forward(out.slice(0, row, row + c.length).reshape(q_shape), Tensor(),
-                      q.slice(0, row, row + c.length).reshape(q_shape), cache_k.slice(0, c.slot, c.slot + 1),
-                      cache_v.slice(0, c.slot, c.slot + 1),
-                      {.causal = true, .kv_lens = kv_lens.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)},
-                      s);
-    row += c.length;
+  const KvCacheAttention attention(batch, cache, kv_lens);
+  // One layer's scratch, reused by every layer.
+  const int64_t t = hidden.size(0);
+  ArenaSizer sizer;
+  DecoderLayerActivations::allocate(sizer, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
+  Arena arena(sizer.bytes(), hidden.device());
+  DecoderLayerActivations scratch =
+      DecoderLayerActivations::allocate(arena, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
+  for (size_t i = 0; i < weights_.layers.size(); ++i) {
+    const int index = static_cast<int>(i);
+    decoder_layer_forward(weights_.layers[i], scratch, hidden, positions, inv_freq_, attention, index, *tp_, s);
+    trace(tracer, hidden, "text.layers", first_layer() + index);
   }
 }
 
 void LlamaDecoder::head(Tensor logits, Tensor normed, Tensor hidden, Stream s) const {
-  norm_.forward(normed, hidden, s);
+  weights_.norm.forward(normed, hidden, s);
   if (!logits.defined()) return;
-  if (!tp_) {
-    matmul(logits, normed, lm_head_, {.trans_b = true}, s);
+  if (tp_->size() == 1) {
+    matmul(logits, normed, weights_.lm_head, {.trans_b = true}, s);
     return;
   }
-  OwnedTensor local({logits.size(0), lm_head_.size(0)}, logits.dtype(), logits.device());
-  matmul(local, normed, lm_head_, {.trans_b = true}, s);
+  OwnedTensor local({logits.size(0), weights_.lm_head.size(0)}, logits.dtype(), logits.device());
+  matmul(local, normed, weights_.lm_head, {.trans_b = true}, s);
   distributed::gather_tp_blocks(logits, local, *tp_, s);
+}
+
+std::vector<DecoderLayerActivations> LlamaDecoder::allocate_activations(Arena& arena, int64_t tokens,
+                                                                       DType dtype) const {
+  std::vector<DecoderLayerActivations> acts;
+  for (size_t i = 0; i < weights_.layers.size(); ++i) {
+    acts.push_back(DecoderLayerActivations::allocate(arena, tokens, layer_dims(), dtype, /*for_backward=*/true));
+  }
+  return acts;
+}
+
+size_t LlamaDecoder::activation_bytes(int64_t tokens, DType dtype) const {
+  ArenaSizer sizer;
+  for (size_t i = 0; i < weights_.layers.size(); ++i) {
+    DecoderLayerActivations::allocate(sizer, tokens, layer_dims(), dtype, /*for_backward=*/true);
+  }
+  return sizer.bytes();
+}
+
+void LlamaDecoder::forward_layers_train(Tensor hidden, Tensor positions, const PackedCausalAttention& attention,
+                                        std::vector<DecoderLayerActivations>& acts, Stream s) const {
+  PLM_CHECK_EQ(acts.size(), weights_.layers.size());
+  for (size_t i = 0; i < weights_.layers.size(); ++i) {
+    decoder_layer_forward(weights_.layers[i], acts[i], hidden, positions, inv_freq_, attention, static_cast<int>(i),
+                          *tp_, s);
+  }
+}
+
+void LlamaDecoder::backward_layers(const DecoderWeights& grad, const std::vector<DecoderLayerActivations>& acts,
+                                   Tensor dhidden, Tensor positions, const PackedCausalAttention& attention,
+                                   Arena& scratch, Stream s) const {
+  for (size_t i = weights_.layers.size(); i-- > 0;) {
+    decoder_layer_backward(weights_.layers[i], grad.layers[i], acts[i], dhidden, positions, inv_freq_, attention,
+                           *tp_, scratch, s);
+  }
+}
+
+HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s) const {
+  PLM_CHECK_EQ(tp_->size(), 1) << "the training loss is not vocab-parallel yet";
+  const int64_t t = hidden.size(0), h = hidden.size(1);
+  HeadActivations a;
+  a.x = arena.alloc({t, h}, hidden.dtype());
+  a.rstd = arena.alloc({t}, DType::kF32);
+  a.normed = arena.alloc({t, h}, hidden.dtype());
+  a.lse = arena.alloc({t}, DType::kF32);
+  a.loss = arena.alloc({t}, DType::kF32);
+  copy_tensor(a.x, hidden, s);
+  weights_.norm.forward(a.normed, a.rstd, a.x, s);
+  linear_cross_entropy_forward(a.loss, a.lse, a.normed, weights_.lm_head, targets, {}, s);
+  return a;
+}
+
+void LlamaDecoder::head_loss_backward(const DecoderWeights& grad, const HeadActivations& a, Tensor dhidden,
+                                      Tensor dloss, Tensor targets, Arena& scratch, Stream s) const {
+  const size_t mark = scratch.mark();
+  const Tensor dnormed = scratch.alloc(a.normed.shape(), a.normed.dtype());
+  linear_cross_entropy_backward(dnormed, grad.lm_head, dloss, a.normed, weights_.lm_head, targets, a.lse, {}, s);
+  weights_.norm.backward(dhidden, grad.norm, dnormed, a.x, a.rstd, s);
+  scratch.release_to(mark);
+}
+
+void LlamaDecoder::embed_backward(const DecoderWeights& grad, Tensor ids, Tensor dout, Stream s) const {
+  // reduce_from_tp's backward is the identity: every rank scatters the full dout into its vocab shard.
+  if (grad.embed_tokens.defined()) embedding_backward(grad.embed_tokens, ids, dout, vocab_start_, s);
 }
 
 }  // namespace plm::model

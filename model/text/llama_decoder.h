@@ -1,36 +1,62 @@
-// The Llama decoder of PLM (spec/plm_spec.md §2.7): token embedding, layers of
-// x += o(attn(rope(q, k), v)) over RMSNorm, x += down(silu(gate) * up) over RMSNorm, final RMSNorm and the
-// (tied or untied) LM head. Works on packed tokens of several sequences (TokenBatch) with a preallocated
-// KV cache. Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of
-// every projection and of the vocabulary, and its stage's layers. Forward-only.
+// The Llama decoder of PLM (spec/plm_spec.md §2.7): token embedding, decoder layers (decoder_layer.h), final
+// RMSNorm and the (tied or untied) LM head. Inference works on packed tokens of several sequences
+// (TokenBatch) with a preallocated KV cache; training on packed sequences from position 0, with the
+// layers' activations saved for the backward and a vocab-chunked loss (logits never whole).
+// Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of every
+// projection and of the vocabulary, and its stage's layers. Training supports tp = 1 for now.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "model/config.h"
-#include "model/layers/linear.h"
 #include "model/layers/norms.h"
 #include "model/parallel.h"
+#include "model/text/decoder_layer.h"
 #include "model/text/kv_cache.h"
 #include "model/text/token_batch.h"
 #include "model/trace.h"
+#include "model/weights/hf_names.h"
 #include "model/weights/weight_loader.h"
 
 namespace plm::model {
 
-// Shapes per TP rank: h = heads / tp, k = max(1, kv_heads / tp), f = F / tp.
-struct DecoderLayer {
-  RmsNorm input_norm, post_attention_norm;  // (H), replicated
-  Linear q_proj;     // (h * head_dim, H)   column-parallel
-  Linear k_proj;     // (k * head_dim, H)   column-parallel (replicated when tp > kv_heads)
-  Linear v_proj;     // (k * head_dim, H)   column-parallel (replicated when tp > kv_heads)
-  Linear o_proj;     // (H, h * head_dim)   row-parallel: partial sums, all-reduced over TP
-  Linear gate_proj;  // (f, H)              column-parallel
-  Linear up_proj;    // (f, H)              column-parallel
-  Linear down_proj;  // (H, f)              row-parallel
+// The decoder's parameters on this rank, as views (the model's weights or, rebound, their gradients).
+struct DecoderWeights {
+  Tensor embed_tokens;               // (V / tp, H), first stage only
+  Tensor lm_head;                    // (V / tp, H), last stage only; == embed_tokens when tied on one stage
+  bool lm_head_tied = false;         // lm_head is embed_tokens (one tensor, one gradient)
+  RmsNorm norm;                      // (H), last stage only
+  std::vector<DecoderLayer> layers;  // this stage's layers
+  int first_layer = 0;               // global index of layers[0]
+
+  // f(hf_name, tensor&) for every parameter this rank holds, each tensor once.
+  template <typename F>
+  void for_each_parameter(F&& f) {
+    if (embed_tokens.defined()) f(std::string(kEmbedTokensName), embed_tokens);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const int index = first_layer + static_cast<int>(i);
+      layers[i].for_each_parameter([&](const char* suffix, Tensor& t) { f(text_layer_name(index, suffix), t); });
+    }
+    if (norm.weight.defined()) f(text_name("norm.weight"), norm.weight);
+    if (lm_head_tied) {
+      lm_head = embed_tokens;
+    } else if (lm_head.defined()) {
+      f(std::string(kLmHeadName), lm_head);
+    }
+  }
+};
+
+// What the training head saves: final norm input and statistics, and the loss' log-sum-exp.
+struct HeadActivations {
+  Tensor x;       // (T, H) the last layer's output
+  Tensor rstd;    // (T) f32
+  Tensor normed;  // (T, H)
+  Tensor lse;     // (T) f32
+  Tensor loss;    // (T) f32 per-token loss, 0 where the target is ignored
 };
 
 class LlamaDecoder {
@@ -40,38 +66,50 @@ class LlamaDecoder {
                                            const std::string& lm_head_name, const ModelParallel& parallel);
 
   const TextConfig& config() const { return config_; }
+  DecoderWeights& weights() { return weights_; }
+  const DecoderWeights& weights() const { return weights_; }
+  DecoderLayerDims layer_dims() const;
   // The layers [first_layer(), last_layer()) this rank holds.
-  int first_layer() const { return first_layer_; }
-  int last_layer() const { return first_layer_ + static_cast<int>(layers_.size()); }
+  int first_layer() const { return weights_.first_layer; }
+  int last_layer() const { return weights_.first_layer + static_cast<int>(weights_.layers.size()); }
   // The KV cache this rank needs: its layers and KV heads.
   std::unique_ptr<KvCache> make_cache(int num_slots, int64_t max_len, DType dtype, Device device) const;
+  // RoPE positions (T) i32 on `device`: start + i for each chunk's tokens.
+  static OwnedTensor positions(const TokenBatch& batch, Device device);
 
   // First stage. ids: (T) i32 on the model's device -> out: (T, H) (vocab-parallel lookup + all-reduce).
   void embed(Tensor out, Tensor ids, Stream s = {}) const;
-  // Runs this rank's layers over hidden (T, H) in place, reading and extending the cache for the batch's
-  // chunks. positions: (T) i32 on the device (start + i for each chunk's tokens).
+  // Inference: runs this rank's layers over hidden (T, H) in place, reading and extending the cache for the
+  // batch's chunks. positions: (T) i32 on the device.
   void forward_layers(Tensor hidden, Tensor positions, const TokenBatch& batch, KvCache& cache, Tracer* tracer,
                       Stream s = {}) const;
   // Last stage. hidden rows (R, H) -> final RMSNorm -> normed (R, H) and full logits (R, V), gathered over
   // TP (logits may be undefined).
   void head(Tensor logits, Tensor normed, Tensor hidden, Stream s = {}) const;
 
- private:
-  // kv_lens: (chunks) i32 on the device, each chunk's visible keys after this step.
-  void layer_forward(int index, Tensor x, Tensor positions, Tensor kv_lens, const TokenBatch& batch, KvCache& cache,
-                     Stream s) const;
-  void attend(Tensor out, Tensor q, Tensor k, Tensor v, Tensor kv_lens, int layer, const TokenBatch& batch,
-              KvCache& cache, Stream s) const;
+  // ---- Training (tp = 1; packed sequences from position 0; activations from `arena`) ----
+  // Saved activations for every layer of this rank for T tokens.
+  std::vector<DecoderLayerActivations> allocate_activations(Arena& arena, int64_t tokens, DType dtype) const;
+  size_t activation_bytes(int64_t tokens, DType dtype) const;
+  void forward_layers_train(Tensor hidden, Tensor positions, const PackedCausalAttention& attention,
+                            std::vector<DecoderLayerActivations>& acts, Stream s = {}) const;
+  // dhidden: grad w.r.t. the last layer's output on entry, w.r.t. the first layer's input on return.
+  void backward_layers(const DecoderWeights& grad, const std::vector<DecoderLayerActivations>& acts, Tensor dhidden,
+                       Tensor positions, const PackedCausalAttention& attention, Arena& scratch, Stream s = {}) const;
+  // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena).
+  HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s = {}) const;
+  // dloss: (T) f32 d(step loss)/d(per-token loss). dhidden (T, H) =.
+  void head_loss_backward(const DecoderWeights& grad, const HeadActivations& a, Tensor dhidden, Tensor dloss,
+                          Tensor targets, Arena& scratch, Stream s = {}) const;
+  // dtable += the rows of dout at ids.
+  void embed_backward(const DecoderWeights& grad, Tensor ids, Tensor dout, Stream s = {}) const;
 
+ private:
   TextConfig config_;
-  distributed::Communicator* tp_ = nullptr;  // null: no tensor parallelism
+  distributed::Communicator* tp_ = nullptr;  // this rank's TP group (a size-1 group without TP)
   int local_heads_ = 0, local_kv_heads_ = 0, local_ffn_ = 0;
-  int first_layer_ = 0;
   int64_t vocab_start_ = 0;   // first vocabulary id of this rank's shard
-  OwnedTensor embed_tokens_;  // (V / tp, H), first stage only
-  OwnedTensor lm_head_;       // (V / tp, H), last stage only (a copy of the embedding shard when tied)
-  std::vector<DecoderLayer> layers_;
-  RmsNorm norm_;
+  DecoderWeights weights_;
   OwnedTensor inv_freq_;      // (head_dim / 2) f32
 };
 

@@ -3,9 +3,11 @@
 // tensors (norm weights, biases, LayerScale, position embeddings) and `matrix dtype` for GEMM weights and
 // embedding tables. On CPU matrices stay bf16 when the checkpoint stores bf16 (no value changes: the CPU
 // GEMM widens them exactly in registers, and decode reads half the bytes); everything else is f32.
+// The loaded bytes live in a WeightStorage owned by the model; layers hold views into it.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
@@ -14,32 +16,45 @@
 
 namespace plm::model {
 
+// Owns loaded weights. A moved OwnedTensor keeps its bytes, so views stay valid as the vector grows.
+using WeightStorage = std::vector<OwnedTensor>;
+
 class WeightLoader {
  public:
-  // keep_bf16_matrices: on CPU, load bf16-stored matrices as bf16 (else as `dtype`).
-  WeightLoader(const WeightStore& store, Device device, DType dtype, bool keep_bf16_matrices = true)
-      : store_(store), device_(device), dtype_(dtype), keep_bf16_matrices_(keep_bf16_matrices) {}
+  // keep_bf16_matrices: on CPU, load bf16-stored matrices as bf16 (else as `dtype`; training needs f32).
+  WeightLoader(const WeightStore& store, WeightStorage& storage, Device device, DType dtype,
+               bool keep_bf16_matrices = true)
+      : store_(store), storage_(storage), device_(device), dtype_(dtype), keep_bf16_matrices_(keep_bf16_matrices) {}
 
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
 
-  absl::StatusOr<OwnedTensor> tensor(const std::string& name) const;
+  absl::StatusOr<Tensor> tensor(const std::string& name) const;
   // Part `part` of `num_parts` equal contiguous parts of dim `dim` (tensor-parallel shards).
-  absl::StatusOr<OwnedTensor> tensor_part(const std::string& name, int dim, int part, int num_parts) const;
+  absl::StatusOr<Tensor> tensor_part(const std::string& name, int dim, int part, int num_parts) const;
   // A GEMM weight or embedding table (or a part of one) in the matrix dtype.
-  absl::StatusOr<OwnedTensor> matrix(const std::string& name) const { return matrix_part(name, 0, 0, 1); }
-  absl::StatusOr<OwnedTensor> matrix_part(const std::string& name, int dim, int part, int num_parts) const;
+  absl::StatusOr<Tensor> matrix(const std::string& name) const { return matrix_part(name, 0, 0, 1); }
+  absl::StatusOr<Tensor> matrix_part(const std::string& name, int dim, int part, int num_parts) const;
   // `prefix` + "weight" (and + "bias" when has_bias).
   absl::StatusOr<Linear> linear(const std::string& prefix, bool has_bias) const;
   // A linear's weight part along dim 0 (column-parallel: output rows, with the matching bias part) or 1
   // (row-parallel: inputs; its bias, added once to the summed result, is loaded only with bias_on_this_rank).
   absl::StatusOr<Linear> linear_part(const std::string& prefix, int dim, int part, int num_parts,
                                      bool has_bias = false, bool bias_on_this_rank = true) const;
+  // Parts `parts` of `num_parts` equal row blocks of a linear (weight and bias), stacked into one linear
+  // in the given order: e.g. this rank's q, k and v heads of a fused qkv.
+  absl::StatusOr<Linear> stacked_row_parts(const std::string& prefix, const std::vector<int>& parts, int num_parts,
+                                           bool has_bias) const;
 
  private:
-  absl::StatusOr<OwnedTensor> load_part(const std::string& name, int dim, int part, int num_parts, DType dtype) const;
+  absl::StatusOr<Tensor> load_part(const std::string& name, int dim, int part, int num_parts, DType dtype) const;
+  absl::StatusOr<Tensor> stacked_parts(const std::string& name, const std::vector<int>& parts, int num_parts,
+                                       DType dtype) const;
+  DType matrix_dtype(const std::string& name) const;
+  Tensor keep(OwnedTensor t) const;
 
   const WeightStore& store_;
+  WeightStorage& storage_;
   Device device_;
   DType dtype_;
   bool keep_bf16_matrices_;

@@ -1,0 +1,40 @@
+// One micro-batch of training on a rank that holds the whole model (tp = pp = 1; the pipeline schedule of
+// the next issue calls the same stage pieces): vision tower + projector for the media (skipped when the
+// micro-batch has none), embedding + media scatter, decoder layers with saved activations, the vocab-chunked
+// loss, and the backward into gradient views (+=). Frozen parts have undefined gradient tensors and get no
+// backward; the backward stops as early as nothing upstream is trainable.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/tensor.h"
+#include "model/plm_model.h"
+
+namespace plm::model {
+
+inline constexpr int32_t kIgnoreTarget = -100;
+
+struct TrainingBatch {
+  std::vector<int32_t> ids;      // (T) the micro-batch's sequences, packed
+  std::vector<int32_t> targets;  // (T) the next token where it is labelled, else kIgnoreTarget
+  std::vector<int64_t> lengths;  // tokens per sequence, adding up to T; each starts at position 0
+  Tensor image_pixels;           // (tiles of every image, 3, img, img) in placeholder order, or undefined
+  Tensor video_pixels;           // (frames of every video, 3, img, img), or undefined
+};
+
+struct MicroBatchLoss {
+  double loss_sum = 0.0;        // sum of the per-token cross-entropies (f32 each, summed in double)
+  int64_t labelled_tokens = 0;  // targets that are not kIgnoreTarget
+  int64_t vision_tiles = 0;     // tiles + frames run through the tower (0: no ViT pass)
+  size_t arena_bytes = 0;       // activation + scratch memory of this micro-batch
+};
+
+// loss_scale: d(step loss)/d(each token's loss), i.e. 1 / (labelled tokens of the whole optimizer step),
+// so every split of the step into micro-batches and ranks gives the same gradients. With no defined gradient
+// tensor at all it only evaluates the loss.
+absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, const PlmWeights& grad,
+                                                      const TrainingBatch& batch, float loss_scale, Stream s = {});
+
+}  // namespace plm::model

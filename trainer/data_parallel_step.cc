@@ -1,0 +1,116 @@
+#include "trainer/data_parallel_step.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "core/kernels/ops.h"
+#include "core/status_macros.h"
+
+namespace plm::trainer {
+
+namespace {
+
+// Sums one count over the group (on the group's device).
+int64_t sum_over(distributed::Communicator& group, int64_t value, Device device) {
+  OwnedTensor host({1}, DType::kI64);
+  host.data_as<int64_t>()[0] = value;
+  OwnedTensor t = to_device(host, device);
+  group.all_reduce(t, distributed::ReduceOp::kSum);
+  return to_device(t, Device::cpu()).data_as<int64_t>()[0];
+}
+
+double sum_over(distributed::Communicator& group, double value, Device device) {
+  OwnedTensor host({1}, DType::kF32);
+  host.data_as<float>()[0] = static_cast<float>(value);
+  OwnedTensor t = to_device(host, device);
+  group.all_reduce(t, distributed::ReduceOp::kSum);
+  return to_device(t, Device::cpu()).data_as<float>()[0];
+}
+
+double squared_norm(Tensor t, Stream s) {
+  if (t.numel() == 0) return 0.0;
+  OwnedTensor out({1}, DType::kF32, t.device());
+  sum_squares(out, t, s);
+  return to_device(out, Device::cpu()).data_as<float>()[0];
+}
+
+}  // namespace
+
+DataParallelStep::DataParallelStep(model::PlmModel& model, distributed::Communicator& dp,
+                                   const DataParallelConfig& config,
+                                   const std::function<bool(const std::string&)>& trainable)
+    : model_(model), dp_(dp), config_(config) {
+  PLM_CHECK(config.zero_stage >= 0 && config.zero_stage <= 2) << "ZeRO stage " << config.zero_stage;
+  const DType dtype = model.dtype();
+  params_ = std::make_unique<model::FlatParameters>(model.weights(), dtype, model.device(), trainable);
+  // Move the trainable parameters into the flat buffer and point the model at it.
+  model.for_each_parameter([&](const std::string& name, Tensor& t) {
+    const model::FlatEntry* e = params_->find(name);
+    if (e == nullptr) return;
+    const Tensor slot = params_->flat().slice(0, e->offset, e->offset + e->numel).reshape(e->shape);
+    copy_tensor(slot, t);
+    t = slot;
+  });
+  grads_ = std::make_unique<model::FlatParameters>(model.weights(), dtype, model.device(), trainable);
+  const Range shard = config.zero_stage == 0 ? Range{0, params_->numel()}
+                                             : shard_range(params_->numel(), dp.rank(), dp.size());
+  optimizer_ = std::make_unique<ShardedAdamW>(params_->entries(), shard, params_->flat(), config.adamw);
+}
+
+absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::TrainingBatch>& micro_batches, float lr,
+                                                 Stream s) {
+  StepStats stats;
+  int64_t local_labelled = 0, local_tokens = 0;
+  for (const model::TrainingBatch& b : micro_batches) {
+    local_tokens += static_cast<int64_t>(b.ids.size());
+    for (const int32_t t : b.targets) local_labelled += t != model::kIgnoreTarget;
+  }
+  const Device device = model_.device();
+  stats.labelled_tokens = sum_over(dp_, local_labelled, device);
+  stats.tokens = sum_over(dp_, local_tokens, device);
+  if (stats.labelled_tokens == 0) {
+    return absl::InvalidArgumentError("the step's samples have no labelled token (nothing to train on)");
+  }
+  const float loss_scale = 1.0f / static_cast<float>(stats.labelled_tokens);
+
+  const Tensor grads = grads_->flat();
+  if (grads.numel() > 0) fill(grads, 0.0f, s);
+  double local_loss = 0.0;
+  for (const model::TrainingBatch& b : micro_batches) {
+    PLM_ASSIGN_OR_RETURN(const model::MicroBatchLoss r,
+                         model::train_forward_backward(model_, grads_->views(), b, loss_scale, s));
+    local_loss += r.loss_sum;
+    stats.vision_tiles += r.vision_tiles;
+    stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, r.arena_bytes);
+  }
+  stats.loss = sum_over(dp_, local_loss, device) / static_cast<double>(stats.labelled_tokens);
+
+  // Sum the gradients over DP: whole (ZeRO-0/1) or only this rank's shard (ZeRO-2).
+  const Range shard = optimizer_->shard();
+  Tensor grad_shard = grads.slice(0, shard.begin, shard.end);
+  double squared = 0.0;
+  if (config_.zero_stage == 2) {
+    OwnedTensor reduced({shard.size()}, grads.dtype(), device);
+    dp_.reduce_scatter(reduced, grads, shard_counts(grads.numel(), dp_.size()), distributed::ReduceOp::kSum, s);
+    copy_tensor(grad_shard, reduced, s);
+    squared = sum_over(dp_, squared_norm(grad_shard, s), device);
+  } else {
+    dp_.all_reduce(grads, distributed::ReduceOp::kSum, s);
+    squared = squared_norm(grads, s);
+  }
+  stats.grad_norm = std::sqrt(squared);
+  if (config_.grad_clip > 0.0f) {
+    stats.clip_coef = std::min(1.0, static_cast<double>(config_.grad_clip) / (stats.grad_norm + 1e-6));
+  }
+
+  const Tensor params = params_->flat();
+  optimizer_->step(grad_shard, params.slice(0, shard.begin, shard.end), lr, static_cast<float>(stats.clip_coef), s);
+  if (config_.zero_stage > 0 && dp_.size() > 1) {
+    OwnedTensor mine({shard.size()}, params.dtype(), device);
+    copy_tensor(mine, params.slice(0, shard.begin, shard.end), s);
+    dp_.all_gather(params, mine, shard_counts(params.numel(), dp_.size()), s);
+  }
+  return stats;
+}
+
+}  // namespace plm::trainer

@@ -1,0 +1,66 @@
+// One optimizer step of data-parallel training with ZeRO: every rank runs its micro-batches (forward +
+// backward, model/training_pass.h) into one flat gradient buffer, the gradients are summed over the DP
+// group (all-reduce for ZeRO-0/1, reduce-scatter for ZeRO-2), the global grad norm is computed once, the
+// clip coefficient min(1, clip / (norm + 1e-6)) scales them, and AdamW updates this rank's shard of the
+// fp32 master weights, after which the working parameters are all-gathered (ZeRO-1/2).
+// The loss is normalised by the labelled tokens of the whole step on all ranks, so any DP / micro-batch
+// split gives the same update. The model's trainable parameters are moved into one flat buffer (their
+// views rebound), which the all-gather fills directly. Collective over the DP group; not thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "distributed/communicator.h"
+#include "model/flat_parameters.h"
+#include "model/plm_model.h"
+#include "model/training_pass.h"
+#include "trainer/adamw_zero.h"
+
+namespace plm::trainer {
+
+struct StepStats {
+  double loss = 0.0;            // sum of token losses / labelled tokens, over the whole step
+  double grad_norm = 0.0;       // before clipping
+  double clip_coef = 1.0;
+  int64_t tokens = 0;           // tokens of the step on all ranks
+  int64_t labelled_tokens = 0;  // on all ranks
+  int64_t vision_tiles = 0;     // tiles + frames through the ViT on this rank
+  size_t peak_arena_bytes = 0;  // this rank's largest micro-batch activation memory
+};
+
+struct DataParallelConfig {
+  int zero_stage = 0;  // 0, 1 or 2
+  AdamWConfig adamw;
+  float grad_clip = 1.0f;  // <= 0: no clipping
+};
+
+class DataParallelStep {
+ public:
+  // trainable(hf_name): whether a parameter trains (frozen ones get no gradient, state or decay).
+  DataParallelStep(model::PlmModel& model, distributed::Communicator& dp, const DataParallelConfig& config,
+                   const std::function<bool(const std::string&)>& trainable);
+  DataParallelStep(const DataParallelStep&) = delete;
+  DataParallelStep& operator=(const DataParallelStep&) = delete;
+
+  // micro_batches: this rank's share of the step. lr: this step's learning rate.
+  absl::StatusOr<StepStats> step(const std::vector<model::TrainingBatch>& micro_batches, float lr, Stream s = {});
+
+  const model::FlatParameters& params() const { return *params_; }
+  const model::FlatParameters& grads() const { return *grads_; }
+  ShardedAdamW& optimizer() { return *optimizer_; }
+  int64_t num_trainable() const { return params_->numel(); }
+
+ private:
+  model::PlmModel& model_;
+  distributed::Communicator& dp_;
+  DataParallelConfig config_;
+  std::unique_ptr<model::FlatParameters> params_;  // working parameters (the model's views point here)
+  std::unique_ptr<model::FlatParameters> grads_;
+  std::unique_ptr<ShardedAdamW> optimizer_;
+};
+
+}  // namespace plm::trainer
