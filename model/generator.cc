@@ -20,6 +20,9 @@ std::vector<float> host_row(Tensor logits, int64_t row) {
 absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
                                                        const std::vector<GenerationRequest>& requests,
                                                        const GenerationOptions& options) {
+  if (options.max_new_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens is ", options.max_new_tokens, "; it must be >= 0"));
+  }
   const int n = static_cast<int>(requests.size());
   std::vector<GenerationResult> results(n);
   if (n == 0) return results;
@@ -41,7 +44,10 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
                                                        " embedding rows"));
       }
     }
+    results[i].prompt_tokens = static_cast<int64_t>(r.prompt_ids.size());
   }
+  // Nothing to generate: no forward at all (the first token needs the prefill's logits).
+  if (options.max_new_tokens == 0) return results;
   const int64_t max_len = longest_prompt + options.max_new_tokens;
   std::unique_ptr<KvCache> cache = model.make_cache(n, max_len);
 
@@ -53,7 +59,6 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
     const GenerationRequest& r = requests[i];
     ids.insert(ids.end(), r.prompt_ids.begin(), r.prompt_ids.end());
     prefill.chunks.push_back({i, 0, static_cast<int64_t>(r.prompt_ids.size())});
-    results[i].prompt_tokens = static_cast<int64_t>(r.prompt_ids.size());
   }
   // Media rows of all requests, concatenated in request order (the placeholders are in the same order).
   const auto encode_all = [&](auto pixels_of) -> OwnedTensor {

@@ -20,7 +20,7 @@ struct GenerationRequest {
 };
 
 struct GenerationOptions {
-  int max_new_tokens = 128;
+  int max_new_tokens = 128;  // 0: every prompt unchanged, no forward; negative: InvalidArgument
   std::vector<int32_t> eos_ids = {128001, 128009};
   // Called after each new token with the sequence index and its tokens so far; true stops it.
   std::function<bool(int, const std::vector<int32_t>&)> should_stop;

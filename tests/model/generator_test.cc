@@ -1,89 +1,180 @@
-// generate() with several prompts at once (different lengths and media) gives each prompt's tokens as
-// when run alone (HF's), and the sampler's rules.
+// generate() on the tiny cls_tied model against HF's greedy tokens: several prompts at once (different
+// lengths and media) give each prompt's tokens as when run alone; stopping (EOS, max_new_tokens 0 and 1, a
+// stop callback) ends one sequence without changing the others; seeded sampling is reproducible.
 #include "model/generator.h"
 
 #include <gtest/gtest.h>
 
-#include "model/sampler.h"
-#include "model/weights/weight_store.h"
+#include <algorithm>
+
+#include "tests/model/golden_case.h"
+#include "tests/model/model_test_util.h"
 
 namespace plm::model {
 namespace {
 
-const std::string kFixtures = std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/";
+using testing::FailsWith;
+using testing::GoldenCase;
 
-OwnedTensor load(const std::string& file, const std::string& name, std::optional<DType> dtype = std::nullopt) {
-  absl::StatusOr<WeightStore> store = WeightStore::open(file);
-  EXPECT_TRUE(store.ok()) << store.status();
-  if (!store->contains(name)) return OwnedTensor();
-  absl::StatusOr<OwnedTensor> t = store->load(name, dtype);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::move(*t);
-}
-
-std::vector<int32_t> ids(const OwnedTensor& t) { return {t.data_as<int32_t>(), t.data_as<int32_t>() + t.numel()}; }
-
-TEST(Generate, SeveralPromptsAtOnceMatchEachAlone) {
-  absl::StatusOr<std::unique_ptr<PlmModel>> model = PlmModel::load(kFixtures + "cls_tied", Device::cpu());
-  ASSERT_TRUE(model.ok()) << model.status();
-  std::vector<GenerationRequest> requests;
-  std::vector<OwnedTensor> pixels;
-  std::vector<std::vector<int32_t>> expected;
-  for (const char* input : {"text", "image", "video"}) {
-    const std::string want = kFixtures + "expected/cls_tied/" + input + ".safetensors";
-    const std::string in = kFixtures + "inputs/" + input + ".safetensors";
-    GenerationRequest r;
-    r.prompt_ids = ids(load(want, "input_ids"));
-    for (auto [name, field] : {std::pair{"pixel_values", &GenerationRequest::image_pixels},
-                               std::pair{"pixel_values_videos", &GenerationRequest::video_pixels}}) {
-      OwnedTensor p = load(in, name, DType::kF32);
-      if (!p.view().defined()) continue;
-      p.reshape({p.size(1), p.size(2), p.size(3), p.size(4)});
-      r.*field = p;
-      pixels.push_back(std::move(p));
+class Generate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<PlmModel>> model =
+        PlmModel::load(testing::fixtures_dir() + "cls_tied", Device::cpu());
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = std::move(*model);
+    for (const char* input : {"text", "image", "video"}) {
+      absl::StatusOr<GoldenCase> c = testing::load_golden_case("cls_tied", input);
+      ASSERT_TRUE(c.ok()) << c.status();
+      cases_.push_back(std::move(*c));
     }
-    requests.push_back(r);
-    expected.push_back(ids(load(want, "generate.tokens")));
+    options_.max_new_tokens = static_cast<int>(cases_[0].expected_tokens.size());
+    options_.eos_ids = {};  // the fixtures generate with stopping disabled
   }
-  GenerationOptions options;
-  options.max_new_tokens = 32;
-  options.eos_ids = {};
-  absl::StatusOr<std::vector<GenerationResult>> results = generate(**model, requests, options);
-  ASSERT_TRUE(results.ok()) << results.status();
-  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ((*results)[i].tokens, expected[i]) << "prompt " << i;
+
+  std::vector<GenerationRequest> requests() const {
+    std::vector<GenerationRequest> r;
+    for (const GoldenCase& c : cases_) r.push_back(c.request());
+    return r;
+  }
+
+  std::vector<GenerationResult> run(const std::vector<GenerationRequest>& requests, const GenerationOptions& options) {
+    absl::StatusOr<std::vector<GenerationResult>> results = generate(*model_, requests, options);
+    EXPECT_TRUE(results.ok()) << results.status();
+    return results.ok() ? std::move(*results) : std::vector<GenerationResult>(requests.size());
+  }
+
+  std::unique_ptr<PlmModel> model_;
+  std::vector<GoldenCase> cases_;  // text, image, video
+  GenerationOptions options_;
+};
+
+TEST_F(Generate, SeveralPromptsAtOnceMatchEachAlone) {
+  std::vector<GenerationResult> results = run(requests(), options_);
+  ASSERT_EQ(results.size(), cases_.size());
+  for (size_t i = 0; i < cases_.size(); ++i) {
+    EXPECT_EQ(results[i].tokens, cases_[i].expected_tokens) << "prompt " << i;
+    EXPECT_FALSE(results[i].hit_eos);
+    EXPECT_EQ(results[i].prompt_tokens, static_cast<int64_t>(cases_[i].ids.size()));
+  }
 
   // Stopping one sequence early (a stop callback) leaves the others unchanged.
+  GenerationOptions options = options_;
   options.should_stop = [](int index, const std::vector<int32_t>& tokens) { return index == 1 && tokens.size() == 3; };
-  results = generate(**model, requests, options);
-  ASSERT_TRUE(results.ok()) << results.status();
-  EXPECT_EQ((*results)[1].tokens, std::vector<int32_t>(expected[1].begin(), expected[1].begin() + 3));
-  EXPECT_EQ((*results)[0].tokens, expected[0]);
-  EXPECT_EQ((*results)[2].tokens, expected[2]);
+  results = run(requests(), options);
+  ASSERT_EQ(results.size(), cases_.size());
+  const std::vector<int32_t>& image = cases_[1].expected_tokens;
+  EXPECT_EQ(results[1].tokens, std::vector<int32_t>(image.begin(), image.begin() + 3));
+  EXPECT_EQ(results[0].tokens, cases_[0].expected_tokens);
+  EXPECT_EQ(results[2].tokens, cases_[2].expected_tokens);
 }
 
-TEST(Generate, MediaPlaceholderMismatchIsAnError) {
-  absl::StatusOr<std::unique_ptr<PlmModel>> model = PlmModel::load(kFixtures + "cls_tied", Device::cpu());
-  ASSERT_TRUE(model.ok());
+TEST_F(Generate, EosStopsItsSequenceWithTheEosAndLeavesTheOthers) {
+  // The EOS: the first of the image prompt's greedy tokens after the first that neither occurs earlier in
+  // it nor anywhere in the other prompts' tokens, so exactly one sequence stops, mid-way.
+  const std::vector<int32_t>& text = cases_[0].expected_tokens;
+  const std::vector<int32_t>& image = cases_[1].expected_tokens;
+  const std::vector<int32_t>& video = cases_[2].expected_tokens;
+  const auto occurs = [](int32_t id, const std::vector<int32_t>& tokens, size_t end) {
+    return std::find(tokens.begin(), tokens.begin() + end, id) != tokens.begin() + end;
+  };
+  size_t stop = 1;
+  while (stop + 1 < image.size() && (occurs(image[stop], image, stop) || occurs(image[stop], text, text.size()) ||
+                                     occurs(image[stop], video, video.size()))) {
+    ++stop;
+  }
+  ASSERT_LT(stop + 1, image.size()) << "no token of the image prompt's greedy tokens can serve as its only EOS";
+  GenerationOptions options = options_;
+  // 128009 first: no fixture generates it (meta.json: first_stop_index null), so the match must search the list.
+  options.eos_ids = {128009, image[stop]};
+
+  const std::vector<GenerationResult> batch = run(requests(), options);
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(batch[1].tokens, std::vector<int32_t>(image.begin(), image.begin() + stop + 1)) << "EOS at " << stop;
+  EXPECT_TRUE(batch[1].hit_eos);
+  for (const int i : {0, 2}) {
+    EXPECT_EQ(batch[i].tokens, cases_[i].expected_tokens) << "prompt " << i;
+    EXPECT_FALSE(batch[i].hit_eos) << "prompt " << i;
+    const std::vector<GenerationResult> alone = run({cases_[i].request()}, options);
+    ASSERT_EQ(alone.size(), 1u);
+    EXPECT_EQ(batch[i].tokens, alone[0].tokens) << "prompt " << i;
+  }
+}
+
+TEST_F(Generate, ZeroNewTokensReturnsEveryPromptUnchanged) {
+  GenerationOptions options = options_;
+  options.max_new_tokens = 0;
+  const std::vector<GenerationResult> results = run(requests(), options);
+  ASSERT_EQ(results.size(), cases_.size());
+  for (size_t i = 0; i < cases_.size(); ++i) {
+    EXPECT_TRUE(results[i].tokens.empty()) << "prompt " << i;
+    EXPECT_FALSE(results[i].hit_eos);
+    EXPECT_EQ(results[i].prompt_tokens, static_cast<int64_t>(cases_[i].ids.size()));
+  }
+
+  // The requests are still checked.
+  GenerationRequest mismatched = cases_[1].request();
+  mismatched.image_pixels = Tensor();
+  EXPECT_THAT(generate(*model_, {mismatched}, options), FailsWith("request 0", "20 image placeholder tokens"));
+}
+
+TEST_F(Generate, NegativeMaxNewTokensIsAnError) {
+  GenerationOptions options = options_;
+  options.max_new_tokens = -1;
+  const absl::StatusOr<std::vector<GenerationResult>> results = generate(*model_, requests(), options);
+  EXPECT_EQ(results.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(results, FailsWith("max_new_tokens is -1"));
+}
+
+TEST_F(Generate, OneNewTokenIsTheFirstGreedyToken) {
+  GenerationOptions options = options_;
+  options.max_new_tokens = 1;
+  const std::vector<GenerationResult> results = run(requests(), options);
+  ASSERT_EQ(results.size(), cases_.size());
+  for (size_t i = 0; i < cases_.size(); ++i) {
+    EXPECT_EQ(results[i].tokens, std::vector<int32_t>{cases_[i].expected_tokens[0]}) << "prompt " << i;
+    EXPECT_FALSE(results[i].hit_eos);
+  }
+}
+
+TEST_F(Generate, EmptyPromptIsAnError) {
+  std::vector<GenerationRequest> r = requests();
+  r.push_back(GenerationRequest());
+  const absl::StatusOr<std::vector<GenerationResult>> results = generate(*model_, r, options_);
+  EXPECT_EQ(results.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(results, FailsWith("request 3: empty prompt"));
+}
+
+TEST_F(Generate, MediaPlaceholderMismatchIsAnError) {
   GenerationRequest r;
   r.prompt_ids = {128000, 128002, 128002, 9906};  // 2 image placeholders, no image
-  absl::StatusOr<std::vector<GenerationResult>> results = generate(**model, {r}, {});
-  ASSERT_FALSE(results.ok());
-  EXPECT_NE(results.status().message().find("2 image placeholder tokens but the images give 0"), std::string::npos)
-      << results.status();
+  EXPECT_THAT(generate(*model_, {r}, {}), FailsWith("2 image placeholder tokens but the images give 0"));
 }
 
-TEST(Sampler, GreedyTopKAndTopPAndSeeds) {
-  const std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f, 2.0f};
-  EXPECT_EQ(Sampler({}).sample(logits), 1);  // first maximal index, like torch.argmax
-  EXPECT_EQ(Sampler({.temperature = 1.0f, .top_k = 1, .seed = 7}).sample(logits), 1);
-  EXPECT_EQ(Sampler({.temperature = 1.0f, .top_p = 1e-6f, .seed = 7}).sample(logits), 1);
-  // Same seed, same draws; only the top-3 ids can appear with top_k = 3.
-  Sampler a({.temperature = 1.0f, .top_k = 3, .seed = 42}), b({.temperature = 1.0f, .top_k = 3, .seed = 42});
-  for (int i = 0; i < 100; ++i) {
-    const int32_t x = a.sample(logits);
-    EXPECT_EQ(x, b.sample(logits));
-    EXPECT_TRUE(x == 1 || x == 2 || x == 4) << x;
+TEST_F(Generate, SeededSamplingRepeatsAndDiffersFromGreedy) {
+  std::vector<GenerationRequest> r = requests();
+  r[0].sampling = {.temperature = 2.0f, .seed = 11};
+  r[1].sampling = {.temperature = 2.0f, .top_k = 50, .top_p = 0.9f, .seed = 12};
+  r[2].sampling = {.temperature = 1.0f, .top_k = 1, .seed = 13};  // top-1 of anything is greedy
+  const std::vector<GenerationResult> first = run(r, options_), again = run(r, options_);
+  ASSERT_EQ(first.size(), 3u);
+  ASSERT_EQ(again.size(), 3u);
+  for (size_t i = 0; i < r.size(); ++i) EXPECT_EQ(first[i].tokens, again[i].tokens) << "same seed, prompt " << i;
+  for (const int i : {0, 1}) {
+    EXPECT_EQ(first[i].tokens.size(), cases_[i].expected_tokens.size());
+    EXPECT_NE(first[i].tokens, cases_[i].expected_tokens) << "prompt " << i << " sampled at temperature 2";
   }
+  EXPECT_EQ(first[2].tokens, cases_[2].expected_tokens);
+
+  // Each sequence draws from its own generator: alone it samples what it samples in the batch, and another
+  // seed gives other tokens.
+  const std::vector<GenerationResult> alone = run({r[0]}, options_);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_EQ(alone[0].tokens, first[0].tokens);
+  r[0].sampling.seed = 99;
+  const std::vector<GenerationResult> reseeded = run({r[0]}, options_);
+  ASSERT_EQ(reseeded.size(), 1u);
+  EXPECT_NE(reseeded[0].tokens, first[0].tokens);
 }
 
 }  // namespace

@@ -6,48 +6,14 @@
 #include "distributed/process_groups.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
-#include "model/weights/weight_store.h"
+#include "tests/model/golden_case.h"
 
 namespace plm::model::testing {
 
 namespace {
 
-std::string fixtures() { return std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/"; }
-
-absl::StatusOr<OwnedTensor> load(const std::string& file, const std::string& name, std::optional<DType> dtype) {
-  absl::StatusOr<WeightStore> store = WeightStore::open(file);
-  if (!store.ok()) return store.status();
-  if (!store->contains(name)) return OwnedTensor();
-  return store->load(name, dtype);
-}
-
-struct Case {
-  std::vector<int32_t> ids;
-  OwnedTensor images, videos;
-  std::vector<int32_t> expected_tokens;
-};
-
-absl::StatusOr<Case> load_case(const std::string& expected_dir, const std::string& input) {
-  Case c;
-  const std::string expected = fixtures() + "expected/" + expected_dir + "/" + input + ".safetensors";
-  const std::string inputs = fixtures() + "inputs/" + input + ".safetensors";
-  absl::StatusOr<OwnedTensor> ids = load(expected, "input_ids", std::nullopt);
-  if (!ids.ok()) return ids.status();
-  c.ids.assign(ids->data_as<int32_t>(), ids->data_as<int32_t>() + ids->numel());
-  absl::StatusOr<OwnedTensor> tokens = load(expected, "generate.tokens", std::nullopt);
-  if (!tokens.ok()) return tokens.status();
-  c.expected_tokens.assign(tokens->data_as<int32_t>(), tokens->data_as<int32_t>() + tokens->numel());
-  for (auto [name, out] : {std::pair{"pixel_values", &c.images}, std::pair{"pixel_values_videos", &c.videos}}) {
-    absl::StatusOr<OwnedTensor> pixels = load(inputs, name, DType::kF32);
-    if (!pixels.ok()) return pixels.status();
-    if (pixels->view().defined()) pixels->reshape({pixels->size(1), pixels->size(2), pixels->size(3), pixels->size(4)});
-    *out = std::move(*pixels);
-  }
-  return c;
-}
-
 // Logits of every prompt position.
-absl::StatusOr<OwnedTensor> prompt_logits(const PlmModel& model, const Case& c) {
+absl::StatusOr<OwnedTensor> prompt_logits(const PlmModel& model, const GoldenCase& c) {
   const OwnedTensor image_rows = c.images.view().defined() ? model.encode_media(c.images) : OwnedTensor();
   const OwnedTensor video_rows = c.videos.view().defined() ? model.encode_media(c.videos) : OwnedTensor();
   std::unique_ptr<KvCache> cache = model.make_cache(1, static_cast<int64_t>(c.ids.size()));
@@ -58,18 +24,20 @@ absl::StatusOr<OwnedTensor> prompt_logits(const PlmModel& model, const Case& c) 
 }  // namespace
 
 std::string check_parallel_model(distributed::Communicator& world, const std::string& model_dir,
-                                 const std::string& input, int tp, int pp, double* max_relative_diff) {
+                                 const std::string& input, int tp, int pp, double* max_relative_diff,
+                                 const std::vector<int>& stage_layer_counts) {
   const std::string expected_dir = model_dir.substr(0, model_dir.find("_hub45"));
-  absl::StatusOr<Case> c = load_case(expected_dir, input);
+  absl::StatusOr<GoldenCase> c = load_golden_case(expected_dir, input);
   if (!c.ok()) return std::string(c.status().message());
 
   absl::StatusOr<distributed::ProcessGroups> groups =
       distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), tp, pp);
   if (!groups.ok()) return std::string(groups.status().message());
-  const ModelParallel parallel{groups->tp.get(), groups->pp.get()};
-  absl::StatusOr<std::unique_ptr<PlmModel>> sharded = PlmModel::load(fixtures() + model_dir, Device::cpu(), parallel);
+  const ModelParallel parallel{groups->tp.get(), groups->pp.get(), stage_layer_counts};
+  absl::StatusOr<std::unique_ptr<PlmModel>> sharded =
+      PlmModel::load(fixtures_dir() + model_dir, Device::cpu(), parallel);
   if (!sharded.ok()) return absl::StrCat("sharded load: ", sharded.status().message());
-  absl::StatusOr<std::unique_ptr<PlmModel>> single = PlmModel::load(fixtures() + model_dir, Device::cpu());
+  absl::StatusOr<std::unique_ptr<PlmModel>> single = PlmModel::load(fixtures_dir() + model_dir, Device::cpu());
   if (!single.ok()) return absl::StrCat("single-rank load: ", single.status().message());
 
   // Media embeddings of the first stage: the tower may be split over TP.
@@ -95,14 +63,10 @@ std::string check_parallel_model(distributed::Communicator& world, const std::st
     return absl::StrCat("tp ", tp, " x pp ", pp, ": logits differ from one rank's by ", *max_relative_diff, " (relative)");
   }
 
-  GenerationRequest request;
-  request.prompt_ids = c->ids;
-  request.image_pixels = c->images;
-  request.video_pixels = c->videos;
   GenerationOptions options;
   options.max_new_tokens = static_cast<int>(c->expected_tokens.size());
   options.eos_ids = {};
-  absl::StatusOr<std::vector<GenerationResult>> results = generate(**sharded, {request}, options);
+  absl::StatusOr<std::vector<GenerationResult>> results = generate(**sharded, {c->request()}, options);
   if (!results.ok()) return absl::StrCat("generate: ", results.status().message());
   if ((*results)[0].tokens != c->expected_tokens) return absl::StrCat("tp ", tp, " x pp ", pp, ": greedy tokens differ from HF's");
   return "";

@@ -11,27 +11,15 @@
 #include "model/plm_model.h"
 #include "model/trace.h"
 #include "model/weights/weight_store.h"
+#include "tests/model/fixture_compare.h"
+#include "tests/model/golden_case.h"
 
 namespace plm::model {
 namespace {
 
-std::string fixtures() { return std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/"; }
-
-// Largest |a - b| over two host f32 tensors of equal element count.
-float max_abs_diff(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.numel(), b.numel()) << a.describe() << " vs " << b.describe();
-  float worst = 0.0f;
-  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i) {
-    worst = std::max(worst, std::abs(a.data_as<float>()[i] - b.data_as<float>()[i]));
-  }
-  return worst;
-}
-
-std::vector<int32_t> ids_of(const WeightStore& store, const std::string& name) {
-  absl::StatusOr<OwnedTensor> t = store.load(name);
-  EXPECT_TRUE(t.ok()) << t.status();
-  return std::vector<int32_t>(t->data_as<int32_t>(), t->data_as<int32_t>() + t->numel());
-}
+using testing::fixtures_dir;
+using testing::ids_of;
+using testing::max_abs_diff;
 
 struct GoldenCase {
   std::string model_dir;   // under tests/fixtures/models
@@ -47,14 +35,14 @@ class PlmGolden : public ::testing::TestWithParam<GoldenCase> {
  protected:
   void SetUp() override {
     const GoldenCase& c = GetParam();
-    absl::StatusOr<std::unique_ptr<PlmModel>> model = PlmModel::load(fixtures() + c.model_dir, Device::cpu());
+    absl::StatusOr<std::unique_ptr<PlmModel>> model = PlmModel::load(fixtures_dir() + c.model_dir, Device::cpu());
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
-    absl::StatusOr<WeightStore> inputs = WeightStore::open(fixtures() + "inputs/" + c.input + ".safetensors");
+    absl::StatusOr<WeightStore> inputs = WeightStore::open(fixtures_dir() + "inputs/" + c.input + ".safetensors");
     ASSERT_TRUE(inputs.ok()) << inputs.status();
     inputs_ = std::make_unique<WeightStore>(std::move(*inputs));
     absl::StatusOr<WeightStore> expected =
-        WeightStore::open(fixtures() + "expected/" + c.expected + "/" + c.input + ".safetensors");
+        WeightStore::open(fixtures_dir() + "expected/" + c.expected + "/" + c.input + ".safetensors");
     ASSERT_TRUE(expected.ok()) << expected.status();
     expected_ = std::make_unique<WeightStore>(std::move(*expected));
   }
@@ -72,6 +60,15 @@ class PlmGolden : public ::testing::TestWithParam<GoldenCase> {
     EXPECT_TRUE(t.ok()) << t.status();
     t->reshape({t->size(1), t->size(2), t->size(3), t->size(4)});
     return std::move(*t);
+  }
+
+  // The fixture's tensor names that start with `prefix` (every traced block or layer HF recorded).
+  std::vector<std::string> fixture_keys(const std::string& prefix) const {
+    std::vector<std::string> keys;
+    for (const std::string& name : expected_->names()) {
+      if (name.starts_with(prefix)) keys.push_back(name);
+    }
+    return keys;
   }
 
   void expect_close(const CollectingTracer& tracer, const std::string& key, float tolerance) {
@@ -102,10 +99,13 @@ TEST_P(PlmGolden, IntermediatesAndLogitsMatchHf) {
   if (images.view().defined()) image_rows = model_->encode_media(images, &tracer);
   if (videos.view().defined()) video_rows = model_->encode_media(videos, &tracer);
   if (images.view().defined() || videos.view().defined()) {
-    for (const char* key : {"vision.patch_embed", "vision.norm_pre", "vision.blocks.0", "vision.last_hidden_state",
-                            "projector.pre_pool", "projector.output"}) {
+    for (const char* key : {"vision.patch_embed", "vision.norm_pre", "vision.last_hidden_state", "projector.pre_pool",
+                            "projector.output"}) {
       expect_close(tracer, key, 2e-5f);
     }
+    const std::vector<std::string> blocks = fixture_keys("vision.blocks.");
+    EXPECT_EQ(static_cast<int>(blocks.size()), config.vision.depth) << "vision blocks in the fixture";
+    for (const std::string& key : blocks) expect_close(tracer, key, 2e-5f);
   }
 
   std::unique_ptr<KvCache> cache = model_->make_cache(1, static_cast<int64_t>(ids.size()));
@@ -114,7 +114,9 @@ TEST_P(PlmGolden, IntermediatesAndLogitsMatchHf) {
       model_->forward(ids, batch, {image_rows.view(), video_rows.view()}, *cache, /*all_positions=*/true, &tracer);
   ASSERT_TRUE(logits.ok()) << logits.status();
   expect_close(tracer, "text.inputs_embeds", 2e-5f);
-  expect_close(tracer, "text.layers.0", 5e-5f);
+  const std::vector<std::string> layers = fixture_keys("text.layers.");
+  EXPECT_EQ(static_cast<int>(layers.size()), config.text.num_layers) << "decoder layers in the fixture";
+  for (const std::string& key : layers) expect_close(tracer, key, 5e-5f);
   expect_close(tracer, "text.final_hidden", 5e-5f);
 
   // Logits of every position at the kept ids, and of the last two positions over the whole vocabulary.

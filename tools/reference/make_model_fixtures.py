@@ -153,6 +153,27 @@ def chat(case: str, media) -> list[dict]:
 
 CASES = ("image", "video", "text")
 
+# Prompts with several media items (PlmModel's scatter across items and kinds, spec §2.1, §3.7), made from the same
+# image and video and the texts above (every prompt id is in kept_ids). They do not pick kept_ids, so adding them
+# changes no model, and they store a smaller set of goldens (mixed_goldens). HF stacks the images of one prompt,
+# so they need equal tile counts (spec §3.8): the second image is the first mirrored, with the same grid.
+MIXED_CASES = ("two_images", "video_image")
+
+
+def mixed_chat(case: str, media) -> list[dict]:
+    """`media`: (image, mirrored image) or (video frames, image); None for the meta's conversation. One item per
+    user turn: a turn renders its images before its videos (spec/tokenizer.md), separate turns keep the order,
+    so in video_image the video placeholders come before the image's."""
+    first, second = media if media is not None else (None, None)
+    kinds = {"two_images": ("image", "image"), "video_image": ("video", "image")}[case]
+    questions = {"image": "Describe this image.", "video": "What is happening in this video?"}
+
+    def user(kind: str, item) -> dict:
+        return {"role": "user", "content": [{"type": kind, kind: item}, {"type": "text", "text": questions[kind]}]}
+
+    return [user(kinds[0], first), {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]},
+            user(kinds[1], second)]
+
 
 def save_np(arrays: dict[str, np.ndarray], path: str) -> None:
     """safetensors.numpy writes an array's memory as is: a transposed view would be stored scrambled."""
@@ -264,8 +285,9 @@ def tile_grid(image_processor, image: Image.Image) -> dict:
 
 
 def process(processor, case: str, media) -> dict[str, torch.Tensor]:
-    return processor.apply_chat_template(chat(case, media), add_generation_prompt=True, tokenize=True,
-                                         return_dict=True, return_tensors="pt")
+    conversation = mixed_chat(case, media) if case in MIXED_CASES else chat(case, media)
+    return processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                         return_tensors="pt")
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -490,6 +512,9 @@ class Recorder:
 def greedy(model, inputs) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """NUM_NEW_TOKENS greedy tokens with stopping disabled (eos_token_id None), the top-2 logits of every step,
     and the step logits."""
+    # generate() fills the config's None fields from the model's own generation_config, whose eos_token_id is
+    # STOP_IDS: only clearing it there disables stopping (the single-item cases never reach a stop id either way).
+    model.generation_config.eos_token_id = None
     config = GenerationConfig(do_sample=False, max_new_tokens=NUM_NEW_TOKENS, min_new_tokens=0, eos_token_id=None,
                               pad_token_id=STOP_IDS[0], bos_token_id=128000, return_dict_in_generate=True,
                               output_logits=True)
@@ -606,6 +631,103 @@ def check_goldens(model_dir: Path, spec: dict, inputs: dict[str, np.ndarray], t:
     assert np.abs(logits - t["logits.kept"]).max() < 1e-4
 
 
+def mixed_goldens(model, inputs, kept_ids: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """A MIXED_CASES prompt: the embeddings after the scatter of every item, the final hidden states, the last
+    position's logits at kept_ids (the rest is exactly 0) and the greedy tokens."""
+    recorder = Recorder(model)
+    with torch.no_grad():
+        out = model(**inputs)
+    recorder.close()
+    logits = out.logits[0].float()
+    tokens, top2, _ = greedy(model, inputs)
+    tensors = {
+        "input_ids": inputs["input_ids"][0].numpy().astype(np.int32),
+        "text.inputs_embeds": recorder.values["text.inputs_embeds"][0].numpy(),
+        "text.final_hidden": recorder.values["text.final_hidden"][0].numpy(),
+        "logits.kept_ids": kept_ids,
+        "logits.last_kept": logits[-1, torch.from_numpy(kept_ids).long()].numpy(),
+        "generate.tokens": tokens,
+        "generate.top2_logits": top2,
+    }
+    info = dict(seq_len=int(logits.shape[0]), generated=tokens.tolist(), **stop_info(tokens),
+                min_greedy_margin=float((top2[:, 0] - top2[:, 1]).min()))
+    return tensors, info
+
+
+def check_mixed_goldens(case: str, t: dict[str, np.ndarray], single: dict[str, dict[str, np.ndarray]]) -> None:
+    """Every item's rows in the scattered embeddings are that item's projector output of its single-item case
+    (`single`: the expected/<model>/<image|video>.safetensors tensors), in order: the mirrored image's are not."""
+    ids, embeds = t["input_ids"], t["text.inputs_embeds"]
+    image_rows, video_rows = embeds[ids == 128002], embeds[ids == 128003]
+    image = single["image"]["projector.output"].reshape(-1, embeds.shape[1])
+    if case == "two_images":
+        assert image_rows.shape[0] == 2 * image.shape[0] and video_rows.shape[0] == 0
+        assert np.abs(image_rows[:image.shape[0]] - image).max() < 1e-5
+        assert np.abs(image_rows[image.shape[0]:] - image).max() > 0.1
+    else:
+        video = single["video"]["projector.output"].reshape(-1, embeds.shape[1])
+        assert np.abs(image_rows - image).max() < 1e-5 and np.abs(video_rows - video).max() < 1e-5
+        assert np.nonzero(ids == 128003)[0].max() < np.nonzero(ids == 128002)[0].min()
+
+
+def mixed_case_inputs(processor, image: Image.Image, frames: np.ndarray) -> tuple[dict, dict]:
+    """Processes MIXED_CASES and writes inputs/<case>.safetensors; returns the inputs and their meta."""
+    media = {"two_images": (image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), "video_image": (frames, image)}
+    inputs, meta = {}, {}
+    for case in MIXED_CASES:
+        inputs[case] = process(processor, case, media[case])
+        arrays = {k: v.numpy().astype(np.int32 if k in ("input_ids", "attention_mask") else np.float32)
+                  for k, v in inputs[case].items()}
+        save_np(arrays, str(OUT / "inputs" / f"{case}.safetensors"))
+        rendered = processor.apply_chat_template(mixed_chat(case, media[case]), add_generation_prompt=True,
+                                                 tokenize=False)
+        meta[case] = dict(
+            file=f"inputs/{case}.safetensors", shapes={k: list(v.shape) for k, v in arrays.items()},
+            rendered_prompt=rendered, conversation=mixed_chat(case, None),
+            media={"two_images": f"{IMAGE_NAME}, then the same mirrored left to right",
+                   "video_image": f"{VIDEO_NAME} (decoded: {VIDEO_FRAMES_NAME}), then {IMAGE_NAME}"}[case],
+            num_image_tokens=int((arrays["input_ids"] == 128002).sum()),
+            num_video_tokens=int((arrays["input_ids"] == 128003).sum()))
+    return inputs, meta
+
+
+def write_mixed_goldens(model, name: str, inputs: dict, kept_ids: np.ndarray) -> dict:
+    """expected/<name>/<case>.safetensors for MIXED_CASES (after the single-item cases); returns their meta."""
+    single = {case: load_np(str(OUT / "expected" / name / f"{case}.safetensors")) for case in ("image", "video")}
+    meta = {}
+    for case in MIXED_CASES:
+        assert set(inputs[case]["input_ids"][0].tolist()) <= set(kept_ids.tolist()), case
+        t, info = mixed_goldens(model, inputs[case], kept_ids)
+        check_mixed_goldens(case, t, single)
+        save_np(t, str(OUT / "expected" / name / f"{case}.safetensors"))
+        meta[case] = dict(fp32=info, tensors={k: [str(v.dtype), list(v.shape)] for k, v in t.items()})
+        print(f"   {case}: S={info['seq_len']} fp32 tokens {info['generated'][:8]}... margin "
+              f"{info['min_greedy_margin']:.4f}", flush=True)
+    return meta
+
+
+def add_mixed_cases() -> None:
+    """--mixed-only: writes the MIXED_CASES files (the same a full run writes, from the committed models, inputs and
+    single-item goldens) and adds them to meta.json, rewriting nothing else."""
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True)
+    processor = build_processor(build_tokenizer())
+    image = Image.open(OUT / "inputs" / IMAGE_NAME).convert("RGB")
+    frames = load_np(str(OUT / "inputs" / VIDEO_FRAMES_NAME))["frames"]
+    kept_ids = load_np(str(OUT / "expected" / "cls_tied" / "image.safetensors"))["logits.kept_ids"]
+    inputs, meta_inputs = mixed_case_inputs(processor, image, frames)
+    meta = json.loads((OUT / "meta.json").read_text())
+    meta["inputs"].update(meta_inputs)
+    for name in MODELS:
+        print(f"== {name}", flush=True)
+        meta["models"][name]["cases"].update(write_mixed_goldens(load(OUT / name, torch.float32), name, inputs,
+                                                                 kept_ids))
+    meta["tensors"] = TENSOR_DOCS
+    meta["files"] = file_list(OUT)
+    (OUT / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print("done", flush=True)
+
+
 # ----------------------------------------------------------------------------------------------- driver
 
 
@@ -660,6 +782,8 @@ def main() -> None:
     meta_inputs["image"]["tile_grid"] = tile_grid(processor.image_processor, image)
     meta_inputs["video"]["frames"] = "all 4 decoded frames (no frame sampling: num_frames/fps not passed)"
     kept_ids = kept_ids_for(sorted({i for x in inputs.values() for i in x["input_ids"][0].tolist()}))
+    mixed_inputs, mixed_meta = mixed_case_inputs(processor, image, frames)
+    meta_inputs.update(mixed_meta)
 
     meta_models = {}
     for name, spec in MODELS.items():
@@ -686,6 +810,7 @@ def main() -> None:
             cases_meta[case] = dict(fp32=i32, bf16=i16, tensors=shapes)
             print(f"   {case}: S={i32['seq_len']} fp32 tokens {i32['generated'][:8]}... margin "
                   f"{i32['min_greedy_margin']:.4f}, bf16 prefix {i16['greedy_prefix_agreeing_with_fp32']}", flush=True)
+        cases_meta.update(write_mixed_goldens(fp32, name, mixed_inputs, kept_ids))
         save_np(rope_tables(fp32, bf16), str(expected_dir / name / "rope_tables.safetensors"))
         vit32, vit16 = (m.model.vision_tower.timm_model.rope for m in (fp32, bf16))
         meta_models[name] = dict(
@@ -758,6 +883,8 @@ def write_meta(meta_inputs: dict, meta_models: dict, kept_ids: np.ndarray) -> No
 TENSOR_DOCS = {
     "inputs/<case>.safetensors": "processor output: input_ids I32 [1,S], attention_mask I32 [1,S], pixel_values F32 "
                                  "[1,N,3,56,56] (image) / pixel_values_videos F32 [1,T,3,56,56] (video)",
+    "inputs/<mixed case>.safetensors": "the same for two_images (pixel_values [2,N,3,56,56]: both images, N tiles "
+                                       "each) and video_image (pixel_values and pixel_values_videos)",
     "expected/<model>/<case>.safetensors (fp32)": {
         "input_ids": "I32 [S]",
         "vision.patch_embed": "F32 [N, g*g, D] patch tokens after the conv, before CLS / pos_embed",
@@ -772,6 +899,15 @@ TENSOR_DOCS = {
         "logits.kept_ids": "I32 [K] vocabulary ids with nonzero embedding / lm_head rows",
         "logits.kept": "F32 [S, K] logits of every prompt position at kept_ids (all other logits are exactly 0)",
         "logits.last2": "F32 [2, V] full logits of the last two prompt positions",
+        "generate.tokens": "I32 [32] greedy new tokens (KV-cache decode, stopping disabled)",
+        "generate.top2_logits": "F32 [32, 2] largest and second-largest logit at each generation step",
+    },
+    "expected/<model>/<mixed case>.safetensors (fp32; two_images, video_image)": {
+        "input_ids": "I32 [S]",
+        "text.inputs_embeds": "F32 [S, H] embeddings after the scatter of every image and video",
+        "text.final_hidden": "F32 [S, H] after the final RMSNorm",
+        "logits.kept_ids": "I32 [K] as above",
+        "logits.last_kept": "F32 [K] logits of the last prompt position at kept_ids",
         "generate.tokens": "I32 [32] greedy new tokens (KV-cache decode, stopping disabled)",
         "generate.top2_logits": "F32 [32, 2] largest and second-largest logit at each generation step",
     },
@@ -791,4 +927,9 @@ TENSOR_DOCS = {
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--mixed-only"]:
+        add_mixed_cases()
+    elif sys.argv[1:]:
+        sys.exit(f"usage: {sys.argv[0]} [--mixed-only]")
+    else:
+        main()
