@@ -55,9 +55,9 @@ using FramePtr = std::unique_ptr<AVFrame, FrameFreer>;
 
 // FFmpeg polls this during blocking I/O; a nonzero answer aborts the call.
 struct Deadline {
+  int64_t timeout_ms = 0;  // 0: none
   std::chrono::steady_clock::time_point end;
-  bool enabled = false;
-  bool expired() const { return enabled && std::chrono::steady_clock::now() > end; }
+  bool expired() const { return timeout_ms > 0 && std::chrono::steady_clock::now() > end; }
 };
 int interrupt_when_expired(void* deadline) { return static_cast<const Deadline*>(deadline)->expired() ? 1 : 0; }
 
@@ -73,7 +73,10 @@ struct Demuxer {
   AVStream* stream = nullptr;
 
   absl::Status error(absl::StatusCode code, const char* what, int av_code) const {
-    if (deadline->expired()) return absl::DeadlineExceededError(absl::StrCat(name, ": timed out while ", what));
+    if (deadline->expired()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(name, ": timed out after ", deadline->timeout_ms, " ms (", what, ")"));
+    }
     return absl::Status(code, absl::StrCat(name, ": ", what, ": ", av_error_text(av_code)));
   }
 };
@@ -181,8 +184,10 @@ class FrameDecoder {
     const AVCodecParameters* parameters = decoder->demuxer_->stream->codecpar;
     const AVCodec* codec = avcodec_find_decoder(parameters->codec_id);
     if (codec == nullptr) {
+      char tag[AV_FOURCC_MAX_STRING_SIZE] = {};
+      av_fourcc_make_string(tag, parameters->codec_tag);
       return absl::UnimplementedError(absl::StrCat(decoder->demuxer_->name, ": no decoder for codec ",
-                                                   avcodec_get_name(parameters->codec_id)));
+                                                   avcodec_get_name(parameters->codec_id), " (FourCC ", tag, ")"));
     }
     decoder->codec_.reset(avcodec_alloc_context3(codec));
     AVCodecContext* context = decoder->codec_.get();
@@ -369,7 +374,7 @@ absl::StatusOr<std::vector<int64_t>> sample_frame_indices(int64_t num_frames, do
 absl::StatusOr<DecodedVideo> decode_video_file(const std::filesystem::path& path, const FrameSampling& sampling,
                                                const VideoDecodeLimits& limits) {
   Deadline deadline;
-  deadline.enabled = limits.timeout_ms > 0;
+  deadline.timeout_ms = limits.timeout_ms;
   deadline.end = std::chrono::steady_clock::now() + std::chrono::milliseconds(limits.timeout_ms);
 
   DecodedVideo video;

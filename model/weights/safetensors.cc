@@ -36,6 +36,16 @@ const std::set<std::string> kUnsupportedDTypes = {"F64", "I8",      "I16",     "
 
 std::string errno_text() { return std::strerror(errno); }
 
+// What a file that is not a regular file is, for the error message.
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "of an unknown kind";
+}
+
 uint64_t read_le64(const std::byte* p) {
   uint64_t value = 0;
   for (int i = 7; i >= 0; --i) value = (value << 8) | static_cast<uint64_t>(p[i]);
@@ -194,12 +204,15 @@ const char* safetensors_dtype_name(DType dtype) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for a regular file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", errno_text()));
   FdCloser closer(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return absl::InternalError(absl::StrCat(path, ": fstat failed: ", errno_text()));
-  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file (", file_kind(st.st_mode), ")"));
+  }
   const auto file_bytes = static_cast<uint64_t>(st.st_size);
   if (file_bytes < 8) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: ", file_bytes,
@@ -243,7 +256,8 @@ absl::Status SafetensorsFile::parse_header(const std::string& header_text, uint6
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
       if (!value.is_object()) {
-        return absl::InvalidArgumentError(absl::StrCat(path_, ": __metadata__ must be an object of strings"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path_, ": __metadata__ must be an object of strings, got ", value.dump()));
       }
       for (const auto& [key, text] : value.items()) {
         if (!text.is_string()) {

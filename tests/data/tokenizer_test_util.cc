@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -35,9 +37,19 @@ void write_test_file(const std::filesystem::path& path, std::string_view bytes) 
 }
 
 std::filesystem::path make_scratch_dir(std::string_view name) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / ("plm_" + std::string(name));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  // Removed when the test program exits normally; a crashed run leaves them to look at.
+  struct ScratchDirs {
+    std::vector<std::filesystem::path> dirs;
+    ~ScratchDirs() {
+      std::error_code ignored;
+      for (const auto& dir : dirs) std::filesystem::remove_all(dir, ignored);
+    }
+  };
+  static ScratchDirs scratch_dirs;
+  // mkdtemp: a directory of this run's own, so two test runs at once never share (or delete) each other's.
+  std::string dir = (std::filesystem::path(::testing::TempDir()) / ("plm_" + std::string(name) + ".XXXXXX")).string();
+  PLM_CHECK(::mkdtemp(dir.data()) != nullptr) << "cannot create " << dir << ": " << std::strerror(errno);
+  scratch_dirs.dirs.push_back(dir);
   return dir;
 }
 

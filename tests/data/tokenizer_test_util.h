@@ -31,7 +31,8 @@ std::filesystem::path write_llama3_tokenizer_json(const std::filesystem::path& d
 
 std::string read_test_file(const std::filesystem::path& path);
 void write_test_file(const std::filesystem::path& path, std::string_view bytes);
-// A fresh empty directory under the test temp dir.
+// A fresh empty directory of its own (mkdtemp) under gtest's temp dir ($TEST_TMPDIR when set), removed when
+// the test program exits.
 std::filesystem::path make_scratch_dir(std::string_view name);
 
 }  // namespace plm::testing

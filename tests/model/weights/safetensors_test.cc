@@ -2,11 +2,17 @@
 // (every malformed file is written by hand into a temporary directory; no binary fixtures).
 #include "model/weights/safetensors.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <numeric>
+#include <thread>
 
 #include "tests/model/model_test_util.h"
 
@@ -114,6 +120,29 @@ TEST_F(SafetensorsErrors, MissingFile) {
   EXPECT_THAT(SafetensorsFile::open(path_ + ".none"), FailsWith(path_ + ".none", "cannot open"));
 }
 
+TEST_F(SafetensorsErrors, NotARegularFile) {
+  const auto dir = std::filesystem::path(path_).parent_path();
+  EXPECT_THAT(SafetensorsFile::open(dir.string()), FailsWith(dir.string(), "not a regular file (a directory)"));
+
+  // open() of a FIFO waits for a writer unless asked not to. Should it wait, a writer comes after 2 s, so
+  // a regression fails on the time taken instead of hanging.
+  const std::string fifo = (dir / "pipe.safetensors").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  std::promise<void> returned;
+  std::thread writer([&fifo, done = returned.get_future()] {
+    if (done.wait_for(std::chrono::seconds(2)) == std::future_status::ready) return;
+    const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) ::close(fd);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status status = SafetensorsFile::open(fifo).status();
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  returned.set_value();
+  writer.join();
+  EXPECT_THAT(status, FailsWith(fifo, "not a regular file (a FIFO)"));
+  EXPECT_LT(elapsed, std::chrono::seconds(1)) << "open() waited for a writer on the FIFO";
+}
+
 TEST_F(SafetensorsErrors, TruncatedFile) {
   EXPECT_THAT(open_raw("abc"), FailsWith(path_, "truncated: 3 bytes"));
   EXPECT_THAT(open_raw(""), FailsWith(path_, "truncated: 0 bytes"));
@@ -122,6 +151,14 @@ TEST_F(SafetensorsErrors, TruncatedFile) {
 TEST_F(SafetensorsErrors, HeaderLengthLargerThanFile) {
   EXPECT_THAT(open_raw(le64(1000) + "{}"), FailsWith(path_, "header length 1000 exceeds the 2 bytes"));
   EXPECT_THAT(open_raw(le64(~uint64_t{0}) + "{}"), FailsWith("header length 18446744073709551615 exceeds"));
+}
+
+TEST_F(SafetensorsErrors, HeaderLengthOverTheLimit) {
+  // The reference implementation's limit is 100,000,000 bytes; a longer header is refused before it is read.
+  // A sparse file holds the length without the bytes.
+  write_file(path_, le64(100'000'001) + "{}");
+  std::filesystem::resize_file(path_, 8 + 100'000'001);
+  EXPECT_THAT(SafetensorsFile::open(path_), FailsWith(path_, "header length 100000001 exceeds the limit of 100000000"));
 }
 
 TEST_F(SafetensorsErrors, MalformedJsonHeader) {
@@ -166,8 +203,19 @@ TEST_F(SafetensorsErrors, MalformedEntries) {
               FailsWith("data_offsets must be [begin, end]"));
   EXPECT_THAT(open_raw(raw_file(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1],"data_offsets":[0,4]}})", 4)),
               FailsWith("rank 7 exceeds"));
+}
+
+TEST_F(SafetensorsErrors, MalformedMetadata) {
+  EXPECT_THAT(open_raw(raw_file(R"({"__metadata__":["format","pt"]})", 0)),
+              FailsWith(path_, "__metadata__ must be an object of strings, got [\"format\",\"pt\"]"));
+  EXPECT_THAT(open_raw(raw_file(R"({"__metadata__":"pt"})", 0)),
+              FailsWith(path_, "__metadata__ must be an object of strings, got \"pt\""));
   EXPECT_THAT(open_raw(raw_file(R"({"__metadata__":{"format":1}})", 0)),
-              FailsWith("__metadata__ value of 'format' must be a string"));
+              FailsWith(path_, "__metadata__ value of 'format' must be a string, got 1"));
+  EXPECT_THAT(open_raw(raw_file(R"({"__metadata__":{"format":"pt","step":null}})", 0)),
+              FailsWith(path_, "__metadata__ value of 'step' must be a string, got null"));
+  EXPECT_THAT(open_raw(raw_file(R"({"__metadata__":{"nested":{"a":"b"}}})", 0)),
+              FailsWith(path_, "__metadata__ value of 'nested' must be a string, got {\"a\":\"b\"}"));
 }
 
 }  // namespace
