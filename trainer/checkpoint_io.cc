@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <limits>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -121,7 +123,11 @@ absl::StatusOr<CheckpointMarker> check_step_dir(int64_t step, const fs::path& di
   return marker;
 }
 
-bool process_alive(int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH); }
+// kill(pid, 0) sends nothing; it fails with ESRCH only when no such process exists.
+bool process_alive(int64_t pid) {
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
+}
 
 }  // namespace
 
@@ -256,11 +262,11 @@ absl::Status verify_checkpoint_files(const fs::path& dir, const CheckpointMarker
   return absl::OkStatus();
 }
 
-absl::StatusOr<CheckpointScan> latest_complete_checkpoint(const fs::path& output_dir) {
+absl::StatusOr<CheckpointScan> latest_complete_checkpoint(const fs::path& output_dir, Verify verify) {
   PLM_ASSIGN_OR_RETURN(const auto dirs, step_dirs_newest_first(output_dir));
   CheckpointScan scan;
   for (const auto& [step, dir] : dirs) {
-    absl::StatusOr<CheckpointMarker> marker = check_step_dir(step, dir, Verify::kSizesAndCrcs);
+    absl::StatusOr<CheckpointMarker> marker = check_step_dir(step, dir, verify);
     if (marker.ok()) {
       scan.latest = CompleteCheckpoint{dir, *std::move(marker)};
       break;

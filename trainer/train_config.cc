@@ -6,6 +6,7 @@
 #include <set>
 #include <span>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include <yaml-cpp/yaml.h>

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "core/tensor.h"
 #include "data/read_file.h"
 #include "tests/model/model_test_util.h"
@@ -40,17 +41,19 @@ TrainState state_for(int64_t step) {
 }
 
 // One rank's part of a checkpoint, as the training loop writes it.
-void write_rank(const fs::path& output_dir, int64_t step, int rank, int64_t writer_pid) {
-  absl::StatusOr<CheckpointWriter> writer = CheckpointWriter::begin(output_dir, step, rank, writer_pid);
-  ASSERT_TRUE(writer.ok()) << writer.status();
+absl::Status write_rank_files(const fs::path& output_dir, int64_t step, int rank, int64_t writer_pid) {
+  PLM_ASSIGN_OR_RETURN(CheckpointWriter writer, CheckpointWriter::begin(output_dir, step, rank, writer_pid));
   const OwnedTensor weights = tensor_for(static_cast<int>(step) * 100 + rank);
   const OwnedTensor moments = tensor_for(static_cast<int>(step) * 100 + rank + 50);
-  ASSERT_TRUE(writer->write_tensors(rank_file_name(ShardKind::kModel, rank), {{"w", weights}}).ok());
-  ASSERT_TRUE(writer->write_tensors(rank_file_name(ShardKind::kOptimizer, rank), {{"w.exp_avg", moments}}).ok());
-  if (rank == 0) {
-    ASSERT_TRUE(writer->write_json(kTrainStateFile, train_state_to_json(state_for(step))).ok());
-  }
-  ASSERT_TRUE(writer->finish().ok());
+  PLM_RETURN_IF_ERROR(writer.write_tensors(rank_file_name(ShardKind::kModel, rank), {{"w", weights}}));
+  PLM_RETURN_IF_ERROR(writer.write_tensors(rank_file_name(ShardKind::kOptimizer, rank), {{"w.exp_avg", moments}}));
+  if (rank == 0) PLM_RETURN_IF_ERROR(writer.write_json(kTrainStateFile, train_state_to_json(state_for(step))));
+  return writer.finish();
+}
+
+void write_rank(const fs::path& output_dir, int64_t step, int rank, int64_t writer_pid) {
+  const absl::Status status = write_rank_files(output_dir, step, rank, writer_pid);
+  ASSERT_TRUE(status.ok()) << status;
 }
 
 // Every rank of a `dp`-rank world writes, then rank 0 commits.
@@ -134,6 +137,30 @@ TEST(CheckpointIo, ShardedRoundTrip) {
   EXPECT_EQ(*state, state_for(100));
 }
 
+// Ranks as separate processes writing at the same time into one staging directory, as under mpirun.
+TEST(CheckpointIo, RanksInSeparateProcesses) {
+  const fs::path out = fresh_temp_dir();
+  constexpr int kRanks = 4;
+  std::vector<pid_t> children;
+  for (int rank = 0; rank < kRanks; ++rank) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) ::_exit(write_rank_files(out, 8, rank, ::getppid()).ok() ? 0 : 1);
+    children.push_back(child);
+  }
+  for (const pid_t child : children) {  // the barrier
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  const absl::StatusOr<fs::path> dir = commit_checkpoint(out, 8, ::getpid(), CheckpointLayout{.dp = kRanks});
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const absl::StatusOr<CheckpointScan> scan = latest_complete_checkpoint(out);
+  ASSERT_TRUE(scan.ok() && scan->latest.has_value());
+  EXPECT_EQ(scan->latest->marker.files.size(), 2u * kRanks + 1);
+  EXPECT_EQ(scan->latest->marker.layout.dp, kRanks);
+}
+
 TEST(CheckpointIo, NoCheckpointsFolderIsNoCheckpoint) {
   const absl::StatusOr<CheckpointScan> scan = latest_complete_checkpoint(fresh_temp_dir() / "never-written");
   ASSERT_TRUE(scan.ok()) << scan.status();
@@ -191,6 +218,10 @@ TEST(CheckpointIo, DamagedCheckpointsAreIgnoredWithAReason) {
     EXPECT_EQ(scan->latest->marker.step, 10);
     ASSERT_EQ(scan->ignored.size(), 1u);
     EXPECT_THAT(scan->ignored[0], ::testing::HasSubstr(damage.reason));
+    // A scan by sizes alone misses only the flipped byte.
+    const absl::StatusOr<CheckpointScan> by_size = latest_complete_checkpoint(out, Verify::kSizes);
+    ASSERT_TRUE(by_size.ok() && by_size->latest.has_value());
+    EXPECT_EQ(by_size->latest->marker.step, damage.name == "flipped byte" ? 20 : 10);
   }
 }
 
