@@ -160,7 +160,8 @@ absl::StatusOr<CheckpointWriter> CheckpointWriter::begin(const fs::path& output_
 }
 
 absl::Status CheckpointWriter::record(const std::string& file_name) {
-  PLM_ASSIGN_OR_RETURN(files_[file_name], digest_file(dir_ / file_name));
+  PLM_ASSIGN_OR_RETURN(const FileDigest digest, digest_file(dir_ / file_name));
+  files_[file_name] = digest;
   return absl::OkStatus();
 }
 
