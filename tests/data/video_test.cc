@@ -21,7 +21,7 @@ using ::plm::testing::check_tile;
 using ::plm::testing::crc32_of;
 using ::plm::testing::crc_list;
 using ::plm::testing::expected_u8;
-using ::plm::testing::make_scratch_dir;
+using ::plm::testing::fresh_temp_dir;
 using ::plm::testing::preprocessing_input;
 using ::plm::testing::preprocessing_manifest;
 using ::plm::testing::read_test_file;
@@ -166,7 +166,7 @@ void expect_refused(const std::filesystem::path& path, absl::StatusCode code, co
 }
 
 TEST(VideoTest, RefusesBadInputs) {
-  const auto dir = make_scratch_dir("video_bad_inputs");
+  const auto dir = fresh_temp_dir("video_bad_inputs");
   expect_refused(preprocessing_input("zero_frames.avi"), absl::StatusCode::kInvalidArgument, "no frames");
   write_test_file(dir / "notes.mp4", "this is a text file, not a video\n");
   expect_refused(dir / "notes.mp4", absl::StatusCode::kInvalidArgument, "cannot open as a video");
@@ -177,7 +177,7 @@ TEST(VideoTest, RefusesBadInputs) {
 }
 
 TEST(VideoTest, TruncatedVideosFailCleanly) {
-  const auto dir = make_scratch_dir("video_truncated");
+  const auto dir = fresh_temp_dir("video_truncated");
   for (const char* name : {"h264_64x48.mp4", "vp9_96x64.webm", "h264_160x96.mkv", "mjpeg_72x40.avi"}) {
     const std::string bytes = read_test_file(preprocessing_input(name));
     for (double fraction : {0.02, 0.3, 0.7}) {
@@ -199,7 +199,7 @@ TEST(VideoTest, TruncatedVideosFailCleanly) {
 }
 
 TEST(VideoTest, CorruptBytesNeverCrash) {
-  const auto dir = make_scratch_dir("video_corrupt");
+  const auto dir = fresh_temp_dir("video_corrupt");
   std::mt19937 rng(11);
   int num_refused = 0, num_decoded = 0;
   for (const char* name : {"h264_64x48.mp4", "vp9_96x64.webm", "mjpeg_72x40.avi"}) {
