@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <barrier>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -13,10 +15,21 @@
 
 #include "core/check.h"
 #include "distributed/host_reduce.h"
+#include "distributed/watchdog.h"
 
 namespace plm::distributed {
 
 namespace {
+
+constexpr std::chrono::seconds kDefaultTimeout{300};
+
+// A stalled in-process collective (a rank returned early, e.g. from a failed ASSERT) ends the process with
+// the stalled operation named, as MPI_Abort ends an MPI job.
+[[noreturn]] void abort_process(const std::string& message) {
+  std::fprintf(stderr, "plm (in-process ranks): %s; aborting the process\n", message.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
 
 // State shared by the communicators of one group.
 struct LocalGroup {
@@ -36,7 +49,10 @@ struct LocalGroup {
 class LocalCommunicator final : public Communicator {
  public:
   LocalCommunicator(std::shared_ptr<LocalGroup> group, int rank, std::string name)
-      : group_(std::move(group)), rank_(rank), name_(std::move(name)) {}
+      : group_(std::move(group)),
+        rank_(rank),
+        name_(std::move(name)),
+        watchdog_(CommWatchdog::timeout_from_env(kDefaultTimeout), abort_process) {}
 
   int rank() const override { return rank_; }
   int size() const override { return group_->size; }
@@ -44,6 +60,7 @@ class LocalCommunicator final : public Communicator {
 
   void all_reduce(Tensor t, ReduceOp op, Stream) override {
     check_host(t, "all_reduce");
+    CommWatchdog::Scope scope(watchdog_, describe("all_reduce"));
     std::vector<char> result(t.nbytes());
     post(t.data());
     std::memcpy(result.data(), group_->posted[0], t.nbytes());
@@ -58,6 +75,7 @@ class LocalCommunicator final : public Communicator {
     check_host(in, "all_gather");
     const std::vector<int64_t> offsets = check_counts(counts, out.numel(), in.numel(), "all_gather");
     const size_t elem = dtype_size(in.dtype());
+    CommWatchdog::Scope scope(watchdog_, describe("all_gather"));
     post(in.data());
     for (int r = 0; r < size(); ++r) {
       char* dst = static_cast<char*>(out.data()) + offsets[r] * elem;
@@ -73,6 +91,7 @@ class LocalCommunicator final : public Communicator {
     const size_t elem = dtype_size(in.dtype());
     const int64_t n = counts[rank_];
     std::vector<char> result(n * elem);
+    CommWatchdog::Scope scope(watchdog_, describe("reduce_scatter"));
     post(in.data());
     const auto slice = [&](int r) { return static_cast<const char*>(group_->posted[r]) + offsets[rank_] * elem; };
     std::memcpy(result.data(), slice(0), n * elem);
@@ -85,6 +104,7 @@ class LocalCommunicator final : public Communicator {
   void broadcast(Tensor t, int root, Stream) override {
     check_host(t, "broadcast");
     PLM_CHECK(root >= 0 && root < size()) << "broadcast root " << root << " outside group " << name_;
+    CommWatchdog::Scope scope(watchdog_, describe("broadcast"));
     post(t.data());
     if (rank_ != root) std::memcpy(t.data(), group_->posted[root], t.nbytes());
     group_->barrier.arrive_and_wait();
@@ -102,6 +122,7 @@ class LocalCommunicator final : public Communicator {
 
   void recv(Tensor t, int peer, int tag, Stream) override {
     check_host(t, "recv");
+    CommWatchdog::Scope scope(watchdog_, describe("recv from rank " + std::to_string(peer)));
     std::unique_lock<std::mutex> lock(group_->mailbox_mutex);
     auto& queue = group_->mailbox[{peer, rank_, tag}];
     group_->mailbox_cv.wait(lock, [&] { return !queue.empty(); });
@@ -111,9 +132,13 @@ class LocalCommunicator final : public Communicator {
     queue.pop_front();
   }
 
-  void barrier() override { group_->barrier.arrive_and_wait(); }
+  void barrier() override {
+    CommWatchdog::Scope scope(watchdog_, describe("barrier"));
+    group_->barrier.arrive_and_wait();
+  }
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
+    CommWatchdog::Scope scope(watchdog_, describe("split"));
     group_->colors[rank_] = color;
     group_->keys[rank_] = key;
     group_->barrier.arrive_and_wait();
@@ -134,6 +159,10 @@ class LocalCommunicator final : public Communicator {
   }
 
  private:
+  std::string describe(const std::string& op) const {
+    return op + " on group '" + name_ + "' (rank " + std::to_string(rank_) + " of " + std::to_string(size()) + ")";
+  }
+
   // Publishes this rank's input and waits until every rank has published.
   void post(const void* data) {
     group_->posted[rank_] = data;
@@ -159,6 +188,7 @@ class LocalCommunicator final : public Communicator {
   std::shared_ptr<LocalGroup> group_;
   const int rank_;
   const std::string name_;
+  CommWatchdog watchdog_;
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 // LocalCommunicator: the ranks of a group are threads of one process sharing host memory. It is the
 // in-process fake that multi-rank tests run on (next to real mpirun runs) and needs no MPI.
 // CPU tensors only. Every collective is two barrier phases: post inputs, compute own result, release.
+// A blocking operation that outlasts $PLM_COMM_TIMEOUT_S (default 300 s) aborts the process with the
+// operation, group and rank named (distributed/watchdog.h), as a stalled MPI or NCCL operation ends the job:
+// a rank that returns early (a failed ASSERT) fails the test instead of leaving the others blocked.
 #pragma once
 
 #include <functional>

@@ -2,10 +2,12 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "core/check.h"
@@ -81,7 +83,7 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator(MPI_Comm comm, std::string name)
       : comm_(comm),
         name_(std::move(name)),
-        watchdog_(CommWatchdog::timeout_from_env(kDefaultTimeout), [](const std::string& m) { abort_job(m); }) {
+        watchdog_(CommWatchdog::timeout_from_env(kDefaultTimeout), abort_job_on_stall) {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
@@ -230,13 +232,26 @@ std::unique_ptr<Communicator> mpi_world() {
   return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
 }
 
-void abort_job(const std::string& message) {
+namespace {
+
+// Prints "plm rank R: message; aborting the job", waits `pause`, and aborts the job.
+[[noreturn]] void report_and_abort(const std::string& message, std::chrono::seconds pause) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   std::fprintf(stderr, "plm rank %d: %s; aborting the job\n", initialized ? world_rank() : 0, message.c_str());
   std::fflush(stderr);
+  std::this_thread::sleep_for(pause);
   if (initialized) MPI_Abort(MPI_COMM_WORLD, 1);
   std::abort();
+}
+
+}  // namespace
+
+void abort_job(const std::string& message) { report_and_abort(message, std::chrono::seconds(2)); }
+
+void abort_job_on_stall(const std::string& message) {
+  // Longer than the watchdogs' 1 s polling period, so ranks stalled at about the same moment all report.
+  report_and_abort(message, std::chrono::seconds(2));
 }
 
 }  // namespace plm::distributed

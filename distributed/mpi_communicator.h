@@ -21,4 +21,9 @@ std::unique_ptr<Communicator> mpi_world();
 // Prints "plm rank R: message" on stderr and aborts every rank of the job (MPI_Abort on the world).
 [[noreturn]] void abort_job(const std::string& message);
 
+// The same for a stalled operation, 2 s after printing: a stall usually stalls several ranks at once, and
+// MPI_Abort kills them all, so the pause lets every stalled rank's watchdog name its own operation first
+// (which rank waits on what locates the hang).
+[[noreturn]] void abort_job_on_stall(const std::string& message);
+
 }  // namespace plm::distributed

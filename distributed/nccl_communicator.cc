@@ -196,7 +196,7 @@ class NcclCommunicator final : public Communicator {
         pending_ = false;
       } else if (std::chrono::steady_clock::now() - last_enqueued_ > timeout_) {
         ncclCommAbort(comm_);
-        abort_job(describe(last_op_) + " did not complete within " + std::to_string(timeout_.count()) +
+        abort_job_on_stall(describe(last_op_) + " did not complete within " + std::to_string(timeout_.count()) +
                   " s (a peer rank died, hangs, or runs a different sequence of collectives)");
       }
     }

@@ -4,6 +4,7 @@
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
 #include "distributed/communicator.h"
+#include "distributed/status_agreement.h"
 #include "model/weights/hf_names.h"
 #include "model/weights/weight_store.h"
 
@@ -88,16 +89,24 @@ PlmWeights PlmModel::weights() const {
   return w;
 }
 
-absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
-                                              const MediaEmbeddings& media, KvCache& cache, bool all_positions,
-                                              Tracer* tracer, Stream s) const {
-  const int64_t t = static_cast<int64_t>(ids.size()), hidden = config_.text.hidden_size;
-  const int64_t vocab = config_.text.vocab_size;
-  if (t != batch.num_tokens()) {
-    return absl::InvalidArgumentError(absl::StrCat(t, " token ids for a batch of ", batch.num_tokens(), " tokens"));
+absl::Status PlmModel::embed_inputs(Tensor x, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
+                                    Tracer* tracer, Stream s) const {
+  const OwnedTensor ids_device = to_device(host_i32(ids), device_);
+  decoder_->embed(x, ids_device, s);
+  PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, media_tokens(), s));
+  trace(tracer, x, "text.inputs_embeds");
+  return absl::OkStatus();
+}
+
+absl::Status PlmModel::check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                   const KvCache& cache) const {
+  if (static_cast<int64_t>(ids.size()) != batch.num_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(ids.size(), " token ids for a batch of ", batch.num_tokens(), " tokens"));
   }
   for (int32_t id : ids) {
-    if (id < 0 || id >= vocab) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary"));
+    if (id < 0 || id >= config_.text.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary"));
+    }
   }
   for (const SequenceChunk& c : batch.chunks) {
     if (c.start + c.length > cache.max_len()) {
@@ -105,19 +114,27 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
                                                        " tokens exceeds the KV cache length ", cache.max_len()));
     }
   }
-  const OwnedTensor positions_device = LlamaDecoder::positions(batch, device_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                              const MediaEmbeddings& media, KvCache& cache, bool all_positions,
+                                              Tracer* tracer, Stream s) const {
+  const int64_t t = static_cast<int64_t>(ids.size()), hidden = config_.text.hidden_size;
+  const int64_t vocab = config_.text.vocab_size;
   distributed::Communicator* pp = parallel_.pp_size() > 1 ? parallel_.pp : nullptr;
   constexpr int kActivationTag = 17;
 
   OwnedTensor x({t, hidden}, dtype_, device_);
-  if (parallel_.first_stage()) {
-    const OwnedTensor ids_device = to_device(host_i32(ids), device_);
-    decoder_->embed(x, ids_device, s);
-    PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, media_tokens(), s));
-    trace(tracer, x, "text.inputs_embeds");
-  } else {
-    pp->recv(x, parallel_.pp_rank() - 1, kActivationTag, s);
-  }
+  absl::Status inputs = check_batch(ids, batch, cache);
+  if (inputs.ok() && parallel_.first_stage()) inputs = embed_inputs(x, ids, media, tracer, s);
+  // Stages check different things (only the first sees media): every stage learns of any stage's error
+  // before the next one waits for activations that would never come (one i32 all-reduce over the pipeline).
+  if (pp) inputs = distributed::agree_on_status(*pp, inputs, "pipeline stage", device_, s);
+  PLM_RETURN_IF_ERROR(inputs);
+
+  const OwnedTensor positions_device = LlamaDecoder::positions(batch, device_);
+  if (!parallel_.first_stage()) pp->recv(x, parallel_.pp_rank() - 1, kActivationTag, s);
   decoder_->forward_layers(x, positions_device, batch, cache, tracer, s);
   if (!parallel_.last_stage()) pp->send(x, parallel_.pp_rank() + 1, kActivationTag, s);
 

@@ -86,12 +86,19 @@ class PlmModel {
 
   // ids: the batch's packed token ids (host). Returns logits (f32, on the model's device):
   // (num_chunks, V) for the last token of each chunk, or (T, V) for every token when all_positions.
+  // An error (bad ids, a batch beyond the cache, media that do not fill the placeholders) is returned on
+  // every rank of the pipeline, naming the stage that found it, before any activation is sent.
   absl::StatusOr<OwnedTensor> forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
                                       const MediaEmbeddings& media, KvCache& cache, bool all_positions,
                                       Tracer* tracer = nullptr, Stream s = {}) const;
 
  private:
   PlmModel() = default;
+  absl::Status check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch, const KvCache& cache) const;
+  // First stage: x = the token embeddings with the media rows in their placeholders.
+  absl::Status embed_inputs(Tensor x, const std::vector<int32_t>& ids, const MediaEmbeddings& media, Tracer* tracer,
+                            Stream s) const;
+
   PlmConfig config_;
   ModelParallel parallel_;
   Device device_;

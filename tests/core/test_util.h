@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <ostream>
 #include <vector>
 
 #include "core/cuda/runtime.h"
@@ -40,6 +41,11 @@ std::vector<double> finite_difference(Tensor x, const std::function<double()>& l
 double dot(Tensor a, Tensor b);
 
 }  // namespace plm::testing
+
+namespace plm {
+// gtest prints a DType parameter by name ("bf16"), not as a raw byte; found by argument-dependent lookup.
+inline void PrintTo(DType dtype, std::ostream* os) { *os << dtype_name(dtype); }
+}  // namespace plm
 
 // Skips a test that needs a GPU, saying why.
 #define PLM_SKIP_WITHOUT_CUDA()                                                    \

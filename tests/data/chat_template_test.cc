@@ -1,4 +1,4 @@
-// The PLM chat template against the 5 shared cases rendered by HF's Jinja template, placeholder
+// The PLM chat template against the 5 committed cases rendered by HF's Jinja template, placeholder
 // expansion, python_strip, and bad messages.
 #include "data/chat_template.h"
 

@@ -16,7 +16,7 @@ namespace {
 
 using ::plm::testing::crc32_of;
 using ::plm::testing::expected_u8;
-using ::plm::testing::make_scratch_dir;
+using ::plm::testing::fresh_temp_dir;
 using ::plm::testing::preprocessing_input;
 using ::plm::testing::preprocessing_manifest;
 using ::plm::testing::read_test_file;
@@ -92,7 +92,7 @@ void expect_refused(const std::filesystem::path& path, absl::StatusCode code, co
 }
 
 TEST(ImageDecodeTest, RefusesTruncatedFiles) {
-  const auto dir = make_scratch_dir("image_decode_truncated");
+  const auto dir = fresh_temp_dir("image_decode_truncated");
   for (const char* name : {"rgb_640x480.jpg", "progressive_444_300x200.jpg", "square_448.png",
                            "interlaced_130x90.png"}) {
     const std::string bytes = read_test_file(preprocessing_input(name));
@@ -109,7 +109,7 @@ TEST(ImageDecodeTest, RefusesTruncatedFiles) {
 }
 
 TEST(ImageDecodeTest, RefusesFilesThatAreNotImages) {
-  const auto dir = make_scratch_dir("image_decode_not_images");
+  const auto dir = fresh_temp_dir("image_decode_not_images");
   write_test_file(dir / "notes.jpg", "this is a text file, not a JPEG\n");
   expect_refused(dir / "notes.jpg", absl::StatusCode::kInvalidArgument, "not a JPEG or PNG file");
   write_test_file(dir / "empty.png", "");

@@ -1,4 +1,4 @@
-// Encoding throughput on one thread. The text is $PLM_TOKENIZER_BENCH_FILE, or the shared test inputs
+// Encoding throughput on one thread. The text is $PLM_TOKENIZER_BENCH_FILE, or the committed test inputs
 // concatenated, repeated to $PLM_TOKENIZER_BENCH_MB megabytes (default 2).
 #include "data/tokenizer_bench.h"
 

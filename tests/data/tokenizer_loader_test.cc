@@ -16,7 +16,7 @@ namespace plm::data {
 namespace {
 
 using nlohmann::json;
-using ::plm::testing::make_scratch_dir;
+using ::plm::testing::fresh_temp_dir;
 using ::plm::testing::tokenizer_data_dir;
 using ::plm::testing::write_test_file;
 
@@ -41,14 +41,14 @@ json tiny_tokenizer_json() {
 
 // Loads `tokenizer` written as dir/tokenizer.json and returns the status message ("" when it loads).
 std::string load_error(const json& tokenizer) {
-  const std::filesystem::path dir = make_scratch_dir("tiny_bad");
+  const std::filesystem::path dir = fresh_temp_dir("tiny_bad");
   write_test_file(dir / "tokenizer.json", tokenizer.dump());
   const absl::StatusOr<Tokenizer> loaded = load_tokenizer(dir / "tokenizer.json");
   return loaded.ok() ? "" : std::string(loaded.status().message());
 }
 
 std::string model_error(std::string_view model_text) {
-  const std::filesystem::path path = make_scratch_dir("bad_model") / "bad.model";
+  const std::filesystem::path path = fresh_temp_dir("bad_model") / "bad.model";
   write_test_file(path, model_text);
   const absl::StatusOr<Tokenizer> loaded = load_tokenizer(path);
   return loaded.ok() ? "" : std::string(loaded.status().message());
@@ -75,7 +75,7 @@ TEST(ByteLevelTest, AllBytesRoundTrip) {
 }
 
 TEST(TokenizerLoaderTest, TinyHfTokenizerWithConfig) {
-  const std::filesystem::path dir = make_scratch_dir("tiny");
+  const std::filesystem::path dir = fresh_temp_dir("tiny");
   write_test_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
   write_test_file(dir / "tokenizer_config.json",
                   R"({"bos_token": {"content": "<|begin_of_text|>"}, "eos_token": "<|eot_id|>", "pad_token": null})");
@@ -91,7 +91,7 @@ TEST(TokenizerLoaderTest, TinyHfTokenizerWithConfig) {
 }
 
 TEST(TokenizerLoaderTest, DirectoryPrefersTokenizerJson) {
-  const std::filesystem::path dir = make_scratch_dir("both");
+  const std::filesystem::path dir = fresh_temp_dir("both");
   std::filesystem::create_symlink(tokenizer_data_dir() / "llama3_tokenizer.model", dir / "tokenizer.model");
   absl::StatusOr<Tokenizer> tokenizer = load_tokenizer(dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
@@ -103,7 +103,7 @@ TEST(TokenizerLoaderTest, DirectoryPrefersTokenizerJson) {
 }
 
 TEST(TokenizerLoaderTest, MissingFiles) {
-  const std::filesystem::path dir = make_scratch_dir("empty");
+  const std::filesystem::path dir = fresh_temp_dir("empty");
   absl::Status status = load_tokenizer(dir).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(status.message().find("no tokenizer.json or tokenizer.model"), absl::string_view::npos) << status;
@@ -164,7 +164,7 @@ TEST(TokenizerLoaderTest, HfErrorsNameTheProblem) {
   tokenizer.erase("model");
   expect_error(tokenizer, "key 'model' not found");
 
-  const std::filesystem::path dir = make_scratch_dir("malformed");
+  const std::filesystem::path dir = fresh_temp_dir("malformed");
   write_test_file(dir / "tokenizer.json", "{\"model\": [1, 2,");
   const absl::Status status = load_tokenizer(dir).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -172,7 +172,7 @@ TEST(TokenizerLoaderTest, HfErrorsNameTheProblem) {
 }
 
 TEST(TokenizerLoaderTest, ConfigErrorsNameTheConfig) {
-  const std::filesystem::path dir = make_scratch_dir("bad_config");
+  const std::filesystem::path dir = fresh_temp_dir("bad_config");
   write_test_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
   write_test_file(dir / "tokenizer_config.json", R"({"bos_token": 5})");
   const absl::Status status = load_tokenizer(dir).status();

@@ -1,4 +1,4 @@
-// Conformance of the Llama 3 / PLM tokenizer with the shared vectors (llama.cpp's 44, the 53 edge cases, the 5
+// Conformance of the Llama 3 / PLM tokenizer with the committed vectors (llama.cpp's 44, the 53 edge cases, the 5
 // PLM chat prompts) through both file formats, and the encode/decode options.
 #include "data/tokenizer.h"
 
@@ -34,12 +34,12 @@ TEST(TokenizerTest, EdgeCaseVectors) { EXPECT_EQ(expect_vectors(llama3_tokenizer
 
 TEST(TokenizerTest, PlmChatPromptVectors) { EXPECT_EQ(expect_vectors(llama3_tokenizer(), "plm_chat_prompts"), 5u); }
 
-// The HF loader on the real vocabulary: a tokenizer.json written from encoder.json + vocab.bpe gives the same
-// ids as tokenizer.model, with merges in either spelling.
+// The HF loader on the real vocabulary: a tokenizer.json written from the committed HF vocabulary and merges
+// gives the same ids as tokenizer.model, with merges in either spelling.
 TEST(TokenizerTest, HfTokenizerJsonPassesTheSameVectors) {
   for (const bool merges_as_pairs : {false, true}) {
     SCOPED_TRACE(merges_as_pairs ? "merges as pairs" : "merges as strings");
-    const std::filesystem::path dir = ::plm::testing::make_scratch_dir("hf_llama3");
+    const std::filesystem::path dir = ::plm::testing::fresh_temp_dir("hf_llama3");
     ::plm::testing::write_llama3_tokenizer_json(dir, merges_as_pairs);
     absl::StatusOr<Tokenizer> tokenizer = load_tokenizer(dir);
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();

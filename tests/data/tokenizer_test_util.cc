@@ -16,11 +16,7 @@
 
 namespace plm::testing {
 
-std::filesystem::path tokenizer_data_dir() {
-  // $PLM_SHARED_DIR wins; the built-in default covers ctest runs where the variable does not arrive.
-  const char* shared = std::getenv("PLM_SHARED_DIR");
-  return std::filesystem::path(shared != nullptr && *shared != '\0' ? shared : PLM_DEFAULT_SHARED_DIR) / "data" / "tokenizer";
-}
+std::filesystem::path tokenizer_data_dir() { return std::filesystem::path(PLM_SOURCE_DIR) / "tests/fixtures/tokenizer"; }
 
 std::string read_test_file(const std::filesystem::path& path) {
   std::ifstream file(path, std::ios::binary);  // binary: the vectors hold \r, NUL, VT, FF
@@ -34,23 +30,6 @@ void write_test_file(const std::filesystem::path& path, std::string_view bytes) 
   std::ofstream file(path, std::ios::binary);
   file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   PLM_CHECK(file) << "cannot write " << path;
-}
-
-std::filesystem::path make_scratch_dir(std::string_view name) {
-  // Removed when the test program exits normally; a crashed run leaves them to look at.
-  struct ScratchDirs {
-    std::vector<std::filesystem::path> dirs;
-    ~ScratchDirs() {
-      std::error_code ignored;
-      for (const auto& dir : dirs) std::filesystem::remove_all(dir, ignored);
-    }
-  };
-  static ScratchDirs scratch_dirs;
-  // mkdtemp: a directory of this run's own, so two test runs at once never share (or delete) each other's.
-  std::string dir = (std::filesystem::path(::testing::TempDir()) / ("plm_" + std::string(name) + ".XXXXXX")).string();
-  PLM_CHECK(::mkdtemp(dir.data()) != nullptr) << "cannot create " << dir << ": " << std::strerror(errno);
-  scratch_dirs.dirs.push_back(dir);
-  return dir;
 }
 
 std::vector<TokenizerCase> read_tokenizer_cases(std::string_view stem) {
@@ -78,12 +57,13 @@ std::vector<TokenizerCase> read_tokenizer_cases(std::string_view stem) {
 
 std::filesystem::path write_llama3_tokenizer_json(const std::filesystem::path& dir, bool merges_as_pairs) {
   using nlohmann::json;
+  // The committed HF tokenizer.json's model.vocab and model.merges are llama3.2's encoder.json and vocab.bpe.
+  const json hf = json::parse(
+      read_test_file(std::filesystem::path(PLM_SOURCE_DIR) / "tests/fixtures/models/tokenizer/tokenizer.json"));
   json merges = json::array();
-  std::istringstream lines(read_test_file(tokenizer_data_dir() / "llama3.2_vocab.bpe"));
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty()) continue;
-    const size_t space = line.find(' ');
-    merges.push_back(merges_as_pairs ? json::array({line.substr(0, space), line.substr(space + 1)}) : json(line));
+  for (const json& merge : hf["model"]["merges"]) {
+    const std::string left = merge[0], right = merge[1];
+    merges.push_back(merges_as_pairs ? json::array({left, right}) : json(left + " " + right));
   }
   json added_tokens = json::array();
   for (const data::TokenEntry& token : data::plm_special_tokens(128000)) {
@@ -104,7 +84,7 @@ std::filesystem::path write_llama3_tokenizer_json(const std::filesystem::path& d
       {"model",
        {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
         {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", true},
-        {"vocab", json::parse(read_test_file(tokenizer_data_dir() / "llama3.2_encoder.json"))},
+        {"vocab", hf["model"]["vocab"]},
         {"merges", merges}}}};
   const std::filesystem::path path = dir / "tokenizer.json";
   write_test_file(path, tokenizer.dump());

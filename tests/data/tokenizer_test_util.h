@@ -1,5 +1,5 @@
-// Helpers for the tokenizer tests: the shared test vectors ($PLM_SHARED_DIR/data/tokenizer, llama.cpp's
-// format), the Llama 3 tokenizer loaded once, and scratch files.
+// Helpers for the tokenizer tests: the committed test vectors (tests/fixtures/tokenizer, llama.cpp's format),
+// the Llama 3 tokenizer loaded once, and scratch files.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "tests/core/test_temp_dir.h"  // fresh_temp_dir
 
 namespace plm::testing {
 
@@ -25,14 +26,11 @@ std::vector<TokenizerCase> read_tokenizer_cases(std::string_view stem);
 // llama3_tokenizer.model with the PLM special tokens, loaded on first use.
 const data::Tokenizer& llama3_tokenizer();
 
-// Writes dir/tokenizer.json as transformers' TikTokenConverter would (spec/tokenizer.md §2), from the shared
-// llama3.2_encoder.json and llama3.2_vocab.bpe; merges as "a b" strings or as ["a", "b"] pairs.
+// Writes dir/tokenizer.json as transformers' TikTokenConverter would (spec/tokenizer.md §2), with the vocabulary
+// and merges of tests/fixtures/models/tokenizer/tokenizer.json; merges as "a b" strings or as ["a", "b"] pairs.
 std::filesystem::path write_llama3_tokenizer_json(const std::filesystem::path& dir, bool merges_as_pairs);
 
 std::string read_test_file(const std::filesystem::path& path);
 void write_test_file(const std::filesystem::path& path, std::string_view bytes);
-// A fresh empty directory of its own (mkdtemp) under gtest's temp dir ($TEST_TMPDIR when set), removed when
-// the test program exits.
-std::filesystem::path make_scratch_dir(std::string_view name);
 
 }  // namespace plm::testing

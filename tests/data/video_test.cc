@@ -27,7 +27,7 @@ using ::plm::testing::check_tile;
 using ::plm::testing::crc32_of;
 using ::plm::testing::crc_list;
 using ::plm::testing::expected_u8;
-using ::plm::testing::make_scratch_dir;
+using ::plm::testing::fresh_temp_dir;
 using ::plm::testing::preprocessing_input;
 using ::plm::testing::preprocessing_manifest;
 using ::plm::testing::read_test_file;
@@ -187,7 +187,7 @@ void expect_refused(const std::filesystem::path& path, absl::StatusCode code, co
 }
 
 TEST(VideoTest, RefusesBadInputs) {
-  const auto dir = make_scratch_dir("video_bad_inputs");
+  const auto dir = fresh_temp_dir("video_bad_inputs");
   expect_refused(preprocessing_input("zero_frames.avi"), absl::StatusCode::kInvalidArgument, "no frames");
   write_test_file(dir / "notes.mp4", "this is a text file, not a video\n");
   expect_refused(dir / "notes.mp4", absl::StatusCode::kInvalidArgument, "cannot open as a video");
@@ -198,7 +198,7 @@ TEST(VideoTest, RefusesBadInputs) {
 }
 
 TEST(VideoTest, TruncatedVideosFailCleanly) {
-  const auto dir = make_scratch_dir("video_truncated");
+  const auto dir = fresh_temp_dir("video_truncated");
   for (const char* name : {"h264_64x48.mp4", "vp9_96x64.webm", "h264_160x96.mkv", "mjpeg_72x40.avi"}) {
     const std::string bytes = read_test_file(preprocessing_input(name));
     for (double fraction : {0.02, 0.3, 0.7}) {
@@ -222,7 +222,7 @@ TEST(VideoTest, TruncatedVideosFailCleanly) {
 // Random bytes overwritten: every file decodes to well-formed frames or is refused with its name and one of
 // the codes of a clean refusal, never a crash, a hang or another code.
 TEST(VideoTest, CorruptBytesDecodeOrFailCleanly) {
-  const auto dir = make_scratch_dir("video_corrupt");
+  const auto dir = fresh_temp_dir("video_corrupt");
   const std::set<absl::StatusCode> clean_refusals = {
       absl::StatusCode::kInvalidArgument,    // not a video, no frames, no timestamps, too few frames
       absl::StatusCode::kDataLoss,           // a packet or a frame that does not read or decode
@@ -274,7 +274,7 @@ class MadeVideoTest : public ::testing::Test {
     write_test_video(path, spec);
     return path;
   }
-  const std::filesystem::path dir_ = make_scratch_dir("made_videos");
+  const std::filesystem::path dir_ = fresh_temp_dir("made_videos");
 };
 
 TEST_F(MadeVideoTest, FrameSizeChangesMidStream) {

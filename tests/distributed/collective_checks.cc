@@ -4,7 +4,9 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "distributed/process_groups.h"
+#include "distributed/status_agreement.h"
 
 namespace plm::distributed::testing {
 
@@ -152,6 +154,34 @@ std::string check_process_groups(Communicator& world, int tp, int pp) {
   if (auto e = compare("tp group", members(*groups->tp), want_tp, world_rank); !e.empty()) return e;
   if (auto e = compare("pp group", members(*groups->pp), want_pp, world_rank); !e.empty()) return e;
   return compare("dp group", members(*groups->dp), want_dp, world_rank);
+}
+
+std::string check_status_agreement(Communicator& comm) {
+  const int n = comm.size(), me = comm.rank();
+  const auto expect = [&](const std::string& what, const absl::Status& local, const absl::Status& want) -> std::string {
+    const absl::Status got = agree_on_status(comm, local, "stage", Device::cpu());
+    if (got == want) return "";
+    return absl::StrCat(what, " on rank ", me, ": got \"", got.ToString(), "\", expected \"", want.ToString(), "\"");
+  };
+  if (auto e = expect("every rank OK", absl::OkStatus(), absl::OkStatus()); !e.empty()) return e;
+  // The last rank fails: every rank returns its code and message, naming it.
+  const absl::Status last = me == n - 1 ? absl::NotFoundError(absl::StrCat("rank ", me, " cannot open x")) : absl::OkStatus();
+  if (auto e = expect("the last rank fails", last,
+                      absl::NotFoundError(absl::StrCat("stage ", n - 1, " of ", n, ": rank ", n - 1, " cannot open x")));
+      !e.empty()) {
+    return e;
+  }
+  // Several ranks fail: the lowest one's error wins.
+  const int lowest_odd = n > 1 ? 1 : 0;
+  const absl::Status odd = me % 2 == 1 || n == 1 ? absl::DataLossError(absl::StrCat("rank ", me, " read junk")) : absl::OkStatus();
+  if (auto e = expect("several ranks fail", odd,
+                      absl::DataLossError(absl::StrCat("stage ", lowest_odd, " of ", n, ": rank ", lowest_odd, " read junk")));
+      !e.empty()) {
+    return e;
+  }
+  // An empty message (no second broadcast) still carries the code.
+  const absl::Status empty = me == 0 ? absl::InternalError("") : absl::OkStatus();
+  return expect("an empty message", empty, absl::InternalError(absl::StrCat("stage 0 of ", n, ": ")));
 }
 
 }  // namespace plm::distributed::testing

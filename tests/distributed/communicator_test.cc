@@ -1,7 +1,10 @@
 // Collectives and process groups on the in-process LocalCommunicator, for 1-4 ranks (3: uneven splits).
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "distributed/consistency.h"
@@ -32,14 +35,59 @@ TEST_P(LocalCollectives, AllGather) { expect_all_ranks_pass(GetParam(), testing:
 TEST_P(LocalCollectives, ReduceScatter) { expect_all_ranks_pass(GetParam(), testing::check_reduce_scatter); }
 TEST_P(LocalCollectives, Broadcast) { expect_all_ranks_pass(GetParam(), testing::check_broadcast); }
 TEST_P(LocalCollectives, SendRecv) { expect_all_ranks_pass(GetParam(), testing::check_send_recv); }
+TEST_P(LocalCollectives, StatusAgreement) { expect_all_ranks_pass(GetParam(), testing::check_status_agreement); }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, LocalCollectives, ::testing::Values(1, 2, 3, 4));
+INSTANTIATE_TEST_SUITE_P(Ranks, LocalCollectives, ::testing::Values(1, 2, 3, 4), ::testing::PrintToStringParamName());
 
 TEST(LocalProcessGroups, Layouts) {
   expect_all_ranks_pass(4, [](Communicator& c) { return testing::check_process_groups(c, 2, 2); });
   expect_all_ranks_pass(4, [](Communicator& c) { return testing::check_process_groups(c, 4, 1); });
   expect_all_ranks_pass(4, [](Communicator& c) { return testing::check_process_groups(c, 1, 2); });
   expect_all_ranks_pass(2, [](Communicator& c) { return testing::check_process_groups(c, 1, 1); });
+}
+
+// A rank that skips a collective or a send (e.g. an ASSERT that returned early) ends the process within
+// PLM_COMM_TIMEOUT_S, naming the stalled operation and rank, instead of leaving the other ranks blocked.
+class LocalWatchdogDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");  // the ranks are threads
+    const char* old = std::getenv("PLM_COMM_TIMEOUT_S");
+    if (old != nullptr) old_timeout_ = old;
+    setenv("PLM_COMM_TIMEOUT_S", "1", 1);
+  }
+  void TearDown() override {
+    if (old_timeout_.empty()) {
+      unsetenv("PLM_COMM_TIMEOUT_S");
+    } else {
+      setenv("PLM_COMM_TIMEOUT_S", old_timeout_.c_str(), 1);
+    }
+  }
+
+ private:
+  std::string old_timeout_;
+};
+
+TEST_F(LocalWatchdogDeathTest, SkippedCollectiveAbortsTheOtherRanks) {
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_DEATH(run_local_ranks(3,
+                               [](Communicator& comm) {
+                                 if (comm.rank() == 1) return;  // skips the all-reduce
+                                 float x = 1.0f;
+                                 comm.all_reduce(Tensor(&x, {1}, DType::kF32), ReduceOp::kSum);
+                               }),
+               "all_reduce on group 'world' \\(rank [02] of 3\\) did not complete within 1 s");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST_F(LocalWatchdogDeathTest, MissingSendAbortsTheReceiver) {
+  EXPECT_DEATH(run_local_ranks(2,
+                               [](Communicator& comm) {
+                                 if (comm.rank() == 0) return;  // never sends
+                                 float x = 0.0f;
+                                 comm.recv(Tensor(&x, {1}, DType::kF32), 0, 5);
+                               }),
+               "recv from rank 0 on group 'world' \\(rank 1 of 2\\) did not complete within 1 s");
 }
 
 TEST(ParallelDims, MegatronOrderTpFastest) {

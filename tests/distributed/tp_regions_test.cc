@@ -58,7 +58,7 @@ TEST_P(TpRegions, ReduceAndCopyBackwardSum) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, TpRegions, ::testing::Values(1, 2, 4));
+INSTANTIATE_TEST_SUITE_P(Ranks, TpRegions, ::testing::Values(1, 2, 4), ::testing::PrintToStringParamName());
 
 }  // namespace
 }  // namespace plm::distributed

@@ -1,7 +1,7 @@
 // Communication volume per token of TP and PP decode against the analytic counts
 // (spec/anchors_training.md §2.5: two all-reduces of b*s*h per layer in forward; plus plm's vocab-parallel
-// embedding all-reduce and LM-head gather; PP: one activation send per stage boundary and the logits
-// broadcast).
+// embedding all-reduce and LM-head gather; PP: one activation send per stage boundary, the logits
+// broadcast, and the stages' status agreement).
 #include <gtest/gtest.h>
 
 #include <mutex>
@@ -61,10 +61,11 @@ TEST(CommunicationVolume, TensorParallelDecodeMatchesTheFormula) {
 TEST(CommunicationVolume, PipelineDecodeMatchesTheFormula) {
   const int64_t h = 32, vocab = 128256, bytes = 4;
   const Volume v = decode_step_volume(1, 2);
-  // Stage 0 sends one token's hidden state to stage 1; the logits row is broadcast back.
+  // Stage 0 sends one token's hidden state to stage 1; the logits row is broadcast back. Before the send the
+  // stages agree that every one accepted the batch: one i32 all-reduce (distributed/status_agreement.h).
   EXPECT_EQ(v.pp_bytes.at("send"), h * bytes);
   EXPECT_EQ(v.pp_bytes.at("broadcast"), vocab * bytes);
-  EXPECT_EQ(v.pp_bytes.count("all_reduce"), 0u);
+  EXPECT_EQ(v.pp_bytes.at("all_reduce"), 4);
 }
 
 }  // namespace

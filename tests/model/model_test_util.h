@@ -12,20 +12,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tests/core/test_temp_dir.h"
 
 namespace plm::model::testing {
 
 inline std::string config_dir(const std::string& name) { return std::string(PLM_SOURCE_DIR) + "/configs/" + name; }
 
-// An empty directory named after the running test, under gtest's temporary directory.
-inline std::filesystem::path fresh_temp_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "plm_model_tests" /
-                                    (std::string(info->test_suite_name()) + "." + info->name());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+using ::plm::testing::fresh_temp_dir;  // a fresh directory for the running test, private to this process
 
 inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -20,6 +20,8 @@ struct Layout {
   int tp, pp;
 };
 
+void PrintTo(const Layout& l, std::ostream* os) { *os << l.model_dir << "/" << l.input << " tp" << l.tp << " pp" << l.pp; }
+
 class ParallelModel : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(ParallelModel, MatchesOneRankAndHf) {

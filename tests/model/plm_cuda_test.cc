@@ -75,7 +75,8 @@ TEST_P(PlmCuda, Bf16LogitsTrackTheCpuModel) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, PlmCuda, ::testing::Values("cls_tied", "nocls_untied"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, PlmCuda, ::testing::Values("cls_tied", "nocls_untied"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace plm::model

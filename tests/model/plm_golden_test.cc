@@ -27,6 +27,8 @@ struct GoldenCase {
   std::string input;       // image | video | text
 };
 
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.model_dir << "/" << c.input << " vs expected/" << c.expected; }
+
 std::string case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
   return info.param.model_dir + "_" + info.param.input;
 }

@@ -30,6 +30,8 @@ struct AttentionCase {
   float scale = 0.0f;
 };
 
+void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name; }  // gtest's listing: no raw bytes
+
 struct Inputs {
   OwnedTensor q, k, v, kv_lens, segment_ids;
   AttentionOptions options;

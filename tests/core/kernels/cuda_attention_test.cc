@@ -36,6 +36,8 @@ struct AttentionCase {
   float scale = 0.0f;
 };
 
+void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name; }  // gtest's listing: no raw bytes
+
 // Segment ids (B, S) from run lengths, the same runs for every sequence.
 std::vector<int32_t> segments(int64_t batch, const std::vector<int>& runs) {
   std::vector<int32_t> ids;

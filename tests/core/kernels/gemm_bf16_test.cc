@@ -29,6 +29,10 @@ struct Variant {
   Path path;
 };
 
+void PrintTo(const Variant& v, std::ostream* os) {  // gtest's listing: no raw bytes
+  *os << cpu::simd_isa_name(v.isa) << (v.path == Path::kTiles ? " tiles" : " widened blocks");
+}
+
 // Random a (M, K), bf16 w (N, K) and c0 (M, N); the reference alpha * a w^T + beta * c0 in double and, per
 // element, the size of the terms it sums, |alpha| sum |a w| + |beta c0|: the scale that rounding errors in
 // any summation order are proportional to.
