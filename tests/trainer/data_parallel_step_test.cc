@@ -78,7 +78,9 @@ void expect_same(const TrainingRun& want, const TrainingRun& got, const std::str
     worst = std::max(worst, std::abs(static_cast<double>(want.params[i]) - got.params[i]));
     largest = std::max(largest, std::abs(static_cast<double>(want.params[i])));
   }
-  EXPECT_LE(worst, 1e-5 * largest) << label;
+  // AdamW divides by sqrt(v): parameters with near-zero gradients turn summation-order noise into
+  // updates of up to ~lr, so weights agree to ~3e-5 of the largest, not to the loss' 1e-5.
+  EXPECT_LE(worst, 1e-4 * largest) << label;
 }
 
 TEST(ShardRange, CoversTheVectorInOrder) {
