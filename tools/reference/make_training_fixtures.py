@@ -65,16 +65,16 @@ def assistant(*content) -> dict:
     return {"role": "assistant", "content": list(content)}
 
 
-# The dataset: 11 lines, so that with batch.global 4 every start offset occurs and step 11 (samples 7..10) is
-# text-only (no vision work, zero vision gradients); media paths relative to train.jsonl, all three path keys.
+# The dataset: 11 lines, so that with batch.global 4 every start offset occurs and steps 8, 11, 19, 22 (lines 6..9,
+# 7..10) are text-only (no vision work, zero vision gradients); media paths relative to train.jsonl, every path key.
 CONVERSATIONS = [
     [{"role": "system", "content": "You describe pictures in one sentence."},
      user({"type": "image", "path": "media/image_150x100.png"}, text("Describe this image.")),
      assistant(text("Colourful diagonal waves with a checkerboard and a few flat boxes."))],
     [user({"type": "video", "video": "media/video_64x48_4f.mp4"}, text("What moves in this video?")),
      assistant(text("A yellow square moves down and to the right."))],
-    [user({"type": "image", "path": "media/grey_257x129.jpg"}, {"type": "image", "path": "media/palette4bit_trns_96x64.png"},
-          text("How do these two pictures differ?")),
+    [user({"type": "image", "path": "media/grey_257x129.jpg"},
+          {"type": "image", "path": "media/palette4bit_trns_96x64.png"}, text("How do these two pictures differ?")),
      {"role": "assistant", "content": "The first is grey; the second is a small palette image."}],
     [{"role": "system", "content": "You are a terse assistant."},
      user(text("What is the capital of France?")), assistant(text("Paris.")),
@@ -165,7 +165,8 @@ def to_hf_messages(messages: list[dict], base: Path) -> tuple[list[dict], list[d
             rel = item[key]
             items.append({"type": item["type"], "path": str(base / rel)})
         for kind in ("image", "video"):
-            media += [{"type": kind, "path": str(Path(i["path"]).relative_to(base))} for i in items if i["type"] == kind]
+            media += [{"type": kind, "path": str(Path(i["path"]).relative_to(base))}
+                      for i in items if i["type"] == kind]
         out.append({"role": m["role"], "content": items})
     return out, media
 
@@ -253,7 +254,8 @@ def load_samples(processor, jsonl: Path) -> list[dict]:
                         frame_indices=[int(i) for i in meta.frames_indices])
         # Placeholders expand in template order: a message's images, then its videos; messages in order.
         per_medium = [TOKENS_PER_TILE * (m["tiles"] if m["type"] == "image" else m["frames"]) for m in media]
-        raw_ids, raw_mask = assistant_token_mask(processor, rendered, assistant_char_spans(processor, messages, rendered))
+        spans = assistant_char_spans(processor, messages, rendered)
+        raw_ids, raw_mask = assistant_token_mask(processor, rendered, spans)
         ids, assistant_mask = expand_placeholders(raw_ids, raw_mask, per_medium)
         assert ids == inputs["input_ids"][0].tolist(), f"line {line_no}: expanded ids differ from the processor's"
         all_but_media = [0] + [int(t not in (IMAGE_TOKEN, VIDEO_TOKEN)) for t in ids[1:]]
@@ -320,9 +322,9 @@ def apply_lora(model, lora: dict):
                         target_modules=LORA_TARGETS, use_dora=lora["dora"])
     wrapped = get_peft_model(model, config)
     hit = sorted(n for n, m in wrapped.named_modules() if hasattr(m, "lora_A"))
-    layers = model.config.text_config.num_hidden_layers
-    expected = sorted(f"base_model.model.model.language_model.layers.{l}.{'self_attn' if t.endswith(('q_proj', 'k_proj', 'v_proj', 'o_proj')) else 'mlp'}.{t}"
-                      for l in range(layers) for t in LORA_TARGETS)
+    block = {t: "self_attn" if t in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp" for t in LORA_TARGETS}
+    expected = sorted(f"base_model.model.model.language_model.layers.{layer}.{block[t]}.{t}"
+                      for layer in range(model.config.text_config.num_hidden_layers) for t in LORA_TARGETS)
     assert hit == expected, hit
     return wrapped
 
@@ -475,7 +477,8 @@ def train(name: str, spec: dict, samples: list[dict], rows: np.ndarray) -> dict:
     if "lora" in spec:
         save_adapter(model, out_dir / "final_adapter")
         merged = model.merge_and_unload()
-        targets = {nm: p for nm, p in merged.named_parameters() if nm.endswith(tuple(f"{t}.weight" for t in LORA_TARGETS))}
+        suffixes = tuple(f"{t}.weight" for t in LORA_TARGETS)
+        targets = {nm: p for nm, p in merged.named_parameters() if nm.endswith(suffixes)}
         save_np(tensors_for_file(targets, rows), out_dir / "final_merged_targets.safetensors")
     else:
         save_np(tensors_for_file({nm: p for nm, p in trainable}, rows), out_dir / "final.safetensors")
@@ -486,7 +489,8 @@ def train(name: str, spec: dict, samples: list[dict], rows: np.ndarray) -> dict:
         trainable=[dict(name=nm, shape=list(p.shape), weight_decay=p.ndim >= 2) for nm, p in trainable],
         trainable_numel=sum(p.numel() for p in params))
     write_json(out_dir / "metrics.json", metrics)
-    return dict(first_loss=steps[0]["loss"], last_loss=steps[-1]["loss"], clipped_steps=sum(s["clip_coef"] < 1 for s in steps))
+    return dict(first_loss=steps[0]["loss"], last_loss=steps[-1]["loss"],
+                clipped_steps=sum(s["clip_coef"] < 1 for s in steps))
 
 
 def save_adapter(model, path: Path) -> None:
@@ -503,7 +507,9 @@ def save_adapter(model, path: Path) -> None:
 
 
 def file_list() -> dict:
-    return {str(f.relative_to(OUT)): f.stat().st_size for f in sorted(OUT.rglob("*")) if f.is_file()}
+    """Every file of sft/ and runs/ with its size."""
+    return {str(f.relative_to(OUT)): f.stat().st_size for d in (SFT, RUNS) for f in sorted(d.rglob("*"))
+            if f.is_file()}
 
 
 def main() -> None:
@@ -511,8 +517,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     os.chdir(ROOT)
-    shutil.rmtree(OUT / "sft", ignore_errors=True)
+    shutil.rmtree(SFT, ignore_errors=True)
     shutil.rmtree(RUNS, ignore_errors=True)
+    (OUT / "manifest.json").unlink(missing_ok=True)
 
     jsonl = write_dataset()
     processor = AutoProcessor.from_pretrained(str(MODELS / "cls_tied"))
