@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -162,6 +163,12 @@ OwnedTensor to_device(Tensor src, Device device) {
   copy_tensor(out, src);
   if (device.is_cuda() || src.is_cuda()) cuda_synchronize_device();
   return out;
+}
+
+OwnedTensor host_i32(const std::vector<int32_t>& values) {
+  OwnedTensor t({static_cast<int64_t>(values.size())}, DType::kI32);
+  std::copy(values.begin(), values.end(), t.data_as<int32_t>());
+  return t;
 }
 
 }  // namespace plm

@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/buffer.h"
 #include "core/check.h"
@@ -125,5 +126,8 @@ void copy_tensor(Tensor dst, Tensor src, Stream stream = {});
 
 // A contiguous copy of `src` on `device`, synchronised (for tests and setup, not hot paths).
 OwnedTensor to_device(Tensor src, Device device);
+
+// A host i32 tensor (N) holding `values` (token ids, positions, lengths).
+OwnedTensor host_i32(const std::vector<int32_t>& values);
 
 }  // namespace plm

@@ -10,16 +10,6 @@
 
 namespace plm::model {
 
-namespace {
-
-OwnedTensor host_i32(const std::vector<int32_t>& values) {
-  OwnedTensor t({static_cast<int64_t>(values.size())}, DType::kI32);
-  std::copy(values.begin(), values.end(), t.data_as<int32_t>());
-  return t;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir, Device device,
                                                          const ModelParallel& parallel, const LoadOptions& options) {
   std::unique_ptr<PlmModel> model(new PlmModel());

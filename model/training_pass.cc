@@ -12,12 +12,6 @@ namespace plm::model {
 
 namespace {
 
-OwnedTensor host_i32(const std::vector<int32_t>& values) {
-  OwnedTensor t({static_cast<int64_t>(values.size())}, DType::kI32);
-  std::copy(values.begin(), values.end(), t.data_as<int32_t>());
-  return t;
-}
-
 // One kind of media (images or videos) through tower + projector, with what its backward needs.
 struct MediaPass {
   OwnedTensor input;        // (n, 3, img, img) in the model's dtype

@@ -20,12 +20,6 @@ absl::StatusOr<RmsNorm> load_rmsnorm(const WeightLoader& loader, const std::stri
   return norm;
 }
 
-OwnedTensor host_i32(const std::vector<int32_t>& values) {
-  OwnedTensor t({static_cast<int64_t>(values.size())}, DType::kI32);
-  std::copy(values.begin(), values.end(), t.data_as<int32_t>());
-  return t;
-}
-
 // Decode of slots 0..B-1, one token each: one batched attention call over the cache.
 bool is_dense_decode(const TokenBatch& batch) {
   for (size_t i = 0; i < batch.chunks.size(); ++i) {
