@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -135,6 +136,21 @@ void PixelNormalizer::write_chw(const RgbImage& image, int x0, int y0, int width
       for (int x = 0; x < width; ++x) dst[x] = table_[c][in[x * kRgbChannels + c]];
     }
   }
+}
+
+bool PixelNormalizer::invertible() const {
+  for (const auto& values : table_) {
+    // Strictly increasing: no neighbour is >= the next.
+    if (std::adjacent_find(values.begin(), values.end(), std::greater_equal<float>()) != values.end()) return false;
+  }
+  return true;
+}
+
+std::optional<uint8_t> PixelNormalizer::level_of(int channel, float value) const {
+  const std::array<float, 256>& values = table_[channel];
+  const auto it = std::lower_bound(values.begin(), values.end(), value);
+  if (it == values.end() || *it != value) return std::nullopt;
+  return static_cast<uint8_t>(it - values.begin());
 }
 
 ProcessedImage process_image(const RgbImage& image, const ImageProcessorConfig& config) {
