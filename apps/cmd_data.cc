@@ -22,7 +22,7 @@ struct PackCommandOptions {
   std::string model_dir;
   int64_t num_frames = 0;  // 0: up to 32 frames per video (data::MediaOptions' default)
   int64_t max_tokens = 0;  // 0: no limit
-  int deflate_level = 4;
+  int deflate_level = 1;  // level 4 saved 2% more on PLM-sized tiles at 1.4x the pack time
 };
 
 absl::Status run_pack(const PackCommandOptions& o) {
@@ -68,7 +68,7 @@ void add_data_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   pack->add_option("--max-tokens", options->max_tokens, "a longer sample (placeholders expanded) is an error")
       ->check(CLI::PositiveNumber);
-  pack->add_option("--deflate", options->deflate_level, "deflate level 0-9 (default 4)")->check(CLI::Range(0, 9));
+  pack->add_option("--deflate", options->deflate_level, "deflate level 0-9 (default 1)")->check(CLI::Range(0, 9));
   pack->callback([selected, options] {
     *selected = [options] {
       const absl::Status status = run_pack(*options);

@@ -1,6 +1,9 @@
 #include "data/hdf5_file.h"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +37,31 @@ std::string hdf5_reason() {
   return reasons.empty() ? "unknown HDF5 error" : absl::StrJoin(reasons, "; ");
 }
 
+// HDF5's Fletcher-32 (H5checksum.c): big-endian 16-bit words, sums folded every 360 words, an odd last
+// byte as the high half of a word.
+uint32_t fletcher32(const uint8_t* data, size_t length) {
+  uint32_t sum1 = 0, sum2 = 0;
+  for (size_t words = length / 2; words > 0;) {
+    size_t block = std::min<size_t>(words, 360);
+    words -= block;
+    for (; block > 0; --block, data += 2) {
+      sum1 += static_cast<uint32_t>(data[0]) << 8 | data[1];
+      sum2 += sum1;
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (length % 2 != 0) {
+    sum1 += static_cast<uint32_t>(*data) << 8;
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return sum2 << 16 | sum1;
+}
+
 absl::Status failure(absl::StatusCode code, const std::string& where, const std::string& what) {
   return absl::Status(code, absl::StrCat(where, ": ", what, " (HDF5: ", hdf5_reason(), ")"));
 }
@@ -54,6 +82,15 @@ hid_t memory_type(Element e) {
     case Element::kU8: return H5T_NATIVE_UINT8;
   }
   return H5I_INVALID_HID;
+}
+
+size_t element_size(Element e) {
+  switch (e) {
+    case Element::kI32: return 4;
+    case Element::kI64: return 8;
+    case Element::kU8: return 1;
+  }
+  return 0;
 }
 
 const char* element_name(Element e) {
@@ -141,8 +178,10 @@ absl::StatusOr<std::string> File::read_json_attribute(const std::string& attribu
   return text;
 }
 
-Dataset::Dataset(std::string where, Handle handle, Element element, std::vector<int64_t> row_shape, int64_t rows)
-    : where_(std::move(where)), handle_(std::move(handle)), element_(element), row_shape_(std::move(row_shape)), rows_(rows) {
+Dataset::Dataset(std::string where, Handle handle, Element element, std::vector<int64_t> row_shape, int64_t rows,
+                 int64_t chunk_rows, std::vector<H5Z_filter_t> filters)
+    : where_(std::move(where)), handle_(std::move(handle)), element_(element), row_shape_(std::move(row_shape)),
+      rows_(rows), chunk_rows_(chunk_rows), filters_(std::move(filters)) {
   row_elements_ = 1;
   for (int64_t d : row_shape_) row_elements_ *= d;
 }
@@ -162,17 +201,22 @@ absl::StatusOr<Dataset> Dataset::create(File& file, const std::string& name, Ele
   }
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()), H5Sclose);
   Handle properties(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  std::vector<H5Z_filter_t> filters{H5Z_FILTER_SHUFFLE};
   bool ok = space.valid() && properties.valid() &&
             H5Pset_chunk(properties.id(), static_cast<int>(chunk.size()), chunk.data()) >= 0 &&
             H5Pset_shuffle(properties.id()) >= 0;
-  if (ok && compression.deflate_level > 0) ok = H5Pset_deflate(properties.id(), compression.deflate_level) >= 0;
+  if (ok && compression.deflate_level > 0) {
+    ok = H5Pset_deflate(properties.id(), compression.deflate_level) >= 0;
+    filters.push_back(H5Z_FILTER_DEFLATE);
+  }
   ok = ok && H5Pset_fletcher32(properties.id()) >= 0;  // last: the checksum covers the bytes on disk
+  filters.push_back(H5Z_FILTER_FLETCHER32);
   if (!ok) return failure(absl::StatusCode::kInternal, where, "cannot set up chunking and filters");
   Handle dataset(H5Dcreate2(file.id(), name.c_str(), file_type(element), space.id(), H5P_DEFAULT, properties.id(),
                             H5P_DEFAULT),
                  H5Dclose);
   if (!dataset.valid()) return failure(absl::StatusCode::kDataLoss, where, "cannot create");
-  return Dataset(where, std::move(dataset), element, row_shape, 0);
+  return Dataset(where, std::move(dataset), element, row_shape, 0, chunk_rows, std::move(filters));
 }
 
 absl::StatusOr<Dataset> Dataset::open(const File& file, const std::string& name, Element element,
@@ -200,7 +244,23 @@ absl::StatusOr<Dataset> Dataset::open(const File& file, const std::string& name,
       return absl::DataLossError(absl::StrCat(where, ": dimension ", i + 1, " is ", dims[i + 1], ", expected ", row_shape[i]));
     }
   }
-  return Dataset(where, std::move(dataset), element, row_shape, static_cast<int64_t>(dims[0]));
+  Handle properties(H5Dget_create_plist(dataset.id()), H5Pclose);
+  std::vector<hsize_t> chunk(dims.size());
+  const int num_filters = properties.valid() ? H5Pget_nfilters(properties.id()) : -1;
+  if (num_filters < 0 || H5Pget_layout(properties.id()) != H5D_CHUNKED ||
+      H5Pget_chunk(properties.id(), static_cast<int>(chunk.size()), chunk.data()) < 0) {
+    return failure(absl::StatusCode::kDataLoss, where, "not a chunked dataset");
+  }
+  std::vector<H5Z_filter_t> filters;
+  for (int i = 0; i < num_filters; ++i) {
+    unsigned flags = 0;
+    size_t num_values = 0;
+    unsigned filter_config = 0;
+    filters.push_back(H5Pget_filter2(properties.id(), static_cast<unsigned>(i), &flags, &num_values, nullptr, 0,
+                                     nullptr, &filter_config));
+  }
+  return Dataset(where, std::move(dataset), element, row_shape, static_cast<int64_t>(dims[0]),
+                 static_cast<int64_t>(chunk[0]), std::move(filters));
 }
 
 absl::Status Dataset::append(const void* data, int64_t num_rows) {
@@ -241,6 +301,77 @@ absl::Status Dataset::read(int64_t begin, int64_t end, void* out) const {
       H5Dread(handle_.id(), memory_type(element_), memory_space.id(), file_space.id(), H5P_DEFAULT, out) < 0) {
     return failure(absl::StatusCode::kDataLoss, where_, absl::StrCat("cannot read rows ", begin, "..", end));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredChunk>> Dataset::read_chunks(int64_t begin, int64_t end) const {
+  PLM_CHECK(chunk_rows_ == 1 && 0 <= begin && begin <= end && end <= rows_)
+      << where_ << " rows " << begin << ".." << end << " of " << rows_ << ", " << chunk_rows_ << " per chunk";
+  const auto guard = lock();
+  std::vector<StoredChunk> chunks(static_cast<size_t>(end - begin));
+  std::vector<hsize_t> offset(row_shape_.size() + 1, 0);
+  for (int64_t row = begin; row < end; ++row) {
+    offset[0] = static_cast<hsize_t>(row);
+    StoredChunk& chunk = chunks[row - begin];
+    hsize_t size = 0;
+    if (H5Dget_chunk_storage_size(handle_.id(), offset.data(), &size) < 0 || size == 0) {
+      return failure(absl::StatusCode::kDataLoss, where_, absl::StrCat("row ", row, ": no stored chunk"));
+    }
+    chunk.bytes.resize(size);
+    if (H5Dread_chunk(handle_.id(), H5P_DEFAULT, offset.data(), &chunk.filter_mask, chunk.bytes.data()) < 0) {
+      return failure(absl::StatusCode::kDataLoss, where_, absl::StrCat("cannot read the chunk of row ", row));
+    }
+  }
+  return chunks;
+}
+
+absl::Status Dataset::decode_chunk(const StoredChunk& chunk, int64_t row, void* out) const {
+  const size_t element_bytes = element_size(element_);
+  const size_t expected = static_cast<size_t>(row_elements_) * element_bytes;
+  const auto corrupt = [&](const std::string& what) {
+    return absl::DataLossError(absl::StrCat(where_, ": the chunk of row ", row, " ", what, " (corrupt file)"));
+  };
+  std::vector<uint8_t> bytes = chunk.bytes;
+  for (size_t i = filters_.size(); i-- > 0;) {
+    if (chunk.filter_mask & (1u << i)) continue;  // HDF5 skipped this filter when writing
+    switch (filters_[i]) {
+      case H5Z_FILTER_FLETCHER32: {
+        if (bytes.size() < 4) return corrupt("is too short for its checksum");
+        const size_t length = bytes.size() - 4;
+        const uint32_t stored = static_cast<uint32_t>(bytes[length]) | static_cast<uint32_t>(bytes[length + 1]) << 8 |
+                                static_cast<uint32_t>(bytes[length + 2]) << 16 | static_cast<uint32_t>(bytes[length + 3]) << 24;
+        const uint32_t sum = fletcher32(bytes.data(), length);
+        // HDF5 also accepts the byte-swapped sum that releases before 1.6.7 wrote.
+        const uint32_t swapped = (sum >> 24) | ((sum >> 8) & 0xff00u) | ((sum << 8) & 0xff0000u) | (sum << 24);
+        if (stored != sum && stored != swapped) return corrupt("fails its Fletcher-32 checksum");
+        bytes.resize(length);
+        break;
+      }
+      case H5Z_FILTER_DEFLATE: {
+        std::vector<uint8_t> inflated(expected);
+        uLongf size = static_cast<uLongf>(expected);
+        if (::uncompress(inflated.data(), &size, bytes.data(), static_cast<uLong>(bytes.size())) != Z_OK || size != expected) {
+          return corrupt("does not inflate to its size");
+        }
+        bytes = std::move(inflated);
+        break;
+      }
+      case H5Z_FILTER_SHUFFLE: {
+        if (element_bytes == 1) break;  // byte planes of 1-byte elements are the elements
+        std::vector<uint8_t> unshuffled(bytes.size());
+        const size_t count = bytes.size() / element_bytes;
+        for (size_t e = 0; e < count; ++e) {
+          for (size_t b = 0; b < element_bytes; ++b) unshuffled[e * element_bytes + b] = bytes[b * count + e];
+        }
+        bytes = std::move(unshuffled);
+        break;
+      }
+      default:
+        return absl::FailedPreconditionError(absl::StrCat(where_, ": unsupported HDF5 filter ", filters_[i]));
+    }
+  }
+  if (bytes.size() != expected) return corrupt(absl::StrCat("holds ", bytes.size(), " bytes, expected ", expected));
+  std::memcpy(out, bytes.data(), expected);
   return absl::OkStatus();
 }
 

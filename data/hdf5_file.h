@@ -60,7 +60,13 @@ class File {
 enum class Element { kI32, kI64, kU8 };
 
 struct Compression {
-  int deflate_level = 4;  // 0..9; 0: no deflate (byte shuffle and a Fletcher-32 checksum always apply)
+  int deflate_level = 1;  // 0..9; 0: no deflate (byte shuffle and a Fletcher-32 checksum always apply)
+};
+
+// One chunk as it lies in the file: its filtered bytes and HDF5's mask of skipped filters.
+struct StoredChunk {
+  std::vector<uint8_t> bytes;
+  uint32_t filter_mask = 0;
 };
 
 // A chunked dataset of rows: shape (rows, row_shape...), growing along dim 0.
@@ -81,17 +87,26 @@ class Dataset {
   absl::Status append(const void* data, int64_t num_rows);
   // Rows [begin, end) into out (row_elements() * (end - begin) elements).
   absl::Status read(int64_t begin, int64_t end, void* out) const;
+  // The same in two halves for datasets of one row per chunk, so that decoding runs in parallel outside
+  // the HDF5 lock: read_chunks copies rows [begin, end) as stored (the lock held only for the I/O), and
+  // decode_chunk undoes the filters of one of them into out (row_elements() elements) without calling
+  // HDF5: the Fletcher-32 checksum is verified, then inflate, then un-shuffle. Thread-safe.
+  absl::StatusOr<std::vector<StoredChunk>> read_chunks(int64_t begin, int64_t end) const;
+  absl::Status decode_chunk(const StoredChunk& chunk, int64_t row, void* out) const;
   hid_t id() const { return handle_.id(); }
   absl::Status close() { return handle_.close(where_); }
 
  private:
-  Dataset(std::string where, Handle handle, Element element, std::vector<int64_t> row_shape, int64_t rows);
+  Dataset(std::string where, Handle handle, Element element, std::vector<int64_t> row_shape, int64_t rows,
+          int64_t chunk_rows, std::vector<H5Z_filter_t> filters);
   std::string where_;  // "file.h5:/name"
   Handle handle_;
   Element element_;
   std::vector<int64_t> row_shape_;
   int64_t row_elements_;
   int64_t rows_;
+  int64_t chunk_rows_;
+  std::vector<H5Z_filter_t> filters_;  // the pipeline in write order
 };
 
 // A whole 1-D dataset of int64 (offsets, counts) written or read at once.

@@ -118,6 +118,8 @@ PixelNormalizer::PixelNormalizer(double rescale_factor, const std::array<float, 
   for (int c = 0; c < kRgbChannels; ++c) {
     const float fused_mean = mean[c] * inverse_rescale;
     const float fused_std = std[c] * inverse_rescale;
+    fused_mean_[c] = fused_mean;
+    fused_std_[c] = fused_std;
     for (int level = 0; level < 256; ++level) {
       table_[c][level] = (static_cast<float>(level) - fused_mean) / fused_std;
     }
@@ -148,6 +150,14 @@ bool PixelNormalizer::invertible() const {
 
 std::optional<uint8_t> PixelNormalizer::level_of(int channel, float value) const {
   const std::array<float, 256>& values = table_[channel];
+  // The affine inverse lands on the level or next to it; the table has the last word.
+  const double guess = std::nearbyint(value * fused_std_[channel] + fused_mean_[channel]);
+  if (guess >= 0.0 && guess <= 255.0) {
+    const int level = static_cast<int>(guess);
+    for (const int candidate : {level, level - 1, level + 1}) {
+      if (candidate >= 0 && candidate <= 255 && values[candidate] == value) return static_cast<uint8_t>(candidate);
+    }
+  }
   const auto it = std::lower_bound(values.begin(), values.end(), value);
   if (it == values.end() || *it != value) return std::nullopt;
   return static_cast<uint8_t>(it - values.begin());

@@ -68,6 +68,7 @@ class PixelNormalizer {
 
  private:
   std::array<std::array<float, 256>, 3> table_;  // (channel, u8 level)
+  std::array<double, 3> fused_mean_{}, fused_std_{};  // value = (level - mean') / std'; level_of's first guess
 };
 
 }  // namespace plm::data

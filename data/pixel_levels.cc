@@ -30,16 +30,16 @@ absl::StatusOr<std::vector<uint8_t>> pixels_to_levels(const Tensor& pixels, cons
   return levels;
 }
 
-OwnedTensor levels_to_pixels(const uint8_t* levels, const Shape& shape, const PixelNormalizer& normalizer) {
-  PLM_CHECK(shape.rank() == 4 && shape[1] == kRgbChannels) << shape.to_string();
-  OwnedTensor pixels(shape, DType::kF32);
-  const int64_t plane = shape[2] * shape[3];
+void levels_to_pixels(const uint8_t* levels, const Tensor& pixels, const PixelNormalizer& normalizer) {
+  PLM_CHECK(pixels.dtype() == DType::kF32 && pixels.rank() == 4 && pixels.size(1) == kRgbChannels &&
+            pixels.is_contiguous() && !pixels.is_cuda())
+      << pixels.describe();
+  const int64_t plane = pixels.size(2) * pixels.size(3);
   float* out = pixels.data_as<float>();
-  for (int64_t p = 0; p < shape[0] * kRgbChannels; ++p) {
+  for (int64_t p = 0; p < pixels.size(0) * kRgbChannels; ++p) {
     const int channel = static_cast<int>(p % kRgbChannels);
     for (int64_t i = p * plane; i < (p + 1) * plane; ++i) out[i] = normalizer.value(channel, levels[i]);
   }
-  return pixels;
 }
 
 }  // namespace plm::data

@@ -16,7 +16,7 @@ namespace plm::data {
 // is none of its 256 values for that channel (the pixels were not made by this normaliser).
 absl::StatusOr<std::vector<uint8_t>> pixels_to_levels(const Tensor& pixels, const PixelNormalizer& normalizer);
 
-// levels: u8 (n, 3, h, w) -> f32 (n, 3, h, w) pixels.
-OwnedTensor levels_to_pixels(const uint8_t* levels, const Shape& shape, const PixelNormalizer& normalizer);
+// levels: u8 (n, 3, h, w) -> pixels: f32 (n, 3, h, w), contiguous on the CPU.
+void levels_to_pixels(const uint8_t* levels, const Tensor& pixels, const PixelNormalizer& normalizer);
 
 }  // namespace plm::data

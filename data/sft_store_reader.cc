@@ -103,11 +103,21 @@ absl::StatusOr<OwnedTensor> SftStoreDataset::read_pixels(const Dataset& rows, co
   counts->assign(index.rows_per_item.begin() + first, index.rows_per_item.begin() + last);
   if (first == last) return OwnedTensor();
   const int64_t begin = index.row_starts[first], end = index.row_starts[last];
-  std::vector<uint8_t> levels(static_cast<size_t>((end - begin) * rows.row_elements()));
-  PLM_RETURN_IF_ERROR(rows.read(begin, end, levels.data()));
+  PLM_ASSIGN_OR_RETURN(const std::vector<hdf5::StoredChunk> chunks, rows.read_chunks(begin, end));
   Shape shape{end - begin};
   for (int64_t d : rows.row_shape()) shape.push_back(d);
-  return levels_to_pixels(levels.data(), shape, normalizer);
+  OwnedTensor pixels(shape, DType::kF32);
+  std::vector<absl::Status> errors(chunks.size());
+  // Tiles decode in parallel: the HDF5 lock covered only the reads above.
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < end - begin; ++i) {
+    std::vector<uint8_t> levels(static_cast<size_t>(rows.row_elements()));
+    errors[i] = rows.decode_chunk(chunks[i], begin + i, levels.data());
+    if (!errors[i].ok()) continue;
+    levels_to_pixels(levels.data(), pixels.view().slice(0, i, i + 1), normalizer);
+  }
+  for (const absl::Status& error : errors) PLM_RETURN_IF_ERROR(error);
+  return pixels;
 }
 
 absl::StatusOr<SftSample> SftStoreDataset::sample(int64_t index) const {

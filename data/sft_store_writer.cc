@@ -25,7 +25,8 @@ absl::StatusOr<std::vector<uint8_t>> exact_levels(const OwnedTensor& pixels, con
                                                   const char* what) {
   absl::StatusOr<std::vector<uint8_t>> levels = pixels_to_levels(pixels, normalizer);
   if (!levels.ok()) return absl::Status(levels.status().code(), absl::StrCat(what, ": ", levels.status().message()));
-  const OwnedTensor rebuilt = levels_to_pixels(levels->data(), pixels.shape(), normalizer);
+  const OwnedTensor rebuilt(pixels.shape(), DType::kF32);
+  levels_to_pixels(levels->data(), rebuilt, normalizer);
   if (std::memcmp(rebuilt.data_as<float>(), pixels.data_as<float>(), pixels.view().nbytes()) != 0) {
     return absl::InternalError(absl::StrCat(what, ": u8 levels do not rebuild the preprocessed pixels exactly"));
   }

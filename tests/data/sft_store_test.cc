@@ -49,8 +49,11 @@ void expect_same_sample(const SftSample& a, const SftSample& b, const std::strin
   expect_same_tensor(a.video_pixels, b.video_pixels, what + " video pixels");
 }
 
-absl::StatusOr<PackSummary> pack(const std::filesystem::path& dir, const SftDataConfig& config = {}) {
-  return pack_sft_store(dir / "train.jsonl", dir / "train.h5", llama3_tokenizer(), tiny_processor(), config);
+absl::StatusOr<PackSummary> pack(const std::filesystem::path& dir, const SftDataConfig& config = {},
+                                  const std::string& store = "train.h5", int deflate_level = 1) {
+  PackOptions options;
+  options.compression.deflate_level = deflate_level;
+  return pack_sft_store(dir / "train.jsonl", dir / store, llama3_tokenizer(), tiny_processor(), config, options);
 }
 
 TEST(SftStore, PackedSamplesEqualTheJsonlSamplesBitForBit) {
@@ -61,14 +64,18 @@ TEST(SftStore, PackedSamplesEqualTheJsonlSamplesBitForBit) {
   EXPECT_EQ(summary->num_video_frames, 8);
   EXPECT_GT(summary->file_bytes, 0);
   EXPECT_FALSE(std::filesystem::exists(dir / absl::StrCat("train.h5.tmp-", ::getpid())));
+  ASSERT_TRUE(pack(dir, {}, "plain.h5", /*deflate_level=*/0).ok());  // checksum and shuffle only
 
-  for (const LabelMode mode : {LabelMode::kAssistant, LabelMode::kAllButMedia}) {
+  for (const auto& [mode, store_name] : {std::pair{LabelMode::kAssistant, "train.h5"},
+                                         std::pair{LabelMode::kAllButMedia, "train.h5"},
+                                         std::pair{LabelMode::kAssistant, "plain.h5"}}) {
+    SCOPED_TRACE(store_name);
     SftDataConfig config;
     config.labels = mode;
     absl::StatusOr<std::unique_ptr<SftDataset>> jsonl =
         open_sft_dataset(dir / "train.jsonl", llama3_tokenizer(), tiny_processor(), config);
     absl::StatusOr<std::unique_ptr<SftDataset>> store =
-        open_sft_dataset(dir / "train.h5", llama3_tokenizer(), tiny_processor(), config);
+        open_sft_dataset(dir / store_name, llama3_tokenizer(), tiny_processor(), config);
     ASSERT_TRUE(jsonl.ok()) << jsonl.status();
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_EQ((*store)->size(), 4);
@@ -86,7 +93,7 @@ TEST(SftStore, PackedSamplesEqualTheJsonlSamplesBitForBit) {
     }
     EXPECT_EQ(tokens, summary->num_tokens);
     EXPECT_EQ(tiles, summary->num_image_tiles + summary->num_video_frames);
-    EXPECT_EQ((*store)->location(2), (dir / "train.h5").string() + " sample 2");
+    EXPECT_EQ((*store)->location(2), (dir / store_name).string() + " sample 2");
   }
 }
 
@@ -149,7 +156,8 @@ TEST(SftStore, TruncatedOrCorruptFilesAreErrorsNamingTheFile) {
   EXPECT_TRUE((*store)->sample(0).ok());       // text only: never touches the tile
   absl::StatusOr<SftSample> sample = (*store)->sample(1);
   ASSERT_FALSE(sample.ok());
-  EXPECT_NE(sample.status().message().find(corrupt.string() + " sample 1: " + corrupt.string() + ":/image_tiles: cannot read"),
+  EXPECT_NE(sample.status().message().find(corrupt.string() + " sample 1: " + corrupt.string() +
+                                           ":/image_tiles: the chunk of row 1 fails its Fletcher-32 checksum"),
             std::string::npos)
       << sample.status();
 
@@ -194,7 +202,8 @@ TEST(PixelLevels, RebuildPreprocessedPixelsExactlyAndRejectOtherValues) {
   ASSERT_TRUE(normalizer.invertible());
   absl::StatusOr<std::vector<uint8_t>> levels = pixels_to_levels(image->pixel_values, normalizer);
   ASSERT_TRUE(levels.ok()) << levels.status();
-  const OwnedTensor rebuilt = levels_to_pixels(levels->data(), image->pixel_values.shape(), normalizer);
+  const OwnedTensor rebuilt(image->pixel_values.shape(), DType::kF32);
+  levels_to_pixels(levels->data(), rebuilt, normalizer);
   expect_same_tensor(rebuilt, image->pixel_values, "rebuilt tiles");
 
   image->pixel_values.data_as<float>()[7] += 1e-3f;
