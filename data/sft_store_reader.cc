@@ -38,12 +38,16 @@ absl::StatusOr<std::unique_ptr<SftStoreDataset>> SftStoreDataset::open(const std
   const std::string name = path.string();
   PLM_ASSIGN_OR_RETURN(const std::string metadata_text, file.read_json_attribute(sft_store::kAttribute));
   const nlohmann::json metadata = nlohmann::json::parse(metadata_text, nullptr, /*allow_exceptions=*/false);
-  if (metadata.is_discarded() || !metadata.is_object() || metadata.value("format", "") != sft_store::kFormat ||
-      !metadata.contains("settings")) {
+  const auto has = [&](const char* key, nlohmann::json::value_t type) {
+    return metadata.contains(key) && metadata[key].type() == type;
+  };
+  if (metadata.is_discarded() || !metadata.is_object() || !has("format", nlohmann::json::value_t::string) ||
+      metadata["format"] != sft_store::kFormat || !has("version", nlohmann::json::value_t::number_unsigned) ||
+      !has("samples", nlohmann::json::value_t::number_unsigned) || !metadata.contains("settings")) {
     return absl::DataLossError(absl::StrCat(name, ": attribute ", sft_store::kAttribute, " is not a plm SFT store header"));
   }
-  if (metadata.value("version", 0) != sft_store::kVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(name, ": store version ", metadata.value("version", 0),
+  if (metadata["version"] != sft_store::kVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(name, ": store version ", metadata["version"].dump(),
                                                       ", this plm reads version ", sft_store::kVersion));
   }
   if (absl::Status s = sft_store::check_settings(metadata["settings"], sft_store::settings(tokenizer, processor, config));
@@ -83,7 +87,7 @@ absl::StatusOr<std::unique_ptr<SftStoreDataset>> SftStoreDataset::open(const std
       return inconsistent(absl::StrCat("the ", what, " offsets do not match the sample count and pixel rows"));
     }
   }
-  if (metadata.value("samples", int64_t{-1}) != static_cast<int64_t>(token_offsets.size()) - 1) {
+  if (metadata["samples"].get<int64_t>() != static_cast<int64_t>(token_offsets.size()) - 1) {
     return inconsistent("the header's sample count differs from the offsets");
   }
   Store store{std::move(file), std::move(ids), std::move(labels), std::move(tiles), std::move(frames)};

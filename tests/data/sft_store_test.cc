@@ -164,6 +164,15 @@ TEST(SftStore, TruncatedOrCorruptFilesAreErrorsNamingTheFile) {
   const absl::StatusOr<std::unique_ptr<SftStoreDataset>> missing =
       SftStoreDataset::open(dir / "nothing.h5", llama3_tokenizer(), tiny_processor(), {});
   EXPECT_NE(missing.status().message().find("nothing.h5: cannot open"), std::string::npos);
+  {
+    absl::StatusOr<hdf5::File> foreign = hdf5::File::create(dir / "foreign.h5");  // HDF5, but not a store
+    ASSERT_TRUE(foreign.ok() && foreign->close().ok());
+  }
+  const absl::StatusOr<std::unique_ptr<SftStoreDataset>> foreign =
+      SftStoreDataset::open(dir / "foreign.h5", llama3_tokenizer(), tiny_processor(), {});
+  EXPECT_NE(foreign.status().message().find("foreign.h5 attribute plm_sft_store: missing (not a store written by plm)"),
+            std::string::npos)
+      << foreign.status();
   const absl::StatusOr<std::unique_ptr<SftStoreDataset>> not_hdf5 =
       SftStoreDataset::open(dir / "train.jsonl", llama3_tokenizer(), tiny_processor(), {});
   EXPECT_NE(not_hdf5.status().message().find("train.jsonl: not a readable HDF5 file"), std::string::npos);
