@@ -43,8 +43,9 @@ struct PromptSegment {
 
 std::vector<PromptSegment> render_chat_segments(const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
-// The prompt text exactly as HF renders PLM's template: the segments concatenated. A system message's parts are joined text (HF
-// would print a Python list repr for list-valued system content; plm takes the text instead).
+// The prompt text exactly as HF renders PLM's template: the segments concatenated. A system message's
+// parts are joined text (HF would print a Python list repr for list-valued system content; plm takes the
+// text instead).
 std::string render_chat_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
 // Python str.strip(): Unicode White_Space plus U+001C..U+001F, on UTF-8 text.

@@ -40,13 +40,13 @@ absl::StatusOr<PromptInputs> build_prompt(const std::vector<ChatMessage>& messag
                                           const Tokenizer& tokenizer, const ProcessorConfig& processor,
                                           int tokens_per_tile, const MediaOptions& options = {});
 
-// The two halves of build_prompt. load_media decodes and preprocesses every image and video of `messages`
-// in prompt order (errors as above); expand_media_placeholders repeats the i-th <|image|> (<|video|>) of
-// `ids` tokens_per_tile times per tile (frame) of the i-th image (video).
 // The local file a media part names: its path, or a file:// URL's path (relative paths stay relative).
 // Remote and data: URLs are an error.
 absl::StatusOr<std::filesystem::path> media_file_path(const ContentPart& part);
 
+// The two halves of build_prompt. load_media decodes and preprocesses every image and video of `messages`
+// in prompt order (errors as above); expand_media_placeholders repeats the i-th <|image|> (<|video|>) of
+// `ids` tokens_per_tile times per tile (frame) of the i-th image (video).
 absl::StatusOr<MediaInputs> load_media(const std::vector<ChatMessage>& messages, const ProcessorConfig& processor,
                                        const MediaOptions& options);
 absl::StatusOr<std::vector<int32_t>> expand_media_placeholders(const std::vector<int32_t>& ids,
