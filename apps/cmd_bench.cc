@@ -1,5 +1,5 @@
 // `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, tokenizer,
-// preprocess, and make-random-model, which writes the random-weight checkpoints the generate suite runs on.
+// preprocess, sft-data, and make-random-model, which writes the random-weight checkpoints the generate suite runs on.
 #include "apps/command.h"
 #include "bench/data_bench.h"
 #include "bench/generate_bench.h"
@@ -51,6 +51,15 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   preprocess->add_option("--max-num-tiles", pre->max_num_tiles, "Most tiles per image")->check(CLI::PositiveNumber);
   preprocess->add_option("--runs", pre->runs, "Runs; the fastest counts")->check(CLI::PositiveNumber);
   preprocess->callback([selected, pre] { *selected = [pre] { return bench::run_preprocess_bench(*pre); }; });
+
+  auto sft = std::make_shared<bench::SftDataBenchOptions>();
+  CLI::App* sft_data = bench->add_subcommand("sft-data", "Read every training sample of an SFT .jsonl or .h5 store once");
+  sft_data->add_option("--data", sft->data, "SFT JSONL file or plm data pack store")->required();
+  sft_data->add_option("--model", sft->model_dir, "HF PLM directory: tokenizer and processor settings")->required();
+  sft_data->add_option("--num-frames", sft->num_frames, "Frames per video, exactly (default: up to 32)")
+      ->check(CLI::PositiveNumber);
+  sft_data->add_option("--threads", sft->threads, "Samples read concurrently")->check(CLI::PositiveNumber);
+  sft_data->callback([selected, sft] { *selected = [sft] { return bench::run_sft_data_bench(*sft); }; });
 
   auto random = std::make_shared<bench::RandomCheckpointOptions>();
   auto max_shard_mb = std::make_shared<int64_t>(random->max_shard_bytes / 1'000'000);

@@ -1,10 +1,16 @@
 #include "bench/data_bench.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "data/preprocess_bench.h"
+#include "data/processor_config.h"
+#include "data/sft_dataset.h"
 #include "data/tokenizer_bench.h"
 #include "data/tokenizer_loader.h"
 
@@ -67,6 +73,55 @@ int run_preprocess_bench(const PreprocessBenchOptions& o) {
     std::fprintf(stderr, "plm bench preprocess: give --image and/or --video\n");
     return 2;
   }
+  return 0;
+}
+
+int run_sft_data_bench(const SftDataBenchOptions& o) {
+  const auto fail = [](const absl::Status& status) {
+    std::fprintf(stderr, "plm bench sft-data: %s\n", std::string(status.message()).c_str());
+    return 1;
+  };
+  absl::StatusOr<data::Tokenizer> tokenizer = data::load_tokenizer(o.model_dir);
+  if (!tokenizer.ok()) return fail(tokenizer.status());
+  absl::StatusOr<data::ProcessorConfig> processor = data::load_processor_config(o.model_dir);
+  if (!processor.ok()) return fail(processor.status());
+  data::SftDataConfig config;
+  if (o.num_frames > 0) config.media.video_sampling = {.num_frames = o.num_frames};
+  absl::StatusOr<std::unique_ptr<data::SftDataset>> dataset = data::open_sft_dataset(o.data, *tokenizer, *processor, config);
+  if (!dataset.ok()) return fail(dataset.status());
+
+  // Each thread takes the next index until every sample was read once.
+  std::atomic<int64_t> next{0}, tokens{0}, tiles{0}, pixel_bytes{0};
+  std::vector<absl::Status> errors(static_cast<size_t>(o.threads));
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < o.threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int64_t i = next++; i < (*dataset)->size(); i = next++) {
+        absl::StatusOr<data::SftSample> sample = (*dataset)->sample(i);
+        if (!sample.ok()) {
+          errors[t] = sample.status();
+          return;
+        }
+        tokens += static_cast<int64_t>(sample->ids.size());
+        tiles += sample->num_vision_tiles();
+        for (const OwnedTensor* pixels : {&sample->image_pixels, &sample->video_pixels}) {
+          if (pixels->view().defined()) pixel_bytes += static_cast<int64_t>(pixels->view().nbytes());
+        }
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  for (const absl::Status& error : errors) {
+    if (!error.ok()) return fail(error);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t samples = (*dataset)->size();
+  std::printf("%s: %lld samples (%lld tokens, %lld tiles/frames) on %d thread(s) in %.2f s: %.1f samples/s, "
+              "%.0f tiles/s, %.0f MB/s of f32 pixels\n",
+              o.data.c_str(), static_cast<long long>(samples), static_cast<long long>(tokens.load()),
+              static_cast<long long>(tiles.load()), o.threads, seconds, samples / seconds, tiles.load() / seconds,
+              pixel_bytes.load() / seconds / 1e6);
   return 0;
 }
 

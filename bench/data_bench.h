@@ -1,6 +1,7 @@
 // `plm bench tokenizer` and `plm bench preprocess`: encode throughput of the Llama 3 tokenizer on a text,
 // and image (decode + thumb+tile) / video (decode + sampling + resize) preprocessing times. The HF
 // counterparts are tiktoken and tools/reference/bench_preprocessing.py on the same files.
+// `plm bench sft-data`: how fast training samples come out of an SFT JSONL file or a `plm data pack` store.
 #pragma once
 
 #include <string>
@@ -23,7 +24,15 @@ struct PreprocessBenchOptions {
   int runs = 3;
 };
 
+struct SftDataBenchOptions {
+  std::string data;       // .jsonl or .h5
+  std::string model_dir;  // tokenizer and processor settings
+  int64_t num_frames = 0;  // 0: up to 32 per video
+  int threads = 1;         // samples read concurrently
+};
+
 int run_tokenizer_bench(const TokenizerBenchOptions& options);
 int run_preprocess_bench(const PreprocessBenchOptions& options);
+int run_sft_data_bench(const SftDataBenchOptions& options);
 
 }  // namespace plm::bench

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "data/chat_messages_json.h"
 
 namespace plm::data {
 
@@ -78,6 +79,10 @@ absl::StatusOr<ContentPart> parse_part(const nlohmann::json& part, size_t messag
 absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages(const std::string& messages_json) {
   const nlohmann::json doc = nlohmann::json::parse(messages_json, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return absl::InvalidArgumentError("messages: not valid JSON");
+  return parse_chat_messages_json(doc);
+}
+
+absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages_json(const nlohmann::json& doc) {
   if (!doc.is_array() || doc.empty()) return absl::InvalidArgumentError("messages: expected a non-empty JSON array");
   std::vector<ChatMessage> messages;
   for (size_t i = 0; i < doc.size(); ++i) {
@@ -123,34 +128,50 @@ std::string python_strip(const std::string& text) {
   return text.substr(begin, end - begin);
 }
 
-std::string render_chat_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
-  std::string out = "<|begin_of_text|>";
+std::vector<PromptSegment> render_chat_segments(const std::vector<ChatMessage>& messages,
+                                                bool add_generation_prompt) {
+  using Kind = PromptSegment::Kind;
+  std::vector<PromptSegment> out;
   size_t first = 0;
   std::string system = kDefaultSystemPrompt;
+  int system_message = -1;
   if (!messages.empty() && messages[0].role == "system") {
     std::string text;
     for (const ContentPart& p : messages[0].parts) {
       if (p.type == ContentPart::Type::kText) text += p.text;
     }
     system = python_strip(text);
+    system_message = 0;
     first = 1;
   }
-  out += "<|start_header_id|>system<|end_header_id|>\n\n" + system + "<|eot_id|>";
+  out.push_back({"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n", system_message, Kind::kHeader});
+  out.push_back({system, system_message, Kind::kText});
+  out.push_back({"<|eot_id|>", system_message, Kind::kEnd});
   for (size_t i = first; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
-    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
+    const int index = static_cast<int>(i);
+    out.push_back({"<|start_header_id|>" + m.role + "<|end_header_id|>\n\n", index, Kind::kHeader});
+    std::string media, text;
     for (const ContentPart& p : m.parts) {
-      if (p.type == ContentPart::Type::kImage) out += "<|image|>";
+      if (p.type == ContentPart::Type::kImage) media += "<|image|>";
     }
     for (const ContentPart& p : m.parts) {
-      if (p.type == ContentPart::Type::kVideo) out += "<|video|>";
+      if (p.type == ContentPart::Type::kVideo) media += "<|video|>";
     }
     for (const ContentPart& p : m.parts) {
-      if (p.type == ContentPart::Type::kText) out += python_strip(p.text);
+      if (p.type == ContentPart::Type::kText) text += python_strip(p.text);
     }
-    out += "<|eot_id|>";
+    out.push_back({std::move(media), index, Kind::kMedia});
+    out.push_back({std::move(text), index, Kind::kText});
+    out.push_back({"<|eot_id|>", index, Kind::kEnd});
   }
-  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  if (add_generation_prompt) out.push_back({"<|start_header_id|>assistant<|end_header_id|>\n\n", -1, Kind::kHeader});
+  return out;
+}
+
+std::string render_chat_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  std::string out;
+  for (const PromptSegment& segment : render_chat_segments(messages, add_generation_prompt)) out += segment.text;
   return out;
 }
 

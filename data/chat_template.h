@@ -31,8 +31,21 @@ struct ChatMessage {
 // (unknown part type, missing role, a non-string text, ...).
 absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages(const std::string& messages_json);
 
-// The prompt text exactly as HF renders PLM's template. A system message's parts are joined text (HF
-// would print a Python list repr for list-valued system content; plm takes the text instead).
+// One piece of the rendered prompt, in order: per turn a header ("<|start_header_id|>ROLE<|end_header_id|>\n\n",
+// the first one led by <|begin_of_text|>), its media placeholders, its trimmed text and its <|eot_id|>.
+// The training labels are decided per segment (data/sft_sample.h).
+struct PromptSegment {
+  enum class Kind { kHeader, kMedia, kText, kEnd };
+  std::string text;
+  int message_index;  // into `messages`; -1 for the default system turn and the generation prompt
+  Kind kind;
+};
+
+std::vector<PromptSegment> render_chat_segments(const std::vector<ChatMessage>& messages, bool add_generation_prompt);
+
+// The prompt text exactly as HF renders PLM's template: the segments concatenated. A system message's
+// parts are joined text (HF would print a Python list repr for list-valued system content; plm takes the
+// text instead).
 std::string render_chat_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
 // Python str.strip(): Unicode White_Space plus U+001C..U+001F, on UTF-8 text.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -117,6 +118,8 @@ PixelNormalizer::PixelNormalizer(double rescale_factor, const std::array<float, 
   for (int c = 0; c < kRgbChannels; ++c) {
     const float fused_mean = mean[c] * inverse_rescale;
     const float fused_std = std[c] * inverse_rescale;
+    fused_mean_[c] = fused_mean;
+    fused_std_[c] = fused_std;
     for (int level = 0; level < 256; ++level) {
       table_[c][level] = (static_cast<float>(level) - fused_mean) / fused_std;
     }
@@ -135,6 +138,29 @@ void PixelNormalizer::write_chw(const RgbImage& image, int x0, int y0, int width
       for (int x = 0; x < width; ++x) dst[x] = table_[c][in[x * kRgbChannels + c]];
     }
   }
+}
+
+bool PixelNormalizer::invertible() const {
+  for (const auto& values : table_) {
+    // Strictly increasing: no neighbour is >= the next.
+    if (std::adjacent_find(values.begin(), values.end(), std::greater_equal<float>()) != values.end()) return false;
+  }
+  return true;
+}
+
+std::optional<uint8_t> PixelNormalizer::level_of(int channel, float value) const {
+  const std::array<float, 256>& values = table_[channel];
+  // The affine inverse lands on the level or next to it; the table has the last word.
+  const double guess = std::nearbyint(value * fused_std_[channel] + fused_mean_[channel]);
+  if (guess >= 0.0 && guess <= 255.0) {
+    const int level = static_cast<int>(guess);
+    for (const int candidate : {level, level - 1, level + 1}) {
+      if (candidate >= 0 && candidate <= 255 && values[candidate] == value) return static_cast<uint8_t>(candidate);
+    }
+  }
+  const auto it = std::lower_bound(values.begin(), values.end(), value);
+  if (it == values.end() || *it != value) return std::nullopt;
+  return static_cast<uint8_t>(it - values.begin());
 }
 
 ProcessedImage process_image(const RgbImage& image, const ImageProcessorConfig& config) {

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <filesystem>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
@@ -58,8 +59,16 @@ class PixelNormalizer {
   // Writes the (3, height, width) planes of the width x height window at (x0, y0) of `image` to `out`.
   void write_chw(const RgbImage& image, int x0, int y0, int width, int height, float* out) const;
 
+  // The normalised value of u8 `level` in `channel`, and back: the level whose value is exactly `value`.
+  // The inverse exists when each channel's 256 values strictly increase (invertible(): std > 0 and small
+  // enough that no two levels round to the same f32), which lets stores keep pixels as u8 losslessly.
+  float value(int channel, uint8_t level) const { return table_[channel][level]; }
+  bool invertible() const;
+  std::optional<uint8_t> level_of(int channel, float value) const;  // invertible() only
+
  private:
   std::array<std::array<float, 256>, 3> table_;  // (channel, u8 level)
+  std::array<double, 3> fused_mean_{}, fused_std_{};  // value = (level - mean') / std'; level_of's first guess
 };
 
 }  // namespace plm::data

@@ -24,11 +24,14 @@ struct MediaOptions {
   VideoDecodeLimits video_limits;
 };
 
-struct PromptInputs {
-  std::vector<int32_t> ids;   // placeholders expanded
+struct MediaInputs {
   OwnedTensor image_pixels;   // f32 (tiles of every image, 3, tile, tile), images in prompt order; or empty
   OwnedTensor video_pixels;   // f32 (frames of every video, 3, h, w); or empty
   std::vector<int64_t> tiles_per_image, frames_per_video;
+};
+
+struct PromptInputs : MediaInputs {
+  std::vector<int32_t> ids;   // placeholders expanded
 };
 
 // Media references are local paths or file:// URLs (remote URLs are refused: plm never downloads).
@@ -36,5 +39,18 @@ struct PromptInputs {
 absl::StatusOr<PromptInputs> build_prompt(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                           const Tokenizer& tokenizer, const ProcessorConfig& processor,
                                           int tokens_per_tile, const MediaOptions& options = {});
+
+// The local file a media part names: its path, or a file:// URL's path (relative paths stay relative).
+// Remote and data: URLs are an error.
+absl::StatusOr<std::filesystem::path> media_file_path(const ContentPart& part);
+
+// The two halves of build_prompt. load_media decodes and preprocesses every image and video of `messages`
+// in prompt order (errors as above); expand_media_placeholders repeats the i-th <|image|> (<|video|>) of
+// `ids` tokens_per_tile times per tile (frame) of the i-th image (video).
+absl::StatusOr<MediaInputs> load_media(const std::vector<ChatMessage>& messages, const ProcessorConfig& processor,
+                                       const MediaOptions& options);
+absl::StatusOr<std::vector<int32_t>> expand_media_placeholders(const std::vector<int32_t>& ids,
+                                                               const Tokenizer& tokenizer, const MediaInputs& media,
+                                                               int tokens_per_tile);
 
 }  // namespace plm::data

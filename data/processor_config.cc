@@ -81,6 +81,15 @@ absl::Status read_video(const json& obj, const std::string& where, VideoProcesso
 
 }  // namespace
 
+int ProcessorConfig::image_tokens_per_tile() const {
+  const int side = image.tile_size / patch_size / pooling_ratio;
+  return side * side;
+}
+
+int ProcessorConfig::video_tokens_per_frame() const {
+  return (video.height / patch_size / pooling_ratio) * (video.width / patch_size / pooling_ratio);
+}
+
 absl::StatusOr<ProcessorConfig> load_processor_config(const std::filesystem::path& model_dir) {
   ProcessorConfig config;
   const std::filesystem::path processor = model_dir / "processor_config.json";
@@ -90,6 +99,9 @@ absl::StatusOr<ProcessorConfig> load_processor_config(const std::filesystem::pat
     const std::string where = processor.string();
     if (auto s = read_number(*doc, "patch_size", where, &config.patch_size); !s.ok()) return s;
     if (auto s = read_number(*doc, "pooling_ratio", where, &config.pooling_ratio); !s.ok()) return s;
+    if (config.patch_size <= 0 || config.pooling_ratio <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": patch_size and pooling_ratio must be positive"));
+    }
     if (doc->contains("image_processor") && (*doc)["image_processor"].is_object()) {  // 5.x layout
       if (auto s = read_image((*doc)["image_processor"], where + " image_processor", &config.image); !s.ok()) return s;
     }

@@ -17,6 +17,10 @@ struct ProcessorConfig {
   VideoProcessorConfig video;
   int patch_size = 14;
   int pooling_ratio = 2;
+
+  // HF's placeholder count per tile / frame (spec/tokenizer.md §1.5): (H // patch // pool) * (W // patch // pool).
+  int image_tokens_per_tile() const;
+  int video_tokens_per_frame() const;
 };
 
 // Errors name the file and key (malformed JSON, a non-numeric tile_size, an unknown vision_input_type).

@@ -80,4 +80,19 @@ int32_t Vocab::special_id(std::string_view text) const {
   return it == special_ids_.end() ? kNoToken : it->second;
 }
 
+uint64_t Vocab::fingerprint() const {
+  uint64_t h = 1469598103934665603ull;
+  const auto mix = [&h](unsigned char c) {
+    h ^= c;
+    h *= 1099511628211ull;
+  };
+  for (int32_t id = 0; id < size(); ++id) {
+    const std::string_view bytes = token_bytes(id);
+    const uint64_t length_and_flag = bytes.size() * 2 + (is_special(id) ? 1 : 0);  // keeps the tokens apart
+    for (int shift = 0; shift < 64; shift += 8) mix(static_cast<unsigned char>(length_and_flag >> shift));
+    for (const char c : bytes) mix(static_cast<unsigned char>(c));
+  }
+  return h;
+}
+
 }  // namespace plm::data

@@ -49,6 +49,10 @@ class Vocab {
   static_assert(kNoToken == RankTable::kNotFound);
   const std::vector<TokenEntry>& special_tokens() const { return special_; }
 
+  // FNV-1a 64 over every id's bytes and special flag, in id order: equal for the same vocabulary whichever
+  // file it was loaded from (tokenizer.model or tokenizer.json). A fingerprint, not a security boundary.
+  uint64_t fingerprint() const;
+
  private:
   RankTable ranks_;                                          // regular token bytes -> rank
   absl::flat_hash_map<std::string, int32_t> special_ids_;    // special token text -> id

@@ -13,7 +13,6 @@
 #include "tests/data/tokenizer_test_util.h"
 
 namespace plm::testing {
-namespace {
 
 std::map<std::string, U8Array> load_u8_safetensors(const std::filesystem::path& path) {
   const std::string bytes = read_test_file(path);
@@ -33,8 +32,6 @@ std::map<std::string, U8Array> load_u8_safetensors(const std::filesystem::path& 
   }
   return arrays;
 }
-
-}  // namespace
 
 std::filesystem::path preprocessing_dir() {
   const char* dir = std::getenv("PLM_TEST_DATA_DIR");

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ struct U8Array {
   std::vector<int64_t> shape;
   std::vector<uint8_t> data;
 };
+
+// Every tensor of a safetensors file of U8 tensors, by name.
+std::map<std::string, U8Array> load_u8_safetensors(const std::filesystem::path& path);
 
 // A tensor of expected_u8.safetensors, or nullptr when the fixtures hold no such key.
 const U8Array* expected_u8(const std::string& key);

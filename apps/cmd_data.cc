@@ -1,0 +1,82 @@
+// `plm data pack IN.jsonl OUT.h5 --model DIR`: preprocess an SFT JSONL file once into a sample store that
+// `data.train` reads directly (data/sft_store_writer.h). The model directory gives the tokenizer and the
+// processor settings the store is made for.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "apps/command.h"
+#include "core/status_macros.h"
+#include "data/processor_config.h"
+#include "data/sft_store_writer.h"
+#include "data/tokenizer_loader.h"
+
+namespace plm::apps {
+namespace {
+
+struct PackCommandOptions {
+  std::string input;
+  std::string output;
+  std::string model_dir;
+  int64_t num_frames = 0;  // 0: up to 32 frames per video (data::MediaOptions' default)
+  int64_t max_tokens = 0;  // 0: no limit
+  int deflate_level = 1;  // level 4 saved 2% more on PLM-sized tiles at 1.4x the pack time
+};
+
+absl::Status run_pack(const PackCommandOptions& o) {
+  PLM_ASSIGN_OR_RETURN(const data::Tokenizer tokenizer, data::load_tokenizer(o.model_dir));
+  PLM_ASSIGN_OR_RETURN(const data::ProcessorConfig processor, data::load_processor_config(o.model_dir));
+  data::SftDataConfig config;
+  if (o.num_frames > 0) config.media.video_sampling = {.num_frames = o.num_frames};  // exactly N, as HF
+  if (o.max_tokens > 0) config.max_tokens = o.max_tokens;
+  data::PackOptions options;
+  options.compression.deflate_level = o.deflate_level;
+  int64_t reported = 0;
+  options.progress = [&reported](int64_t done, int64_t total) {
+    if (done == total || done - reported >= 1000) {
+      std::fprintf(stderr, "plm data pack: %lld / %lld samples\n", static_cast<long long>(done), static_cast<long long>(total));
+      reported = done;
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  PLM_ASSIGN_OR_RETURN(const data::PackSummary s,
+                       data::pack_sft_store(o.input, o.output, tokenizer, processor, config, options));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%s: %lld samples, %lld tokens (%lld labelled as assistant), %lld image tiles, %lld video frames, "
+              "%.1f MB in %.1f s\n",
+              o.output.c_str(), static_cast<long long>(s.num_samples), static_cast<long long>(s.num_tokens),
+              static_cast<long long>(s.num_labelled_assistant), static_cast<long long>(s.num_image_tiles),
+              static_cast<long long>(s.num_video_frames), s.file_bytes / 1e6, seconds);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app, CommandMain* selected) {
+  CLI::App* data = app.add_subcommand("data", "Prepare training data");
+  data->require_subcommand(1);
+
+  auto options = std::make_shared<PackCommandOptions>();
+  CLI::App* pack = data->add_subcommand(
+      "pack", "Preprocess SFT JSONL (HF messages format) into an HDF5 sample store that data.train accepts");
+  pack->add_option("input", options->input, "SFT JSONL file, one {\"messages\": [...]} conversation per line")->required();
+  pack->add_option("output", options->output, "the .h5 store to write (atomically replaced)")->required();
+  pack->add_option("--model", options->model_dir, "HF PLM directory: its tokenizer and processor settings")->required();
+  pack->add_option("--num-frames", options->num_frames, "frames per video, exactly as HF (default: up to 32)")
+      ->check(CLI::PositiveNumber);
+  pack->add_option("--max-tokens", options->max_tokens, "a longer sample (placeholders expanded) is an error")
+      ->check(CLI::PositiveNumber);
+  pack->add_option("--deflate", options->deflate_level, "deflate level 0-9 (default 1)")->check(CLI::Range(0, 9));
+  pack->callback([selected, options] {
+    *selected = [options] {
+      const absl::Status status = run_pack(*options);
+      if (status.ok()) return 0;
+      std::fprintf(stderr, "plm data pack: %s\n", std::string(status.message()).c_str());
+      return 1;
+    };
+  });
+}
+
+}  // namespace plm::apps
