@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "bench/machine_peak.h"
+#include "core/machine_peak.h"
 #include "core/cuda/runtime.h"
 #include "core/kernels/cpu/attention_reference.h"
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 
-namespace plm::bench {
+namespace plm {
 
 namespace {
 
@@ -272,4 +272,4 @@ int run_kernel_bench(const KernelBenchOptions& options) {
   return 0;
 }
 
-}  // namespace plm::bench
+}  // namespace plm

@@ -1,10 +1,10 @@
 // `plm bench kernels`: times every kernel of core/kernels/ops.h on model-sized shapes and prints
-// GFLOP/s or GB/s with the ratio to the machine's peak (bench/machine_peak.h).
+// GFLOP/s or GB/s with the ratio to the machine's peak (core/machine_peak.h).
 #pragma once
 
 #include <string>
 
-namespace plm::bench {
+namespace plm {
 
 struct KernelBenchOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
@@ -15,4 +15,4 @@ struct KernelBenchOptions {
 // Returns the process exit code; prints the table on stdout.
 int run_kernel_bench(const KernelBenchOptions& options);
 
-}  // namespace plm::bench
+}  // namespace plm

@@ -91,7 +91,7 @@ TEST(SftOracle, JsonlSamplesEqualHfProcessorOutput) {
 }
 
 TEST(SftOracle, PackedStoreSamplesEqualHfProcessorOutput) {
-  const std::filesystem::path store = plm::testing::make_scratch_dir("sft_oracle_store") / "train.h5";
+  const std::filesystem::path store = plm::testing::fresh_temp_dir("sft_oracle_store") / "train.h5";
   absl::StatusOr<PackSummary> summary = pack_sft_store(sft_fixture_dir() / "train.jsonl", store, llama3_tokenizer(),
                                                        tiny_processor(), fixture_config(LabelMode::kAssistant));
   ASSERT_TRUE(summary.ok()) << summary.status();

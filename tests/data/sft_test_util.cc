@@ -23,7 +23,7 @@ const data::ProcessorConfig& tiny_processor() {
 }
 
 std::filesystem::path make_sft_dir(const std::string& name, const std::vector<std::string>& lines) {
-  const std::filesystem::path dir = make_scratch_dir(name);
+  const std::filesystem::path dir = fresh_temp_dir(name);
   const std::filesystem::path inputs = fixtures_dir() / "models" / "inputs";
   std::filesystem::create_directories(dir / "media");
   std::filesystem::copy_file(inputs / "image_150x100.png", dir / "media" / "image.png");

@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace plm::bench {
+namespace plm {
 
 struct MachinePeak {
   std::string description;  // "2 cores x 2.1 GHz x 64 f32 flop/cycle (AVX-512, 2 FMA units assumed)"
@@ -14,6 +14,8 @@ struct MachinePeak {
 };
 
 MachinePeak cpu_peak();
+// The CPU's f32 compute peak only (bytes_per_s stays 0): instant, for MFU estimates.
+MachinePeak cpu_compute_peak();
 MachinePeak cuda_peak(int device);
 
-}  // namespace plm::bench
+}  // namespace plm

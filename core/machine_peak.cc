@@ -1,4 +1,4 @@
-#include "bench/machine_peak.h"
+#include "core/machine_peak.h"
 
 #include <omp.h>
 
@@ -12,7 +12,7 @@
 
 #include <cuda_runtime.h>
 
-namespace plm::bench {
+namespace plm {
 
 namespace {
 
@@ -64,7 +64,7 @@ double measure_triad_bytes_per_s() {
 
 }  // namespace
 
-MachinePeak cpu_peak() {
+MachinePeak cpu_compute_peak() {
   const int cores = omp_get_max_threads();
   const double ghz = cpu_ghz();
   const bool avx512 = cpu_has_flag("avx512f");
@@ -76,9 +76,16 @@ MachinePeak cpu_peak() {
   os << cores << " threads x " << ghz << " GHz x " << flops_per_cycle << " f32 flop/cycle ("
      << (avx512 ? "AVX-512, 2 FMA units assumed" : avx2 ? "AVX2+FMA, 2 units" : "SSE") << ")";
   peak.flops_per_s = cores * ghz * 1e9 * flops_per_cycle;
-  peak.bytes_per_s = measure_triad_bytes_per_s();
-  os << "; memory " << peak.bytes_per_s / 1e9 << " GB/s measured (triad)";
   peak.description = os.str();
+  return peak;
+}
+
+MachinePeak cpu_peak() {
+  MachinePeak peak = cpu_compute_peak();
+  peak.bytes_per_s = measure_triad_bytes_per_s();
+  std::ostringstream os;
+  os << "; memory " << peak.bytes_per_s / 1e9 << " GB/s measured (triad)";
+  peak.description += os.str();
   return peak;
 }
 
@@ -100,4 +107,4 @@ MachinePeak cuda_peak(int device) {
   return peak;
 }
 
-}  // namespace plm::bench
+}  // namespace plm
