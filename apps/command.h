@@ -12,8 +12,10 @@ namespace plm::apps {
 using CommandMain = std::function<int()>;
 
 void add_bench_command(CLI::App& app, CommandMain* selected);
+void add_convert_command(CLI::App& app, CommandMain* selected);
 void add_data_command(CLI::App& app, CommandMain* selected);
 void add_generate_command(CLI::App& app, CommandMain* selected);
 void add_tokenize_command(CLI::App& app, CommandMain* selected);
+void add_train_command(CLI::App& app, CommandMain* selected);
 
 }  // namespace plm::apps

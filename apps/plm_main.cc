@@ -18,9 +18,11 @@ int main(int argc, char** argv) {
 
   plm::apps::CommandMain selected;
   plm::apps::add_bench_command(app, &selected);
+  plm::apps::add_convert_command(app, &selected);
   plm::apps::add_data_command(app, &selected);
   plm::apps::add_generate_command(app, &selected);
   plm::apps::add_tokenize_command(app, &selected);
+  plm::apps::add_train_command(app, &selected);
 
   // CLI11 reports an unknown subcommand as a stray positional; name it plainly instead.
   if (argc > 1 && argv[1][0] != '-') {

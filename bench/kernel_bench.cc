@@ -13,7 +13,7 @@
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 
-namespace plm {
+namespace plm::bench {
 
 namespace {
 
@@ -272,4 +272,4 @@ int run_kernel_bench(const KernelBenchOptions& options) {
   return 0;
 }
 
-}  // namespace plm
+}  // namespace plm::bench

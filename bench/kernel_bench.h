@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace plm {
+namespace plm::bench {
 
 struct KernelBenchOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
@@ -15,4 +15,4 @@ struct KernelBenchOptions {
 // Returns the process exit code; prints the table on stdout.
 int run_kernel_bench(const KernelBenchOptions& options);
 
-}  // namespace plm
+}  // namespace plm::bench

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
+#include "distributed/status_agreement.h"
 
 namespace plm::trainer {
 
@@ -76,13 +77,20 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
   const Tensor grads = grads_->flat();
   if (grads.numel() > 0) fill(grads, 0.0f, s);
   double local_loss = 0.0;
+  absl::Status passes;
   for (const model::TrainingBatch& b : micro_batches) {
-    PLM_ASSIGN_OR_RETURN(const model::MicroBatchLoss r,
-                         model::train_forward_backward(model_, grads_->views(), b, loss_scale, s));
-    local_loss += r.loss_sum;
-    stats.vision_tiles += r.vision_tiles;
-    stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, r.arena_bytes);
+    const absl::StatusOr<model::MicroBatchLoss> r =
+        model::train_forward_backward(model_, grads_->views(), b, loss_scale, s);
+    if (!r.ok()) {
+      passes = r.status();
+      break;
+    }
+    local_loss += r->loss_sum;
+    stats.vision_tiles += r->vision_tiles;
+    stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, r->arena_bytes);
   }
+  // A micro-batch one rank rejects must not leave the others waiting in the gradient reduction.
+  PLM_RETURN_IF_ERROR(distributed::agree_on_status(dp_, passes, "data-parallel rank", device, s));
   stats.loss = sum_over(dp_, local_loss, device) / static_cast<double>(stats.labelled_tokens);
 
   // Sum the gradients over DP: whole (ZeRO-0/1) or only this rank's shard (ZeRO-2).

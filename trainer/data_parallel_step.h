@@ -52,6 +52,7 @@ class DataParallelStep {
   const model::FlatParameters& params() const { return *params_; }
   const model::FlatParameters& grads() const { return *grads_; }
   ShardedAdamW& optimizer() { return *optimizer_; }
+  int zero_stage() const { return config_.zero_stage; }
   int64_t num_trainable() const { return params_->numel(); }
 
  private:

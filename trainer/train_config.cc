@@ -145,7 +145,8 @@ constexpr ScheduleName kScheduleNames[] = {ScheduleName::kConstant, ScheduleName
 constexpr DeviceType kDevices[] = {DeviceType::kCpu, DeviceType::kCuda};
 
 absl::Status parse_into(const YAML::Node& node, LabelMode& out) {
-  return parse_enum<LabelMode>(node, out, kLabelModes, label_mode_text);
+  return parse_enum<LabelMode>(node, out, kLabelModes,
+                               [](LabelMode mode) { return std::string_view(data::label_mode_name(mode)); });
 }
 absl::Status parse_into(const YAML::Node& node, Recompute& out) {
   return parse_enum<Recompute>(node, out, kRecomputes, recompute_text);
@@ -406,14 +407,6 @@ absl::Status check_ranges(const TrainConfig& c) {
 
 }  // namespace
 
-std::string_view label_mode_text(LabelMode mode) {
-  switch (mode) {
-    case LabelMode::kAssistant: return "assistant";
-    case LabelMode::kAllButMedia: return "all_but_media";
-  }
-  PLM_CHECK(false) << "unhandled LabelMode " << static_cast<int>(mode);
-  return {};
-}
 
 std::string_view recompute_text(Recompute recompute) {
   switch (recompute) {

@@ -18,18 +18,17 @@
 
 #include "absl/status/statusor.h"
 #include "core/device.h"
+#include "data/sft_sample.h"
 #include "distributed/parallel_dims.h"
 #include "trainer/lr_schedule.h"
 
 namespace plm::trainer {
 
-// Which tokens carry a label: the assistant turns' content and closing <|eot_id|> (PLM's own recipe), or
-// every token except media placeholders (what the model card's LoRA example trains on).
-enum class LabelMode { kAssistant, kAllButMedia };
+// Which tokens carry a label (data/sft_sample.h).
+using data::LabelMode;
 // Activation recomputation per block: keep everything, recompute the cheap parts, or recompute the block.
 enum class Recompute { kNone, kSelective, kFull };
 
-std::string_view label_mode_text(LabelMode mode);      // "assistant", "all_but_media"
 std::string_view recompute_text(Recompute recompute);  // "none", "selective", "full"
 
 // The module names LoRA can adapt (HF Llama names), in this order.

@@ -1,0 +1,53 @@
+#include "trainer/checkpoint_export.h"
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "model/plm_model.h"
+#include "trainer/checkpoint_io.h"
+#include "trainer/hf_export.h"
+#include "trainer/training_checkpoint.h"
+
+namespace plm::trainer {
+
+namespace {
+
+absl::StatusOr<std::filesystem::path> checkpoint_dir(const std::filesystem::path& given) {
+  if (std::filesystem::exists(given / kCompleteMarker)) return given;
+  PLM_ASSIGN_OR_RETURN(const CheckpointScan scan, latest_complete_checkpoint(given, Verify::kSizes));
+  if (!scan.latest.has_value()) {
+    return absl::NotFoundError(absl::StrCat(given.string(), ": neither a complete checkpoint (no ", kCompleteMarker,
+                                            ") nor an output_dir holding one"));
+  }
+  return scan.latest->dir;
+}
+
+}  // namespace
+
+absl::Status convert_checkpoint_to_hf(const std::filesystem::path& checkpoint, const std::filesystem::path& out_dir,
+                                      const ConvertOptions& options) {
+  PLM_ASSIGN_OR_RETURN(const std::filesystem::path dir, checkpoint_dir(checkpoint));
+  PLM_ASSIGN_OR_RETURN(const CheckpointMarker marker, read_checkpoint_marker(dir));
+  PLM_RETURN_IF_ERROR(verify_checkpoint_files(dir, marker, Verify::kSizesAndCrcs));
+  std::filesystem::path base;
+  if (options.base_model.has_value()) {
+    base = *options.base_model;
+  } else {
+    PLM_ASSIGN_OR_RETURN(const nlohmann::json info, read_run_info(dir));
+    if (!info.contains("model") || !info["model"].is_string()) {
+      return absl::DataLossError(absl::StrCat((dir / kRunInfoFile).string(), ": no \"model\" string"));
+    }
+    base = info["model"].get<std::string>();
+  }
+  PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
+                       model::PlmModel::load(base.string(), Device::cpu(), {}, {.for_training = true}));
+  std::map<std::string, Tensor> targets;
+  model->for_each_parameter([&](const std::string& name, Tensor& t) { targets[name] = t; });
+  PLM_RETURN_IF_ERROR(read_checkpoint_parameters(dir, targets, /*every_target_saved=*/false));
+  return export_hf(base, model->config(), model->weights(), out_dir, options.dtype);
+}
+
+}  // namespace plm::trainer

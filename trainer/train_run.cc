@@ -1,0 +1,300 @@
+#include "trainer/train_run.h"
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/cuda/runtime.h"
+#include "core/machine_peak.h"
+#include "core/status_macros.h"
+#include "data/processor_config.h"
+#include "data/sample_order.h"
+#include "data/sft_dataset.h"
+#include "data/tokenizer_loader.h"
+#include "distributed/launch_env.h"
+#include "distributed/status_agreement.h"
+#include "model/plm_model.h"
+#include "model/weights/hf_names.h"
+#include "trainer/checkpoint_io.h"
+#include "trainer/data_parallel_step.h"
+#include "trainer/hf_export.h"
+#include "trainer/metrics_log.h"
+#include "trainer/model_flops.h"
+#include "trainer/progress.h"
+#include "trainer/step_loader.h"
+#include "trainer/training_checkpoint.h"
+
+namespace plm::trainer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Every rank's `local` status, agreed: the lowest failing rank's error on all of them.
+absl::Status agree(distributed::Communicator& world, const absl::Status& local) {
+  return distributed::agree_on_status(world, local, "rank", Device::cpu());
+}
+
+int64_t max_over(distributed::Communicator& world, int64_t value) {
+  OwnedTensor t({1}, DType::kI64);
+  t.data_as<int64_t>()[0] = value;
+  world.all_reduce(t.view(), distributed::ReduceOp::kMax);
+  return t.data_as<int64_t>()[0];
+}
+
+int64_t broadcast_from_rank0(distributed::Communicator& world, int64_t value) {
+  OwnedTensor t({1}, DType::kI64);
+  t.data_as<int64_t>()[0] = value;
+  world.broadcast(t.view(), 0);
+  return t.data_as<int64_t>()[0];
+}
+
+// Freezing (trainer/README.md): by the HF module a parameter belongs to.
+std::function<bool(const std::string&)> trainable_parameters(const TrainConfig::Freeze& freeze) {
+  return [freeze](const std::string& name) {
+    if (name.starts_with(model::kVisionPrefix)) return !freeze.vision;
+    if (name.starts_with(model::kProjectorPrefix)) return !freeze.projector;
+    return !freeze.llm;  // model.language_model.* and lm_head.weight
+  };
+}
+
+absl::StatusOr<Device> training_device(const TrainConfig& config) {
+  if (config.device == DeviceType::kCpu) return Device::cpu();
+  if (cuda_device_count() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("device: cuda (", config.where("device"), "): ",
+                                                      cuda_unavailable_reason()));
+  }
+  const Device device = Device::cuda(distributed::read_launch_env().local_rank % cuda_device_count());
+  cuda_set_device(device.index);
+  return device;
+}
+
+// What every rank loads before training: the model in its working dtype, the data and the sample order.
+struct Setup {
+  Device device;
+  std::unique_ptr<model::PlmModel> model;
+  std::unique_ptr<data::Tokenizer> tokenizer;  // the dataset keeps a reference
+  std::unique_ptr<data::SftDataset> dataset;
+  std::optional<data::SampleOrder> order;
+};
+
+absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout) {
+  if (config.lora.rank > 0) {
+    return absl::UnimplementedError(absl::StrCat("lora.rank (", config.where("lora.rank"),
+                                                 "): LoRA training is not wired into plm train yet"));
+  }
+  if (config.recompute != Recompute::kNone) {
+    return absl::UnimplementedError(absl::StrCat("recompute (", config.where("recompute"),
+                                                 "): only 'none' is implemented so far"));
+  }
+  Setup s;
+  PLM_ASSIGN_OR_RETURN(s.device, training_device(config));
+  PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {}, {.for_training = true}));
+  PLM_ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::load_tokenizer(config.model));
+  s.tokenizer = std::make_unique<data::Tokenizer>(std::move(tokenizer));
+  PLM_ASSIGN_OR_RETURN(const data::ProcessorConfig processor, data::load_processor_config(config.model));
+  data::SftDataConfig data_config;
+  data_config.labels = config.data.labels;
+  if (config.data.num_frames.has_value()) data_config.media.video_sampling = {.num_frames = config.data.num_frames};
+  PLM_ASSIGN_OR_RETURN(s.dataset, data::open_sft_dataset(config.data.train, *s.tokenizer, processor, data_config));
+  PLM_ASSIGN_OR_RETURN(data::SampleOrder order, data::SampleOrder::create({.num_samples = s.dataset->size(),
+                                                                           .global_batch = layout.global_batch,
+                                                                           .shuffle = config.data.shuffle,
+                                                                           .seed = config.seed}));
+  s.order.emplace(std::move(order));
+  return s;
+}
+
+nlohmann::json run_info(const TrainConfig& config) {
+  return {{"model", config.model.string()},
+          {"data.train", config.data.train.string()},
+          {"freeze", {{"vision", config.freeze.vision}, {"projector", config.freeze.projector}, {"llm", config.freeze.llm}}},
+          {"batch.global", config.batch.global.value_or(0)},
+          {"seed", config.seed}};
+}
+
+// Rank 0 picks the checkpoint to resume from (every rank then reads it): the latest complete one, or none.
+absl::StatusOr<std::optional<std::filesystem::path>> find_resume_checkpoint(const TrainConfig& config,
+                                                                           distributed::Communicator& world,
+                                                                           std::ostream* log) {
+  int64_t step = 0;
+  absl::Status local;
+  if (world.rank() == 0) {
+    absl::StatusOr<CheckpointScan> scan = latest_complete_checkpoint(config.output_dir);
+    if (!scan.ok()) {
+      local = scan.status();
+    } else {
+      if (log != nullptr) {
+        for (const std::string& why : scan->ignored) *log << "ignoring incomplete checkpoint " << why << "\n";
+      }
+      if (scan->latest.has_value()) step = scan->latest->marker.step;
+    }
+  }
+  PLM_RETURN_IF_ERROR(agree(world, local));
+  step = broadcast_from_rank0(world, step);
+  if (step == 0) {
+    if (config.resume) {
+      return absl::NotFoundError(absl::StrCat("resume (", config.where("resume"), "): ",
+                                              checkpoints_dir(config.output_dir).string(),
+                                              " holds no complete checkpoint to resume from"));
+    }
+    return std::optional<std::filesystem::path>();
+  }
+  return std::optional<std::filesystem::path>(checkpoints_dir(config.output_dir) / step_dir_name(step));
+}
+
+absl::Status check_resumable(const TrainConfig& config, const TrainLayout& layout, const TrainState& state,
+                             const std::filesystem::path& dir) {
+  if (state.step > config.steps) {
+    return absl::FailedPreconditionError(absl::StrCat(dir.string(), " is at step ", state.step, ", beyond steps (",
+                                                      config.where("steps"), ") = ", config.steps));
+  }
+  if (state.data_position != state.step * layout.global_batch) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir.string(), ": the run consumed ", state.data_position, " samples in ", state.step,
+        " steps, which batch.global (", config.where("batch.global"), ") = ", layout.global_batch,
+        " does not give; resume with the batch.global the checkpoint was trained with"));
+  }
+  return absl::OkStatus();
+}
+
+double peak_flops_per_s(Device device) {
+  return device.is_cuda() ? cuda_peak(device.index).flops_per_s : cpu_compute_peak().flops_per_s;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distributed::Communicator& world,
+                                            const TrainRunHooks& hooks) {
+  PLM_ASSIGN_OR_RETURN(const TrainLayout layout, validate_layout(config, world.size()));
+  std::ostream* log = world.rank() == 0 ? hooks.log : nullptr;
+  absl::StatusOr<Setup> setup = set_up(config, layout);
+  PLM_RETURN_IF_ERROR(agree(world, setup.status()));
+  model::PlmModel& model = *setup->model;
+  const int dp_rank = world.rank();
+
+  const DataParallelConfig step_config = {
+      .zero_stage = layout.zero,
+      .adamw = {.beta1 = static_cast<float>(config.optimizer.betas[0]),
+                .beta2 = static_cast<float>(config.optimizer.betas[1]),
+                .eps = static_cast<float>(config.optimizer.eps),
+                .weight_decay = static_cast<float>(config.optimizer.weight_decay)},
+      .grad_clip = static_cast<float>(config.optimizer.grad_clip)};
+  DataParallelStep dp_step(model, world, step_config, trainable_parameters(config.freeze));
+
+  TrainState state{.rng_seed = config.seed};
+  TrainRunResult result;
+  PLM_ASSIGN_OR_RETURN(const std::optional<std::filesystem::path> resume_dir,
+                       find_resume_checkpoint(config, world, log));
+  if (resume_dir.has_value()) {
+    absl::StatusOr<TrainState> restored = restore_training_checkpoint(*resume_dir, dp_step);
+    absl::Status ok = restored.status();
+    if (ok.ok()) ok = check_resumable(config, layout, *restored, *resume_dir);
+    PLM_RETURN_IF_ERROR(agree(world, ok));
+    state = *restored;
+    if (log != nullptr) *log << "resumed from " << resume_dir->string() << " (step " << state.step << ")\n";
+  }
+  result.first_step = state.step + 1;
+
+  std::unique_ptr<MetricsLog> metrics;
+  if (world.rank() == 0) {
+    absl::StatusOr<std::unique_ptr<MetricsLog>> opened = MetricsLog::open(config.output_dir, state.step);
+    PLM_RETURN_IF_ERROR(agree(world, opened.status()));
+    metrics = std::move(*opened);
+  } else {
+    PLM_RETURN_IF_ERROR(agree(world, absl::OkStatus()));
+  }
+
+  const model::PlmConfig& model_config = model.config();
+  const TrainedParts trained = {.vision = !config.freeze.vision, .projector = !config.freeze.projector,
+                                .llm = !config.freeze.llm};
+  StepLoader loader(*setup->dataset, std::move(*setup->order),
+                    {.dp_rank = dp_rank,
+                     .dp_size = layout.dims.dp,
+                     .micro_batches_per_rank = layout.accumulation_steps,
+                     .tile_cost = tile_cost_in_tokens(model_config),
+                     .device = setup->device});
+  const LrSchedule schedule = config.lr_schedule();
+  const double peak = peak_flops_per_s(setup->device) * world.size();
+  const CheckpointSaveOptions save_options = {
+      .layout = {.tp = 1, .pp = 1, .dp = layout.dims.dp, .zero = layout.zero},
+      .keep = config.checkpoint.keep,
+      .run_info = run_info(config)};
+  if (log != nullptr) {
+    *log << "training " << dp_step.num_trainable() << " parameters on " << world.size() << " rank(s), steps "
+         << result.first_step << ".." << config.steps << ", " << layout.global_batch << " samples per step ("
+         << layout.accumulation_steps << " micro-batches per rank)\n";
+  }
+
+  const Clock::time_point run_start = Clock::now();
+  const double elapsed_before = state.elapsed_s;
+  for (int64_t step = result.first_step; step <= config.steps; ++step) {
+    const Clock::time_point step_start = Clock::now();
+    absl::StatusOr<StepData> data = loader.load(step, step < config.steps);
+    PLM_RETURN_IF_ERROR(agree(world, data.status()));
+    std::vector<model::TrainingBatch> batches;
+    for (const MicroBatch& mb : data->micro_batches) batches.push_back(mb.batch);
+    const double lr = schedule.at(step);
+    PLM_ASSIGN_OR_RETURN(const StepStats stats, dp_step.step(batches, static_cast<float>(lr)));
+    const double step_s = seconds_since(step_start);
+
+    state.step = step;
+    state.lr_step = step;
+    state.data_position = step * layout.global_batch;
+    state.elapsed_s = elapsed_before + seconds_since(run_start);
+    result.last_step = step;
+    result.final_loss = stats.loss;
+    if (metrics != nullptr) {
+      const StepMetrics m = {
+          .step = step,
+          .loss = stats.loss,
+          .grad_norm = stats.grad_norm,
+          .lr = lr,
+          .tokens = stats.tokens,
+          .tokens_per_s = static_cast<double>(stats.tokens) / step_s,
+          .mfu = training_step_flops(model_config, trained, data->sequence_lengths, data->vision_tiles) /
+                 (step_s * peak),
+          .elapsed_s = state.elapsed_s};
+      PLM_RETURN_IF_ERROR(metrics->append(m));
+      if (log != nullptr && (step % config.log_every == 0 || step == config.steps)) {
+        const int64_t done = step - result.first_step + 1;
+        *log << progress_line(m, config.steps, eta_seconds(done, seconds_since(run_start), config.steps - step))
+             << "\n" << std::flush;
+      }
+    }
+    const bool stop = max_over(world, hooks.stop_requested ? hooks.stop_requested() : 0) != 0;
+    const bool every = config.checkpoint.every > 0 && step % config.checkpoint.every == 0;
+    if (stop || every || step == config.steps) {
+      PLM_ASSIGN_OR_RETURN(const std::filesystem::path saved,
+                           save_training_checkpoint(config.output_dir, state, dp_step, world, save_options, log));
+      if (log != nullptr) *log << "saved " << saved.string() << "\n" << std::flush;
+    }
+    if (stop && step < config.steps) {
+      result.stopped = true;
+      if (log != nullptr) *log << "stop requested: stopped after step " << step << "\n";
+      break;
+    }
+  }
+
+  absl::Status finished;
+  if (world.rank() == 0) {
+    finished = metrics->write_plot();
+    if (finished.ok() && !result.stopped) {
+      const std::filesystem::path out = config.output_dir / "final-hf";
+      finished = export_hf(config.model, model_config, model.weights(), out);
+      if (finished.ok() && log != nullptr) *log << "wrote " << out.string() << "\n";
+    }
+  }
+  PLM_RETURN_IF_ERROR(agree(world, finished));
+  return result;
+}
+
+}  // namespace plm::trainer
