@@ -46,6 +46,21 @@ nlohmann::json read_run_metrics(const std::string& run) {
   return nlohmann::json::parse(in);
 }
 
+trainer::TrainConfig fixture_config(const std::string& run, const std::filesystem::path& output_dir,
+                                    const std::vector<std::string>& overrides) {
+  const std::filesystem::path root = PLM_SOURCE_DIR;
+  std::ifstream in(training_run_dir(run) / "config.yaml");
+  const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string model = run.find("nocls") != std::string::npos ? "nocls_untied" : "cls_tied";
+  std::vector<std::string> all = {"model=" + (root / "tests/fixtures/models" / model).string(),
+                                  "data.train=" + (training_fixtures_dir() / "sft/train.jsonl").string(),
+                                  "output_dir=" + output_dir.string()};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  absl::StatusOr<trainer::TrainConfig> config = trainer::parse_train_config_text(yaml, run + "/config.yaml", all);
+  PLM_CHECK(config.ok()) << config.status();
+  return *config;
+}
+
 std::vector<TensorDifference> compare_with_fixture(const std::filesystem::path& fixture_file,
                                                    const std::function<Tensor(const std::string&)>& ours) {
   absl::StatusOr<model::WeightStore> store = model::WeightStore::open(fixture_file.string());

@@ -12,12 +12,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tensor.h"
+#include "trainer/train_config.h"
 
 namespace plm::testing {
 
 std::filesystem::path training_fixtures_dir();                // tests/fixtures/training
 std::filesystem::path training_run_dir(const std::string& run);  // .../runs/<run>
 nlohmann::json read_run_metrics(const std::string& run);      // metrics.json
+
+// The run's config.yaml with its repository-relative paths made absolute, output_dir set, then `overrides`.
+trainer::TrainConfig fixture_config(const std::string& run, const std::filesystem::path& output_dir,
+                                    const std::vector<std::string>& overrides = {});
 
 struct TensorDifference {
   std::string name;

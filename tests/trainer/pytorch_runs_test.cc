@@ -26,22 +26,10 @@ namespace plm::trainer {
 namespace {
 
 using testing::compare_with_fixture;
+using testing::fixture_config;
 using testing::read_run_metrics;
 using testing::TensorDifference;
 using testing::training_run_dir;
-
-// The run's config with the repository-relative paths made absolute and output_dir in a scratch folder.
-TrainConfig fixture_config(const std::string& run, const std::filesystem::path& output_dir) {
-  const std::filesystem::path root = PLM_SOURCE_DIR;
-  std::ifstream in(training_run_dir(run) / "config.yaml");
-  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  absl::StatusOr<TrainConfig> config = parse_train_config_text(
-      yaml, run + "/config.yaml",
-      {"model=" + (root / "tests/fixtures/models" / (run.find("nocls") != std::string::npos ? "nocls_untied" : "cls_tied")).string(),
-       "data.train=" + (root / "tests/fixtures/training/sft/train.jsonl").string(), "output_dir=" + output_dir.string()});
-  PLM_CHECK(config.ok()) << config.status();
-  return *config;
-}
 
 std::string worst_of(const std::vector<TensorDifference>& d, size_t n = 4) {
   std::string s;
