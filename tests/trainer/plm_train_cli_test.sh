@@ -1,0 +1,42 @@
+#!/bin/sh
+# `plm train` end to end under mpirun -n 2 (issue 18): the tiny config trains (the loss falls), final-hf generates
+# with `plm generate`, `plm convert` of the last checkpoint gives the same weights, and bad configs / data are
+# errors naming the problem. Usage: plm_train_cli_test.sh PLM MPIEXEC SOURCE_DIR SCRATCH
+set -eu
+plm=$1 mpiexec=$2 src=$3 scratch=$4
+rm -rf "$scratch" && mkdir -p "$scratch" && cd "$src"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+out="$scratch/run"
+"$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$out" steps=12 \
+  checkpoint.every=6 log_every=4 > "$scratch/train.log" 2>&1 || { cat "$scratch/train.log"; fail "mpirun -n 2 plm train"; }
+cat "$scratch/train.log"
+grep -q "on 2 rank(s)" "$scratch/train.log" || fail "not a 2-rank run"
+[ "$(wc -l < "$out/metrics.jsonl")" -eq 12 ] || fail "metrics.jsonl should have 12 lines"
+first=$(head -1 "$out/metrics.jsonl" | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+last=$(tail -1 "$out/metrics.jsonl" | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 1.0) }' || fail "loss did not fall: $first -> $last"
+for f in metrics.png tb final-hf/model.safetensors final-hf/config.json final-hf/tokenizer.json checkpoints/step-00000012/COMPLETE; do
+  [ -e "$out/$f" ] || fail "missing $out/$f"
+done
+"$plm" generate --model "$out/final-hf" --prompt "What is in the picture?" \
+  --image tests/fixtures/training/sft/media/image_150x100.png --max-new-tokens 4 > "$scratch/generate.log" 2>&1 \
+  || { cat "$scratch/generate.log"; fail "plm generate on final-hf"; }
+"$plm" convert --checkpoint "$out" --to-hf "$scratch/converted" > /dev/null || fail "plm convert"
+cmp "$scratch/converted/model.safetensors" "$out/final-hf/model.safetensors" || fail "convert differs from final-hf"
+
+# Bad configs and data: exit 1 with a message naming the key / line.
+expect_error() {  # expect_error PATTERN ARGS...
+  pattern=$1; shift
+  if "$plm" train "$@" > "$scratch/err.log" 2>&1; then fail "accepted: $*"; fi
+  grep -q -- "$pattern" "$scratch/err.log" || { cat "$scratch/err.log"; fail "no '$pattern' for: $*"; }
+}
+expect_error "optimizer.lrr" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" optimizer.lrr=1
+expect_error "layout.tp" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" layout.tp=2
+expect_error "batch.global" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" batch.global=3 batch.micro=2
+expect_error "steps" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" steps=abc
+expect_error "nope.yaml" --config "$scratch/nope.yaml"
+printf '%s\n' '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}' \
+  '{"messages": [{"role": "user", "content": "no answer"}]}' > "$scratch/bad.jsonl"
+expect_error "bad.jsonl:2" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" data.train="$scratch/bad.jsonl"
+echo "plm train CLI: ok"
