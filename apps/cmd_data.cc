@@ -9,9 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
 #include "core/status_macros.h"
-#include "data/processor_config.h"
 #include "data/sft_store_writer.h"
-#include "data/tokenizer_loader.h"
+#include "runtime/model_directory.h"
 
 namespace plm::apps {
 namespace {
@@ -26,8 +25,7 @@ struct PackCommandOptions {
 };
 
 absl::Status run_pack(const PackCommandOptions& o) {
-  PLM_ASSIGN_OR_RETURN(const data::Tokenizer tokenizer, data::load_tokenizer(o.model_dir));
-  PLM_ASSIGN_OR_RETURN(const data::ProcessorConfig processor, data::load_processor_config(o.model_dir));
+  PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
   data::SftDataConfig config;
   if (o.num_frames > 0) config.media.video_sampling = {.num_frames = o.num_frames};  // exactly N, as HF
   if (o.max_tokens > 0) config.max_tokens = o.max_tokens;
@@ -42,7 +40,7 @@ absl::Status run_pack(const PackCommandOptions& o) {
   };
   const auto start = std::chrono::steady_clock::now();
   PLM_ASSIGN_OR_RETURN(const data::PackSummary s,
-                       data::pack_sft_store(o.input, o.output, tokenizer, processor, config, options));
+                       data::pack_sft_store(o.input, o.output, model_dir.tokenizer, model_dir.processor, config, options));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%s: %lld samples, %lld tokens (%lld labelled as assistant), %lld image tiles, %lld video frames, "
               "%.1f MB in %.1f s\n",

@@ -16,7 +16,7 @@
 #include "distributed/nccl_communicator.h"
 #include "distributed/process_groups.h"
 #include "data/multimodal_prompt.h"
-#include "data/tokenizer_loader.h"
+#include "runtime/model_directory.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
 
@@ -139,13 +139,10 @@ absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   PLM_ASSIGN_OR_RETURN(Parallelism parallel, set_up_parallelism(o, device, flags));
   PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
                        model::PlmModel::load(o.model_dir, device, parallel.layout));
-  PLM_ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::load_tokenizer(o.model_dir));
-  PLM_ASSIGN_OR_RETURN(data::ProcessorConfig processor, data::load_processor_config(o.model_dir));
+  PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
+  const data::Tokenizer& tokenizer = model_dir.tokenizer;
+  const data::ProcessorConfig& processor = model_dir.processor;
   const model::PlmConfig& config = model->config();
-  if (processor.image.tile_size != config.vision.img_size) {
-    return absl::FailedPreconditionError(absl::StrCat(o.model_dir, ": the processor's tile_size (", processor.image.tile_size,
-                                                      ") differs from the vision tower's img_size (", config.vision.img_size, ")"));
-  }
   PLM_ASSIGN_OR_RETURN(const std::string json, messages_json(o));
   PLM_ASSIGN_OR_RETURN(std::vector<data::ChatMessage> messages, data::parse_chat_messages(json));
   data::MediaOptions media;
@@ -165,9 +162,7 @@ absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   request.sampling = {.temperature = o.temperature, .top_k = o.top_k, .top_p = o.top_p, .seed = o.seed};
   model::GenerationOptions options;
   options.max_new_tokens = o.max_new_tokens;
-  options.eos_ids = config.text.eos_token_ids;
-  PLM_ASSIGN_OR_RETURN(std::optional<model::GenerationConfig> generation, model::load_generation_config(o.model_dir));
-  if (generation && !generation->eos_token_ids.empty()) options.eos_ids = generation->eos_token_ids;
+  options.eos_ids = model_dir.eos_token_ids();
   if (!o.stop.empty()) {
     options.should_stop = [&](int, const std::vector<int32_t>& tokens) {
       const absl::StatusOr<std::string> text = tokenizer.decode(tokens, {.skip_special_tokens = true});

@@ -11,14 +11,13 @@
 #include "core/cuda/runtime.h"
 #include "core/machine_peak.h"
 #include "core/status_macros.h"
-#include "data/processor_config.h"
 #include "data/sample_order.h"
 #include "data/sft_dataset.h"
-#include "data/tokenizer_loader.h"
 #include "distributed/launch_env.h"
 #include "distributed/status_agreement.h"
 #include "model/plm_model.h"
 #include "model/weights/hf_names.h"
+#include "runtime/model_directory.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/data_parallel_step.h"
 #include "trainer/hf_export.h"
@@ -81,7 +80,7 @@ absl::StatusOr<Device> training_device(const TrainConfig& config) {
 struct Setup {
   Device device;
   std::unique_ptr<model::PlmModel> model;
-  std::unique_ptr<data::Tokenizer> tokenizer;  // the dataset keeps a reference
+  std::unique_ptr<runtime::ModelDirectory> model_dir;  // the dataset keeps a reference to its tokenizer
   std::unique_ptr<data::SftDataset> dataset;
   std::optional<data::SampleOrder> order;
 };
@@ -98,13 +97,13 @@ absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layou
   Setup s;
   PLM_ASSIGN_OR_RETURN(s.device, training_device(config));
   PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {}, {.for_training = true}));
-  PLM_ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::load_tokenizer(config.model));
-  s.tokenizer = std::make_unique<data::Tokenizer>(std::move(tokenizer));
-  PLM_ASSIGN_OR_RETURN(const data::ProcessorConfig processor, data::load_processor_config(config.model));
+  PLM_ASSIGN_OR_RETURN(runtime::ModelDirectory model_dir, runtime::open_model_directory(config.model));
+  s.model_dir = std::make_unique<runtime::ModelDirectory>(std::move(model_dir));
   data::SftDataConfig data_config;
   data_config.labels = config.data.labels;
   if (config.data.num_frames.has_value()) data_config.media.video_sampling = {.num_frames = config.data.num_frames};
-  PLM_ASSIGN_OR_RETURN(s.dataset, data::open_sft_dataset(config.data.train, *s.tokenizer, processor, data_config));
+  PLM_ASSIGN_OR_RETURN(s.dataset, data::open_sft_dataset(config.data.train, s.model_dir->tokenizer,
+                                                          s.model_dir->processor, data_config));
   PLM_ASSIGN_OR_RETURN(data::SampleOrder order, data::SampleOrder::create({.num_samples = s.dataset->size(),
                                                                            .global_batch = layout.global_batch,
                                                                            .shuffle = config.data.shuffle,
