@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # `plm train` end to end under mpirun -n 2 (issue 18): the tiny config trains (the loss falls), final-hf generates
 # with `plm generate`, `plm convert` of the last checkpoint gives the same weights, and bad configs / data are
 # errors naming the problem. Usage: plm_train_cli_test.sh PLM MPIEXEC SOURCE_DIR SCRATCH
@@ -19,6 +19,12 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 1.0) }' || fail "loss did
 for f in metrics.png tb final-hf/model.safetensors final-hf/config.json final-hf/tokenizer.json checkpoints/step-00000012/COMPLETE; do
   [ -e "$out/$f" ] || fail "missing $out/$f"
 done
+# One rank trains the same run: the same losses (the DP sums differ only in order).
+"$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/one" steps=12 checkpoint.every=0 > /dev/null 2>&1 \
+  || fail "single-rank run"
+losses() { sed 's/.*"loss":\([0-9.e+-]*\).*/\1/' "$1/metrics.jsonl"; }
+paste -d' ' <(losses "$out") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }' \
+  || fail "mpirun -n 2 losses differ from one rank's"
 "$plm" generate --model "$out/final-hf" --prompt "What is in the picture?" \
   --image tests/fixtures/training/sft/media/image_150x100.png --max-new-tokens 4 > "$scratch/generate.log" 2>&1 \
   || { cat "$scratch/generate.log"; fail "plm generate on final-hf"; }

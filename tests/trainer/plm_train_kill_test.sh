@@ -1,5 +1,5 @@
 #!/bin/bash
-# kill -9 during `plm train` (issue 18): a run killed while it writes a checkpoint, then killed again and again at
+# SIGTERM and kill -9 during `plm train` (issue 18): SIGTERM saves and exits 0; then a run killed while it writes a checkpoint, then killed again and again at
 # random moments, and restarted with the same command each time, ends with the uninterrupted run's final weights
 # bit for bit and a metrics.jsonl holding every step once with the same losses.
 # Usage: plm_train_kill_test.sh PLM SOURCE_DIR SCRATCH
@@ -12,6 +12,16 @@ run=(--config configs/train/tiny-sft.yaml steps=10 checkpoint.every=1 checkpoint
 "$plm" train "${run[@]}" output_dir="$scratch/whole" > "$scratch/whole.log" 2>&1 || { cat "$scratch/whole.log"; fail "uninterrupted run"; }
 
 out="$scratch/killed"
+# SIGTERM (Slurm's time limit, scancel): the step finishes, a checkpoint is saved, the exit status is 0.
+"$plm" train "${run[@]}" output_dir="$out" > "$scratch/term.log" 2>&1 &
+pid=$!
+while ! grep -q "^step " "$scratch/term.log"; do kill -0 "$pid" 2> /dev/null || fail "run ended early"; sleep 0.05; done
+kill -TERM "$pid"
+wait "$pid" || { cat "$scratch/term.log"; fail "SIGTERM: exit status $?"; }
+grep -q "stop requested: stopped after step" "$scratch/term.log" || { cat "$scratch/term.log"; fail "no stop after SIGTERM"; }
+[ ! -e "$out/final-hf" ] || fail "SIGTERM run exported final-hf"
+compgen -G "$out/checkpoints/step-*" > /dev/null || fail "no checkpoint after SIGTERM"
+
 mid_write=0 kills=0
 RANDOM=20261206
 for attempt in $(seq 1 40); do
