@@ -14,6 +14,7 @@
 #include "data/sample_order.h"
 #include "data/sft_dataset.h"
 #include "distributed/launch_env.h"
+#include "distributed/nccl_communicator.h"
 #include "distributed/status_agreement.h"
 #include "model/plm_model.h"
 #include "model/weights/hf_names.h"
@@ -187,7 +188,13 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                 .eps = static_cast<float>(config.optimizer.eps),
                 .weight_decay = static_cast<float>(config.optimizer.weight_decay)},
       .grad_clip = static_cast<float>(config.optimizer.grad_clip)};
-  DataParallelStep dp_step(model, world, step_config, trainable_parameters(config.freeze));
+  // Gradients live on the training device: on GPUs the DP reductions go through NCCL (bootstrapped over the
+  // world communicator, which keeps the host-side agreements, stop flags and checkpoint barriers).
+  std::unique_ptr<distributed::Communicator> nccl_dp;
+  if (setup->device.is_cuda() && world.size() > 1) {
+    nccl_dp = distributed::nccl_communicator(world, setup->device.index, "dp");
+  }
+  DataParallelStep dp_step(model, nccl_dp ? *nccl_dp : world, step_config, trainable_parameters(config.freeze));
 
   TrainState state{.rng_seed = config.seed};
   TrainRunResult result;
