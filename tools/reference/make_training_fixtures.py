@@ -8,8 +8,15 @@ Everything is fp32 on CPU with one thread and deterministic algorithms, so two r
 (data, labels, loss, sample order, AdamW, clipping, schedule, freezing, LoRA) are documented in
 tests/fixtures/training/README.md and tools/reference/README.md. Run from the repository root:
     .venv-ref/bin/python tools/reference/make_training_fixtures.py
+
+Variants of the runs, to measure how far an fp32 implementation may drift from the fixtures (compare them with
+tools/reference/compare_training_runs.py): `--out DIR` writes only the runs, to DIR/<run>/, from the committed sft/
+data, leaving tests/fixtures/training untouched; with it `--dtype float64` trains the fp32-loaded model and inputs
+widened to float64 (files then hold F64), `--reverse-accumulation` backpropagates each step's samples in reverse
+order (another summation order of the gradients) and `--threads N` changes torch's thread count.
 """
 
+import argparse
 import json
 import math
 import os
@@ -27,6 +34,7 @@ import yaml
 from peft import LoraConfig, get_peft_model
 from safetensors.numpy import save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "training"
@@ -304,6 +312,13 @@ def load_model(name: str):
     return model
 
 
+def rms_norm_in_input_dtype(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    """LlamaRMSNorm.forward without its cast to fp32 (HF computes the norm in fp32 whatever the model's dtype):
+    the same operations in the input's dtype, so that a float64 run has no fp32 step left in the decoder."""
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+
 def apply_freeze(model, freeze: dict) -> None:
     """freeze.vision = the timm tower, freeze.projector = multi_modal_projector, freeze.llm = the language model
     (embed_tokens, layers, final norm) and lm_head (the same tensor as embed_tokens when tied)."""
@@ -331,11 +346,10 @@ def apply_lora(model, lora: dict):
 
 def forward_logits(model, sample: dict) -> torch.Tensor:
     kwargs = {"input_ids": torch.tensor([sample["input_ids"]])}
-    if sample["pixel_values"] is not None:
-        kwargs["pixel_values"] = sample["pixel_values"]
-    if sample["pixel_values_videos"] is not None:
-        kwargs["pixel_values_videos"] = sample["pixel_values_videos"]
-    return model(**kwargs, use_cache=False).logits[0]  # (S, V) fp32
+    for key in ("pixel_values", "pixel_values_videos"):  # fp32 pixels, widened for a float64 model
+        if sample[key] is not None:
+            kwargs[key] = sample[key].to(model.dtype)
+    return model(**kwargs, use_cache=False).logits[0]  # (S, V) in the model's dtype
 
 
 def ce_sum(logits: torch.Tensor, sample: dict, labels: str) -> tuple[torch.Tensor, int]:
@@ -382,11 +396,11 @@ def subset_rows(samples: list[dict]) -> np.ndarray:
 
 
 def tensors_for_file(named: dict[str, torch.Tensor], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """fp32 arrays; a 128256-row table becomes <name>.rows (I32 [R]), <name>.values (F32 [R, H]) and
-    <name>.row_norms (F32 [V], the L2 norm of every row of the whole table)."""
+    """Arrays in the run's dtype (fp32 for the fixtures); a 128256-row table becomes <name>.rows (I32 [R]),
+    <name>.values ([R, H]) and <name>.row_norms ([V], the L2 norm of every row of the whole table)."""
     out = {}
     for name, t in named.items():
-        t = t.detach().float()
+        t = t.detach()
         if name in BIG_TABLES:
             out[f"{name}.rows"] = rows
             out[f"{name}.values"] = t[torch.from_numpy(rows).long()].numpy()
@@ -424,13 +438,15 @@ def run_config(name: str, spec: dict) -> dict:
     return config
 
 
-def train(name: str, spec: dict, samples: list[dict], rows: np.ndarray) -> dict:
+def train(name: str, spec: dict, samples: list[dict], rows: np.ndarray, runs_dir: Path, dtype: torch.dtype,
+          reverse_accumulation: bool) -> dict:
     torch.manual_seed(SEED)
     model = load_model(spec["model"])
     if "lora" in spec:
         model = apply_lora(model, spec["lora"])
     else:
         apply_freeze(model, spec["freeze"])
+    model.to(dtype)  # after peft's fp32 init: a float64 run starts from exactly the fixture's weights
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in trainable]
     for p in params:  # every trainable parameter has a gradient (zero when unused) and is updated every step
@@ -439,7 +455,7 @@ def train(name: str, spec: dict, samples: list[dict], rows: np.ndarray) -> dict:
         [{"params": [p for p in params if p.ndim >= 2], "weight_decay": BASE_OPTIMIZER["weight_decay"]},
          {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
         lr=spec["lr"], betas=tuple(BASE_OPTIMIZER["betas"]), eps=BASE_OPTIMIZER["eps"], foreach=False, fused=False)
-    out_dir = RUNS / name
+    out_dir = runs_dir / name
     out_dir.mkdir(parents=True)
     if "lora" in spec:
         save_adapter(model, out_dir / "initial_adapter")
@@ -449,12 +465,13 @@ def train(name: str, spec: dict, samples: list[dict], rows: np.ndarray) -> dict:
         indices = [((k - 1) * g + j) % n for j in range(g)]
         counts = [sum(samples[i]["labels"][spec["labels"]]) for i in indices]
         total_count = sum(counts)
-        sums = []
-        for i in indices:
+        sums = {}
+        for i in reversed(indices) if reverse_accumulation else indices:
             loss_sum, _ = ce_sum(forward_logits(model, samples[i]), samples[i], spec["labels"])
             if loss_sum.requires_grad:  # not when freeze.llm meets a text-only sample: no trainable parameter used
                 (loss_sum / total_count).backward()
-            sums.append(loss_sum.detach())
+            sums[i] = loss_sum.detach()
+        sums = [sums[i] for i in indices]
         loss = torch.stack(sums).sum() / total_count
         if k in spec.get("grad_steps", ()):  # the summed gradient before clipping
             save_np(tensors_for_file({nm: p.grad for nm, p in trainable}, rows), out_dir / f"grads_step{k}.safetensors")
@@ -512,10 +529,48 @@ def file_list() -> dict:
             if f.is_file()}
 
 
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="write only the runs, to OUT/<run>/ (default: the fixtures)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--reverse-accumulation", action="store_true",
+                        help="backpropagate each step's samples in reverse order")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    variant = args.dtype != "float32" or args.reverse_accumulation or args.threads != 1
+    if variant and args.out is None:
+        parser.error("--dtype, --reverse-accumulation and --threads change the runs: they need --out")
+    return args
+
+
+def write_variant_runs(args: argparse.Namespace) -> None:
+    """The runs only, from the committed sft/ data, into args.out/<run>/ (replacing those folders only)."""
+    out = args.out.resolve()
+    assert out != RUNS.resolve(), "--out must not be the fixtures' runs/ folder"
+    out.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
+    samples = load_samples(AutoProcessor.from_pretrained(str(MODELS / "cls_tied")), SFT / "train.jsonl")
+    rows = subset_rows(samples)
+    dtype = getattr(torch, args.dtype)
+    if dtype == torch.float64:
+        LlamaRMSNorm.forward = rms_norm_in_input_dtype
+    summary = {}
+    for name, spec in RUNS_SPEC.items():
+        print(f"== {name}", flush=True)
+        shutil.rmtree(out / name, ignore_errors=True)
+        summary[name] = train(name, spec, samples, rows, out, dtype, args.reverse_accumulation)
+    write_json(out / "variant.json", dict(dtype=args.dtype, reverse_accumulation=args.reverse_accumulation,
+                                          threads=args.threads, runs=summary))
+
+
 def main() -> None:
+    args = parse_args()
     torch.manual_seed(SEED)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
+    if args.out is not None:
+        write_variant_runs(args)
+        return
     os.chdir(ROOT)
     shutil.rmtree(SFT, ignore_errors=True)
     shutil.rmtree(RUNS, ignore_errors=True)
@@ -535,7 +590,7 @@ def main() -> None:
     summary = {}
     for name, spec in RUNS_SPEC.items():
         print(f"== {name}", flush=True)
-        summary[name] = train(name, spec, samples, rows)
+        summary[name] = train(name, spec, samples, rows, RUNS, torch.float32, reverse_accumulation=False)
     write_json(OUT / "manifest.json", dict(
         generator="tools/reference/make_training_fixtures.py",
         versions=dict(python=sys.version.split()[0], torch=torch.__version__, transformers=transformers.__version__,
