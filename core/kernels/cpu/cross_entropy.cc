@@ -51,11 +51,12 @@ void cross_entropy_chunk_forward(Tensor running_max, Tensor running_sum, Tensor 
     if (target >= 0) target_logit_data[n] = row[target];
     const float new_max = std::max(max_data[n], *std::max_element(row, row + chunk));
     if (new_max == kNegInf) continue;  // every logit so far is -inf: the sum stays 0
-    // Rescale the running sum to the new max before adding this chunk's terms.
-    float sum = sum_data[n] * std::exp(max_data[n] - new_max);
+    // Rescale the running sum to the new max before adding this chunk's terms, summed in double: an f32 running
+    // sum of thousands of similar terms drifts by ~1e-5 relative (a tied head's many equal logits bias it).
+    double sum = static_cast<double>(sum_data[n]) * std::exp(max_data[n] - new_max);
     for (int64_t c = 0; c < chunk; ++c) sum += std::exp(row[c] - new_max);
     max_data[n] = new_max;
-    sum_data[n] = sum;
+    sum_data[n] = static_cast<float>(sum);
   }
 }
 
