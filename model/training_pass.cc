@@ -45,10 +45,10 @@ absl::StatusOr<OwnedTensor> lora_row_keys(const PlmModel& model, const TrainingB
                                                    batch.lengths.size(), " sequences"));
   }
   OwnedTensor keys({static_cast<int64_t>(batch.ids.size())}, DType::kI64);
-  int64_t row = 0;
+  int64_t* row = keys.data_as<int64_t>();
   for (size_t i = 0; i < batch.lengths.size(); ++i) {
     for (int64_t p = 0; p < batch.lengths[i]; ++p) {
-      keys.data_as<int64_t>()[row++] = static_cast<int64_t>(mix64(batch.lora_dropout_keys[i], static_cast<uint64_t>(p)));
+      *row++ = static_cast<int64_t>(mix64(batch.lora_dropout_keys[i], static_cast<uint64_t>(p)));
     }
   }
   return to_device(keys, model.device());

@@ -18,6 +18,9 @@ namespace plm::trainer {
 
 namespace fs = std::filesystem;
 
+static_assert(std::ranges::equal(kLoraTargetNames, model::kLoraTargets),
+              "the config's LoRA targets (train_config.h) are the model's (model/lora.h)");
+
 namespace {
 
 // A contiguous f32 CPU copy of a tensor of any float dtype and device.
@@ -34,9 +37,13 @@ absl::Status check_unsupported_fields(const model::JsonFields& fields) {
   PLM_ASSIGN_OR_RETURN(const std::optional<bool> rslora, fields.optional_bool("use_rslora"));
   if (rslora.value_or(false)) return fields.error("use_rslora", "is true (scaling alpha / sqrt(r) is not supported)");
   PLM_ASSIGN_OR_RETURN(const std::optional<std::string> bias, fields.optional_string("bias"));
-  if (bias.value_or("none") != "none") return fields.error("bias", "must be \"none\" (adapter biases are not supported)");
+  if (bias.value_or("none") != "none") {
+    return fields.error("bias", "must be \"none\" (adapter biases are not supported)");
+  }
   PLM_ASSIGN_OR_RETURN(const std::optional<bool> fan_in_fan_out, fields.optional_bool("fan_in_fan_out"));
-  if (fan_in_fan_out.value_or(false)) return fields.error("fan_in_fan_out", "is true (Conv1D layers are not supported)");
+  if (fan_in_fan_out.value_or(false)) {
+    return fields.error("fan_in_fan_out", "is true (Conv1D layers are not supported)");
+  }
   for (const char* key : {"modules_to_save", "layers_to_transform", "target_parameters"}) {
     const nlohmann::json* value = fields.find(key);
     if (value != nullptr && !(value->is_array() && value->empty())) return fields.error(key, "is set (not supported)");

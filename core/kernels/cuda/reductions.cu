@@ -1,6 +1,7 @@
 // Reductions on CUDA: sum_rows (column sums, e.g. bias grads), the f32 scalars sum and sum_squares
-// (gradient norms), and row_norms (one block per row). All are deterministic: fixed block partitions that depend only on the shape, partial
-// sums in f32 scratch, and a second pass that adds the partials in a fixed order.
+// (gradient norms), and row_norms (one block per row). All are deterministic: fixed block partitions that
+// depend only on the shape, partial sums in f32 scratch, and a second pass that adds the partials in a fixed
+// order.
 #include <algorithm>
 
 #include "core/buffer.h"

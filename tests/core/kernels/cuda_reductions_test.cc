@@ -73,8 +73,8 @@ TEST(CudaReductionsTest, RowNormsMatchCpu) {
   for (const auto& [rows, dim] : kShapes) {
     for (const DType dtype : kCudaTestDTypes) {
       for (const DType out_dtype : {DType::kF32, dtype}) {
-        const std::string label =
-            dtype_label(std::to_string(rows) + "x" + std::to_string(dim) + "_" + std::string(dtype_name(out_dtype)), dtype);
+        const std::string label = dtype_label(
+            std::to_string(rows) + "x" + std::to_string(dim) + "_" + std::string(dtype_name(out_dtype)), dtype);
         SCOPED_TRACE(label);
         auto x = random_pair({rows, dim}, 7, dtype);
         OwnedTensor expected = cpu_output({rows});
