@@ -34,7 +34,9 @@ absl::StatusOr<model::LoraSpec> read_peft_adapter_config(const std::filesystem::
 
 // Attaches the adapters of `dir` to `model` (read_peft_adapter_config) and loads their values: every adapter
 // tensor the model now holds must be in adapter_model.safetensors with its shape; the file may hold more
-// (layers of other pipeline stages).
+// (layers of other pipeline stages). Call it before DataParallelStep takes the parameters. A config or file
+// that does not open leaves the model as it was; a missing or mis-shaped tensor leaves it with adapters of
+// unspecified values (discard the model).
 absl::Status load_peft_adapter(const std::filesystem::path& dir, model::PlmModel& model);
 
 // Writes dir/adapter_config.json and dir/adapter_model.safetensors (F32) from the model's adapters, each

@@ -3,10 +3,13 @@
 // 0.9 / 0.95, eps 1e-8, weight decay 0.1, the metrics' lr, grad_clip 1.8, 4 samples per step, one per
 // micro-batch) give peft's step losses and grad norms and, before clipping, its summed step-1 and step-2
 // gradients of every adapter tensor. Decay follows torch's ndim >= 2 rule: A and B decay, DoRA's m does not.
+// Measured (CPU f32): losses within 4.4e-7 relative, grad norms 3.2e-7, gradients 2.5e-6 of each tensor's
+// largest |value|; checked at 5e-6, 5e-6 and 1e-5.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -94,9 +97,15 @@ TEST_P(LoraFixtureRun, TwoStepsMatchPeft) {
                          .grad_clip = 1.8f},
                         model::is_lora_parameter);
   EXPECT_EQ(step.num_trainable(), metrics.at("trainable_numel").get<int64_t>());
-  // torch's decay groups: ndim >= 2 (what ShardedAdamW decays) is what peft's run decayed.
-  for (const nlohmann::json& t : metrics.at("trainable")) {
-    EXPECT_EQ(t.at("shape").size() >= 2, t.at("weight_decay").get<bool>()) << t.at("name");
+  // Decay: ShardedAdamW decays entries of >= 2 dims; our adapter shapes are torch's, so it decays what peft's
+  // run decayed (A and B, not m).
+  std::map<std::string, nlohmann::json> peft_trainable;
+  for (const nlohmann::json& t : metrics.at("trainable")) peft_trainable[t.at("name").get<std::string>()] = t;
+  ASSERT_EQ(step.params().entries().size(), peft_trainable.size());
+  for (const model::FlatEntry& e : step.params().entries()) {
+    const nlohmann::json& t = peft_trainable.at(peft_training_name(e.name));
+    EXPECT_EQ(Shape(t.at("shape").begin(), t.at("shape").end()), e.shape) << e.name;
+    EXPECT_EQ(e.shape.rank() >= 2, t.at("weight_decay").get<bool>()) << e.name;
   }
 
   std::vector<OwnedTensor> storage;
