@@ -6,7 +6,8 @@ namespace plm::model {
 
 Linear Linear::rows(int64_t begin, int64_t end) const {
   PLM_CHECK(!lora.attached()) << "rows() of a projection with an adapter";
-  return {.weight = weight.slice(0, begin, end), .bias = bias.defined() ? bias.slice(0, begin, end) : Tensor()};
+  return {.weight = weight.slice(0, begin, end), .bias = bias.defined() ? bias.slice(0, begin, end) : Tensor(),
+          .lora = {}};
 }
 
 // x, y, dx and dy may carry any leading dims (and head dims): they are flattened to (rows, features).

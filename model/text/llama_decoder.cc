@@ -170,7 +170,7 @@ void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBa
   Arena arena(sizer.bytes() + adapter_scratch_bytes(t), hidden.device());
   DecoderLayerActivations scratch =
       DecoderLayerActivations::allocate(arena, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
-  const LoraPass lora{.scratch = &arena};  // adapters, if any, without dropout
+  const LoraPass lora{.scratch = &arena, .row_keys = Tensor()};  // adapters, if any, without dropout
   for (size_t i = 0; i < weights_.layers.size(); ++i) {
     const int index = static_cast<int>(i);
     decoder_layer_forward(weights_.layers[i], scratch, hidden, positions, inv_freq_, attention, index, *tp_, lora,
