@@ -71,6 +71,16 @@ OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) cons
   return projected;
 }
 
+absl::Status PlmModel::attach_lora(const LoraSpec& spec) {
+  if (lora_) return absl::FailedPreconditionError("the model has LoRA adapters already");
+  if (parallel_.tp_size() != 1) {
+    return absl::UnimplementedError(absl::StrCat("LoRA with tp = ", parallel_.tp_size(), " (it supports tp = 1)"));
+  }
+  PLM_ASSIGN_OR_RETURN(lora_storage_, attach_lora_adapters(decoder_->weights(), spec, dtype_));
+  lora_ = spec;
+  return absl::OkStatus();
+}
+
 PlmWeights PlmModel::weights() const {
   PlmWeights w;
   if (vision_) w.vision = vision_->weights();

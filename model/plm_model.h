@@ -8,12 +8,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/media_scatter.h"
 #include "model/parallel.h"
 #include "model/projector.h"
@@ -69,6 +71,11 @@ class PlmModel {
 
   // Views of every parameter of this rank (copies of the views: rebind them to make gradient structs).
   PlmWeights weights() const;
+  // Adds LoRA / DoRA adapters to the decoder projections spec.targets names (model/lora.h), owned by the
+  // model and initialised as peft does; for_each_parameter visits them afterwards. Once per model; tp = 1.
+  absl::Status attach_lora(const LoraSpec& spec);
+  // The attached adapters' spec; empty without adapters.
+  const std::optional<LoraSpec>& lora() const { return lora_; }
   // f(hf_name, tensor&) over the model's own parameter views, e.g. to move them into one flat buffer.
   template <typename F>
   void for_each_parameter(F&& f) {
@@ -104,6 +111,8 @@ class PlmModel {
   Device device_;
   DType dtype_ = DType::kF32;
   WeightStorage storage_;  // owns every weight; the layers hold views
+  std::optional<LoraSpec> lora_;
+  std::vector<OwnedTensor> lora_storage_;  // the adapters' tensors; the projections hold views
   std::unique_ptr<VisionTower> vision_;
   std::unique_ptr<Projector> projector_;
   std::unique_ptr<LlamaDecoder> decoder_;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/arena.h"
+#include "core/kernels/counter_random.h"
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
 
@@ -32,6 +33,25 @@ size_t backward_scratch_bytes(const PlmConfig& c, const DecoderLayerDims& d, int
   const size_t vision = e * (tokens_v * (5 * v.embed_dim + v.mlp_hidden + 5 * v.embed_dim) + patches * v.embed_dim);
   const size_t projector = e * patches * (2 * c.text.hidden_size + v.embed_dim);
   return std::max({decoder, vision, projector}) + slack;
+}
+
+// Row t's dropout key: its sequence's key mixed with its position, so a sample draws the same masks in any
+// micro-batch. Undefined when the adapters have no dropout.
+absl::StatusOr<OwnedTensor> lora_row_keys(const PlmModel& model, const TrainingBatch& batch) {
+  if (!model.lora() || model.lora()->dropout == 0.0) return OwnedTensor();
+  if (batch.lora_dropout_keys.size() != batch.lengths.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("LoRA dropout needs one key per sequence: ",
+                                                   batch.lora_dropout_keys.size(), " keys for ",
+                                                   batch.lengths.size(), " sequences"));
+  }
+  OwnedTensor keys({static_cast<int64_t>(batch.ids.size())}, DType::kI64);
+  int64_t* row = keys.data_as<int64_t>();
+  for (size_t i = 0; i < batch.lengths.size(); ++i) {
+    for (int64_t p = 0; p < batch.lengths[i]; ++p) {
+      *row++ = static_cast<int64_t>(mix64(batch.lora_dropout_keys[i], static_cast<uint64_t>(p)));
+    }
+  }
+  return to_device(keys, model.device());
 }
 
 }  // namespace
@@ -68,7 +88,8 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
     bytes += model.vision().activation_bytes(n, dtype) + model.projector().activation_bytes(n, v.embed_dim, dtype);
     bytes += 2 * dtype_size(dtype) * static_cast<size_t>(n) * (v.seq_len() * v.embed_dim + per_tile * hidden);
   }
-  bytes += backward_scratch_bytes(config, decoder.layer_dims(), t, std::max(image_tiles, video_frames), dtype);
+  bytes += backward_scratch_bytes(config, decoder.layer_dims(), t, std::max(image_tiles, video_frames), dtype) +
+           decoder.adapter_scratch_bytes(t);
   Arena arena(bytes, device);
 
   // Forward: media.
@@ -99,7 +120,8 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   decoder.embed(x, ids_device, s);
   PLM_RETURN_IF_ERROR(scatter_media(x, batch.ids, media, media_tokens, s));
   std::vector<DecoderLayerActivations> acts = decoder.allocate_activations(arena, t, dtype);
-  decoder.forward_layers_train(x, positions, attention, acts, s);
+  PLM_ASSIGN_OR_RETURN(const OwnedTensor row_keys, lora_row_keys(model, batch));
+  decoder.forward_layers_train(x, positions, attention, acts, {.scratch = &arena, .row_keys = row_keys}, s);
   const HeadActivations head = decoder.head_loss_forward(arena, x, targets_device, s);
 
   MicroBatchLoss result;
@@ -121,7 +143,7 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   fill(dloss, loss_scale, s);
   const Tensor dx = arena.alloc({t, hidden}, dtype);
   decoder.head_loss_backward(grad.text, head, dx, dloss, targets_device, arena, s);
-  decoder.backward_layers(grad.text, acts, dx, positions, attention, arena, s);
+  decoder.backward_layers(grad.text, acts, dx, positions, attention, arena, row_keys, s);
   MediaEmbeddings dmedia;
   for (int kind = 0; kind < 2; ++kind) {
     if (!passes[kind].rows.defined() || !media_trainable) continue;

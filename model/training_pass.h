@@ -22,6 +22,9 @@ struct TrainingBatch {
   std::vector<int64_t> lengths;  // tokens per sequence, adding up to T; each starts at position 0
   Tensor image_pixels;           // (tiles of every image, 3, img, img) in placeholder order, or undefined
   Tensor video_pixels;           // (frames of every video, 3, img, img), or undefined
+  // One key per sequence for the LoRA dropout masks (model/lora.h lora_dropout_key: seed, step and the
+  // sample's index in the step); required when the model's adapters have dropout, ignored otherwise.
+  std::vector<uint64_t> lora_dropout_keys;
 };
 
 struct MicroBatchLoss {

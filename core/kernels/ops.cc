@@ -135,6 +135,7 @@ void im2col_patches(Tensor patches, Tensor images, int patch_size, Stream s) {
 
 void add(Tensor out, Tensor a, Tensor b, Stream s) { PLM_DISPATCH(add, PLM_TENSORS(out, a, b), out, a, b, s) }
 void mul(Tensor out, Tensor a, Tensor b, Stream s) { PLM_DISPATCH(mul, PLM_TENSORS(out, a, b), out, a, b, s) }
+void divide(Tensor out, Tensor a, Tensor b, Stream s) { PLM_DISPATCH(divide, PLM_TENSORS(out, a, b), out, a, b, s) }
 void scale(Tensor out, Tensor x, float alpha, Stream s) {
   PLM_DISPATCH(scale, PLM_TENSORS(out, x), out, x, alpha, s)
 }
@@ -148,5 +149,10 @@ void sum_rows(Tensor out, Tensor x, bool accumulate, Stream s) {
 }
 void sum(Tensor out, Tensor x, Stream s) { PLM_DISPATCH(sum, PLM_TENSORS(out, x), out, x, s) }
 void sum_squares(Tensor out, Tensor x, Stream s) { PLM_DISPATCH(sum_squares, PLM_TENSORS(out, x), out, x, s) }
+void row_norms(Tensor out, Tensor x, Stream s) { PLM_DISPATCH(row_norms, PLM_TENSORS(out, x), out, x, s) }
+
+void dropout_forward(Tensor y, Tensor x, Tensor row_keys, uint64_t salt, float p, Stream s) {
+  PLM_DISPATCH(dropout_forward, PLM_TENSORS(y, x, row_keys), y, x, row_keys, salt, p, s)
+}
 
 }  // namespace plm

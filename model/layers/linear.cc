@@ -5,11 +5,14 @@
 namespace plm::model {
 
 Linear Linear::rows(int64_t begin, int64_t end) const {
-  return {.weight = weight.slice(0, begin, end), .bias = bias.defined() ? bias.slice(0, begin, end) : Tensor()};
+  PLM_CHECK(!lora.attached()) << "rows() of a projection with an adapter";
+  return {.weight = weight.slice(0, begin, end), .bias = bias.defined() ? bias.slice(0, begin, end) : Tensor(),
+          .lora = {}};
 }
 
 // x, y, dx and dy may carry any leading dims (and head dims): they are flattened to (rows, features).
 void Linear::forward(Tensor y, Tensor x, Stream s) const {
+  PLM_CHECK(!lora.attached()) << "an adapted projection's forward needs its LoraPass";
   const int64_t rows = x.numel() / in_features();
   matmul(y.reshape({rows, out_features()}), x.reshape({rows, in_features()}), weight,
          {.trans_b = true, .bias = bias}, s);
@@ -17,6 +20,7 @@ void Linear::forward(Tensor y, Tensor x, Stream s) const {
 
 void Linear::backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options,
                       Stream s) const {
+  PLM_CHECK(!lora.attached()) << "an adapted projection's backward needs its LoraPass";
   const int64_t in = in_features(), out = out_features(), rows = x.numel() / in;
   const Tensor dy_rows = dy.reshape({rows, out});
   if (dx.defined()) {
@@ -26,6 +30,23 @@ void Linear::backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const 
     matmul(grad.weight, dy_rows, x.reshape({rows, in}), {.trans_a = true, .beta = 1.0f}, s);
   }
   if (grad.bias.defined()) sum_rows(grad.bias, dy_rows, /*accumulate=*/true, s);
+}
+
+void Linear::forward(Tensor y, Tensor x, const LoraPass& pass, Stream s) const {
+  if (lora.attached()) {
+    lora_forward(*this, y, x, pass, s);
+  } else {
+    forward(y, x, s);
+  }
+}
+
+void Linear::backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options,
+                      const LoraPass& pass, Stream s) const {
+  if (lora.attached()) {
+    lora_backward(*this, dx, grad, dy, x, options, pass, s);
+  } else {
+    backward(dx, grad, dy, x, options, s);
+  }
 }
 
 }  // namespace plm::model

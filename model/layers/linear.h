@@ -1,9 +1,11 @@
-// Linear: y = x W^T + b with the nn.Linear weight layout, the building block of every projection.
-// A struct of views (llm.c style): the same struct holds a layer's parameters or, rebound to gradient
-// buffers, its gradients. Gradient rule: dx is written (=) unless accumulate_dx, dW/db accumulate (+=).
+// Linear: y = x W^T + b with the nn.Linear weight layout, the building block of every projection, with an
+// optional LoRA / DoRA adapter (model/layers/lora.h). A struct of views (llm.c style): the same struct holds
+// a layer's parameters or, rebound to gradient buffers, its gradients. Gradient rule: dx is written (=)
+// unless accumulate_dx, dW/db and the adapter's grads accumulate (+=).
 #pragma once
 
 #include "core/tensor.h"
+#include "model/layers/lora.h"
 
 namespace plm::model {
 
@@ -14,19 +16,26 @@ struct LinearBackwardOptions {
 struct Linear {
   Tensor weight;  // (out, in)
   Tensor bias;    // (out), or undefined when the layer has none
+  LoraAdapter lora;  // attached only to fine-tuned projections (then weight and bias are frozen)
 
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
   // Rows [begin, end) of the output: a view of the weight rows (and bias), e.g. q of a fused qkv.
   Linear rows(int64_t begin, int64_t end) const;
 
-  // x: (rows x in elements) -> y: (rows x out elements), any leading/trailing view of them.
+  // x: (rows x in elements) -> y: (rows x out elements), any leading/trailing view of them. Without an
+  // adapter.
   void forward(Tensor y, Tensor x, Stream s = {}) const;
+  // The same with the adapter applied when one is attached.
+  void forward(Tensor y, Tensor x, const LoraPass& pass, Stream s = {}) const;
   // dy (rows x out), x (rows x in) saved from the forward. dx may be undefined (nothing upstream needs
   // it); grad.weight / grad.bias may be undefined (frozen). Needs f32 or same-dtype weights (not the
-  // bf16-on-CPU inference layout).
+  // bf16-on-CPU inference layout). Without an adapter.
   void backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options = {},
                 Stream s = {}) const;
+  // The same through the adapter when one is attached (grad.lora receives its gradients).
+  void backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options,
+                const LoraPass& pass, Stream s = {}) const;
 };
 
 }  // namespace plm::model

@@ -36,19 +36,39 @@ struct DecoderLayer {
   Linear up_proj;    // (f, H)              column-parallel
   Linear down_proj;  // (H, f)              row-parallel
 
-  // f(hf_suffix, tensor) for every parameter tensor, e.g. ("self_attn.q_proj.weight", q_proj.weight).
+  // f(module, linear&) for the seven projections in HF order (LoRA's targets), module e.g. "self_attn.q_proj".
+  template <typename F>
+  void for_each_projection(F&& f) {
+    f("self_attn.q_proj", q_proj);
+    f("self_attn.k_proj", k_proj);
+    f("self_attn.v_proj", v_proj);
+    f("self_attn.o_proj", o_proj);
+    f("mlp.gate_proj", gate_proj);
+    f("mlp.up_proj", up_proj);
+    f("mlp.down_proj", down_proj);
+  }
+
+  // f(hf_suffix, tensor) for every parameter tensor, e.g. ("self_attn.q_proj.weight", q_proj.weight), each
+  // projection followed by its adapter's tensors, e.g. "self_attn.q_proj.lora_A.weight" (model/layers/lora.h).
   template <typename F>
   void for_each_parameter(F&& f) {
+    const auto projection = [&](const std::string& module, Linear& linear) {
+      f(module + ".weight", linear.weight);
+      linear.lora.for_each_parameter([&](const char* suffix, Tensor& t) { f(module + suffix, t); });
+    };
     f("input_layernorm.weight", input_norm.weight);
-    f("self_attn.q_proj.weight", q_proj.weight);
-    f("self_attn.k_proj.weight", k_proj.weight);
-    f("self_attn.v_proj.weight", v_proj.weight);
-    f("self_attn.o_proj.weight", o_proj.weight);
+    projection("self_attn.q_proj", q_proj);
+    projection("self_attn.k_proj", k_proj);
+    projection("self_attn.v_proj", v_proj);
+    projection("self_attn.o_proj", o_proj);
     f("post_attention_layernorm.weight", post_attention_norm.weight);
-    f("mlp.gate_proj.weight", gate_proj.weight);
-    f("mlp.up_proj.weight", up_proj.weight);
-    f("mlp.down_proj.weight", down_proj.weight);
+    projection("mlp.gate_proj", gate_proj);
+    projection("mlp.up_proj", up_proj);
+    projection("mlp.down_proj", down_proj);
   }
+
+  // The most scratch the adapters of this layer take in one call for `tokens` rows (0 without adapters).
+  size_t adapter_scratch_bytes(int64_t tokens) const;
 };
 
 // What one layer's forward leaves for its backward, for T packed tokens. Inference allocates only the
@@ -96,14 +116,17 @@ struct DecoderLayerActivations {
 };
 
 // positions: (T) i32 on the device; inv_freq: (Dh / 2) f32 (rope_inv_freq). x (T, H) is updated in place.
+// lora: scratch and dropout keys for the projections' adapters (unused without adapters).
 void decoder_layer_forward(const DecoderLayer& layer, DecoderLayerActivations& a, Tensor x, Tensor positions,
                            Tensor inv_freq, const AttentionCore& attention, int layer_index,
-                           distributed::Communicator& tp, Stream s = {});
+                           distributed::Communicator& tp, const LoraPass& lora = {}, Stream s = {});
 
 // dx: (T, H) gradient w.r.t. the layer's output on entry, w.r.t. its input on return. grad: the layer's
-// gradient views (undefined tensors for frozen parameters). scratch: an arena for temporaries.
+// gradient views (undefined tensors for frozen parameters). scratch: an arena for temporaries (the
+// adapters' too). lora_row_keys: the forward's dropout keys (undefined: no dropout).
 void decoder_layer_backward(const DecoderLayer& layer, const DecoderLayer& grad, const DecoderLayerActivations& a,
                             Tensor dx, Tensor positions, Tensor inv_freq, const PackedCausalAttention& attention,
-                            distributed::Communicator& tp, Arena& scratch, Stream s = {});
+                            distributed::Communicator& tp, Arena& scratch, Tensor lora_row_keys = {},
+                            Stream s = {});
 
 }  // namespace plm::model

@@ -167,12 +167,14 @@ void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBa
   const int64_t t = hidden.size(0);
   ArenaSizer sizer;
   DecoderLayerActivations::allocate(sizer, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
-  Arena arena(sizer.bytes(), hidden.device());
+  Arena arena(sizer.bytes() + adapter_scratch_bytes(t), hidden.device());
   DecoderLayerActivations scratch =
       DecoderLayerActivations::allocate(arena, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
+  const LoraPass lora{.scratch = &arena, .row_keys = Tensor()};  // adapters, if any, without dropout
   for (size_t i = 0; i < weights_.layers.size(); ++i) {
     const int index = static_cast<int>(i);
-    decoder_layer_forward(weights_.layers[i], scratch, hidden, positions, inv_freq_, attention, index, *tp_, s);
+    decoder_layer_forward(weights_.layers[i], scratch, hidden, positions, inv_freq_, attention, index, *tp_, lora,
+                          s);
     trace(tracer, hidden, "text.layers", first_layer() + index);
   }
 }
@@ -206,21 +208,28 @@ size_t LlamaDecoder::activation_bytes(int64_t tokens, DType dtype) const {
   return sizer.bytes();
 }
 
+size_t LlamaDecoder::adapter_scratch_bytes(int64_t tokens) const {
+  size_t bytes = 0;
+  for (const DecoderLayer& layer : weights_.layers) bytes = std::max(bytes, layer.adapter_scratch_bytes(tokens));
+  return bytes;
+}
+
 void LlamaDecoder::forward_layers_train(Tensor hidden, Tensor positions, const PackedCausalAttention& attention,
-                                        std::vector<DecoderLayerActivations>& acts, Stream s) const {
+                                        std::vector<DecoderLayerActivations>& acts, const LoraPass& lora,
+                                        Stream s) const {
   PLM_CHECK_EQ(acts.size(), weights_.layers.size());
   for (size_t i = 0; i < weights_.layers.size(); ++i) {
     decoder_layer_forward(weights_.layers[i], acts[i], hidden, positions, inv_freq_, attention, static_cast<int>(i),
-                          *tp_, s);
+                          *tp_, lora, s);
   }
 }
 
 void LlamaDecoder::backward_layers(const DecoderWeights& grad, const std::vector<DecoderLayerActivations>& acts,
                                    Tensor dhidden, Tensor positions, const PackedCausalAttention& attention,
-                                   Arena& scratch, Stream s) const {
+                                   Arena& scratch, Tensor lora_row_keys, Stream s) const {
   for (size_t i = weights_.layers.size(); i-- > 0;) {
     decoder_layer_backward(weights_.layers[i], grad.layers[i], acts[i], dhidden, positions, inv_freq_, attention,
-                           *tp_, scratch, s);
+                           *tp_, scratch, lora_row_keys, s);
   }
 }
 

@@ -39,7 +39,8 @@ struct DecoderWeights {
     if (embed_tokens.defined()) f(std::string(kEmbedTokensName), embed_tokens);
     for (size_t i = 0; i < layers.size(); ++i) {
       const int index = first_layer + static_cast<int>(i);
-      layers[i].for_each_parameter([&](const char* suffix, Tensor& t) { f(text_layer_name(index, suffix), t); });
+      layers[i].for_each_parameter(
+          [&](const std::string& suffix, Tensor& t) { f(text_layer_name(index, suffix), t); });
     }
     if (norm.weight.defined()) f(text_name("norm.weight"), norm.weight);
     if (lm_head_tied) {
@@ -91,11 +92,17 @@ class LlamaDecoder {
   // Saved activations for every layer of this rank for T tokens.
   std::vector<DecoderLayerActivations> allocate_activations(Arena& arena, int64_t tokens, DType dtype) const;
   size_t activation_bytes(int64_t tokens, DType dtype) const;
+  // The most scratch one layer's adapters take for T tokens (0 without adapters).
+  size_t adapter_scratch_bytes(int64_t tokens) const;
+  // lora: the adapters' scratch and dropout keys (model/layers/lora.h).
   void forward_layers_train(Tensor hidden, Tensor positions, const PackedCausalAttention& attention,
-                            std::vector<DecoderLayerActivations>& acts, Stream s = {}) const;
+                            std::vector<DecoderLayerActivations>& acts, const LoraPass& lora = {},
+                            Stream s = {}) const;
   // dhidden: grad w.r.t. the last layer's output on entry, w.r.t. the first layer's input on return.
+  // lora_row_keys: the forward's dropout keys.
   void backward_layers(const DecoderWeights& grad, const std::vector<DecoderLayerActivations>& acts, Tensor dhidden,
-                       Tensor positions, const PackedCausalAttention& attention, Arena& scratch, Stream s = {}) const;
+                       Tensor positions, const PackedCausalAttention& attention, Arena& scratch,
+                       Tensor lora_row_keys = {}, Stream s = {}) const;
   // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena).
   HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s = {}) const;
   // dloss: (T) f32 d(step loss)/d(per-token loss). dhidden (T, H) =.

@@ -1,4 +1,4 @@
-// CPU element-wise ops in f32 (add, mul, scale, mul_rowwise, fill) and cast between f32, bf16 and f16
+// CPU element-wise ops in f32 (add, mul, divide, scale, mul_rowwise, fill) and cast between f32, bf16 and f16
 // (round to nearest even, via core/dtype.h). Outputs may alias inputs.
 #include <algorithm>
 
@@ -45,6 +45,10 @@ void add(Tensor out, Tensor a, Tensor b, Stream) {
 
 void mul(Tensor out, Tensor a, Tensor b, Stream) {
   binary_op("mul", out, a, b, [](float x, float y) { return x * y; });
+}
+
+void divide(Tensor out, Tensor a, Tensor b, Stream) {
+  binary_op("divide", out, a, b, [](float x, float y) { return x / y; });
 }
 
 void scale(Tensor out, Tensor x, float alpha, Stream) {

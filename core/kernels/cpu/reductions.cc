@@ -1,6 +1,7 @@
-// CPU reductions: column sums of a matrix (bias / LayerScale grads, optionally accumulating) and the
-// total sum or sum of squares of a tensor (gradient norms). Sums run in double; outputs are f32.
+// CPU reductions: column sums of a matrix (bias / LayerScale grads, optionally accumulating), the total sum
+// or sum of squares of a tensor (gradient norms) and row L2 norms. Sums run in double; outputs are f32.
 #include <algorithm>
+#include <cmath>
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
@@ -41,6 +42,21 @@ void sum(Tensor out, Tensor x, Stream) {
 
 void sum_squares(Tensor out, Tensor x, Stream) {
   total("sum_squares", out, x, [](double v) { return v * v; });
+}
+
+void row_norms(Tensor out, Tensor x, Stream) {
+  check_tensor("row_norms", "x", x, DType::kF32);
+  check_rank("row_norms", "x", x, 2);
+  const int64_t num_rows = x.size(0), dim = x.size(1);
+  check_f32("row_norms", "out", out, Shape{num_rows});
+  const float* x_data = x.data_as<float>();
+  float* out_data = out.data_as<float>();
+#pragma omp parallel for if (x.numel() >= kMinParallelWork)
+  for (int64_t n = 0; n < num_rows; ++n) {
+    double squares = 0.0;
+    for (int64_t d = 0; d < dim; ++d) squares += static_cast<double>(x_data[n * dim + d]) * x_data[n * dim + d];
+    out_data[n] = static_cast<float>(std::sqrt(squares));
+  }
 }
 
 }  // namespace plm::cpu

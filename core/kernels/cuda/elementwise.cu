@@ -1,4 +1,4 @@
-// Element-wise ops on CUDA (add, mul, scale, mul_rowwise, fill, cast): one thread per element, f32 math,
+// Element-wise ops on CUDA (add, mul, divide, scale, mul_rowwise, fill, cast): one thread per element, f32 math,
 // rounded once on store (a bf16 add or product rounds like torch's). In place is allowed everywhere.
 #include "core/kernels/backends.h"
 #include "core/kernels/cuda/cuda_common.cuh"
@@ -11,6 +11,9 @@ struct Plus {
 };
 struct Times {
   __device__ float operator()(float a, float b) const { return a * b; }
+};
+struct Over {
+  __device__ float operator()(float a, float b) const { return a / b; }
 };
 
 template <typename T, typename Op>
@@ -68,6 +71,8 @@ void binary(const char* op, Tensor out, Tensor a, Tensor b, Stream s) {
 void add(Tensor out, Tensor a, Tensor b, Stream s) { binary<Plus>("add", out, a, b, s); }
 
 void mul(Tensor out, Tensor a, Tensor b, Stream s) { binary<Times>("mul", out, a, b, s); }
+
+void divide(Tensor out, Tensor a, Tensor b, Stream s) { binary<Over>("divide", out, a, b, s); }
 
 void scale(Tensor out, Tensor x, float alpha, Stream s) {
   check_elementwise_tensors("scale", {out, x});

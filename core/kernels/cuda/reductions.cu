@@ -1,6 +1,7 @@
-// Reductions on CUDA: sum_rows (column sums, e.g. bias grads) and the f32 scalars sum and sum_squares
-// (gradient norms). All are deterministic: fixed block partitions that depend only on the shape, partial
-// sums in f32 scratch, and a second pass that adds the partials in a fixed order.
+// Reductions on CUDA: sum_rows (column sums, e.g. bias grads), the f32 scalars sum and sum_squares
+// (gradient norms), and row_norms (one block per row). All are deterministic: fixed block partitions that
+// depend only on the shape, partial sums in f32 scratch, and a second pass that adds the partials in a fixed
+// order.
 #include <algorithm>
 
 #include "core/buffer.h"
@@ -65,6 +66,19 @@ void scalar_sum(const char* op, Tensor out, int64_t n, const F& value, Stream s)
   PLM_CUDA_CHECK_LAUNCH();
 }
 
+// out[row] = sqrt(sum of x[row, :]^2), one block per row, f32 accumulation in a fixed order.
+template <typename T, typename Out>
+__global__ void row_norms_kernel(Out* out, const T* x, int64_t dim) {
+  const T* row = x + int64_t{blockIdx.x} * dim;
+  float squares = 0.0f;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+    const float v = to_float(row[d]);
+    squares += v * v;
+  }
+  squares = block_sum(squares);
+  if (threadIdx.x == 0) out[blockIdx.x] = from_float<Out>(sqrtf(squares));
+}
+
 }  // namespace
 
 void sum_rows(Tensor out, Tensor x, bool accumulate, Stream s) {
@@ -97,6 +111,25 @@ void sum_squares(Tensor out, Tensor x, Stream s) {
   dispatch_float(x.dtype(), "sum_squares", [&](auto tag) {
     using T = typename decltype(tag)::type;
     scalar_sum("sum_squares", out, x.numel(), Squared<T>{data_ptr<const T>(x)}, s);
+  });
+}
+
+void row_norms(Tensor out, Tensor x, Stream s) {
+  const char* op = "row_norms";
+  check_cuda_tensors(op, {out, x});
+  PLM_CHECK(x.rank() == 2 && out.rank() == 1 && out.size(0) == x.size(0))
+      << op << ": wants x (N, D) and out (N); got " << x.describe() << ", " << out.describe();
+  PLM_CHECK(out.dtype() == x.dtype() || out.dtype() == DType::kF32)
+      << op << ": out must be f32 or x's dtype; got " << out.describe() << " for " << x.describe();
+  if (x.size(0) == 0) return;
+  dispatch_float(x.dtype(), op, [&](auto in_tag) {
+    using T = typename decltype(in_tag)::type;
+    dispatch_float(out.dtype(), op, [&](auto out_tag) {
+      using Out = typename decltype(out_tag)::type;
+      row_norms_kernel<<<row_grid(op, x.size(0)), kThreads, 0, as_cuda_stream(s)>>>(
+          data_ptr<Out>(out), data_ptr<const T>(x), x.size(1));
+      PLM_CUDA_CHECK_LAUNCH();
+    });
   });
 }
 

@@ -1,4 +1,4 @@
-// plm::cuda element-wise ops against the CPU oracle, f32 and bf16 (add, mul, scale, mul_rowwise in place
+// plm::cuda element-wise ops against the CPU oracle, f32 and bf16 (add, mul, divide, scale, mul_rowwise in place
 // and not, fill), and cast between f32, bf16 and f16 in every direction, bit for bit, including ties,
 // overflow to inf and subnormals.
 #include <gtest/gtest.h>
@@ -41,6 +41,11 @@ TEST(CudaElementwiseTest, ArithmeticMatchesCpu) {
     cpu::mul(expected, a.host, b.host);
     cuda::mul(out, a.device, b.device);
     EXPECT_TRUE(matches_cpu(out, expected, dtype, dtype_label("mul", dtype)));
+
+    auto divisor = random_pair(kShape, 4, dtype, 0.5f, 2.0f);
+    cpu::divide(expected, a.host, divisor.host);
+    cuda::divide(out, a.device, divisor.device);
+    EXPECT_TRUE(matches_cpu(out, expected, dtype, dtype_label("divide", dtype)));
 
     cpu::scale(expected, a.host, -0.37f);
     cuda::scale(out, a.device, -0.37f);

@@ -1,5 +1,6 @@
-// plm::cuda sum_rows (accumulating or not, into f32 or the input's dtype), sum and sum_squares against the
-// CPU oracle, f32 and bf16, on sizes past one block and past the first pass's grid; and their determinism.
+// plm::cuda sum_rows (accumulating or not, into f32 or the input's dtype), sum, sum_squares and row_norms
+// against the CPU oracle, f32 and bf16, on sizes past one block and past the first pass's grid; and their
+// determinism.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -63,6 +64,25 @@ TEST(CudaReductionsTest, SumAndSumSquaresMatchCpu) {
       OwnedTensor again = cuda_output({1}, DType::kF32);
       cuda::sum_squares(again, x.device);
       EXPECT_TRUE(testing::same_values(again, out));
+    }
+  }
+}
+
+TEST(CudaReductionsTest, RowNormsMatchCpu) {
+  PLM_SKIP_WITHOUT_CUDA();
+  for (const auto& [rows, dim] : kShapes) {
+    for (const DType dtype : kCudaTestDTypes) {
+      for (const DType out_dtype : {DType::kF32, dtype}) {
+        const std::string label = dtype_label(
+            std::to_string(rows) + "x" + std::to_string(dim) + "_" + std::string(dtype_name(out_dtype)), dtype);
+        SCOPED_TRACE(label);
+        auto x = random_pair({rows, dim}, 7, dtype);
+        OwnedTensor expected = cpu_output({rows});
+        OwnedTensor out = cuda_output({rows}, out_dtype);
+        cpu::row_norms(expected, x.host);
+        cuda::row_norms(out, x.device);
+        EXPECT_TRUE(matches_cpu(out, expected, out_dtype, "row_norms_" + label));
+      }
     }
   }
 }

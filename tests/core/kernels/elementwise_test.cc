@@ -1,4 +1,4 @@
-// plm::cpu element-wise ops (add, mul, scale, mul_rowwise, fill) and cast between f32, bf16 and f16:
+// plm::cpu element-wise ops (add, mul, divide, scale, mul_rowwise, fill) and cast between f32, bf16 and f16:
 // round-to-nearest-even including ties, overflow to inf, f16 subnormals, NaN, and exact round trips of
 // every 16-bit pattern.
 #include <algorithm>
@@ -27,18 +27,22 @@ TEST(CpuElementwiseTest, AddMulScaleMatchReference) {
   // (65, 3, 257) exceeds kMinParallelWork: the threaded path runs.
   OwnedTensor a = random_tensor({65, 3, 257}, 1), b = random_tensor({65, 3, 257}, 2);
   OwnedTensor sum(a.shape(), DType::kF32), product(a.shape(), DType::kF32), scaled(a.shape(), DType::kF32);
+  OwnedTensor quotient(a.shape(), DType::kF32), divisor = random_tensor({65, 3, 257}, 6, 0.5f, 2.0f);
   cpu::add(sum, a, b);
   cpu::mul(product, a, b);
+  cpu::divide(quotient, a, divisor);
   cpu::scale(scaled, a, -0.75f);
-  const std::vector<double> av = to_doubles(a), bv = to_doubles(b);
-  std::vector<double> sum_ref(av.size()), product_ref(av.size()), scaled_ref(av.size());
+  const std::vector<double> av = to_doubles(a), bv = to_doubles(b), dv = to_doubles(divisor);
+  std::vector<double> sum_ref(av.size()), product_ref(av.size()), quotient_ref(av.size()), scaled_ref(av.size());
   for (size_t i = 0; i < av.size(); ++i) {
     sum_ref[i] = av[i] + bv[i];
     product_ref[i] = av[i] * bv[i];
+    quotient_ref[i] = av[i] / dv[i];
     scaled_ref[i] = -0.75 * av[i];
   }
   EXPECT_TRUE(close_to_reference(sum, sum_ref, 0.0, kFloatRtol, "err_add"));
   EXPECT_TRUE(close_to_reference(product, product_ref, 0.0, kFloatRtol, "err_mul"));
+  EXPECT_TRUE(close_to_reference(quotient, quotient_ref, 0.0, kFloatRtol, "err_divide"));
   EXPECT_TRUE(close_to_reference(scaled, scaled_ref, 0.0, kFloatRtol, "err_scale"));
   // In place: out aliasing an input.
   cpu::add(a, a, b);

@@ -1,5 +1,6 @@
-// plm::cpu::sum_rows (written or accumulated), sum and sum_squares against double references; the totals
-// sum in double, so a large tensor's result is within one float rounding of the exact value.
+// plm::cpu::sum_rows (written or accumulated), sum, sum_squares and row_norms against double references;
+// the totals sum in double, so a large tensor's result is within one float rounding of the exact value.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,20 @@ TEST(CpuReductionsTest, SumAndSumSquaresMatchReference) {
     // Double accumulation: only the final rounding to f32 remains (half an ulp, 2^-24 relative).
     EXPECT_TRUE(close_to_reference(total, {s}, 1e-30, 6e-8, "err_sum" + label)) << label;
     EXPECT_TRUE(close_to_reference(total_squares, {ss}, 1e-30, 6e-8, "err_sum_squares" + label)) << label;
+  }
+}
+
+TEST(CpuReductionsTest, RowNormsMatchReference) {
+  for (const auto& [rows, dim] : {std::pair<int64_t, int64_t>{1, 1}, {17, 65}, {300, 1001}}) {
+    const std::string label = std::to_string(rows) + "x" + std::to_string(dim);
+    OwnedTensor x = random_tensor({rows, dim}, 5, -2.0f, 1.0f);
+    OwnedTensor out = random_tensor({rows}, 6);
+    cpu::row_norms(out, x);
+    const std::vector<double> xv = to_doubles(x);
+    std::vector<double> norms(static_cast<size_t>(rows));
+    for (size_t i = 0; i < xv.size(); ++i) norms[i / dim] += xv[i] * xv[i];
+    for (double& n : norms) n = std::sqrt(n);
+    EXPECT_TRUE(close_to_reference(out, norms, 1e-30, 6e-8, "err_row_norms_" + label)) << label;
   }
 }
 
