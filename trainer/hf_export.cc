@@ -16,7 +16,9 @@
 #include "model/weights/hf_names.h"
 #include "model/weights/safetensors.h"
 #include "model/weights/weight_store.h"
+#include "model/lora.h"
 #include "trainer/durable_file.h"
+#include "trainer/peft_adapter.h"
 
 namespace plm::trainer {
 
@@ -45,15 +47,17 @@ struct ExportTensor {
 };
 
 absl::StatusOr<std::vector<ExportTensor>> export_tensors(const std::filesystem::path& base_model_dir,
-                                                         const model::PlmConfig& config, model::PlmWeights& weights,
-                                                         std::optional<DType> dtype) {
+                                                         model::PlmModel& model, std::optional<DType> dtype) {
+  const model::PlmConfig& config = model.config();
+  model::PlmWeights weights = model.weights();
+  const std::map<std::string, OwnedTensor> merged = merged_lora_weights(model);
   PLM_ASSIGN_OR_RETURN(const model::WeightStore base, model::WeightStore::open(base_model_dir.string()));
   std::map<std::string, Shape> hf_shapes;
   for (const model::ExpectedTensor& e : model::expected_tensors(config)) hf_shapes[e.name] = e.shape;
   std::vector<ExportTensor> out;
   absl::Status status;
   weights.for_each_parameter([&](const std::string& name, Tensor& t) {
-    if (!status.ok()) return;
+    if (!status.ok() || model::is_lora_parameter(name)) return;
     const auto shape = hf_shapes.find(name);
     if (shape == hf_shapes.end()) {
       status = absl::InternalError(absl::StrCat("parameter ", name, " is not one of the HF model's"));
@@ -65,7 +69,9 @@ absl::StatusOr<std::vector<ExportTensor>> export_tensors(const std::filesystem::
     } else if (absl::StatusOr<model::TensorInfo> info = base.info(name); info.ok()) {
       target = info->dtype;
     }
-    OwnedTensor host = to_device(t, Device::cpu());
+    const auto merged_weight = merged.find(name);
+    OwnedTensor host = merged_weight != merged.end() ? to_device(merged_weight->second.view(), Device::cpu())
+                                                     : to_device(t, Device::cpu());
     OwnedTensor converted(shape->second, target);
     cast(converted.view().reshape({host.numel()}), host.view().reshape({host.numel()}));
     out.push_back({name, std::move(converted)});
@@ -106,8 +112,8 @@ absl::Status write_weights(const std::filesystem::path& dir, const std::vector<E
 
 }  // namespace
 
-absl::Status export_hf(const std::filesystem::path& base_model_dir, const model::PlmConfig& config,
-                       model::PlmWeights weights, const std::filesystem::path& out_dir, std::optional<DType> dtype) {
+absl::Status export_hf(const std::filesystem::path& base_model_dir, model::PlmModel& model,
+                       const std::filesystem::path& out_dir, std::optional<DType> dtype) {
   const std::filesystem::path staging = out_dir.string() + absl::StrCat(".tmp-", getpid());
   const std::filesystem::path old = out_dir.string() + absl::StrCat(".old-", getpid());
   std::error_code ec;
@@ -116,7 +122,7 @@ absl::Status export_hf(const std::filesystem::path& base_model_dir, const model:
   if (ec) return absl::InternalError(absl::StrCat("creating ", staging.string(), ": ", ec.message()));
   absl::Status status = [&]() -> absl::Status {
     PLM_RETURN_IF_ERROR(copy_non_weight_files(base_model_dir, staging));
-    PLM_ASSIGN_OR_RETURN(const std::vector<ExportTensor> tensors, export_tensors(base_model_dir, config, weights, dtype));
+    PLM_ASSIGN_OR_RETURN(const std::vector<ExportTensor> tensors, export_tensors(base_model_dir, model, dtype));
     PLM_RETURN_IF_ERROR(write_weights(staging, tensors));
     PLM_RETURN_IF_ERROR(fsync_directory(staging));
     if (std::filesystem::exists(out_dir)) PLM_RETURN_IF_ERROR(rename_durably(out_dir, old));

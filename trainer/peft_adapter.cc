@@ -62,11 +62,8 @@ model::LoraSpec lora_spec(const TrainConfig::Lora& lora, uint64_t seed) {
           .dora = lora.dora, .init_seed = seed};
 }
 
-absl::StatusOr<model::LoraSpec> read_peft_adapter_config(const fs::path& dir) {
-  const std::string path = (dir / kAdapterConfigFile).string();
-  PLM_ASSIGN_OR_RETURN(const std::string text, model::read_text_file(path));
-  PLM_ASSIGN_OR_RETURN(const nlohmann::json json, model::parse_json(text, path));
-  PLM_ASSIGN_OR_RETURN(const model::JsonFields fields, model::JsonFields::of(json, path, ""));
+absl::StatusOr<model::LoraSpec> peft_config_spec(const nlohmann::json& json, const std::string& source) {
+  PLM_ASSIGN_OR_RETURN(const model::JsonFields fields, model::JsonFields::of(json, source, ""));
   PLM_ASSIGN_OR_RETURN(const std::optional<std::string> type, fields.optional_string("peft_type"));
   if (type != "LORA") return fields.error("peft_type", "must be \"LORA\"");
   PLM_RETURN_IF_ERROR(check_unsupported_fields(fields));
@@ -88,9 +85,43 @@ absl::StatusOr<model::LoraSpec> read_peft_adapter_config(const fs::path& dir) {
     spec.targets.push_back(t.get<std::string>());
   }
   if (const absl::Status valid = model::validate_lora_spec(spec); !valid.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", valid.message()));
   }
   return spec;
+}
+
+absl::StatusOr<model::LoraSpec> read_peft_adapter_config(const fs::path& dir) {
+  const std::string path = (dir / kAdapterConfigFile).string();
+  PLM_ASSIGN_OR_RETURN(const std::string text, model::read_text_file(path));
+  PLM_ASSIGN_OR_RETURN(const nlohmann::json json, model::parse_json(text, path));
+  return peft_config_spec(json, path);
+}
+
+nlohmann::json peft_adapter_config(const model::LoraSpec& spec, const std::string& base_model) {
+  std::vector<std::string> targets = spec.targets;
+  std::sort(targets.begin(), targets.end());
+  // peft 0.21's own keys for a plain LoraConfig; the rest take peft's defaults when loaded.
+  return {
+      {"alpha_pattern", nlohmann::json::object()},
+      {"base_model_name_or_path", base_model},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"init_lora_weights", true},
+      {"layers_pattern", nullptr},
+      {"layers_to_transform", nullptr},
+      {"lora_alpha", spec.alpha},
+      {"lora_dropout", spec.dropout},
+      {"modules_to_save", nullptr},
+      {"peft_type", "LORA"},
+      {"r", spec.rank},
+      {"rank_pattern", nlohmann::json::object()},
+      {"revision", nullptr},
+      {"target_modules", targets},
+      {"task_type", nullptr},
+      {"use_dora", spec.dora},
+      {"use_rslora", false},
+  };
 }
 
 absl::Status load_peft_adapter(const fs::path& dir, model::PlmModel& model) {
@@ -129,30 +160,7 @@ absl::Status write_peft_adapter(const fs::path& dir, model::PlmModel& model, con
   fs::create_directories(dir, error);
   if (error) return absl::InternalError(absl::StrCat(dir.string(), ": cannot create: ", error.message()));
 
-  std::vector<std::string> targets = spec.targets;
-  std::sort(targets.begin(), targets.end());
-  // peft 0.21's own keys for a plain LoraConfig; the rest take peft's defaults when loaded.
-  const nlohmann::json config = {
-      {"alpha_pattern", nlohmann::json::object()},
-      {"base_model_name_or_path", base_model},
-      {"bias", "none"},
-      {"fan_in_fan_out", false},
-      {"inference_mode", true},
-      {"init_lora_weights", true},
-      {"layers_pattern", nullptr},
-      {"layers_to_transform", nullptr},
-      {"lora_alpha", spec.alpha},
-      {"lora_dropout", spec.dropout},
-      {"modules_to_save", nullptr},
-      {"peft_type", "LORA"},
-      {"r", spec.rank},
-      {"rank_pattern", nlohmann::json::object()},
-      {"revision", nullptr},
-      {"target_modules", targets},
-      {"task_type", nullptr},
-      {"use_dora", spec.dora},
-      {"use_rslora", false},
-  };
+  const nlohmann::json config = peft_adapter_config(spec, base_model);
   PLM_RETURN_IF_ERROR(write_file_durably(dir / kAdapterConfigFile, config.dump(2) + "\n"));
 
   std::vector<OwnedTensor> values;

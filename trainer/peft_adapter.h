@@ -12,6 +12,8 @@
 #include <map>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
@@ -31,6 +33,10 @@ model::LoraSpec lora_spec(const TrainConfig::Lora& lora, uint64_t seed);
 // implementation does not follow (use_rslora, a bias, modules_to_save, layer or rank patterns, target_modules
 // as a regular expression) or a target other than the decoder's seven projections.
 absl::StatusOr<model::LoraSpec> read_peft_adapter_config(const std::filesystem::path& dir);
+// The same from parsed JSON; `source` names it in errors.
+absl::StatusOr<model::LoraSpec> peft_config_spec(const nlohmann::json& json, const std::string& source);
+// adapter_config.json's content for `spec` (targets sorted, as peft writes its set).
+nlohmann::json peft_adapter_config(const model::LoraSpec& spec, const std::string& base_model);
 
 // Attaches the adapters of `dir` to `model` (read_peft_adapter_config) and loads their values: every adapter
 // tensor the model now holds must be in adapter_model.safetensors with its shape; the file may hold more

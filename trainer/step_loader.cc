@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "data/step_split.h"
+#include "model/lora.h"
 
 namespace plm::trainer {
 
@@ -58,7 +59,10 @@ absl::StatusOr<StepData> StepLoader::build(int64_t step) {
     }
     std::vector<const data::SftSample*> pointers;
     for (const data::SftSample& s : samples) pointers.push_back(&s);
-    data.micro_batches.push_back(pack_micro_batch(pointers, config_.device));
+    MicroBatch mb = pack_micro_batch(pointers, config_.device);
+    // Keyed by the sample's position in the step, so every DP / micro-batch split draws the same masks.
+    for (const int p : positions) mb.batch.lora_dropout_keys.push_back(model::lora_dropout_key(config_.seed, step, p));
+    data.micro_batches.push_back(std::move(mb));
   }
   return data;
 }

@@ -32,6 +32,7 @@ struct StepLoaderConfig {
   int dp_size = 1;
   int micro_batches_per_rank = 1;  // the accumulation count
   double tile_cost = 0.0;          // one tile's cost in language-model tokens (trainer/model_flops.h)
+  uint64_t seed = 0;               // the run's seed: LoRA dropout keys (model/lora.h lora_dropout_key)
   Device device = Device::cpu();
 };
 

@@ -143,6 +143,7 @@ constexpr Recompute kRecomputes[] = {Recompute::kNone, Recompute::kSelective, Re
 constexpr ScheduleName kScheduleNames[] = {ScheduleName::kConstant, ScheduleName::kCosine, ScheduleName::kLinear,
                                            ScheduleName::kWsd};
 constexpr DeviceType kDevices[] = {DeviceType::kCpu, DeviceType::kCuda};
+constexpr ExportDType kExportDTypes[] = {ExportDType::kAuto, ExportDType::kBF16, ExportDType::kF16, ExportDType::kF32};
 
 absl::Status parse_into(const YAML::Node& node, LabelMode& out) {
   return parse_enum<LabelMode>(node, out, kLabelModes,
@@ -156,6 +157,9 @@ absl::Status parse_into(const YAML::Node& node, ScheduleName& out) {
 }
 absl::Status parse_into(const YAML::Node& node, DeviceType& out) {
   return parse_enum<DeviceType>(node, out, kDevices, device_text);
+}
+absl::Status parse_into(const YAML::Node& node, ExportDType& out) {
+  return parse_enum<ExportDType>(node, out, kExportDTypes, export_dtype_text);
 }
 
 // ---- The key table: every key the config accepts, bound to its field. ----
@@ -203,6 +207,8 @@ const std::vector<Field>& fields() {
       field("lora.dropout", [](C& c) -> auto& { return c.lora.dropout; }),
       field("lora.targets", [](C& c) -> auto& { return c.lora.targets; }),
       field("lora.dora", [](C& c) -> auto& { return c.lora.dora; }),
+      field("lora.init", [](C& c) -> auto& { return c.lora.init; }),
+      field("lora.merge", [](C& c) -> auto& { return c.lora.merge; }),
       field("device", [](C& c) -> auto& { return c.device; }),
       field("output_dir", [](C& c) -> auto& { return c.output_dir; }),
       field("checkpoint.every", [](C& c) -> auto& { return c.checkpoint.every; }),
@@ -210,6 +216,7 @@ const std::vector<Field>& fields() {
       field("log_every", [](C& c) -> auto& { return c.log_every; }),
       field("resume", [](C& c) -> auto& { return c.resume; }),
       field("recompute", [](C& c) -> auto& { return c.recompute; }),
+      field("export_dtype", [](C& c) -> auto& { return c.export_dtype; }),
   };
   return table;
 }
@@ -394,6 +401,8 @@ absl::Status check_ranges(const TrainConfig& c) {
     }
   }
   if (c.lora.dora && c.lora.rank == 0) return check.fail("lora.dora", "needs lora.rank > 0");
+  if (!c.lora.init.empty() && c.lora.rank == 0) return check.fail("lora.init", "needs lora.rank > 0");
+  if (c.lora.merge && c.lora.rank == 0) return check.fail("lora.merge", "needs lora.rank > 0");
   if (c.freeze.vision && c.freeze.projector && c.freeze.llm && c.lora.rank == 0) {
     return check.fail("freeze.llm", "freeze.vision, freeze.projector and freeze.llm are all true and lora.rank is 0: "
                                     "nothing would be trained");
@@ -407,6 +416,28 @@ absl::Status check_ranges(const TrainConfig& c) {
 
 }  // namespace
 
+
+std::string_view export_dtype_text(ExportDType dtype) {
+  switch (dtype) {
+    case ExportDType::kAuto: return "auto";
+    case ExportDType::kBF16: return "bf16";
+    case ExportDType::kF16: return "f16";
+    case ExportDType::kF32: return "f32";
+  }
+  PLM_CHECK(false) << "unhandled ExportDType " << static_cast<int>(dtype);
+  return {};
+}
+
+std::optional<DType> export_dtype_value(ExportDType dtype) {
+  switch (dtype) {
+    case ExportDType::kAuto: return std::nullopt;
+    case ExportDType::kBF16: return DType::kBF16;
+    case ExportDType::kF16: return DType::kF16;
+    case ExportDType::kF32: return DType::kF32;
+  }
+  PLM_CHECK(false) << "unhandled ExportDType " << static_cast<int>(dtype);
+  return std::nullopt;
+}
 
 std::string_view recompute_text(Recompute recompute) {
   switch (recompute) {

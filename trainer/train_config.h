@@ -31,6 +31,12 @@ enum class Recompute { kNone, kSelective, kFull };
 
 std::string_view recompute_text(Recompute recompute);  // "none", "selective", "full"
 
+// The dtype of final-hf's weights: each tensor's as the base checkpoint stores it (auto), or one for all.
+enum class ExportDType { kAuto, kBF16, kF16, kF32 };
+std::string_view export_dtype_text(ExportDType dtype);  // "auto", "bf16", "f16", "f32"
+// kAuto: none (keep the base's).
+std::optional<DType> export_dtype_value(ExportDType dtype);
+
 // The module names LoRA can adapt (HF Llama names), in this order.
 inline constexpr std::array<std::string_view, 7> kLoraTargetNames = {"q_proj",    "k_proj",  "v_proj",  "o_proj",
                                                                      "gate_proj", "up_proj", "down_proj"};
@@ -79,6 +85,8 @@ struct TrainConfig {
     double dropout = 0.0;
     std::vector<std::string> targets = {"q_proj", "v_proj"};  // each one of kLoraTargetNames
     bool dora = false;
+    std::filesystem::path init;  // a PEFT adapter directory to start from (its config must agree); empty: peft's init
+    bool merge = false;          // also write output_dir/final-hf with the adapters merged in
   } lora;
   DeviceType device = DeviceType::kCpu;
   std::filesystem::path output_dir;  // absolute
@@ -89,6 +97,7 @@ struct TrainConfig {
   int64_t log_every = 1;  // steps between progress lines (metrics.jsonl and tb/ get every step)
   bool resume = false;    // true: a complete checkpoint in output_dir must exist
   Recompute recompute = Recompute::kNone;
+  ExportDType export_dtype = ExportDType::kAuto;  // final-hf's weights: the base checkpoint's dtypes, or one
 
   std::string source;                         // the YAML file
   std::map<std::string, std::string> origin;  // key -> "FILE:LINE" or "override 'key=value'", keys given only

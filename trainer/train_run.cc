@@ -1,5 +1,6 @@
 #include "trainer/train_run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/cuda/runtime.h"
 #include "core/machine_peak.h"
 #include "core/status_macros.h"
@@ -16,6 +18,7 @@
 #include "distributed/launch_env.h"
 #include "distributed/nccl_communicator.h"
 #include "distributed/status_agreement.h"
+#include "model/lora.h"
 #include "model/plm_model.h"
 #include "model/weights/hf_names.h"
 #include "runtime/model_directory.h"
@@ -24,6 +27,7 @@
 #include "trainer/hf_export.h"
 #include "trainer/metrics_log.h"
 #include "trainer/model_flops.h"
+#include "trainer/peft_adapter.h"
 #include "trainer/progress.h"
 #include "trainer/step_loader.h"
 #include "trainer/training_checkpoint.h"
@@ -57,9 +61,34 @@ int64_t broadcast_from_rank0(distributed::Communicator& world, int64_t value) {
   return t.data_as<int64_t>()[0];
 }
 
-// Freezing (trainer/README.md): by the HF module a parameter belongs to.
-std::function<bool(const std::string&)> trainable_parameters(const TrainConfig::Freeze& freeze) {
-  return [freeze](const std::string& name) {
+// LoRA: fresh adapters (peft's init from the seed), or lora.init's, whose config must be the run's.
+absl::Status attach_adapters(const TrainConfig& config, model::PlmModel& model) {
+  const model::LoraSpec spec = lora_spec(config.lora, config.seed);
+  if (config.lora.init.empty()) return model.attach_lora(spec);
+  const auto context = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("lora.init (", config.where("lora.init"), "): ", s.message()));
+  };
+  const absl::StatusOr<model::LoraSpec> saved = read_peft_adapter_config(config.lora.init);
+  if (!saved.ok()) return context(saved.status());
+  const auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  if (saved->rank != spec.rank || saved->alpha != spec.alpha || saved->dora != spec.dora ||
+      sorted(saved->targets) != sorted(spec.targets)) {
+    return context(absl::FailedPreconditionError(absl::StrCat(
+        "the adapter has r ", saved->rank, ", alpha ", saved->alpha, ", dora ", saved->dora, ", targets [",
+        absl::StrJoin(saved->targets, ", "), "]; lora.* asks for r ", spec.rank, ", alpha ", spec.alpha, ", dora ",
+        spec.dora, ", targets [", absl::StrJoin(spec.targets, ", "), "]")));
+  }
+  const absl::Status loaded = load_peft_adapter(config.lora.init, model);
+  return loaded.ok() ? loaded : context(loaded);
+}
+
+// Freezing (trainer/README.md): by the HF module a parameter belongs to. A LoRA run trains its adapters only.
+std::function<bool(const std::string&)> trainable_parameters(const TrainConfig& config) {
+  if (config.lora.rank > 0) return model::is_lora_parameter;
+  return [freeze = config.freeze](const std::string& name) {
     if (name.starts_with(model::kVisionPrefix)) return !freeze.vision;
     if (name.starts_with(model::kProjectorPrefix)) return !freeze.projector;
     return !freeze.llm;  // model.language_model.* and lm_head.weight
@@ -87,10 +116,6 @@ struct Setup {
 };
 
 absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout) {
-  if (config.lora.rank > 0) {
-    return absl::UnimplementedError(absl::StrCat("lora.rank (", config.where("lora.rank"),
-                                                 "): LoRA training is not wired into plm train yet"));
-  }
   if (config.recompute != Recompute::kNone) {
     return absl::UnimplementedError(absl::StrCat("recompute (", config.where("recompute"),
                                                  "): only 'none' is implemented so far"));
@@ -98,6 +123,7 @@ absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layou
   Setup s;
   PLM_ASSIGN_OR_RETURN(s.device, training_device(config));
   PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {}, {.for_training = true}));
+  if (config.lora.rank > 0) PLM_RETURN_IF_ERROR(attach_adapters(config, *s.model));
   PLM_ASSIGN_OR_RETURN(runtime::ModelDirectory model_dir, runtime::open_model_directory(config.model));
   s.model_dir = std::make_unique<runtime::ModelDirectory>(std::move(model_dir));
   data::SftDataConfig data_config;
@@ -118,6 +144,8 @@ nlohmann::json run_info(const TrainConfig& config) {
           {"data.train", config.data.train.string()},
           {"freeze", {{"vision", config.freeze.vision}, {"projector", config.freeze.projector}, {"llm", config.freeze.llm}}},
           {"batch.global", config.batch.global.value_or(0)},
+          {"lora", config.lora.rank == 0 ? nlohmann::json()
+                                         : peft_adapter_config(lora_spec(config.lora, config.seed), config.model.string())},
           {"seed", config.seed}};
 }
 
@@ -166,6 +194,23 @@ absl::Status check_resumable(const TrainConfig& config, const TrainLayout& layou
   return absl::OkStatus();
 }
 
+// output_dir/final-hf (full fine-tuning, or LoRA with lora.merge) and output_dir/final-adapter (LoRA).
+absl::Status write_final_outputs(const TrainConfig& config, model::PlmModel& model, std::ostream* log) {
+  std::vector<std::filesystem::path> written;
+  if (config.lora.rank > 0) {
+    written.push_back(config.output_dir / "final-adapter");
+    PLM_RETURN_IF_ERROR(write_peft_adapter(written.back(), model, config.model.string()));
+  }
+  if (config.lora.rank == 0 || config.lora.merge) {
+    written.push_back(config.output_dir / "final-hf");
+    PLM_RETURN_IF_ERROR(export_hf(config.model, model, written.back(), export_dtype_value(config.export_dtype)));
+  }
+  if (log != nullptr) {
+    for (const std::filesystem::path& p : written) *log << "wrote " << p.string() << "\n";
+  }
+  return absl::OkStatus();
+}
+
 double peak_flops_per_s(Device device) {
   return device.is_cuda() ? cuda_peak(device.index).flops_per_s : cpu_compute_peak().flops_per_s;
 }
@@ -194,7 +239,7 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
   if (setup->device.is_cuda() && world.size() > 1) {
     nccl_dp = distributed::nccl_communicator(world, setup->device.index, "dp");
   }
-  DataParallelStep dp_step(model, nccl_dp ? *nccl_dp : world, step_config, trainable_parameters(config.freeze));
+  DataParallelStep dp_step(model, nccl_dp ? *nccl_dp : world, step_config, trainable_parameters(config));
 
   TrainState state{.rng_seed = config.seed};
   TrainRunResult result;
@@ -227,6 +272,7 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                      .dp_size = layout.dims.dp,
                      .micro_batches_per_rank = layout.accumulation_steps,
                      .tile_cost = tile_cost_in_tokens(model_config),
+                     .seed = config.seed,
                      .device = setup->device});
   const LrSchedule schedule = config.lr_schedule();
   const double peak = peak_flops_per_s(setup->device) * world.size();
@@ -293,11 +339,7 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
   absl::Status finished;
   if (world.rank() == 0) {
     finished = metrics->write_plot();
-    if (finished.ok() && !result.stopped) {
-      const std::filesystem::path out = config.output_dir / "final-hf";
-      finished = export_hf(config.model, model_config, model.weights(), out);
-      if (finished.ok() && log != nullptr) *log << "wrote " << out.string() << "\n";
-    }
+    if (finished.ok() && !result.stopped) finished = write_final_outputs(config, model, log);
   }
   PLM_RETURN_IF_ERROR(agree(world, finished));
   return result;

@@ -16,6 +16,7 @@
 #include "model/weights/weight_store.h"
 #include "tests/core/test_temp_dir.h"
 #include "tests/trainer/pytorch_fixtures.h"
+#include "trainer/checkpoint_export.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/train_run.h"
 
@@ -54,6 +55,11 @@ std::vector<float> final_parameters(const std::filesystem::path& out) {
   return all;
 }
 
+std::string testing_file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 std::vector<nlohmann::json> metrics_lines(const std::filesystem::path& out) {
   std::ifstream in(out / "metrics.jsonl");
   std::vector<nlohmann::json> lines;
@@ -61,16 +67,20 @@ std::vector<nlohmann::json> metrics_lines(const std::filesystem::path& out) {
   return lines;
 }
 
-TEST(TrainResume, StoppedAndResumedRunEqualsTheUninterruptedOne) {
-  const std::filesystem::path whole = testing::fresh_temp_dir("whole"), split = testing::fresh_temp_dir("split");
-  ASSERT_TRUE(run_single(short_config(whole)).ok());
+// Full fine-tuning, and LoRA with dropout (its masks are keyed by step and sample, so a resume redraws them).
+class StoppedAndResumed : public ::testing::TestWithParam<std::vector<std::string>> {};
 
-  absl::StatusOr<TrainRunResult> first = run_single(short_config(split), /*stop_after_step=*/3);
+TEST_P(StoppedAndResumed, EqualsTheUninterruptedRun) {
+  const std::vector<std::string> extra = GetParam();
+  const std::filesystem::path whole = testing::fresh_temp_dir("whole"), split = testing::fresh_temp_dir("split");
+  ASSERT_TRUE(run_single(short_config(whole, extra)).ok());
+
+  absl::StatusOr<TrainRunResult> first = run_single(short_config(split, extra), /*stop_after_step=*/3);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->stopped);
   EXPECT_EQ(first->last_step, 3);
   EXPECT_FALSE(std::filesystem::exists(split / "final-hf"));
-  absl::StatusOr<TrainRunResult> second = run_single(short_config(split));
+  absl::StatusOr<TrainRunResult> second = run_single(short_config(split, extra));
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->first_step, 4);
   EXPECT_EQ(second->last_step, 6);
@@ -84,7 +94,19 @@ TEST(TrainResume, StoppedAndResumedRunEqualsTheUninterruptedOne) {
   }
   EXPECT_TRUE(std::filesystem::exists(split / "final-hf" / "model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(split / "metrics.png"));
+  // plm convert of the last checkpoint writes what the run exported (LoRA: attached from run.json and merged).
+  const std::filesystem::path converted = testing::fresh_temp_dir("converted") / "hf";
+  ASSERT_TRUE(convert_checkpoint_to_hf(split, converted).ok());
+  EXPECT_EQ(testing_file_bytes(converted / "model.safetensors"), testing_file_bytes(split / "final-hf" / "model.safetensors"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Runs, StoppedAndResumed,
+                         ::testing::Values(std::vector<std::string>{},
+                                           std::vector<std::string>{"lora.rank=4", "lora.dropout=0.1", "lora.merge=true",
+                                                                    "lora.targets=[q_proj,v_proj,down_proj]"}),
+                         [](const ::testing::TestParamInfo<std::vector<std::string>>& info) {
+                           return info.param.empty() ? std::string("full") : std::string("lora_dropout");
+                         });
 
 TEST(TrainResume, DataParallelZero2CheckpointResumesOnOneRank) {
   const std::filesystem::path whole = testing::fresh_temp_dir("whole"), split = testing::fresh_temp_dir("split");
