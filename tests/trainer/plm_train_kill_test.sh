@@ -7,7 +7,7 @@ set -eu
 plm=$1 src=$2 scratch=$3
 rm -rf "$scratch" && mkdir -p "$scratch" && cd "$src"
 fail() { echo "FAIL: $*" >&2; exit 1; }
-run=(--config configs/train/tiny-sft.yaml steps=10 checkpoint.every=1 checkpoint.keep=2)
+run=(--config configs/train/tiny-sft.yaml steps=10 checkpoint.every=1 checkpoint.keep=2 log_every=1)
 
 "$plm" train "${run[@]}" output_dir="$scratch/whole" > "$scratch/whole.log" 2>&1 || { cat "$scratch/whole.log"; fail "uninterrupted run"; }
 
@@ -33,7 +33,12 @@ for attempt in $(seq 1 40); do
     while kill -0 "$pid" 2> /dev/null && ! compgen -G "$out/checkpoints/step-*.tmp-$pid" > /dev/null; do :; done
     if kill -9 "$pid" 2> /dev/null; then mid_write=$((mid_write + 1)); kills=$((kills + 1)); fi
   else
-    sleep "$((RANDOM % 3 + 1)).$((RANDOM % 10))"  # model load + first step take about a second
+    # Once this run trains (a new progress line), kill it at a random moment of its next steps and saves.
+    lines=$(grep -c "^step " "$scratch/killed.log" || true)
+    while kill -0 "$pid" 2> /dev/null && [ "$(grep -c "^step " "$scratch/killed.log" || true)" -le "$lines" ]; do
+      sleep 0.05
+    done
+    sleep "$((RANDOM % 2)).$((RANDOM % 10))"
     kill -9 "$pid" 2> /dev/null && kills=$((kills + 1))
   fi
   wait "$pid" || true
