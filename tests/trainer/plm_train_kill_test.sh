@@ -24,7 +24,7 @@ compgen -G "$out/checkpoints/step-*" > /dev/null || fail "no checkpoint after SI
 
 mid_write=0 kills=0
 RANDOM=20261206
-for attempt in $(seq 1 40); do
+for _ in $(seq 1 40); do
   [ -e "$out/final-hf/model.safetensors" ] && break
   "$plm" train "${run[@]}" output_dir="$out" >> "$scratch/killed.log" 2>&1 &
   pid=$!
