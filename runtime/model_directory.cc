@@ -13,7 +13,6 @@ std::vector<int32_t> ModelDirectory::eos_token_ids() const {
 
 absl::StatusOr<ModelDirectory> open_model_directory(const std::filesystem::path& dir) {
   PLM_ASSIGN_OR_RETURN(model::PlmConfig config, model::load_plm_config(dir.string()));
-  PLM_ASSIGN_OR_RETURN(std::optional<model::GenerationConfig> generation, model::load_generation_config(dir.string()));
   PLM_ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::load_tokenizer(dir));
   PLM_ASSIGN_OR_RETURN(data::ProcessorConfig processor, data::load_processor_config(dir));
   if (processor.image.tile_size != config.vision.img_size) {
@@ -22,11 +21,13 @@ absl::StatusOr<ModelDirectory> open_model_directory(const std::filesystem::path&
                                                       ") differs from the vision tower's img_size (",
                                                       config.vision.img_size, ")"));
   }
-  return ModelDirectory{.path = dir,
-                        .config = std::move(config),
-                        .generation = std::move(generation),
-                        .tokenizer = std::move(tokenizer),
-                        .processor = std::move(processor)};
+  ModelDirectory out{.path = dir,
+                     .config = std::move(config),
+                     .generation = std::nullopt,
+                     .tokenizer = std::move(tokenizer),
+                     .processor = std::move(processor)};
+  PLM_ASSIGN_OR_RETURN(out.generation, model::load_generation_config(dir.string()));
+  return out;
 }
 
 }  // namespace plm::runtime
