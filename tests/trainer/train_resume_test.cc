@@ -118,7 +118,9 @@ TEST(TrainResume, DataParallelZero2CheckpointResumesOnOneRank) {
     hooks.stop_requested = [&] { return ++steps_seen >= 3 && world.rank() == 1 ? SIGUSR1 : 0; };
     const absl::StatusOr<TrainRunResult> r = run_training(short_config(split, {"layout.zero=2"}), world, hooks);
     statuses[static_cast<size_t>(world.rank())] = r.status();
-    if (r.ok()) EXPECT_EQ(r->last_step, 3);  // rank 1's request stops both ranks after the same step
+    if (r.ok()) {
+      EXPECT_EQ(r->last_step, 3);  // rank 1's request stops both ranks after the same step
+    }
   });
   for (const absl::Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
   absl::StatusOr<CheckpointScan> scan = latest_complete_checkpoint(split);
