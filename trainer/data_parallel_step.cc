@@ -78,7 +78,8 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
   double local_loss = 0.0;
   for (const model::TrainingBatch& b : micro_batches) {
     PLM_ASSIGN_OR_RETURN(const model::MicroBatchLoss r,
-                         model::train_forward_backward(model_, grads_->views(), b, loss_scale, s));
+                         model::train_forward_backward(model_, grads_->views(), b, loss_scale,
+                                                       {.recompute = config_.recompute}, s));
     local_loss += r.loss_sum;
     stats.vision_tiles += r.vision_tiles;
     stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, r.arena_bytes);

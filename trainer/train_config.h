@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "core/device.h"
 #include "distributed/parallel_dims.h"
+#include "model/recompute.h"
 #include "trainer/lr_schedule.h"
 
 namespace plm::trainer {
@@ -26,11 +27,11 @@ namespace plm::trainer {
 // Which tokens carry a label: the assistant turns' content and closing <|eot_id|> (PLM's own recipe), or
 // every token except media placeholders (what the model card's LoRA example trains on).
 enum class LabelMode { kAssistant, kAllButMedia };
-// Activation recomputation per block: keep everything, recompute the cheap parts, or recompute the block.
-enum class Recompute { kNone, kSelective, kFull };
+// Activation recomputation per block (the model's policy, model/recompute.h).
+using model::Recompute;
+using model::recompute_text;
 
-std::string_view label_mode_text(LabelMode mode);      // "assistant", "all_but_media"
-std::string_view recompute_text(Recompute recompute);  // "none", "selective", "full"
+std::string_view label_mode_text(LabelMode mode);  // "assistant", "all_but_media"
 
 // The module names LoRA can adapt (HF Llama names), in this order.
 inline constexpr std::array<std::string_view, 7> kLoraTargetNames = {"q_proj",    "k_proj",  "v_proj",  "o_proj",
