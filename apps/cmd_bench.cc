@@ -1,10 +1,12 @@
-// `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, tokenizer,
-// preprocess, sft-data, and make-random-model, which writes the random-weight checkpoints the generate suite runs on.
+// `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, train, tokenizer,
+// preprocess, sft-data, and make-random-model, which writes the random-weight checkpoints the generate and
+// train suites run on.
 #include "apps/command.h"
 #include "bench/data_bench.h"
 #include "bench/generate_bench.h"
 #include "bench/kernel_bench.h"
 #include "bench/random_checkpoint.h"
+#include "bench/train_bench.h"
 
 namespace plm::apps {
 
@@ -31,6 +33,20 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   generate->add_option("--image-tiles", gen->image_tiles, "Image tiles per prompt")->check(CLI::NonNegativeNumber);
   generate->add_option("--seed", gen->seed, "Seed of the synthetic token ids and pixels");
   generate->callback([selected, gen] { *selected = [gen] { return bench::run_generate_bench(*gen); }; });
+
+  auto tr = std::make_shared<bench::TrainBenchOptions>();
+  CLI::App* train = bench->add_subcommand(
+      "train", "Time full training steps (forward, backward, AdamW) on synthetic sequences; peak memory vs estimate");
+  train->add_option("--model", tr->model_dir, "HF model directory")->required()->check(CLI::ExistingDirectory);
+  train->add_option("--batch", tr->batch, "Sequences per step (one packed micro-batch)")->check(CLI::PositiveNumber);
+  train->add_option("--seq-len", tr->seq_len, "Tokens per sequence, image placeholders included")
+      ->check(CLI::Range(2, 1 << 20));
+  train->add_option("--image-tiles", tr->image_tiles, "Image tiles per sequence")->check(CLI::NonNegativeNumber);
+  train->add_option("--steps", tr->steps, "Timed steps after one warm-up step")->check(CLI::PositiveNumber);
+  train->add_option("--recompute", tr->recompute, "Activation recomputation per block")
+      ->check(CLI::IsMember({"none", "selective", "full"}));
+  train->add_option("--seed", tr->seed, "Seed of the synthetic token ids and pixels");
+  train->callback([selected, tr] { *selected = [tr] { return bench::run_train_bench(*tr); }; });
 
   auto tok = std::make_shared<bench::TokenizerBenchOptions>();
   CLI::App* tokenizer = bench->add_subcommand("tokenizer", "Encode throughput of the tokenizer on one thread");
@@ -70,6 +86,10 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   make_random->add_option("--out", random->out_dir, "Model directory to write")->required();
   make_random->add_option("--seed", random->seed, "Seed of the weights");
   make_random->add_option("--max-shard-mb", *max_shard_mb, "Largest safetensors file, in MB (1e6 bytes)")
+      ->check(CLI::PositiveNumber);
+  make_random->add_option("--text-layers", random->text_layers, "Decoder layers (default: the config's)")
+      ->check(CLI::PositiveNumber);
+  make_random->add_option("--vision-layers", random->vision_layers, "Vision blocks (default: the config's)")
       ->check(CLI::PositiveNumber);
   make_random->callback([selected, random, max_shard_mb] {
     random->max_shard_bytes = *max_shard_mb * 1'000'000;

@@ -1,7 +1,6 @@
 #include "bench/generate_bench.h"
 
 #include <omp.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,7 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/counter_random.h"
+#include "bench/peak_rss.h"
+#include "bench/synthetic_prompts.h"
 #include "core/cuda/runtime.h"
 #include "core/status_macros.h"
 #include "model/generator.h"
@@ -24,48 +24,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Llama 3's special tokens start at 128000 (BOS); synthetic text stays below them. Mirrored, like the
-// streams below, in bench/hf_generate_bench.py.
-constexpr int32_t kFirstSpecialToken = 128000;
-constexpr uint64_t kPixelStream = uint64_t{1} << 32;  // prompt b's text uses stream b, its tiles this + b
 constexpr int kWarmupTokens = 8;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-// Every prompt: tiles x tokens_per_tile image placeholders, then prompt_tokens text ids. The tiles of all
-// prompts are one tensor (batch * tiles, 3, img, img), uniform in [-1, 1) as after normalisation, prompt
-// after prompt, so encoding it at once gives the rows in placeholder order.
-struct SyntheticBatch {
-  std::vector<std::vector<int32_t>> ids;       // per prompt, placeholders included
-  std::vector<std::vector<int32_t>> text_ids;  // per prompt
-  OwnedTensor pixels;                          // undefined without tiles
-};
-
-SyntheticBatch make_prompts(const model::PlmConfig& config, const GenerateBenchOptions& o) {
-  SyntheticBatch batch;
-  const int32_t text_vocab = std::min(config.text.vocab_size, kFirstSpecialToken);
-  const int64_t placeholders = int64_t{o.image_tiles} * config.tokens_per_tile();
-  for (int b = 0; b < o.batch; ++b) {
-    const uint64_t key = stream_key(o.seed, static_cast<uint64_t>(b));
-    std::vector<int32_t> text(o.prompt_tokens);
-    for (int i = 0; i < o.prompt_tokens; ++i) text[i] = static_cast<int32_t>(random_bits(key, i) % text_vocab);
-    std::vector<int32_t> ids(placeholders, config.image_token_id);
-    ids.insert(ids.end(), text.begin(), text.end());
-    batch.ids.push_back(std::move(ids));
-    batch.text_ids.push_back(std::move(text));
-  }
-  if (o.image_tiles == 0) return batch;
-  const int64_t img = config.vision.img_size, per_prompt = int64_t{o.image_tiles} * 3 * img * img;
-  batch.pixels = OwnedTensor({int64_t{o.batch} * o.image_tiles, 3, img, img}, DType::kF32);
-  float* pixels = batch.pixels.data_as<float>();
-  for (int b = 0; b < o.batch; ++b) {
-    const uint64_t key = stream_key(o.seed, kPixelStream + b);
-    for (int64_t i = 0; i < per_prompt; ++i) {
-      pixels[b * per_prompt + i] = 2.0f * uniform_from_bits(random_bits(key, i)) - 1.0f;
-    }
-  }
-  return batch;
-}
 
 struct GenerateTimes {
   double load_s = 0;
@@ -81,7 +42,7 @@ void sync_device(const model::PlmModel& model) {
 }
 
 // Thread pools, allocator and first touch of the activations: a short text-only generation.
-absl::Status warm_up(const model::PlmModel& model, const SyntheticBatch& prompts, const GenerateBenchOptions& o) {
+absl::Status warm_up(const model::PlmModel& model, const SyntheticPrompts& prompts, const GenerateBenchOptions& o) {
   model::GenerationRequest request;
   const std::vector<int32_t>& text = prompts.text_ids[0];
   request.prompt_ids.assign(text.begin(), text.begin() + std::min(kWarmupTokens, o.prompt_tokens));
@@ -89,7 +50,7 @@ absl::Status warm_up(const model::PlmModel& model, const SyntheticBatch& prompts
 }
 
 // Every prompt in its own cache slot, packed into one forward, as generate() does.
-absl::StatusOr<double> time_prefill(const model::PlmModel& model, const SyntheticBatch& prompts,
+absl::StatusOr<double> time_prefill(const model::PlmModel& model, const SyntheticPrompts& prompts,
                                     const model::MediaEmbeddings& media, const GenerateBenchOptions& o) {
   const int64_t length = static_cast<int64_t>(prompts.ids[0].size());
   const std::unique_ptr<model::KvCache> cache = model.make_cache(o.batch, length + o.new_tokens);
@@ -107,7 +68,7 @@ absl::StatusOr<double> time_prefill(const model::PlmModel& model, const Syntheti
 }
 
 // The whole generate(), media included; fills first_token_s, decode_s and tokens.
-absl::Status time_generate(const model::PlmModel& model, const SyntheticBatch& prompts, const GenerateBenchOptions& o,
+absl::Status time_generate(const model::PlmModel& model, const SyntheticPrompts& prompts, const GenerateBenchOptions& o,
                            GenerateTimes& times) {
   std::vector<model::GenerationRequest> requests(o.batch);
   for (int b = 0; b < o.batch; ++b) {
@@ -134,7 +95,7 @@ absl::Status time_generate(const model::PlmModel& model, const SyntheticBatch& p
   return absl::OkStatus();
 }
 
-absl::Status measure(const model::PlmModel& model, const SyntheticBatch& prompts, const GenerateBenchOptions& o,
+absl::Status measure(const model::PlmModel& model, const SyntheticPrompts& prompts, const GenerateBenchOptions& o,
                      GenerateTimes& times) {
   PLM_RETURN_IF_ERROR(warm_up(model, prompts, o));
   model::MediaEmbeddings media;
@@ -148,12 +109,6 @@ absl::Status measure(const model::PlmModel& model, const SyntheticBatch& prompts
   }
   PLM_ASSIGN_OR_RETURN(times.prefill_s, time_prefill(model, prompts, media, o));
   return time_generate(model, prompts, o, times);
-}
-
-double peak_rss_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
 void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, const GenerateTimes& t) {
@@ -215,7 +170,9 @@ int run_generate_bench(const GenerateBenchOptions& o) {
     return 1;
   }
   times.load_s = seconds_since(start);
-  const SyntheticBatch prompts = make_prompts((*model)->config(), o);
+  const SyntheticPrompts prompts = make_synthetic_prompts(
+      (*model)->config(),
+      {.batch = o.batch, .text_tokens = o.prompt_tokens, .image_tiles = o.image_tiles, .seed = o.seed});
   if (absl::Status status = measure(**model, prompts, o, times); !status.ok()) {
     std::fprintf(stderr, "plm bench generate: %s\n", status.ToString().c_str());
     return 1;

@@ -23,7 +23,7 @@ import torch
 import transformers
 from transformers import PerceptionLMForConditionalGeneration, StoppingCriteria, StoppingCriteriaList
 
-# bench/generate_bench.cc and bench/counter_random.h, mirrored.
+# bench/synthetic_prompts.cc and bench/counter_random.h, mirrored.
 FIRST_SPECIAL_TOKEN = 128000
 PIXEL_STREAM = 1 << 32
 WARMUP_TOKENS = 8

@@ -100,6 +100,24 @@ absl::Status copy_config_files(const fs::path& from, const fs::path& to) {
   return absl::OkStatus();
 }
 
+// Writes the layer-count overrides into the copied config.json.
+absl::Status override_layers(const fs::path& config_path, const RandomCheckpointOptions& options) {
+  if (!options.text_layers && !options.vision_layers) return absl::OkStatus();
+  std::ifstream in(config_path);
+  const nlohmann::json parsed = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.contains("text_config") || !parsed.contains("vision_config")) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path.string(), ": not a PLM config.json"));
+  }
+  nlohmann::json config = parsed;
+  if (options.text_layers) config["text_config"]["num_hidden_layers"] = *options.text_layers;
+  if (options.vision_layers) config["vision_config"]["model_args"]["depth"] = *options.vision_layers;
+  std::ofstream out(config_path, std::ios::trunc);
+  out << config.dump(2) << "\n";
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat(config_path.string(), ": write failed"));
+  return absl::OkStatus();
+}
+
 absl::Status write_index(const fs::path& path, int64_t total_bytes, const nlohmann::json& weight_map) {
   const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
   std::ofstream out(path);
@@ -112,10 +130,12 @@ absl::Status write_index(const fs::path& path, int64_t total_bytes, const nlohma
 }  // namespace
 
 absl::StatusOr<RandomCheckpointSummary> write_random_checkpoint(const RandomCheckpointOptions& options) {
-  PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(options.config_dir));
+  PLM_RETURN_IF_ERROR(model::load_plm_config(options.config_dir).status());
   const fs::path out_dir(options.out_dir);
   PLM_RETURN_IF_ERROR(prepare_out_dir(out_dir));
   PLM_RETURN_IF_ERROR(copy_config_files(options.config_dir, out_dir));
+  PLM_RETURN_IF_ERROR(override_layers(out_dir / "config.json", options));
+  PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(out_dir.string()));
 
   const std::vector<model::ExpectedTensor> expected = model::expected_tensors(config);
   const std::vector<std::vector<size_t>> shards = plan_shards(expected, options.max_shard_bytes);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ struct RandomCheckpointOptions {
   std::string out_dir;                         // created; must not already hold a checkpoint
   uint64_t seed = 0;
   int64_t max_shard_bytes = 2'000'000'000;     // HF's "2GB"; a larger single tensor gets its own shard
+  // Fewer layers at the same widths (e.g. a PLM-1B-shaped model whose optimizer state fits in memory):
+  // written into the copied config.json (text_config.num_hidden_layers, vision_config.model_args.depth).
+  std::optional<int> text_layers;
+  std::optional<int> vision_layers;
 };
 
 struct RandomCheckpointSummary {

@@ -57,7 +57,8 @@ absl::StatusOr<OwnedTensor> lora_row_keys(const PlmModel& model, const TrainingB
 }  // namespace
 
 absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, const PlmWeights& grad,
-                                                      const TrainingBatch& batch, float loss_scale, Stream s) {
+                                                      const TrainingBatch& batch, float loss_scale,
+                                                      const TrainPassOptions& options, Stream s) {
   const PlmConfig& config = model.config();
   const int64_t t = static_cast<int64_t>(batch.ids.size()), hidden = config.text.hidden_size;
   if (model.parallel().tp_size() != 1 || model.parallel().pp_size() != 1) {
@@ -82,10 +83,13 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   const int64_t tiles = image_tiles + video_frames;
   const VisionConfig& v = config.vision;
   const int64_t per_tile = config.tokens_per_tile();
-  size_t bytes = decoder.activation_bytes(t, dtype) + 16 * static_cast<size_t>(t) * (hidden + 4) * dtype_size(dtype);
+  const Recompute recompute = options.recompute;
+  size_t bytes =
+      decoder.activation_bytes(t, dtype, recompute) + 16 * static_cast<size_t>(t) * (hidden + 4) * dtype_size(dtype);
   for (const int64_t n : {image_tiles, video_frames}) {
     if (n == 0) continue;
-    bytes += model.vision().activation_bytes(n, dtype) + model.projector().activation_bytes(n, v.embed_dim, dtype);
+    bytes += model.vision().activation_bytes(n, dtype, recompute) +
+             model.projector().activation_bytes(n, v.embed_dim, dtype);
     bytes += 2 * dtype_size(dtype) * static_cast<size_t>(n) * (v.seq_len() * v.embed_dim + per_tile * hidden);
   }
   bytes += backward_scratch_bytes(config, decoder.layer_dims(), t, std::max(image_tiles, video_frames), dtype) +
@@ -103,7 +107,7 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
     const int64_t n = pixels_of[kind].size(0);
     p.input = model.model_input(pixels_of[kind], s);
     p.tower_out = arena.alloc({n, v.seq_len(), v.embed_dim}, dtype);
-    p.vision = model.vision().forward_train(arena, p.tower_out, p.input, s);
+    p.vision = model.vision().forward_train(arena, p.tower_out, p.input, recompute, s);
     p.rows = arena.alloc({n, per_tile, hidden}, dtype);
     p.projector = model.projector().forward_train(arena, p.rows, p.tower_out, s);
     (kind == 0 ? media.image : media.video) = p.rows.reshape({n * per_tile, hidden});
@@ -119,7 +123,7 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   const Tensor x = arena.alloc({t, hidden}, dtype);
   decoder.embed(x, ids_device, s);
   PLM_RETURN_IF_ERROR(scatter_media(x, batch.ids, media, media_tokens, s));
-  std::vector<DecoderLayerActivations> acts = decoder.allocate_activations(arena, t, dtype);
+  DecoderActivations acts = decoder.allocate_activations(arena, t, dtype, recompute);
   PLM_ASSIGN_OR_RETURN(const OwnedTensor row_keys, lora_row_keys(model, batch));
   decoder.forward_layers_train(x, positions, attention, acts, {.scratch = &arena, .row_keys = row_keys}, s);
   const HeadActivations head = decoder.head_loss_forward(arena, x, targets_device, s);

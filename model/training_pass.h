@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
 #include "model/plm_model.h"
+#include "model/recompute.h"
 
 namespace plm::model {
 
@@ -31,13 +32,20 @@ struct MicroBatchLoss {
   double loss_sum = 0.0;        // sum of the per-token cross-entropies (f32 each, summed in double)
   int64_t labelled_tokens = 0;  // targets that are not kIgnoreTarget
   int64_t vision_tiles = 0;     // tiles + frames run through the tower (0: no ViT pass)
-  size_t arena_bytes = 0;       // activation + scratch memory of this micro-batch
+  size_t arena_bytes = 0;       // activation + scratch memory of this micro-batch (the arena's peak)
+};
+
+struct TrainPassOptions {
+  // Activation recomputation of every decoder layer and vision block (model/recompute.h); the gradients are
+  // the same bitwise whatever the policy, only the activation memory and the compute differ.
+  Recompute recompute = Recompute::kNone;
 };
 
 // loss_scale: d(step loss)/d(each token's loss), i.e. 1 / (labelled tokens of the whole optimizer step),
 // so every split of the step into micro-batches and ranks gives the same gradients. With no defined gradient
 // tensor at all it only evaluates the loss.
 absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, const PlmWeights& grad,
-                                                      const TrainingBatch& batch, float loss_scale, Stream s = {});
+                                                      const TrainingBatch& batch, float loss_scale,
+                                                      const TrainPassOptions& options = {}, Stream s = {});
 
 }  // namespace plm::model

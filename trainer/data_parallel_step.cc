@@ -80,7 +80,8 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
   absl::Status passes;
   for (const model::TrainingBatch& b : micro_batches) {
     const absl::StatusOr<model::MicroBatchLoss> r =
-        model::train_forward_backward(model_, grads_->views(), b, loss_scale, s);
+        model::train_forward_backward(model_, grads_->views(), b, loss_scale,
+                                      {.recompute = config_.recompute}, s);
     if (!r.ok()) {
       passes = r.status();
       break;

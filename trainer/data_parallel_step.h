@@ -36,6 +36,7 @@ struct DataParallelConfig {
   int zero_stage = 0;  // 0, 1 or 2
   AdamWConfig adamw;
   float grad_clip = 1.0f;  // <= 0: no clipping
+  model::Recompute recompute = model::Recompute::kNone;  // activation recomputation per block
 };
 
 class DataParallelStep {

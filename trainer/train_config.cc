@@ -439,16 +439,6 @@ std::optional<DType> export_dtype_value(ExportDType dtype) {
   return std::nullopt;
 }
 
-std::string_view recompute_text(Recompute recompute) {
-  switch (recompute) {
-    case Recompute::kNone: return "none";
-    case Recompute::kSelective: return "selective";
-    case Recompute::kFull: return "full";
-  }
-  PLM_CHECK(false) << "unhandled Recompute " << static_cast<int>(recompute);
-  return {};
-}
-
 std::string TrainConfig::where(std::string_view key) const {
   const auto it = origin.find(std::string(key));
   return it != origin.end() ? it->second : absl::StrCat(source, " (default)");

@@ -20,16 +20,16 @@
 #include "core/device.h"
 #include "data/sft_sample.h"
 #include "distributed/parallel_dims.h"
+#include "model/recompute.h"
 #include "trainer/lr_schedule.h"
 
 namespace plm::trainer {
 
 // Which tokens carry a label (data/sft_sample.h).
 using data::LabelMode;
-// Activation recomputation per block: keep everything, recompute the cheap parts, or recompute the block.
-enum class Recompute { kNone, kSelective, kFull };
-
-std::string_view recompute_text(Recompute recompute);  // "none", "selective", "full"
+// Activation recomputation per block (the model's policy, model/recompute.h).
+using model::Recompute;
+using model::recompute_text;
 
 // The dtype of final-hf's weights: each tensor's as the base checkpoint stores it (auto), or one for all.
 enum class ExportDType { kAuto, kBF16, kF16, kF32 };

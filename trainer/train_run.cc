@@ -116,10 +116,6 @@ struct Setup {
 };
 
 absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout) {
-  if (config.recompute != Recompute::kNone) {
-    return absl::UnimplementedError(absl::StrCat("recompute (", config.where("recompute"),
-                                                 "): only 'none' is implemented so far"));
-  }
   Setup s;
   PLM_ASSIGN_OR_RETURN(s.device, training_device(config));
   PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {}, {.for_training = true}));
@@ -232,7 +228,8 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                 .beta2 = static_cast<float>(config.optimizer.betas[1]),
                 .eps = static_cast<float>(config.optimizer.eps),
                 .weight_decay = static_cast<float>(config.optimizer.weight_decay)},
-      .grad_clip = static_cast<float>(config.optimizer.grad_clip)};
+      .grad_clip = static_cast<float>(config.optimizer.grad_clip),
+      .recompute = config.recompute};
   // Gradients live on the training device: on GPUs the DP reductions go through NCCL (bootstrapped over the
   // world communicator, which keeps the host-side agreements, stop flags and checkpoint barriers).
   std::unique_ptr<distributed::Communicator> nccl_dp;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/check.h"
 #include "core/kernels/ops.h"
 #include "distributed/tp_regions.h"
 
@@ -14,6 +15,20 @@ size_t DecoderLayer::adapter_scratch_bytes(int64_t tokens) const {
   }
   return bytes;
 }
+
+namespace {
+
+// The MLP up to its activation: h2 = post_attention_norm(x) (rstd when defined), gate, up, act.
+void mlp_up_to_act(const DecoderLayer& layer, const DecoderLayerActivations& a, Tensor x, Tensor rstd,
+                   const LoraPass& lora, Stream s) {
+  layer.post_attention_norm.forward(a.h2, rstd, x, s);
+  // copy_to_tp(h2): identity forward.
+  layer.gate_proj.forward(a.gate, a.h2, lora, s);
+  layer.up_proj.forward(a.up, a.h2, lora, s);
+  swiglu_forward(a.act, a.gate, a.up, s);
+}
+
+}  // namespace
 
 void decoder_layer_forward(const DecoderLayer& layer, DecoderLayerActivations& a, Tensor x, Tensor positions,
                            Tensor inv_freq, const AttentionCore& attention, int layer_index,
@@ -32,14 +47,30 @@ void decoder_layer_forward(const DecoderLayer& layer, DecoderLayerActivations& a
   add(x, x, a.y, s);
   if (a.x_mid.defined()) copy_tensor(a.x_mid, x, s);
 
-  layer.post_attention_norm.forward(a.h2, a.rstd2, x, s);
-  // copy_to_tp(h2): identity forward.
-  layer.gate_proj.forward(a.gate, a.h2, lora, s);
-  layer.up_proj.forward(a.up, a.h2, lora, s);
-  swiglu_forward(a.act, a.gate, a.up, s);
+  mlp_up_to_act(layer, a, x, a.rstd2, lora, s);
   layer.down_proj.forward(a.y, a.act, lora, s);
   distributed::reduce_from_tp_forward(a.y, tp, s);
   add(x, x, a.y, s);
+}
+
+void decoder_layer_recompute(const DecoderLayer& layer, const DecoderLayerActivations& a, Recompute recompute,
+                             Tensor positions, Tensor inv_freq, const AttentionCore& attention, int layer_index,
+                             distributed::Communicator& tp, Arena& scratch, Tensor lora_row_keys, Stream s) {
+  // The forward's dropout keys draw the forward's masks again.
+  const LoraPass lora{.scratch = &scratch, .row_keys = lora_row_keys};
+  switch (recompute) {
+    case Recompute::kNone: return;
+    case Recompute::kSelective:
+      layer.input_norm.forward(a.h1, a.x, s);
+      mlp_up_to_act(layer, a, a.x_mid, Tensor(), lora, s);
+      return;
+    case Recompute::kFull:
+      rerun_block_forward(a, scratch, s, [&](DecoderLayerActivations& rebuilt, Tensor x) {
+        decoder_layer_forward(layer, rebuilt, x, positions, inv_freq, attention, layer_index, tp, lora, s);
+      });
+      return;
+  }
+  PLM_CHECK(false) << "unhandled Recompute " << static_cast<int>(recompute);
 }
 
 void decoder_layer_backward(const DecoderLayer& layer, const DecoderLayer& grad, const DecoderLayerActivations& a,

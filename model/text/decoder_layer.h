@@ -13,6 +13,7 @@
 #include "distributed/communicator.h"
 #include "model/layers/linear.h"
 #include "model/layers/norms.h"
+#include "model/recompute.h"
 #include "model/text/attention_core.h"
 
 namespace plm::model {
@@ -71,46 +72,50 @@ struct DecoderLayer {
   size_t adapter_scratch_bytes(int64_t tokens) const;
 };
 
-// What one layer's forward leaves for its backward, for T packed tokens. Inference allocates only the
-// scratch (for_backward = false): x, rstd1, rstd2, lse and x_mid are then undefined.
+// What one layer's forward leaves for its backward, for T packed tokens. Each field's tier (model/recompute.h)
+// decides whether a recomputation policy keeps it per layer or in the workspace all layers share; inference
+// allocates only what the forward touches: x, rstd1, rstd2, lse and x_mid are then undefined.
 struct DecoderLayerActivations {
-  Tensor x;        // (T, H) the layer's input (residual stream), saved
-  Tensor rstd1;    // (T) f32
-  Tensor h1;       // (T, H) input_norm(x)
-  Tensor q;        // (T, h, Dh) after RoPE
-  Tensor k, v;     // (T, k, Dh), k after RoPE
-  Tensor attn;     // (T, h, Dh) attention output
-  Tensor lse;      // (T * h) f32, per sequence (1, h, len) blocks
-  Tensor x_mid;    // (T, H) residual stream after the attention block, saved
-  Tensor rstd2;    // (T) f32
-  Tensor h2;       // (T, H) post_attention_norm(x_mid)
-  Tensor gate, up; // (T, f) before the activation
-  Tensor act;      // (T, f) silu(gate) * up
-  Tensor y;        // (T, H) scratch: a branch's output before the residual add
+  Tensor x;        // (T, H) the layer's input (residual stream)               input
+  Tensor rstd1;    // (T) f32                                                   expensive
+  Tensor h1;       // (T, H) input_norm(x)                                      cheap
+  Tensor q;        // (T, h, Dh) after RoPE                                     expensive
+  Tensor k, v;     // (T, k, Dh), k after RoPE                                  expensive
+  Tensor attn;     // (T, h, Dh) attention output                               expensive
+  Tensor lse;      // (T * h) f32, per sequence (1, h, len) blocks              expensive
+  Tensor x_mid;    // (T, H) residual stream after the attention block          expensive
+  Tensor rstd2;    // (T) f32                                                   expensive
+  Tensor h2;       // (T, H) post_attention_norm(x_mid)                         cheap
+  Tensor gate, up; // (T, f) before the activation                              cheap
+  Tensor act;      // (T, f) silu(gate) * up                                    cheap
+  Tensor y;        // (T, H) a branch's output before the residual add          scratch
 
-  // alloc: an Arena or an ArenaSizer (to size an arena first).
+  // Allocates `part`'s fields onto a copy of `onto` (e.g. a layer's saved tensors onto the shared
+  // workspace). alloc: an Arena or an ArenaSizer (to size an arena first).
   template <typename Alloc>
   static DecoderLayerActivations allocate(Alloc& alloc, int64_t tokens, const DecoderLayerDims& d, DType dtype,
-                                          bool for_backward) {
-    DecoderLayerActivations a;
+                                          ActivationPart part, DecoderLayerActivations onto = {}) {
+    using enum ActivationTier;
+    DecoderLayerActivations a = onto;
     const int64_t t = tokens;
-    if (for_backward) {
-      a.x = alloc.alloc({t, d.hidden}, dtype);
-      a.rstd1 = alloc.alloc({t}, DType::kF32);
-      a.lse = alloc.alloc({t * d.heads}, DType::kF32);
-      a.x_mid = alloc.alloc({t, d.hidden}, dtype);
-      a.rstd2 = alloc.alloc({t}, DType::kF32);
-    }
-    a.h1 = alloc.alloc({t, d.hidden}, dtype);
-    a.q = alloc.alloc({t, d.heads, d.head_dim}, dtype);
-    a.k = alloc.alloc({t, d.kv_heads, d.head_dim}, dtype);
-    a.v = alloc.alloc({t, d.kv_heads, d.head_dim}, dtype);
-    a.attn = alloc.alloc({t, d.heads, d.head_dim}, dtype);
-    a.h2 = alloc.alloc({t, d.hidden}, dtype);
-    a.gate = alloc.alloc({t, d.ffn}, dtype);
-    a.up = alloc.alloc({t, d.ffn}, dtype);
-    a.act = alloc.alloc({t, d.ffn}, dtype);
-    a.y = alloc.alloc({t, d.hidden}, dtype);
+    const auto field = [&](Tensor& f, ActivationTier tier, bool backward_only, Shape shape, DType type) {
+      if (part.includes(tier, backward_only)) f = alloc.alloc(shape, type);
+    };
+    field(a.x, kInput, true, {t, d.hidden}, dtype);
+    field(a.rstd1, kExpensive, true, {t}, DType::kF32);
+    field(a.lse, kExpensive, true, {t * d.heads}, DType::kF32);
+    field(a.x_mid, kExpensive, true, {t, d.hidden}, dtype);
+    field(a.rstd2, kExpensive, true, {t}, DType::kF32);
+    field(a.h1, kCheap, false, {t, d.hidden}, dtype);
+    field(a.q, kExpensive, false, {t, d.heads, d.head_dim}, dtype);
+    field(a.k, kExpensive, false, {t, d.kv_heads, d.head_dim}, dtype);
+    field(a.v, kExpensive, false, {t, d.kv_heads, d.head_dim}, dtype);
+    field(a.attn, kExpensive, false, {t, d.heads, d.head_dim}, dtype);
+    field(a.h2, kCheap, false, {t, d.hidden}, dtype);
+    field(a.gate, kCheap, false, {t, d.ffn}, dtype);
+    field(a.up, kCheap, false, {t, d.ffn}, dtype);
+    field(a.act, kCheap, false, {t, d.ffn}, dtype);
+    field(a.y, kScratch, false, {t, d.hidden}, dtype);
     return a;
   }
 };
@@ -120,6 +125,15 @@ struct DecoderLayerActivations {
 void decoder_layer_forward(const DecoderLayer& layer, DecoderLayerActivations& a, Tensor x, Tensor positions,
                            Tensor inv_freq, const AttentionCore& attention, int layer_index,
                            distributed::Communicator& tp, const LoraPass& lora = {}, Stream s = {});
+
+// Rebuilds what `recompute` did not keep of the layer's activations (a: its saved tensors over the shared
+// workspace) from the saved ones, bitwise as the forward made them. Arguments as for the forward; scratch
+// holds a copy of the input under full recomputation and the adapters' temporaries; lora_row_keys: the
+// forward's dropout keys (undefined: no dropout).
+void decoder_layer_recompute(const DecoderLayer& layer, const DecoderLayerActivations& a, Recompute recompute,
+                             Tensor positions, Tensor inv_freq, const AttentionCore& attention, int layer_index,
+                             distributed::Communicator& tp, Arena& scratch, Tensor lora_row_keys = {},
+                             Stream s = {});
 
 // dx: (T, H) gradient w.r.t. the layer's output on entry, w.r.t. its input on return. grad: the layer's
 // gradient views (undefined tensors for frozen parameters). scratch: an arena for temporaries (the

@@ -166,10 +166,10 @@ void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBa
   // One layer's scratch, reused by every layer.
   const int64_t t = hidden.size(0);
   ArenaSizer sizer;
-  DecoderLayerActivations::allocate(sizer, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
+  DecoderLayerActivations::allocate(sizer, t, layer_dims(), hidden.dtype(), ActivationPart::inference());
   Arena arena(sizer.bytes() + adapter_scratch_bytes(t), hidden.device());
   DecoderLayerActivations scratch =
-      DecoderLayerActivations::allocate(arena, t, layer_dims(), hidden.dtype(), /*for_backward=*/false);
+      DecoderLayerActivations::allocate(arena, t, layer_dims(), hidden.dtype(), ActivationPart::inference());
   const LoraPass lora{.scratch = &arena, .row_keys = Tensor()};  // adapters, if any, without dropout
   for (size_t i = 0; i < weights_.layers.size(); ++i) {
     const int index = static_cast<int>(i);
@@ -191,20 +191,33 @@ void LlamaDecoder::head(Tensor logits, Tensor normed, Tensor hidden, Stream s) c
   distributed::gather_tp_blocks(logits, local, *tp_, s);
 }
 
-std::vector<DecoderLayerActivations> LlamaDecoder::allocate_activations(Arena& arena, int64_t tokens,
-                                                                       DType dtype) const {
-  std::vector<DecoderLayerActivations> acts;
-  for (size_t i = 0; i < weights_.layers.size(); ++i) {
-    acts.push_back(DecoderLayerActivations::allocate(arena, tokens, layer_dims(), dtype, /*for_backward=*/true));
+namespace {
+
+// Sizes (ArenaSizer) or allocates (Arena) the workspace, then each layer's saved tensors onto it.
+template <typename Alloc>
+DecoderActivations allocate_layers(Alloc& alloc, size_t num_layers, int64_t tokens, const DecoderLayerDims& dims,
+                                   DType dtype, Recompute recompute) {
+  DecoderActivations acts;
+  acts.recompute = recompute;
+  const DecoderLayerActivations workspace =
+      DecoderLayerActivations::allocate(alloc, tokens, dims, dtype, ActivationPart::workspace(recompute));
+  for (size_t i = 0; i < num_layers; ++i) {
+    acts.layers.push_back(
+        DecoderLayerActivations::allocate(alloc, tokens, dims, dtype, ActivationPart::saved(recompute), workspace));
   }
   return acts;
 }
 
-size_t LlamaDecoder::activation_bytes(int64_t tokens, DType dtype) const {
+}  // namespace
+
+DecoderActivations LlamaDecoder::allocate_activations(Arena& arena, int64_t tokens, DType dtype,
+                                                      Recompute recompute) const {
+  return allocate_layers(arena, weights_.layers.size(), tokens, layer_dims(), dtype, recompute);
+}
+
+size_t LlamaDecoder::activation_bytes(int64_t tokens, DType dtype, Recompute recompute) const {
   ArenaSizer sizer;
-  for (size_t i = 0; i < weights_.layers.size(); ++i) {
-    DecoderLayerActivations::allocate(sizer, tokens, layer_dims(), dtype, /*for_backward=*/true);
-  }
+  allocate_layers(sizer, weights_.layers.size(), tokens, layer_dims(), dtype, recompute);
   return sizer.bytes();
 }
 
@@ -215,21 +228,24 @@ size_t LlamaDecoder::adapter_scratch_bytes(int64_t tokens) const {
 }
 
 void LlamaDecoder::forward_layers_train(Tensor hidden, Tensor positions, const PackedCausalAttention& attention,
-                                        std::vector<DecoderLayerActivations>& acts, const LoraPass& lora,
-                                        Stream s) const {
-  PLM_CHECK_EQ(acts.size(), weights_.layers.size());
+                                        DecoderActivations& acts, const LoraPass& lora, Stream s) const {
+  PLM_CHECK_EQ(acts.layers.size(), weights_.layers.size());
   for (size_t i = 0; i < weights_.layers.size(); ++i) {
-    decoder_layer_forward(weights_.layers[i], acts[i], hidden, positions, inv_freq_, attention, static_cast<int>(i),
-                          *tp_, lora, s);
+    decoder_layer_forward(weights_.layers[i], acts.layers[i], hidden, positions, inv_freq_, attention,
+                          static_cast<int>(i), *tp_, lora, s);
   }
 }
 
-void LlamaDecoder::backward_layers(const DecoderWeights& grad, const std::vector<DecoderLayerActivations>& acts,
-                                   Tensor dhidden, Tensor positions, const PackedCausalAttention& attention,
-                                   Arena& scratch, Tensor lora_row_keys, Stream s) const {
+void LlamaDecoder::backward_layers(const DecoderWeights& grad, const DecoderActivations& acts, Tensor dhidden,
+                                   Tensor positions, const PackedCausalAttention& attention, Arena& scratch,
+                                   Tensor lora_row_keys, Stream s) const {
+  PLM_CHECK_EQ(acts.layers.size(), weights_.layers.size());
   for (size_t i = weights_.layers.size(); i-- > 0;) {
-    decoder_layer_backward(weights_.layers[i], grad.layers[i], acts[i], dhidden, positions, inv_freq_, attention,
-                           *tp_, scratch, lora_row_keys, s);
+    const DecoderLayer& layer = weights_.layers[i];
+    decoder_layer_recompute(layer, acts.layers[i], acts.recompute, positions, inv_freq_, attention,
+                            static_cast<int>(i), *tp_, scratch, lora_row_keys, s);
+    decoder_layer_backward(layer, grad.layers[i], acts.layers[i], dhidden, positions, inv_freq_, attention, *tp_,
+                           scratch, lora_row_keys, s);
   }
 }
 

@@ -60,6 +60,13 @@ struct HeadActivations {
   Tensor loss;    // (T) f32 per-token loss, 0 where the target is ignored
 };
 
+// The training activations of a stack of layers: per layer the tensors `recompute` keeps, with the others as
+// views of one workspace shared by all layers (model/recompute.h).
+struct DecoderActivations {
+  Recompute recompute = Recompute::kNone;
+  std::vector<DecoderLayerActivations> layers;
+};
+
 class LlamaDecoder {
  public:
   // lm_head_name: the tensor holding the output projection (hf_names.h lm_head_tensor_name).
@@ -89,20 +96,20 @@ class LlamaDecoder {
   void head(Tensor logits, Tensor normed, Tensor hidden, Stream s = {}) const;
 
   // ---- Training (tp = 1; packed sequences from position 0; activations from `arena`) ----
-  // Saved activations for every layer of this rank for T tokens.
-  std::vector<DecoderLayerActivations> allocate_activations(Arena& arena, int64_t tokens, DType dtype) const;
-  size_t activation_bytes(int64_t tokens, DType dtype) const;
+  // The activations of this rank's layers for T tokens under `recompute`.
+  DecoderActivations allocate_activations(Arena& arena, int64_t tokens, DType dtype, Recompute recompute) const;
+  size_t activation_bytes(int64_t tokens, DType dtype, Recompute recompute) const;
   // The most scratch one layer's adapters take for T tokens (0 without adapters).
   size_t adapter_scratch_bytes(int64_t tokens) const;
   // lora: the adapters' scratch and dropout keys (model/layers/lora.h).
   void forward_layers_train(Tensor hidden, Tensor positions, const PackedCausalAttention& attention,
-                            std::vector<DecoderLayerActivations>& acts, const LoraPass& lora = {},
-                            Stream s = {}) const;
-  // dhidden: grad w.r.t. the last layer's output on entry, w.r.t. the first layer's input on return.
-  // lora_row_keys: the forward's dropout keys.
-  void backward_layers(const DecoderWeights& grad, const std::vector<DecoderLayerActivations>& acts, Tensor dhidden,
-                       Tensor positions, const PackedCausalAttention& attention, Arena& scratch,
-                       Tensor lora_row_keys = {}, Stream s = {}) const;
+                            DecoderActivations& acts, const LoraPass& lora = {}, Stream s = {}) const;
+  // dhidden: grad w.r.t. the last layer's output on entry, w.r.t. the first layer's input on return. Rebuilds
+  // each layer's dropped activations (in the shared workspace) right before its backward. lora_row_keys: the
+  // forward's dropout keys.
+  void backward_layers(const DecoderWeights& grad, const DecoderActivations& acts, Tensor dhidden, Tensor positions,
+                       const PackedCausalAttention& attention, Arena& scratch, Tensor lora_row_keys = {},
+                       Stream s = {}) const;
   // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena).
   HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s = {}) const;
   // dloss: (T) f32 d(step loss)/d(per-token loss). dhidden (T, H) =.

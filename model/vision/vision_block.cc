@@ -1,5 +1,6 @@
 #include "model/vision/vision_block.h"
 
+#include "core/check.h"
 #include "core/kernels/ops.h"
 #include "distributed/tp_regions.h"
 
@@ -29,6 +30,15 @@ Tensor branch_grad(Tensor dx, Tensor branch, Tensor gamma, Tensor dgamma, Tensor
   return scratch;
 }
 
+// The MLP up to its activation: h2 = norm2(x) (mean, rstd when defined), pre_gelu, hidden.
+void mlp_up_to_gelu(const VisionBlock& b, const VisionBlockActivations& a, Tensor x, Tensor mean, Tensor rstd,
+                    Stream s) {
+  b.norm2.forward(a.h2, mean, rstd, x, s);
+  // copy_to_tp(h2): identity forward.
+  b.fc1.forward(a.pre_gelu, a.h2, s);
+  gelu_forward(a.hidden, a.pre_gelu, s);
+}
+
 }  // namespace
 
 void vision_block_forward(const VisionBlock& b, VisionBlockActivations& a, Tensor x, Tensor rope_cos, Tensor rope_sin,
@@ -47,13 +57,28 @@ void vision_block_forward(const VisionBlock& b, VisionBlockActivations& a, Tenso
   add_scaled_branch(x, a.y1, b.gamma1, a.scaled, s);
   if (a.x_mid.defined()) copy_tensor(a.x_mid, x, s);
 
-  b.norm2.forward(a.h2, a.mean2, a.rstd2, x, s);
-  // copy_to_tp(h2): identity forward.
-  b.fc1.forward(a.pre_gelu, a.h2, s);
-  gelu_forward(a.hidden, a.pre_gelu, s);
+  mlp_up_to_gelu(b, a, x, a.mean2, a.rstd2, s);
   b.fc2.forward(a.y2, a.hidden, s);
   distributed::reduce_from_tp_forward(a.y2, tp, s);
   add_scaled_branch(x, a.y2, b.gamma2, a.scaled, s);
+}
+
+void vision_block_recompute(const VisionBlock& b, const VisionBlockActivations& a, Recompute recompute,
+                            Tensor rope_cos, Tensor rope_sin, const VisionBlockDims& d, distributed::Communicator& tp,
+                            Arena& scratch, Stream s) {
+  switch (recompute) {
+    case Recompute::kNone: return;
+    case Recompute::kSelective:
+      b.norm1.forward(a.h1, a.x, s);
+      mlp_up_to_gelu(b, a, a.x_mid, Tensor(), Tensor(), s);
+      return;
+    case Recompute::kFull:
+      rerun_block_forward(a, scratch, s, [&](VisionBlockActivations& rebuilt, Tensor x) {
+        vision_block_forward(b, rebuilt, x, rope_cos, rope_sin, d, tp, s);
+      });
+      return;
+  }
+  PLM_CHECK(false) << "unhandled Recompute " << static_cast<int>(recompute);
 }
 
 void vision_block_backward(const VisionBlock& b, const VisionBlock& g, const VisionBlockActivations& a, Tensor dx,

@@ -11,6 +11,7 @@
 #include "distributed/communicator.h"
 #include "model/layers/linear.h"
 #include "model/layers/norms.h"
+#include "model/recompute.h"
 
 namespace plm::model {
 
@@ -57,50 +58,56 @@ struct VisionBlock {
   }
 };
 
-// One block's activations for n tiles. Inference allocates only scratch (for_backward = false).
+// One block's activations for n tiles. Each field's tier (model/recompute.h) decides whether a recomputation
+// policy keeps it per block or in the workspace all blocks share; inference allocates only what the forward
+// touches (no x, statistics, lse or x_mid).
 struct VisionBlockActivations {
-  Tensor x;              // (n, S, D) block input, saved
-  Tensor mean1, rstd1;   // (n S) f32
-  Tensor h1;             // (n, S, D)
-  Tensor qk;             // (n, S, h, Dh) scratch: q, then k, before RoPE
-  Tensor q, k, v;        // (n, S, h, Dh), q and k after RoPE
-  Tensor attn;           // (n, S, h, Dh)
-  Tensor lse;            // (n, h, S) f32
-  Tensor y1;             // (n, S, D) proj output before LayerScale
-  Tensor x_mid;          // (n, S, D) residual after attention, saved
-  Tensor mean2, rstd2;   // (n S) f32
-  Tensor h2;             // (n, S, D)
-  Tensor pre_gelu;       // (n, S, m) fc1 output
-  Tensor hidden;         // (n, S, m) gelu output
-  Tensor y2;             // (n, S, D) fc2 output before LayerScale
-  Tensor scaled;         // (n, S, D) scratch: a branch output times gamma
+  Tensor x;              // (n, S, D) block input                                input
+  Tensor mean1, rstd1;   // (n S) f32                                            expensive
+  Tensor h1;             // (n, S, D)                                            cheap
+  Tensor qk;             // (n, S, h, Dh) q, then k, before RoPE                 scratch
+  Tensor q, k, v;        // (n, S, h, Dh), q and k after RoPE                    expensive
+  Tensor attn;           // (n, S, h, Dh)                                        expensive
+  Tensor lse;            // (n, h, S) f32                                        expensive
+  Tensor y1;             // (n, S, D) proj output before LayerScale (dgamma_1)   expensive
+  Tensor x_mid;          // (n, S, D) residual after attention                   expensive
+  Tensor mean2, rstd2;   // (n S) f32                                            expensive
+  Tensor h2;             // (n, S, D)                                            cheap
+  Tensor pre_gelu;       // (n, S, m) fc1 output                                 cheap
+  Tensor hidden;         // (n, S, m) gelu output                                cheap
+  Tensor y2;             // (n, S, D) fc2 output before LayerScale (dgamma_2)    expensive
+  Tensor scaled;         // (n, S, D) a branch output times gamma                scratch
 
+  // Allocates `part`'s fields onto a copy of `onto` (a block's saved tensors onto the shared workspace).
   template <typename Alloc>
-  static VisionBlockActivations allocate(Alloc& alloc, const VisionBlockDims& d, DType dtype, bool for_backward) {
-    VisionBlockActivations a;
+  static VisionBlockActivations allocate(Alloc& alloc, const VisionBlockDims& d, DType dtype, ActivationPart part,
+                                         VisionBlockActivations onto = {}) {
+    using enum ActivationTier;
+    VisionBlockActivations a = onto;
     const Shape tokens{d.tiles, d.seq, d.dim}, heads{d.tiles, d.seq, d.heads, d.head_dim};
-    const Shape stats{d.tiles * d.seq};
-    if (for_backward) {
-      a.x = alloc.alloc(tokens, dtype);
-      a.mean1 = alloc.alloc(stats, DType::kF32);
-      a.rstd1 = alloc.alloc(stats, DType::kF32);
-      a.lse = alloc.alloc({d.tiles, d.heads, d.seq}, DType::kF32);
-      a.x_mid = alloc.alloc(tokens, dtype);
-      a.mean2 = alloc.alloc(stats, DType::kF32);
-      a.rstd2 = alloc.alloc(stats, DType::kF32);
-    }
-    a.h1 = alloc.alloc(tokens, dtype);
-    a.qk = alloc.alloc(heads, dtype);
-    a.q = alloc.alloc(heads, dtype);
-    a.k = alloc.alloc(heads, dtype);
-    a.v = alloc.alloc(heads, dtype);
-    a.attn = alloc.alloc(heads, dtype);
-    a.y1 = alloc.alloc(tokens, dtype);
-    a.h2 = alloc.alloc(tokens, dtype);
-    a.pre_gelu = alloc.alloc({d.tiles, d.seq, d.mlp}, dtype);
-    a.hidden = alloc.alloc({d.tiles, d.seq, d.mlp}, dtype);
-    a.y2 = alloc.alloc(tokens, dtype);
-    a.scaled = alloc.alloc(tokens, dtype);
+    const Shape stats{d.tiles * d.seq}, mlp{d.tiles, d.seq, d.mlp};
+    const auto field = [&](Tensor& f, ActivationTier tier, bool backward_only, const Shape& shape, DType type) {
+      if (part.includes(tier, backward_only)) f = alloc.alloc(shape, type);
+    };
+    field(a.x, kInput, true, tokens, dtype);
+    field(a.mean1, kExpensive, true, stats, DType::kF32);
+    field(a.rstd1, kExpensive, true, stats, DType::kF32);
+    field(a.lse, kExpensive, true, {d.tiles, d.heads, d.seq}, DType::kF32);
+    field(a.x_mid, kExpensive, true, tokens, dtype);
+    field(a.mean2, kExpensive, true, stats, DType::kF32);
+    field(a.rstd2, kExpensive, true, stats, DType::kF32);
+    field(a.h1, kCheap, false, tokens, dtype);
+    field(a.qk, kScratch, false, heads, dtype);
+    field(a.q, kExpensive, false, heads, dtype);
+    field(a.k, kExpensive, false, heads, dtype);
+    field(a.v, kExpensive, false, heads, dtype);
+    field(a.attn, kExpensive, false, heads, dtype);
+    field(a.y1, kExpensive, false, tokens, dtype);
+    field(a.h2, kCheap, false, tokens, dtype);
+    field(a.pre_gelu, kCheap, false, mlp, dtype);
+    field(a.hidden, kCheap, false, mlp, dtype);
+    field(a.y2, kExpensive, false, tokens, dtype);
+    field(a.scaled, kScratch, false, tokens, dtype);
     return a;
   }
 };
@@ -108,6 +115,13 @@ struct VisionBlockActivations {
 // x (n, S, D) is updated in place. rope_cos/sin: (S - prefix, Dh / 2) f32.
 void vision_block_forward(const VisionBlock& block, VisionBlockActivations& a, Tensor x, Tensor rope_cos,
                           Tensor rope_sin, const VisionBlockDims& dims, distributed::Communicator& tp, Stream s = {});
+
+// Rebuilds what `recompute` did not keep of the block's activations (a: its saved tensors over the shared
+// workspace) from the saved ones, bitwise as the forward made them; scratch holds a copy of the input under
+// full recomputation.
+void vision_block_recompute(const VisionBlock& block, const VisionBlockActivations& a, Recompute recompute,
+                            Tensor rope_cos, Tensor rope_sin, const VisionBlockDims& dims,
+                            distributed::Communicator& tp, Arena& scratch, Stream s = {});
 
 // dx: gradient w.r.t. the block output on entry, w.r.t. its input on return.
 void vision_block_backward(const VisionBlock& block, const VisionBlock& grad, const VisionBlockActivations& a,

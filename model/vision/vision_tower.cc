@@ -80,12 +80,15 @@ VisionBlockDims VisionTower::block_dims(int64_t tiles) const {
           .num_prefix_tokens = config_.num_prefix_tokens()};
 }
 
-// Inference keeps one block's scratch for every block; training keeps every block's activations.
+// Inference keeps one block's scratch for every block; training keeps every block's saved activations over
+// one shared workspace.
 template <typename Alloc>
-VisionActivations VisionTower::allocate(Alloc& alloc, int64_t n, DType dtype, bool for_backward) const {
+VisionActivations VisionTower::allocate(Alloc& alloc, int64_t n, DType dtype, bool for_backward,
+                                        Recompute recompute) const {
   const int64_t d = config_.embed_dim, p = config_.patch_size, seq = config_.seq_len();
   const int64_t patches = n * config_.num_patches();
   VisionActivations a;
+  a.recompute = recompute;
   a.patches = alloc.alloc({patches, 3 * p * p}, dtype);
   a.embedded = alloc.alloc({patches, d}, dtype);
   a.stream = alloc.alloc({n, seq, d}, dtype);
@@ -101,30 +104,38 @@ VisionActivations VisionTower::allocate(Alloc& alloc, int64_t n, DType dtype, bo
       a.rstd_post = alloc.alloc({n * seq}, DType::kF32);
     }
   }
-  const size_t saved_blocks = for_backward ? weights_.blocks.size() : 1;
-  for (size_t i = 0; i < saved_blocks; ++i) {
-    a.blocks.push_back(VisionBlockActivations::allocate(alloc, block_dims(n), dtype, for_backward));
+  const VisionBlockDims dims = block_dims(n);
+  if (!for_backward) {
+    a.blocks.push_back(VisionBlockActivations::allocate(alloc, dims, dtype, ActivationPart::inference()));
+    return a;
+  }
+  const VisionBlockActivations workspace =
+      VisionBlockActivations::allocate(alloc, dims, dtype, ActivationPart::workspace(recompute));
+  for (size_t i = 0; i < weights_.blocks.size(); ++i) {
+    a.blocks.push_back(
+        VisionBlockActivations::allocate(alloc, dims, dtype, ActivationPart::saved(recompute), workspace));
   }
   return a;
 }
 
 void VisionTower::forward(Tensor out, Tensor pixels, Tracer* tracer, Stream s) const {
   ArenaSizer sizer;
-  allocate(sizer, pixels.size(0), out.dtype(), /*for_backward=*/false);
+  allocate(sizer, pixels.size(0), out.dtype(), /*for_backward=*/false, Recompute::kNone);
   Arena arena(sizer.bytes(), out.device());
-  VisionActivations a = allocate(arena, pixels.size(0), out.dtype(), /*for_backward=*/false);
+  VisionActivations a = allocate(arena, pixels.size(0), out.dtype(), /*for_backward=*/false, Recompute::kNone);
   run(out, pixels, a, tracer, s);
 }
 
-VisionActivations VisionTower::forward_train(Arena& arena, Tensor out, Tensor pixels, Stream s) const {
-  VisionActivations a = allocate(arena, pixels.size(0), out.dtype(), /*for_backward=*/true);
+VisionActivations VisionTower::forward_train(Arena& arena, Tensor out, Tensor pixels, Recompute recompute,
+                                             Stream s) const {
+  VisionActivations a = allocate(arena, pixels.size(0), out.dtype(), /*for_backward=*/true, recompute);
   run(out, pixels, a, nullptr, s);
   return a;
 }
 
-size_t VisionTower::activation_bytes(int64_t tiles, DType dtype) const {
+size_t VisionTower::activation_bytes(int64_t tiles, DType dtype, Recompute recompute) const {
   ArenaSizer sizer;
-  allocate(sizer, tiles, dtype, /*for_backward=*/true);
+  allocate(sizer, tiles, dtype, /*for_backward=*/true, recompute);
   return sizer.bytes();
 }
 
@@ -179,6 +190,7 @@ void VisionTower::backward(const VisionWeights& g, const VisionActivations& a, T
   }
   const VisionBlockDims dims = block_dims(n);
   for (size_t i = w.blocks.size(); i-- > 0;) {
+    vision_block_recompute(w.blocks[i], a.blocks[i], a.recompute, rope_cos_, rope_sin_, dims, *tp_, scratch, s);
     vision_block_backward(w.blocks[i], g.blocks[i], a.blocks[i], dstream, rope_cos_, rope_sin_, dims, *tp_, scratch, s);
   }
   Tensor dx_pre = dstream;

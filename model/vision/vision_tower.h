@@ -52,14 +52,15 @@ struct VisionWeights {
   }
 };
 
-// The tower's saved activations for n tiles.
+// The tower's saved activations for n tiles; the blocks' under a recomputation policy (model/recompute.h).
 struct VisionActivations {
+  Recompute recompute = Recompute::kNone;
   Tensor patches;                 // (n P, 3 p p) im2col of the pixels
   Tensor embedded;                // (n P, D) scratch: the patch embedding
   Tensor stream;                  // (n, S, D) scratch: the residual stream through the blocks
   Tensor x_pre;                   // (n, S, D) tokens + pos-emb, the input of norm_pre
   Tensor mean_pre, rstd_pre;      // (n S) f32
-  std::vector<VisionBlockActivations> blocks;
+  std::vector<VisionBlockActivations> blocks;  // each block's saved tensors over one shared workspace
   Tensor x_post;                  // (n, S, D) the last block's output, the input of the post norm
   Tensor mean_post, rstd_post;    // (n S) f32
 };
@@ -77,17 +78,18 @@ class VisionTower {
   // Inference. pixels (N, 3, img, img) in the working dtype -> out (N, seq_len, D): the last hidden state.
   void forward(Tensor out, Tensor pixels, Tracer* tracer, Stream s = {}) const;
 
-  // Training: the same forward, saving activations (from `arena`) for backward.
-  VisionActivations forward_train(Arena& arena, Tensor out, Tensor pixels, Stream s = {}) const;
-  size_t activation_bytes(int64_t tiles, DType dtype) const;
-  // dout (N, seq_len, D) -> parameter gradients (+=). dout is used as scratch.
+  // Training: the same forward, saving activations (from `arena`) for backward as `recompute` says.
+  VisionActivations forward_train(Arena& arena, Tensor out, Tensor pixels, Recompute recompute, Stream s = {}) const;
+  size_t activation_bytes(int64_t tiles, DType dtype, Recompute recompute) const;
+  // dout (N, seq_len, D) -> parameter gradients (+=). dout is used as scratch. Rebuilds each block's dropped
+  // activations right before its backward.
   void backward(const VisionWeights& grad, const VisionActivations& a, Tensor dout, Arena& scratch,
                 Stream s = {}) const;
 
  private:
   VisionBlockDims block_dims(int64_t tiles) const;
   template <typename Alloc>
-  VisionActivations allocate(Alloc& alloc, int64_t tiles, DType dtype, bool for_backward) const;
+  VisionActivations allocate(Alloc& alloc, int64_t tiles, DType dtype, bool for_backward, Recompute recompute) const;
   void run(Tensor out, Tensor pixels, VisionActivations& a, Tracer* tracer, Stream s) const;
 
   VisionConfig config_;
