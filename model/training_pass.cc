@@ -8,6 +8,7 @@
 #include "core/kernels/counter_random.h"
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
+#include "model/weights/hf_names.h"
 
 namespace plm::model {
 
@@ -147,7 +148,13 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   fill(dloss, loss_scale, s);
   const Tensor dx = arena.alloc({t, hidden}, dtype);
   decoder.head_loss_backward(grad.text, head, dx, dloss, targets_device, arena, s);
-  decoder.backward_layers(grad.text, acts, dx, positions, attention, arena, row_keys, s);
+  const auto finished = [&](const std::string& prefix) {
+    if (options.gradients_final) options.gradients_final(prefix);
+  };
+  finished(kLmHeadName);
+  finished(text_name("norm."));
+  decoder.backward_layers(grad.text, acts, dx, positions, attention, arena, row_keys, s,
+                          [&](int layer) { finished(text_layer_name(layer, "")); });
   MediaEmbeddings dmedia;
   for (int kind = 0; kind < 2; ++kind) {
     if (!passes[kind].rows.defined() || !media_trainable) continue;
@@ -157,6 +164,7 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   gather_media_grad(dmedia, dx, batch.ids, media_tokens, s);
   zero_media_rows(dx, batch.ids, media_tokens, s);
   decoder.embed_backward(grad.text, ids_device, dx, s);
+  finished(kEmbedTokensName);
   for (int kind = 0; kind < 2; ++kind) {
     const MediaPass& p = passes[kind];
     if (!p.rows.defined() || !media_trainable) continue;
@@ -165,6 +173,8 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
     model.projector().backward(grad.projector, p.projector, dtower, drows, arena, s);
     if (vision_trainable) model.vision().backward(grad.vision, p.vision, dtower, arena, s);
   }
+  finished(kProjectorPrefix);
+  finished(kVisionPrefix);
   result.arena_bytes = arena.peak_bytes();
   return result;
 }

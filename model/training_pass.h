@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -39,6 +41,11 @@ struct TrainPassOptions {
   // Activation recomputation of every decoder layer and vision block (model/recompute.h); the gradients are
   // the same bitwise whatever the policy, only the activation memory and the compute differ.
   Recompute recompute = Recompute::kNone;
+  // When set, called as the backward finishes parameter gradients, with the HF-name prefix of what is final
+  // (nothing under it is written again by this pass): the LM head and the final norm, each decoder layer from the
+  // last, the embedding, the projector, the vision tower — the reverse of for_each_parameter's order. A data-
+  // parallel step reduces finished gradients while the backward goes on (trainer/gradient_reducer.h).
+  std::function<void(const std::string& prefix)> gradients_final;
 };
 
 // loss_scale: d(step loss)/d(each token's loss), i.e. 1 / (labelled tokens of the whole optimizer step),

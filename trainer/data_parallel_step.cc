@@ -1,11 +1,15 @@
 #include "trainer/data_parallel_step.h"
 
 #include <cmath>
+#include <memory>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
 #include "distributed/status_agreement.h"
+#include "trainer/gradient_reducer.h"
 
 namespace plm::trainer {
 
@@ -36,6 +40,14 @@ double squared_norm(Tensor t, Stream s) {
 }
 
 }  // namespace
+
+std::optional<int64_t> DataParallelStep::first_offset(const std::string& prefix) const {
+  std::optional<int64_t> first;
+  for (const model::FlatEntry& e : params_->entries()) {
+    if (e.name.starts_with(prefix) && (!first || e.offset < *first)) first = e.offset;
+  }
+  return first;
+}
 
 DataParallelStep::DataParallelStep(model::PlmModel& model, distributed::Communicator& dp,
                                    const DataParallelConfig& config,
@@ -76,12 +88,27 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
 
   const Tensor grads = grads_->flat();
   if (grads.numel() > 0) fill(grads, 0.0f, s);
+  const Range shard = optimizer_->shard();
+  std::vector<Range> shards;
+  for (int r = 0; r < dp_.size(); ++r) shards.push_back(shard_range(grads.numel(), r, dp_.size()));
+  const auto make_reducer = [&] {
+    // Host buffers are reduced on a background thread while the last backward runs; device ones after it.
+    return std::make_unique<GradientReducer>(dp_, grads, shards, config_.zero_stage, config_.bucket_elements,
+                                             /*background=*/!device.is_cuda());
+  };
   double local_loss = 0.0;
   absl::Status passes;
-  for (const model::TrainingBatch& b : micro_batches) {
+  std::unique_ptr<GradientReducer> reducer;
+  for (size_t m = 0; m < micro_batches.size() && passes.ok(); ++m) {
+    model::TrainPassOptions options{.recompute = config_.recompute};
+    if (m + 1 == micro_batches.size()) {  // the pass that finishes every gradient
+      reducer = make_reducer();
+      options.gradients_final = [&](const std::string& prefix) {
+        if (const std::optional<int64_t> offset = first_offset(prefix)) reducer->mark_final_from(*offset);
+      };
+    }
     const absl::StatusOr<model::MicroBatchLoss> r =
-        model::train_forward_backward(model_, grads_->views(), b, loss_scale,
-                                      {.recompute = config_.recompute}, s);
+        model::train_forward_backward(model_, grads_->views(), micro_batches[m], loss_scale, options, s);
     if (!r.ok()) {
       passes = r.status();
       break;
@@ -90,23 +117,18 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
     stats.vision_tiles += r->vision_tiles;
     stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, r->arena_bytes);
   }
-  // A micro-batch one rank rejects must not leave the others waiting in the gradient reduction.
+  // Every rank runs every bucket's collective whatever failed locally (no rank is left waiting), then all agree:
+  // a micro-batch one rank rejects fails the step on every rank before the update.
+  if (reducer == nullptr) reducer = make_reducer();
+  reducer->finish(s);
+  reducer.reset();
   PLM_RETURN_IF_ERROR(distributed::agree_on_status(dp_, passes, "data-parallel rank", device, s));
   stats.loss = sum_over(dp_, local_loss, device) / static_cast<double>(stats.labelled_tokens);
 
-  // Sum the gradients over DP: whole (ZeRO-0/1) or only this rank's shard (ZeRO-2).
-  const Range shard = optimizer_->shard();
+  // The grad norm: of the whole sum (ZeRO-0/1), or summed over the ranks' shards (ZeRO-2).
   Tensor grad_shard = grads.slice(0, shard.begin, shard.end);
-  double squared = 0.0;
-  if (config_.zero_stage == 2) {
-    OwnedTensor reduced({shard.size()}, grads.dtype(), device);
-    dp_.reduce_scatter(reduced, grads, shard_counts(grads.numel(), dp_.size()), distributed::ReduceOp::kSum, s);
-    copy_tensor(grad_shard, reduced, s);
-    squared = sum_over(dp_, squared_norm(grad_shard, s), device);
-  } else {
-    dp_.all_reduce(grads, distributed::ReduceOp::kSum, s);
-    squared = squared_norm(grads, s);
-  }
+  const double squared = config_.zero_stage == 2 ? sum_over(dp_, squared_norm(grad_shard, s), device)
+                                                 : squared_norm(grads, s);
   stats.grad_norm = std::sqrt(squared);
   if (config_.grad_clip > 0.0f) {
     stats.clip_coef = std::min(1.0, static_cast<double>(config_.grad_clip) / (stats.grad_norm + 1e-6));

@@ -2,7 +2,8 @@
 // backward, model/training_pass.h) into one flat gradient buffer, the gradients are summed over the DP
 // group (all-reduce for ZeRO-0/1, reduce-scatter for ZeRO-2), the global grad norm is computed once, the
 // clip coefficient min(1, clip / (norm + 1e-6)) scales them, and AdamW updates this rank's shard of the
-// fp32 master weights, after which the working parameters are all-gathered (ZeRO-1/2).
+// fp32 master weights, after which the working parameters are all-gathered (ZeRO-1/2). The reduction runs in
+// buckets while the last micro-batch's backward is still producing earlier gradients (CPU; trainer/gradient_reducer.h).
 // The loss is normalised by the labelled tokens of the whole step on all ranks, so any DP / micro-batch
 // split gives the same update. The model's trainable parameters are moved into one flat buffer (their
 // views rebound), which the all-gather fills directly. Collective over the DP group; not thread-safe.
@@ -10,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,8 @@ struct DataParallelConfig {
   AdamWConfig adamw;
   float grad_clip = 1.0f;  // <= 0: no clipping
   model::Recompute recompute = model::Recompute::kNone;  // activation recomputation per block
+  // Gradient reduction buckets (trainer/gradient_reducer.h): reduced while the step's last backward runs.
+  int64_t bucket_elements = int64_t{4} << 20;
 };
 
 class DataParallelStep {
@@ -57,6 +61,9 @@ class DataParallelStep {
   int64_t num_trainable() const { return params_->numel(); }
 
  private:
+  // The lowest flat offset of the trainable parameters whose names start with `prefix`, or none.
+  std::optional<int64_t> first_offset(const std::string& prefix) const;
+
   model::PlmModel& model_;
   distributed::Communicator& dp_;
   DataParallelConfig config_;

@@ -238,7 +238,7 @@ void LlamaDecoder::forward_layers_train(Tensor hidden, Tensor positions, const P
 
 void LlamaDecoder::backward_layers(const DecoderWeights& grad, const DecoderActivations& acts, Tensor dhidden,
                                    Tensor positions, const PackedCausalAttention& attention, Arena& scratch,
-                                   Tensor lora_row_keys, Stream s) const {
+                                   Tensor lora_row_keys, Stream s, const std::function<void(int)>& layer_done) const {
   PLM_CHECK_EQ(acts.layers.size(), weights_.layers.size());
   for (size_t i = weights_.layers.size(); i-- > 0;) {
     const DecoderLayer& layer = weights_.layers[i];
@@ -246,6 +246,7 @@ void LlamaDecoder::backward_layers(const DecoderWeights& grad, const DecoderActi
                             static_cast<int>(i), *tp_, scratch, lora_row_keys, s);
     decoder_layer_backward(layer, grad.layers[i], acts.layers[i], dhidden, positions, inv_freq_, attention, *tp_,
                            scratch, lora_row_keys, s);
+    if (layer_done) layer_done(weights_.first_layer + static_cast<int>(i));
   }
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -106,10 +107,11 @@ class LlamaDecoder {
                             DecoderActivations& acts, const LoraPass& lora = {}, Stream s = {}) const;
   // dhidden: grad w.r.t. the last layer's output on entry, w.r.t. the first layer's input on return. Rebuilds
   // each layer's dropped activations (in the shared workspace) right before its backward. lora_row_keys: the
-  // forward's dropout keys.
+  // forward's dropout keys. layer_done(global layer index), when set, follows each layer's backward: its
+  // parameter gradients are final.
   void backward_layers(const DecoderWeights& grad, const DecoderActivations& acts, Tensor dhidden, Tensor positions,
                        const PackedCausalAttention& attention, Arena& scratch, Tensor lora_row_keys = {},
-                       Stream s = {}) const;
+                       Stream s = {}, const std::function<void(int)>& layer_done = {}) const;
   // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena).
   HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s = {}) const;
   // dloss: (T) f32 d(step loss)/d(per-token loss). dhidden (T, H) =.

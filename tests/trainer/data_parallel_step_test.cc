@@ -48,7 +48,10 @@ TrainingRun train(distributed::Communicator& dp, int zero, int micro, const std:
                                            mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), i + micro)));
     batches.push_back(pack(group, storage));
   }
-  DataParallelStep step(**m, dp, {.zero_stage = zero, .adamw = {.weight_decay = 0.1f}, .grad_clip = 0.5f}, trainable);
+  // Small buckets: the reduction runs in ~64 pieces, most of them while the last backward is still running.
+  DataParallelStep step(**m, dp,
+                        {.zero_stage = zero, .adamw = {.weight_decay = 0.1f}, .grad_clip = 0.5f, .bucket_elements = 1 << 16},
+                        trainable);
   TrainingRun run;
   for (int k = 1; k <= kSteps; ++k) {
     absl::StatusOr<StepStats> s = step.step(batches, 1e-3f * static_cast<float>(k));
