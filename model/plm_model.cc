@@ -1,5 +1,7 @@
 #include "model/plm_model.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
@@ -166,6 +168,26 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
   // Every stage returns the logits, so every rank samples the same next tokens.
   if (pp) pp->broadcast(logits_f32, parallel_.pp_size() - 1, s);
   return logits_f32;
+}
+
+size_t PlmModel::release_moved_weights(const std::vector<const std::byte*>& moved) {
+  std::vector<const std::byte*> in_use;
+  for_each_parameter([&](const std::string&, Tensor& t) {
+    if (t.defined()) in_use.push_back(static_cast<const std::byte*>(t.data()));
+  });
+  const auto inside = [](const OwnedTensor& owner, const std::byte* p) {
+    const auto* begin = static_cast<const std::byte*>(owner.view().data());
+    return begin != nullptr && p >= begin && p < begin + owner.view().nbytes();
+  };
+  size_t freed = 0;
+  for (OwnedTensor& owner : storage_) {
+    const bool held_moved = std::any_of(moved.begin(), moved.end(), [&](const std::byte* p) { return inside(owner, p); });
+    const bool still_used = std::any_of(in_use.begin(), in_use.end(), [&](const std::byte* p) { return inside(owner, p); });
+    if (!held_moved || still_used) continue;
+    freed += owner.view().nbytes();
+    owner = OwnedTensor();
+  }
+  return freed;
 }
 
 }  // namespace plm::model

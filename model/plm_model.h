@@ -83,6 +83,10 @@ class PlmModel {
     if (projector_) projector_->weights().for_each_parameter(f);
     decoder_->weights().for_each_parameter(f);
   }
+  // After parameter views were rebound to other memory (a trainer's flat buffer): frees every loaded weight
+  // tensor that held one of `moved` (the old views' data) and that no current parameter view points into.
+  // Returns the bytes freed.
+  size_t release_moved_weights(const std::vector<const std::byte*>& moved);
 
   // pixels: (N, 3, img, img) normalised tiles or frames, any float dtype and device
   // -> (N * tokens_per_tile, H) in the model's dtype on its device. Empty on stages other than the first

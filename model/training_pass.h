@@ -45,7 +45,7 @@ struct TrainPassOptions {
   // (nothing under it is written again by this pass): the LM head and the final norm, each decoder layer from the
   // last, the embedding, the projector, the vision tower — the reverse of for_each_parameter's order. A data-
   // parallel step reduces finished gradients while the backward goes on (trainer/gradient_reducer.h).
-  std::function<void(const std::string& prefix)> gradients_final;
+  std::function<void(const std::string& prefix)> gradients_final = nullptr;
 };
 
 // loss_scale: d(step loss)/d(each token's loss), i.e. 1 / (labelled tokens of the whole optimizer step),

@@ -56,14 +56,17 @@ DataParallelStep::DataParallelStep(model::PlmModel& model, distributed::Communic
   PLM_CHECK(config.zero_stage >= 0 && config.zero_stage <= 2) << "ZeRO stage " << config.zero_stage;
   const DType dtype = model.dtype();
   params_ = std::make_unique<model::FlatParameters>(model.weights(), dtype, model.device(), trainable);
-  // Move the trainable parameters into the flat buffer and point the model at it.
+  // Move the trainable parameters into the flat buffer, point the model at it and free what held them.
+  std::vector<const std::byte*> moved;
   model.for_each_parameter([&](const std::string& name, Tensor& t) {
     const model::FlatEntry* e = params_->find(name);
     if (e == nullptr) return;
     const Tensor slot = params_->flat().slice(0, e->offset, e->offset + e->numel).reshape(e->shape);
     copy_tensor(slot, t);
+    moved.push_back(static_cast<const std::byte*>(t.data()));
     t = slot;
   });
+  model.release_moved_weights(moved);
   grads_ = std::make_unique<model::FlatParameters>(model.weights(), dtype, model.device(), trainable);
   const Range shard = config.zero_stage == 0 ? Range{0, params_->numel()}
                                              : shard_range(params_->numel(), dp.rank(), dp.size());
