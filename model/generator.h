@@ -1,6 +1,6 @@
-// generate(): prompts (token ids + pixel tensors) -> new tokens, with a batched prefill of all prompts
-// followed by batched decode steps over the sequences still running. Stops a sequence on an EOS id,
-// at max_new_tokens, at the cache length, or when its stop callback says so (stop strings).
+// generate(): prompts (token ids + pixel tensors) -> new tokens: a thin loop over PlmModel::step(), one step
+// prefilling every prompt, then one step per new token over the sequences still running. Stops a sequence
+// on an EOS id, at max_new_tokens, at the cache length, or when its stop callback says so (stop strings).
 #pragma once
 
 #include <functional>
@@ -19,8 +19,15 @@ struct GenerationRequest {
   SamplingParams sampling;
 };
 
+enum class KvCacheKind {
+  kPaged,  // PagedKvCache: blocks of kv_block_size tokens, as many as the prompts and new tokens take
+  kDense,  // DenseKvCache: one slot of the longest prompt + max_new_tokens per request
+};
+
 struct GenerationOptions {
   int max_new_tokens = 128;  // 0: every prompt unchanged, no forward; negative: InvalidArgument
+  KvCacheKind kv_cache = KvCacheKind::kPaged;
+  int64_t kv_block_size = 16;
   std::vector<int32_t> eos_ids = {128001, 128009};
   // Called after each new token with the sequence index and its tokens so far; true stops it.
   std::function<bool(int, const std::vector<int32_t>&)> should_stop;
