@@ -1,12 +1,11 @@
 // The Llama decoder of PLM (spec/plm_spec.md §2.7): token embedding, decoder layers (decoder_layer.h), final
 // RMSNorm and the (tied or untied) LM head. Inference works on packed tokens of several sequences
-// (TokenBatch) with a preallocated KV cache; training on packed sequences from position 0, with the
+// (TokenBatch) with a KV cache (kv_cache.h, dense or paged); training on packed sequences from position 0, with the
 // layers' activations saved for the backward and a vocab-chunked loss (logits never whole).
 // Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of every
 // projection and of the vocabulary, and its stage's layers. Training supports tp = 1 for now.
 #pragma once
 
-#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
