@@ -27,7 +27,10 @@ enum class KvCacheKind {
 struct GenerationOptions {
   int max_new_tokens = 128;  // 0: every prompt unchanged, no forward; negative: InvalidArgument
   KvCacheKind kv_cache = KvCacheKind::kPaged;
-  int64_t kv_block_size = 16;
+  // Tokens per paged block. Decode steps hand blocks to the sequences in turn, so a sequence's blocks end up
+  // apart; CPU decode attention then costs ~1.2x the dense cache's with blocks of 16 and ~1.05x with 64
+  // (8 sequences x 4096 keys, one thread).
+  int64_t kv_block_size = 64;
   std::vector<int32_t> eos_ids = {128001, 128009};
   // Called after each new token with the sequence index and its tokens so far; true stops it.
   std::function<bool(int, const std::vector<int32_t>&)> should_stop;
