@@ -158,8 +158,10 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
     const int64_t cache = quick ? 1024 : 4096;
     Tensor q = p.act({batch, 1, q_heads, head_dim}), o = p.act({batch, 1, q_heads, head_dim});
     Tensor k = p.act({batch, cache, kv_heads, head_dim});
-    const std::string shape = "decode " + std::to_string(batch) + " x 1 query, " + std::to_string(cache) + " cached keys";
-    const double flops = 4.0 * batch * cache * q_heads * head_dim, bytes = 2.0 * a * batch * cache * kv_heads * head_dim;
+    const std::string shape =
+        "decode " + std::to_string(batch) + " x 1 query, " + std::to_string(cache) + " cached keys";
+    const double flops = 4.0 * batch * cache * q_heads * head_dim;
+    const double bytes = 2.0 * a * batch * cache * kv_heads * head_dim;
     cases.push_back({"attention dense cache", shape, flops, bytes,
                      [=] { attention_forward(o, Tensor(), q, k, k, {.causal = true}); }});
     if (p.dtype() == DType::kF32 && batch == 1) {

@@ -27,7 +27,9 @@ std::unique_ptr<KvCache> make_cache(const PlmModel& model, const std::vector<Gen
     case KvCacheKind::kPaged: {
       const int64_t block = options.kv_block_size;
       int64_t num_blocks = 0;
-      for (const GenerationResult& r : results) num_blocks += (r.prompt_tokens + options.max_new_tokens + block - 1) / block;
+      for (const GenerationResult& r : results) {
+        num_blocks += (r.prompt_tokens + options.max_new_tokens + block - 1) / block;
+      }
       std::unique_ptr<PagedKvCache> cache =
           model.make_paged_cache({.block_size = block, .num_blocks = num_blocks, .max_sequence_len = max_len});
       for (int i = 0; i < n; ++i) {

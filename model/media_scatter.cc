@@ -55,7 +55,9 @@ absl::Status scatter_media(Tensor embeddings, std::span<const int32_t> ids, cons
   };
   Kind kinds[] = {{tokens.image, media.image, "image"}, {tokens.video, media.video, "video"}};
   for (Kind& kind : kinds) {
-    for (const Tensor& segment : kind.segments) kind.segment_starts.push_back(kind.segment_starts.back() + segment.size(0));
+    for (const Tensor& segment : kind.segments) {
+      kind.segment_starts.push_back(kind.segment_starts.back() + segment.size(0));
+    }
     const int64_t available = kind.segment_starts.back();
     const int64_t placeholders = std::count(ids.begin(), ids.end(), kind.token);
     if (placeholders != available) {

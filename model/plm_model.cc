@@ -143,7 +143,9 @@ absl::StatusOr<OwnedTensor> PlmModel::run(const std::vector<int32_t>& ids, const
     Tensor selected = x;
     if (!every_row) {
       gathered = OwnedTensor({r, hidden}, dtype_, device_);
-      for (int64_t i = 0; i < r; ++i) copy_tensor(gathered.view().slice(0, i, i + 1), x.view().slice(0, rows[i], rows[i] + 1), s);
+      for (int64_t i = 0; i < r; ++i) {
+        copy_tensor(gathered.view().slice(0, i, i + 1), x.view().slice(0, rows[i], rows[i] + 1), s);
+      }
       selected = gathered;
     }
     OwnedTensor normed({r, hidden}, dtype_, device_);
@@ -194,7 +196,8 @@ absl::StatusOr<StepOutput> PlmModel::step(const StepBatch& batch, KvCache& cache
       const int64_t length = static_cast<int64_t>(c.ids.size());
       const absl::Status status = scatter_media(x.slice(0, at, at + length), c.ids, c.media, media_tokens(), s);
       if (!status.ok()) {
-        return absl::Status(status.code(), absl::StrCat("chunk ", i, " (sequence ", c.sequence, "): ", status.message()));
+        return absl::Status(status.code(),
+                            absl::StrCat("chunk ", i, " (sequence ", c.sequence, "): ", status.message()));
       }
       at += length;
     }

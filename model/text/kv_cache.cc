@@ -45,7 +45,9 @@ KvStep KvCache::append(const TokenBatch& batch) {
     lens.push_back(static_cast<int32_t>(end));
   }
   std::vector<int32_t> flat_tables(static_cast<size_t>(num_chunks * max_blocks), -1);
-  for (int64_t i = 0; i < num_chunks; ++i) std::copy(tables[i].begin(), tables[i].end(), flat_tables.begin() + i * max_blocks);
+  for (int64_t i = 0; i < num_chunks; ++i) {
+    std::copy(tables[i].begin(), tables[i].end(), flat_tables.begin() + i * max_blocks);
+  }
   OwnedTensor host_tables = host_i32(flat_tables);
   host_tables.reshape({num_chunks, max_blocks});
   return {.slots = to_device(host_i32(slots), device_),

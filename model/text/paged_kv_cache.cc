@@ -38,7 +38,9 @@ absl::Status PagedKvCache::check(const TokenBatch& batch) const {
   int64_t new_blocks = 0;
   for (const SequenceChunk& c : batch.chunks) {
     const auto it = sequences_.find(c.sequence);
-    if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", c.sequence, " in the KV cache"));
+    if (it == sequences_.end()) {
+      return absl::NotFoundError(absl::StrCat("no sequence ", c.sequence, " in the KV cache"));
+    }
     if (!seen.insert(c.sequence).second) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", c.sequence, " has two chunks in one batch"));
     }

@@ -71,7 +71,8 @@ TEST_F(Generate, SeveralPromptsAtOnceMatchEachAlone) {
 }
 
 TEST_F(Generate, DenseAndPagedCachesGiveHfTokens) {
-  for (const auto& [kind, block_size] : {std::pair{KvCacheKind::kDense, int64_t{16}}, std::pair{KvCacheKind::kPaged, int64_t{1}},
+  for (const auto& [kind, block_size] : {std::pair{KvCacheKind::kDense, int64_t{16}},
+                                         std::pair{KvCacheKind::kPaged, int64_t{1}},
                                          std::pair{KvCacheKind::kPaged, int64_t{7}}}) {
     GenerationOptions options = options_;
     options.kv_cache = kind;

@@ -47,14 +47,16 @@ struct ChunkedPrompt {
   OwnedTensor image_rows, video_rows;
 };
 
-ChunkedPrompt chunk_prompt(const PlmModel& model, const GoldenCase& c, SequenceId id, const std::vector<int64_t>& bounds,
-                           bool all_logits) {
+ChunkedPrompt chunk_prompt(const PlmModel& model, const GoldenCase& c, SequenceId id,
+                           const std::vector<int64_t>& bounds, bool all_logits) {
   ChunkedPrompt p;
   if (c.images.view().defined()) p.image_rows = model.encode_media(c.images);
   if (c.videos.view().defined()) p.video_rows = model.encode_media(c.videos);
   int64_t image_used = 0, video_used = 0;
   for (size_t k = 0; k + 1 < bounds.size(); ++k) {
-    StepChunk chunk{.sequence = id, .start = bounds[k], .ids = {c.ids.begin() + bounds[k], c.ids.begin() + bounds[k + 1]},
+    StepChunk chunk{.sequence = id,
+                    .start = bounds[k],
+                    .ids = {c.ids.begin() + bounds[k], c.ids.begin() + bounds[k + 1]},
                     .all_logits = all_logits};
     for (auto [token, rows, used, segments] :
          {std::tuple{model.config().image_token_id, p.image_rows.view(), &image_used, &chunk.media.image},
@@ -127,7 +129,9 @@ Schedule run_schedule(const PlmModel& model, KvCache& cache, const GoldenCase& c
 
 std::unique_ptr<PagedKvCache> paged_cache(const PlmModel& model, int64_t block_size, int64_t max_len) {
   std::unique_ptr<PagedKvCache> cache = model.make_paged_cache(
-      {.block_size = block_size, .num_blocks = 2 * ((max_len + block_size - 1) / block_size), .max_sequence_len = max_len});
+      {.block_size = block_size,
+       .num_blocks = 2 * ((max_len + block_size - 1) / block_size),
+       .max_sequence_len = max_len});
   EXPECT_TRUE(cache->add_sequence(0).ok());
   EXPECT_TRUE(cache->add_sequence(1).ok());
   return cache;

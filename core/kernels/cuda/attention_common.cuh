@@ -1,9 +1,9 @@
 // Pieces shared by the CUDA attention kernels (attention_forward.cu, attention_backward.cu,
 // attention_reference.cu): argument checks, the visibility rule of kernel_signatures.inc, index maps, and
-// the tile loader. Internal to core/kernels/cuda/. The paged forward (attention_forward.cu) runs the same kernel
-// with packed queries and keys read through block tables: only the index maps differ. Rows of a "query block" are (query, head) pairs of one
+// the tile loader. Internal to core/kernels/cuda/. Rows of a "query block" are (query, head) pairs of one
 // kv head flattened as r = i * group + (h - kv_head * group), so the query heads sharing a kv head share
-// its key tiles (GQA).
+// its key tiles (GQA). The paged forward (attention_forward.cu) runs the same kernels on packed queries with
+// keys read through block tables: only the index maps differ.
 #pragma once
 
 #include <cuda_runtime.h>

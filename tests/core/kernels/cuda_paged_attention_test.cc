@@ -52,7 +52,8 @@ TEST_P(CudaPagedAttention, MatchesCpu) {
   const PagedAttentionBatch batch{.block_tables = tables, .query_starts = starts, .kv_lens = lens,
                                   .max_query_len = in.max_query_len};
   cuda::paged_attention_forward(out, q, k_cuda, v_cuda, batch);
-  const testing::Tolerance tol = dtype == DType::kF32 ? testing::Tolerance{1e-4f, 1e-4f} : testing::Tolerance{2e-2f, 2e-2f};
+  const testing::Tolerance tol =
+      dtype == DType::kF32 ? testing::Tolerance{1e-4f, 1e-4f} : testing::Tolerance{2e-2f, 2e-2f};
   EXPECT_TRUE(testing::matches_cpu(out, out_cpu, tol, testing::dtype_label(c.name, dtype)));
 }
 

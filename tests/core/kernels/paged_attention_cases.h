@@ -98,7 +98,8 @@ inline PagedInputs make_paged_inputs(const PagedCase& c, DType dtype, uint64_t s
     in.queries.push_back(std::move(queries));
     for (int64_t j = 0; j < s.kv_len; ++j) {
       if (j % c.block_size == 0) tables[b * max_blocks + j / c.block_size] = pool[next_block++];
-      slots.push_back(static_cast<int32_t>(tables[b * max_blocks + j / c.block_size] * c.block_size + j % c.block_size));
+      const int32_t block = tables[b * max_blocks + j / c.block_size];
+      slots.push_back(static_cast<int32_t>(block * c.block_size + j % c.block_size));
     }
     std::copy_n(in.keys.back().data_as<float>(), s.kv_len * row, in.k_new.data_as<float>() + key_row * row);
     std::copy_n(in.values.back().data_as<float>(), s.kv_len * row, in.v_new.data_as<float>() + key_row * row);
