@@ -95,6 +95,7 @@ PlmWeights PlmModel::weights() const {
 
 absl::Status PlmModel::check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch,
                                    const KvCache& cache) const {
+  if (batch.chunks.empty()) return absl::InvalidArgumentError("a batch without chunks");
   if (static_cast<int64_t>(ids.size()) != batch.num_tokens()) {
     return absl::InvalidArgumentError(absl::StrCat(ids.size(), " token ids for a batch of ", batch.num_tokens(), " tokens"));
   }

@@ -275,6 +275,8 @@ TEST(Step, ChunkErrorsNameTheChunkAndLeaveTheCacheUnchanged) {
   const absl::StatusOr<StepOutput> too_many =
       model->step({{{.sequence = 4, .start = 0, .ids = std::vector<int32_t>(17, 1)}}}, *cache);
   EXPECT_EQ(too_many.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(model->step({}, *cache), FailsWith("a batch without chunks"));
+  EXPECT_THAT(model->step({{{.sequence = 4, .start = 0, .ids = {}}}}, *cache), FailsWith("with 0 tokens"));
   EXPECT_EQ(cache->length(4), 0);
   EXPECT_EQ(cache->length(5), 0);
   EXPECT_EQ(cache->num_free_blocks(), 4);
