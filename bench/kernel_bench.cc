@@ -48,7 +48,13 @@ class TensorPool {
     owned_.push_back(to_device(host, device_));
     return owned_.back();
   }
-  Tensor from_host(const std::vector<float>& values) {
+  Tensor i32_values(Shape shape, const std::vector<int32_t>& values) {
+    OwnedTensor host = host_i32(values);
+    host.reshape(shape);
+    owned_.push_back(to_device(host, device_));
+    return owned_.back();
+  }
+    Tensor from_host(const std::vector<float>& values) {
     OwnedTensor host({static_cast<int64_t>(values.size())}, DType::kF32);
     std::copy(values.begin(), values.end(), host.data_as<float>());
     owned_.push_back(to_device(host, device_));
@@ -146,17 +152,39 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
                        [=] { cpu::attention_forward_reference(o, Tensor(), q, q, q, {}); }});
     }
   }
-  {
+  // Decode over a KV cache of B sequences, dense (B, S, Hkv, Dh) against paged: blocks handed out round-robin
+  // across the sequences (as decode steps fill a pool), so a sequence's blocks are B blocks apart.
+  for (const int64_t batch : {int64_t{1}, int64_t{8}}) {
     const int64_t cache = quick ? 1024 : 4096;
-    Tensor q = p.act({1, 1, q_heads, head_dim}), k = p.act({1, cache, kv_heads, head_dim});
-    Tensor o = p.act({1, 1, q_heads, head_dim});
-    const std::string shape = "decode 1 query, " + std::to_string(cache) + " cached keys";
-    const double flops = 4.0 * cache * q_heads * head_dim, bytes = 2.0 * a * cache * kv_heads * head_dim;
-    cases.push_back(
-        {"attention", shape, flops, bytes, [=] { attention_forward(o, Tensor(), q, k, k, {.causal = true}); }});
-    if (p.dtype() == DType::kF32) {
+    Tensor q = p.act({batch, 1, q_heads, head_dim}), o = p.act({batch, 1, q_heads, head_dim});
+    Tensor k = p.act({batch, cache, kv_heads, head_dim});
+    const std::string shape =
+        "decode " + std::to_string(batch) + " x 1 query, " + std::to_string(cache) + " cached keys";
+    const double flops = 4.0 * batch * cache * q_heads * head_dim;
+    const double bytes = 2.0 * a * batch * cache * kv_heads * head_dim;
+    cases.push_back({"attention dense cache", shape, flops, bytes,
+                     [=] { attention_forward(o, Tensor(), q, k, k, {.causal = true}); }});
+    if (p.dtype() == DType::kF32 && batch == 1) {
       cases.push_back({"attention reference", shape, flops, bytes,
                        [=] { cpu::attention_forward_reference(o, Tensor(), q, k, k, {.causal = true}); }});
+    }
+    for (const int64_t block : {int64_t{16}, int64_t{64}}) {
+      const int64_t blocks_per_sequence = cache / block;
+      Tensor k_blocks = p.act({batch * blocks_per_sequence, block, kv_heads, head_dim});
+      std::vector<int32_t> tables, starts, lens;
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t j = 0; j < blocks_per_sequence; ++j) tables.push_back(static_cast<int32_t>(j * batch + b));
+        starts.push_back(static_cast<int32_t>(b));
+        lens.push_back(static_cast<int32_t>(cache));
+      }
+      starts.push_back(static_cast<int32_t>(batch));
+      const PagedAttentionBatch paged{.block_tables = p.i32_values({batch, blocks_per_sequence}, tables),
+                                      .query_starts = p.i32_values({batch + 1}, starts),
+                                      .kv_lens = p.i32_values({batch}, lens),
+                                      .max_query_len = 1};
+      const Tensor q_packed = q.reshape({batch, q_heads, head_dim}), o_packed = o.reshape({batch, q_heads, head_dim});
+      cases.push_back({"attention paged cache", shape + ", blocks of " + std::to_string(block), flops, bytes,
+                       [=] { paged_attention_forward(o_packed, q_packed, k_blocks, k_blocks, paged); }});
     }
   }
   {

@@ -1,7 +1,9 @@
 #include "model/generator.h"
 
 #include <algorithm>
+#include <memory>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -10,9 +12,35 @@ namespace plm::model {
 
 namespace {
 
-std::vector<float> host_row(Tensor logits, int64_t row) {
-  const OwnedTensor host = to_device(logits.slice(0, row, row + 1), Device::cpu());
+std::vector<float> host_row(Tensor logits) {
+  const OwnedTensor host = to_device(logits, Device::cpu());
   return std::vector<float>(host.data_as<float>(), host.data_as<float>() + host.numel());
+}
+
+// The cache of options.kv_cache for the requests (their prompt lengths in results), holding sequences
+// 0 .. n-1: a paged cache gets exactly the blocks each prompt and its new tokens take.
+std::unique_ptr<KvCache> make_cache(const PlmModel& model, const std::vector<GenerationResult>& results,
+                                    const GenerationOptions& options, int64_t max_len) {
+  const int n = static_cast<int>(results.size());
+  switch (options.kv_cache) {
+    case KvCacheKind::kDense: return model.make_cache(n, max_len);
+    case KvCacheKind::kPaged: {
+      const int64_t block = options.kv_block_size;
+      int64_t num_blocks = 0;
+      for (const GenerationResult& r : results) {
+        num_blocks += (r.prompt_tokens + options.max_new_tokens + block - 1) / block;
+      }
+      std::unique_ptr<PagedKvCache> cache =
+          model.make_paged_cache({.block_size = block, .num_blocks = num_blocks, .max_sequence_len = max_len});
+      for (int i = 0; i < n; ++i) {
+        const absl::Status added = cache->add_sequence(i);
+        PLM_CHECK(added.ok()) << added;
+      }
+      return cache;
+    }
+  }
+  PLM_CHECK(false) << "unknown KvCacheKind";
+  return nullptr;
 }
 
 }  // namespace
@@ -22,6 +50,9 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
                                                        const GenerationOptions& options) {
   if (options.max_new_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens is ", options.max_new_tokens, "; it must be >= 0"));
+  }
+  if (options.kv_block_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_block_size is ", options.kv_block_size, "; it must be >= 1"));
   }
   const int n = static_cast<int>(requests.size());
   std::vector<GenerationResult> results(n);
@@ -49,43 +80,23 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
   // Nothing to generate: no forward at all (the first token needs the prefill's logits).
   if (options.max_new_tokens == 0) return results;
   const int64_t max_len = longest_prompt + options.max_new_tokens;
-  std::unique_ptr<KvCache> cache = model.make_cache(n, max_len);
+  std::unique_ptr<KvCache> cache = make_cache(model, results, options, max_len);
 
-  // Prefill: every prompt packed into one forward, each in its own cache slot.
-  std::vector<int32_t> ids;
-  TokenBatch prefill;
-  std::vector<OwnedTensor> image_rows, video_rows;
+  // Prefill: every prompt is one chunk of its own sequence (its index), with its own media rows.
+  StepBatch prefill;
+  std::vector<OwnedTensor> media_rows;  // kept alive for the step
   for (int i = 0; i < n; ++i) {
     const GenerationRequest& r = requests[i];
-    ids.insert(ids.end(), r.prompt_ids.begin(), r.prompt_ids.end());
-    prefill.chunks.push_back({i, 0, static_cast<int64_t>(r.prompt_ids.size())});
-  }
-  // Media rows of all requests, concatenated in request order (the placeholders are in the same order).
-  const auto encode_all = [&](auto pixels_of) -> OwnedTensor {
-    std::vector<OwnedTensor> parts;
-    int64_t rows = 0;
-    for (const GenerationRequest& r : requests) {
-      const Tensor pixels = pixels_of(r);
+    StepChunk chunk{.sequence = i, .start = 0, .ids = r.prompt_ids};
+    for (auto [pixels, segments] : {std::pair{r.image_pixels, &chunk.media.image},
+                                    std::pair{r.video_pixels, &chunk.media.video}}) {
       if (!pixels.defined() || pixels.size(0) == 0) continue;
-      OwnedTensor rows_of_item = model.encode_media(pixels);
-      if (!rows_of_item.view().defined()) continue;  // a pipeline stage that does not see media
-      rows += rows_of_item.size(0);
-      parts.push_back(std::move(rows_of_item));
+      OwnedTensor& rows = media_rows.emplace_back(model.encode_media(pixels));
+      if (rows.view().defined()) segments->push_back(rows);  // undefined on pipeline stages without media
     }
-    if (parts.empty()) return OwnedTensor();
-    if (parts.size() == 1) return std::move(parts[0]);
-    OwnedTensor all({rows, parts[0].size(1)}, parts[0].dtype(), parts[0].device());
-    int64_t at = 0;
-    for (const OwnedTensor& p : parts) {
-      copy_tensor(all.view().slice(0, at, at + p.size(0)), p);
-      at += p.size(0);
-    }
-    return all;
-  };
-  const OwnedTensor images = encode_all([](const GenerationRequest& r) { return r.image_pixels; });
-  const OwnedTensor videos = encode_all([](const GenerationRequest& r) { return r.video_pixels; });
-  PLM_ASSIGN_OR_RETURN(OwnedTensor logits,
-                       model.forward(ids, prefill, {images.view(), videos.view()}, *cache, /*all_positions=*/false));
+    prefill.chunks.push_back(std::move(chunk));
+  }
+  PLM_ASSIGN_OR_RETURN(StepOutput out, model.step(prefill, *cache));
 
   std::vector<Sampler> samplers;
   for (const GenerationRequest& r : requests) samplers.emplace_back(r.sampling);
@@ -95,15 +106,13 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
     lengths[i] = results[i].prompt_tokens;
     running.push_back(i);
   }
-  // rows[k] of `logits` belongs to running[k].
+  // Chunk k of the last step belongs to running[k].
   while (!running.empty()) {
     std::vector<int> still_running;
-    std::vector<int32_t> next_ids;
-    TokenBatch step;
+    StepBatch decode;
     for (size_t k = 0; k < running.size(); ++k) {
       const int i = running[k];
-      const std::vector<float> row = host_row(logits, static_cast<int64_t>(k));
-      const int32_t token = samplers[i].sample(row);
+      const int32_t token = samplers[i].sample(host_row(out.last_logits(k)));
       results[i].tokens.push_back(token);
       const bool eos = std::find(options.eos_ids.begin(), options.eos_ids.end(), token) != options.eos_ids.end();
       results[i].hit_eos = eos;
@@ -111,13 +120,12 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
                         lengths[i] + 1 >= max_len || (options.should_stop && options.should_stop(i, results[i].tokens));
       if (done) continue;
       still_running.push_back(i);
-      next_ids.push_back(token);
-      step.chunks.push_back({i, lengths[i], 1});
+      decode.chunks.push_back({.sequence = i, .start = lengths[i], .ids = {token}});
       ++lengths[i];
     }
     running = std::move(still_running);
     if (running.empty()) break;
-    PLM_ASSIGN_OR_RETURN(logits, model.forward(next_ids, step, {}, *cache, /*all_positions=*/false));
+    PLM_ASSIGN_OR_RETURN(out, model.step(decode, *cache));
   }
   return results;
 }

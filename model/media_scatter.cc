@@ -11,7 +11,7 @@ namespace {
 
 // Calls f(token_rows, media_rows) for each run of consecutive `token` placeholders, media rows in order.
 template <typename F>
-void for_each_run(const std::vector<int32_t>& ids, int32_t token, F&& f) {
+void for_each_run(std::span<const int32_t> ids, int32_t token, F&& f) {
   int64_t next = 0;
   for (size_t i = 0; i < ids.size();) {
     if (ids[i] != token) {
@@ -27,18 +27,38 @@ void for_each_run(const std::vector<int32_t>& ids, int32_t token, F&& f) {
   }
 }
 
+// Copies rows [from, from + count) of the segments' concatenation to dst rows [at, at + count), a piece
+// per segment it spans. segment_starts: (segments + 1) the first concatenated row of each.
+void copy_from_segments(Tensor dst, int64_t at, const std::vector<Tensor>& segments,
+                        const std::vector<int64_t>& segment_starts, int64_t from, int64_t count, Stream s) {
+  size_t k = std::upper_bound(segment_starts.begin(), segment_starts.end(), from) - segment_starts.begin() - 1;
+  while (count > 0) {
+    const int64_t offset = from - segment_starts[k];
+    const int64_t n = std::min(count, segment_starts[k + 1] - from);
+    if (n > 0) copy_tensor(dst.slice(0, at, at + n), segments[k].slice(0, offset, offset + n), s);
+    at += n;
+    from += n;
+    count -= n;
+    ++k;
+  }
+}
+
 }  // namespace
 
-absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
+absl::Status scatter_media(Tensor embeddings, std::span<const int32_t> ids, const MediaRows& media,
                            const MediaTokens& tokens, Stream s) {
   struct Kind {
     int32_t token;
-    Tensor rows;
+    const std::vector<Tensor>& segments;
     const char* name;
+    std::vector<int64_t> segment_starts = {0};
   };
-  const Kind kinds[] = {{tokens.image, media.image, "image"}, {tokens.video, media.video, "video"}};
-  for (const Kind& kind : kinds) {
-    const int64_t available = kind.rows.defined() ? kind.rows.size(0) : 0;
+  Kind kinds[] = {{tokens.image, media.image, "image"}, {tokens.video, media.video, "video"}};
+  for (Kind& kind : kinds) {
+    for (const Tensor& segment : kind.segments) {
+      kind.segment_starts.push_back(kind.segment_starts.back() + segment.size(0));
+    }
+    const int64_t available = kind.segment_starts.back();
     const int64_t placeholders = std::count(ids.begin(), ids.end(), kind.token);
     if (placeholders != available) {
       return absl::InvalidArgumentError(absl::StrCat("the prompt has ", placeholders, " ", kind.name,
@@ -48,10 +68,18 @@ absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, c
   }
   for (const Kind& kind : kinds) {
     for_each_run(ids, kind.token, [&](int64_t at, int64_t from, int64_t run) {
-      copy_tensor(embeddings.slice(0, at, at + run), kind.rows.slice(0, from, from + run), s);
+      copy_from_segments(embeddings, at, kind.segments, kind.segment_starts, from, run, s);
     });
   }
   return absl::OkStatus();
+}
+
+absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
+                           const MediaTokens& tokens, Stream s) {
+  MediaRows rows;
+  if (media.image.defined()) rows.image.push_back(media.image);
+  if (media.video.defined()) rows.video.push_back(media.video);
+  return scatter_media(embeddings, ids, rows, tokens, s);
 }
 
 void gather_media_grad(const MediaEmbeddings& dmedia, Tensor dembeddings, const std::vector<int32_t>& ids,

@@ -1,9 +1,12 @@
 // Media scatter (spec/plm_spec.md §2.1): the projected rows of every image tile and video frame replace the
 // embeddings of the <|image|> / <|video|> placeholder tokens, images then videos, each in prompt order.
-// The backward gathers the gradient rows at the same positions.
+// The backward gathers the gradient rows at the same positions. The rows come as one tensor per kind
+// (MediaEmbeddings) or as segments (MediaRows: e.g. cached per-tile rows, or the part of them one prefill
+// chunk covers), which fill the placeholders one after the other.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,6 +20,13 @@ struct MediaEmbeddings {
   Tensor video;  // (video placeholder count, H)
 };
 
+// Projected media rows as segments, each (rows, H) on the model's device; their rows, segment after segment,
+// fill the placeholders of their kind in order.
+struct MediaRows {
+  std::vector<Tensor> image;
+  std::vector<Tensor> video;
+};
+
 struct MediaTokens {
   int32_t image = 128002;
   int32_t video = 128003;
@@ -25,6 +35,8 @@ struct MediaTokens {
 // embeddings (T, H) rows at placeholders = the media rows. An error when a placeholder count differs from
 // the rows given.
 absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
+                           const MediaTokens& tokens, Stream s = {});
+absl::Status scatter_media(Tensor embeddings, std::span<const int32_t> ids, const MediaRows& media,
                            const MediaTokens& tokens, Stream s = {});
 // dmedia rows (=) = dembeddings rows at the placeholders (the same mapping; counts already checked).
 void gather_media_grad(const MediaEmbeddings& dmedia, Tensor dembeddings, const std::vector<int32_t>& ids,

@@ -47,8 +47,12 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   return model;
 }
 
-std::unique_ptr<KvCache> PlmModel::make_cache(int num_slots, int64_t max_len) const {
-  return decoder_->make_cache(num_slots, max_len, dtype_, device_);
+std::unique_ptr<DenseKvCache> PlmModel::make_cache(int num_slots, int64_t max_len) const {
+  return std::make_unique<DenseKvCache>(kv_layout(), num_slots, max_len, dtype_, device_);
+}
+
+std::unique_ptr<PagedKvCache> PlmModel::make_paged_cache(const PagedKvCacheConfig& config) const {
+  return std::make_unique<PagedKvCache>(kv_layout(), config, dtype_, device_);
 }
 
 OwnedTensor PlmModel::model_input(Tensor pixels, Stream s) const {
@@ -91,17 +95,9 @@ PlmWeights PlmModel::weights() const {
   return w;
 }
 
-absl::Status PlmModel::embed_inputs(Tensor x, const std::vector<int32_t>& ids, const MediaEmbeddings& media,
-                                    Tracer* tracer, Stream s) const {
-  const OwnedTensor ids_device = to_device(host_i32(ids), device_);
-  decoder_->embed(x, ids_device, s);
-  PLM_RETURN_IF_ERROR(scatter_media(x, ids, media, media_tokens(), s));
-  trace(tracer, x, "text.inputs_embeds");
-  return absl::OkStatus();
-}
-
 absl::Status PlmModel::check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch,
                                    const KvCache& cache) const {
+  if (batch.chunks.empty()) return absl::InvalidArgumentError("a batch without chunks");
   if (static_cast<int64_t>(ids.size()) != batch.num_tokens()) {
     return absl::InvalidArgumentError(absl::StrCat(ids.size(), " token ids for a batch of ", batch.num_tokens(), " tokens"));
   }
@@ -110,18 +106,13 @@ absl::Status PlmModel::check_batch(const std::vector<int32_t>& ids, const TokenB
       return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary"));
     }
   }
-  for (const SequenceChunk& c : batch.chunks) {
-    if (c.start + c.length > cache.max_len()) {
-      return absl::ResourceExhaustedError(absl::StrCat("sequence of ", c.start + c.length,
-                                                       " tokens exceeds the KV cache length ", cache.max_len()));
-    }
-  }
-  return absl::OkStatus();
+  return cache.check(batch);
 }
 
-absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
-                                              const MediaEmbeddings& media, KvCache& cache, bool all_positions,
-                                              Tracer* tracer, Stream s) const {
+absl::StatusOr<OwnedTensor> PlmModel::run(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                          const std::function<absl::Status(Tensor x)>& scatter,
+                                          const std::vector<int64_t>& rows, KvCache& cache, Tracer* tracer,
+                                          Stream s) const {
   const int64_t t = static_cast<int64_t>(ids.size()), hidden = config_.text.hidden_size;
   const int64_t vocab = config_.text.vocab_size;
   distributed::Communicator* pp = parallel_.pp_size() > 1 ? parallel_.pp : nullptr;
@@ -129,31 +120,36 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
 
   OwnedTensor x({t, hidden}, dtype_, device_);
   absl::Status inputs = check_batch(ids, batch, cache);
-  if (inputs.ok() && parallel_.first_stage()) inputs = embed_inputs(x, ids, media, tracer, s);
+  if (inputs.ok() && parallel_.first_stage()) {
+    decoder_->embed(x, to_device(host_i32(ids), device_), s);
+    inputs = scatter(x);
+    if (inputs.ok()) trace(tracer, x, "text.inputs_embeds");
+  }
   // Stages check different things (only the first sees media): every stage learns of any stage's error
   // before the next one waits for activations that would never come (one i32 all-reduce over the pipeline).
   if (pp) inputs = distributed::agree_on_status(*pp, inputs, "pipeline stage", device_, s);
   PLM_RETURN_IF_ERROR(inputs);
 
   const OwnedTensor positions_device = LlamaDecoder::positions(batch, device_);
+  const KvStep step = cache.append(batch);
   if (!parallel_.first_stage()) pp->recv(x, parallel_.pp_rank() - 1, kActivationTag, s);
-  decoder_->forward_layers(x, positions_device, batch, cache, tracer, s);
+  decoder_->forward_layers(x, positions_device, cache, step, tracer, s);
   if (!parallel_.last_stage()) pp->send(x, parallel_.pp_rank() + 1, kActivationTag, s);
 
-  const int64_t r = all_positions ? t : static_cast<int64_t>(batch.chunks.size());
+  const int64_t r = static_cast<int64_t>(rows.size());
   OwnedTensor logits_f32({r, vocab}, DType::kF32, device_);
   if (parallel_.last_stage()) {
-    // Rows whose logits are wanted.
-    OwnedTensor rows;
+    // The wanted rows, unless they are all of them in order.
+    bool every_row = r == t;
+    for (int64_t i = 0; every_row && i < r; ++i) every_row = rows[i] == i;
+    OwnedTensor gathered;
     Tensor selected = x;
-    if (!all_positions) {
-      rows = OwnedTensor({r, hidden}, dtype_, device_);
-      int64_t end = 0;
+    if (!every_row) {
+      gathered = OwnedTensor({r, hidden}, dtype_, device_);
       for (int64_t i = 0; i < r; ++i) {
-        end += batch.chunks[i].length;
-        copy_tensor(rows.view().slice(0, i, i + 1), x.view().slice(0, end - 1, end), s);
+        copy_tensor(gathered.view().slice(0, i, i + 1), x.view().slice(0, rows[i], rows[i] + 1), s);
       }
-      selected = rows;
+      selected = gathered;
     }
     OwnedTensor normed({r, hidden}, dtype_, device_);
     if (dtype_ == DType::kF32) {
@@ -188,6 +184,50 @@ size_t PlmModel::release_moved_weights(const std::vector<const std::byte*>& move
     owner = OwnedTensor();
   }
   return freed;
+}
+
+absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                              const MediaEmbeddings& media, KvCache& cache, bool all_positions,
+                                              Tracer* tracer, Stream s) const {
+  std::vector<int64_t> rows;
+  int64_t end = 0;
+  for (const SequenceChunk& c : batch.chunks) {
+    for (int64_t p = all_positions ? end : end + c.length - 1; p < end + c.length; ++p) rows.push_back(p);
+    end += c.length;
+  }
+  const auto scatter = [&](Tensor x) { return scatter_media(x, ids, media, media_tokens(), s); };
+  return run(ids, batch, scatter, rows, cache, tracer, s);
+}
+
+absl::StatusOr<StepOutput> PlmModel::step(const StepBatch& batch, KvCache& cache, Tracer* tracer, Stream s) const {
+  std::vector<int32_t> ids;
+  TokenBatch tokens;
+  StepOutput out;
+  out.first_rows.push_back(0);
+  std::vector<int64_t> rows;
+  for (const StepChunk& c : batch.chunks) {
+    const int64_t length = static_cast<int64_t>(c.ids.size()), at = static_cast<int64_t>(ids.size());
+    for (int64_t p = c.all_logits ? 0 : length - 1; p < length; ++p) rows.push_back(at + p);
+    out.first_rows.push_back(static_cast<int64_t>(rows.size()));
+    ids.insert(ids.end(), c.ids.begin(), c.ids.end());
+    tokens.chunks.push_back({c.sequence, c.start, length});
+  }
+  const auto scatter = [&](Tensor x) {
+    int64_t at = 0;
+    for (size_t i = 0; i < batch.chunks.size(); ++i) {
+      const StepChunk& c = batch.chunks[i];
+      const int64_t length = static_cast<int64_t>(c.ids.size());
+      const absl::Status status = scatter_media(x.slice(0, at, at + length), c.ids, c.media, media_tokens(), s);
+      if (!status.ok()) {
+        return absl::Status(status.code(),
+                            absl::StrCat("chunk ", i, " (sequence ", c.sequence, "): ", status.message()));
+      }
+      at += length;
+    }
+    return absl::OkStatus();
+  };
+  PLM_ASSIGN_OR_RETURN(out.logits, run(ids, tokens, scatter, rows, cache, tracer, s));
+  return out;
 }
 
 }  // namespace plm::model

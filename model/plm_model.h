@@ -1,12 +1,15 @@
 // PlmModel: PerceptionLMForConditionalGeneration loaded from a Hugging Face directory onto one device
 // (f32 on CPU, bf16 on CUDA), optionally as this rank's share of a TP x PP layout (model/parallel.h).
-// Stage-level entry points: encode_media() runs vision tower + projector (first stage); forward() embeds
-// packed tokens, scatters media rows into the <|image|>/<|video|> placeholders (spec §2.1: images then
-// videos, each in order), runs this stage's decoder layers with the KV cache, passes activations to the
-// next stage, and returns the logits on every rank. Every rank of the layout calls the same methods in
-// the same order (they are collective). Not thread-safe across calls that communicate.
+// Stage-level entry points: encode_media() runs vision tower + projector (first stage), tile by tile;
+// step() embeds the packed tokens of a mixed batch (model/step.h), scatters each chunk's media rows into its
+// <|image|>/<|video|> placeholders (spec §2.1: images then videos, each in order), runs this stage's decoder
+// layers with a KV cache (dense or paged, model/text/kv_cache.h), passes activations to the next stage, and
+// returns the wanted logits on every rank; forward() is the same over one TokenBatch with the media of the
+// whole batch. Every rank of the layout calls the same methods in the same order (they are collective).
+// Not thread-safe across calls that communicate.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,8 +22,10 @@
 #include "model/media_scatter.h"
 #include "model/parallel.h"
 #include "model/projector.h"
+#include "model/step.h"
 #include "model/text/kv_cache.h"
 #include "model/text/llama_decoder.h"
+#include "model/text/paged_kv_cache.h"
 #include "model/text/token_batch.h"
 #include "model/trace.h"
 #include "model/vision/vision_tower.h"
@@ -59,7 +64,10 @@ class PlmModel {
   const PlmConfig& config() const { return config_; }
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
-  std::unique_ptr<KvCache> make_cache(int num_slots, int64_t max_len) const;
+  // KV caches for this rank's layers, in the model's dtype on its device.
+  KvLayout kv_layout() const { return decoder_->kv_layout(); }
+  std::unique_ptr<DenseKvCache> make_cache(int num_slots, int64_t max_len) const;
+  std::unique_ptr<PagedKvCache> make_paged_cache(const PagedKvCacheConfig& config) const;
   const ModelParallel& parallel() const { return parallel_; }
   MediaTokens media_tokens() const { return {config_.image_token_id, config_.video_token_id}; }
 
@@ -89,9 +97,16 @@ class PlmModel {
   size_t release_moved_weights(const std::vector<const std::byte*>& moved);
 
   // pixels: (N, 3, img, img) normalised tiles or frames, any float dtype and device
-  // -> (N * tokens_per_tile, H) in the model's dtype on its device. Empty on stages other than the first
-  // (they never see media).
+  // -> (N * tokens_per_tile, H) in the model's dtype on its device: tile_rows(rows, i) are tile i's. Each tile
+  // is encoded on its own (no row depends on another tile of the call), so an engine may encode tiles and
+  // frames in any grouping and cache their rows one by one. Empty on stages other than the first (they never
+  // see media).
   OwnedTensor encode_media(Tensor pixels, Tracer* tracer = nullptr, Stream s = {}) const;
+  // Rows (tokens_per_tile, H) of tile or frame i in encode_media's output.
+  Tensor tile_rows(Tensor rows, int64_t i) const {
+    const int64_t n = config_.tokens_per_tile();
+    return rows.slice(0, i * n, (i + 1) * n);
+  }
   // pixels of any float dtype and device as the model's working dtype on its device.
   OwnedTensor model_input(Tensor pixels, Stream s = {}) const;
 
@@ -102,13 +117,20 @@ class PlmModel {
   absl::StatusOr<OwnedTensor> forward(const std::vector<int32_t>& ids, const TokenBatch& batch,
                                       const MediaEmbeddings& media, KvCache& cache, bool all_positions,
                                       Tracer* tracer = nullptr, Stream s = {}) const;
+  // One engine iteration: every chunk appended to its sequence in `cache` (check() first: on any error,
+  // returned on every rank as forward() does, the cache is unchanged), and the logits each chunk asks for.
+  // Chunk errors name the chunk and its sequence.
+  absl::StatusOr<StepOutput> step(const StepBatch& batch, KvCache& cache, Tracer* tracer = nullptr,
+                                  Stream s = {}) const;
 
  private:
   PlmModel() = default;
+  // The forward of forward() and step() over packed ids: checks, embeds, calls scatter(x) on the first stage
+  // to put the media rows in, runs the layers, and returns the logits (f32) of the packed rows `rows`.
+  absl::StatusOr<OwnedTensor> run(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                  const std::function<absl::Status(Tensor x)>& scatter,
+                                  const std::vector<int64_t>& rows, KvCache& cache, Tracer* tracer, Stream s) const;
   absl::Status check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch, const KvCache& cache) const;
-  // First stage: x = the token embeddings with the media rows in their placeholders.
-  absl::Status embed_inputs(Tensor x, const std::vector<int32_t>& ids, const MediaEmbeddings& media, Tracer* tracer,
-                            Stream s) const;
 
   PlmConfig config_;
   ModelParallel parallel_;

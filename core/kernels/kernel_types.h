@@ -26,6 +26,15 @@ struct AttentionOptions {
   Tensor segment_ids = {};
 };
 
+// The sequences of one paged_attention_forward call: i32 tensors on the call's device.
+struct PagedAttentionBatch {
+  Tensor block_tables;        // (B, max_blocks): the cache blocks of sequence b, in key order
+  Tensor query_starts;        // (B + 1): sequence b's queries are rows [query_starts[b], query_starts[b + 1]) of q
+  Tensor kv_lens;             // (B): keys of sequence b, its new tokens' included (its queries are the last ones)
+  int64_t max_query_len = 0;  // the largest query run (sizes the CUDA grid; the CPU checks it)
+  float scale = 0.0f;         // 0 means 1/sqrt(head_dim)
+};
+
 struct AdamWOptions {
   float lr = 1e-4f;
   float beta1 = 0.9f;

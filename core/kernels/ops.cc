@@ -87,6 +87,16 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
                dq, dk, dv, dout, q, k, v, out, lse, o, s)
 }
 
+void paged_attention_forward(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, const PagedAttentionBatch& b,
+                             Stream s) {
+  PLM_DISPATCH(paged_attention_forward,
+               PLM_TENSORS(out, q, k_cache, v_cache, b.block_tables, b.query_starts, b.kv_lens), out, q, k_cache,
+               v_cache, b, s)
+}
+void paged_kv_write(Tensor k_cache, Tensor v_cache, Tensor k, Tensor v, Tensor slots, Stream s) {
+  PLM_DISPATCH(paged_kv_write, PLM_TENSORS(k_cache, v_cache, k, v, slots), k_cache, v_cache, k, v, slots, s)
+}
+
 void swiglu_forward(Tensor out, Tensor gate, Tensor up, Stream s) {
   PLM_DISPATCH(swiglu_forward, PLM_TENSORS(out, gate, up), out, gate, up, s)
 }

@@ -43,4 +43,9 @@ void PackedCausalAttention::backward(Tensor dq, Tensor dk, Tensor dv, Tensor dou
   }
 }
 
+void KvCacheAttention::forward(Tensor out, Tensor /*lse*/, Tensor q, Tensor k, Tensor v, int layer, Stream s) const {
+  paged_kv_write(cache_.keys(layer), cache_.values(layer), k, v, step_.slots, s);
+  paged_attention_forward(out, q, cache_.keys(layer), cache_.values(layer), step_.batch(), s);
+}
+
 }  // namespace plm::model

@@ -1,12 +1,13 @@
 // The attention between a decoder layer's q/k/v projections and o_proj, as an interface: training
 // attends within each packed sequence (PackedCausalAttention, which also has the backward); inference
-// appends k/v to the KV cache and attends to it (llama_decoder.cc).
+// appends k/v to a KV cache and attends to it (KvCacheAttention).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/text/kv_cache.h"
 
 namespace plm::model {
 
@@ -33,6 +34,19 @@ class PackedCausalAttention final : public AttentionCore {
 
  private:
   std::vector<int64_t> lengths_;
+};
+
+// Inference: writes the step's k, v rows into the cache (its blocks, kv_cache.h), then attends each chunk's
+// queries to its sequence's cached keys, causally. lse is not produced.
+class KvCacheAttention final : public AttentionCore {
+ public:
+  KvCacheAttention(KvCache& cache, const KvStep& step) : cache_(cache), step_(step) {}
+
+  void forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, int layer, Stream s) const override;
+
+ private:
+  KvCache& cache_;
+  const KvStep& step_;
 };
 
 }  // namespace plm::model

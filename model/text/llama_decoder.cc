@@ -20,55 +20,6 @@ absl::StatusOr<RmsNorm> load_rmsnorm(const WeightLoader& loader, const std::stri
   return norm;
 }
 
-// Decode of slots 0..B-1, one token each: one batched attention call over the cache.
-bool is_dense_decode(const TokenBatch& batch) {
-  for (size_t i = 0; i < batch.chunks.size(); ++i) {
-    if (batch.chunks[i].length != 1 || batch.chunks[i].slot != static_cast<int>(i)) return false;
-  }
-  return true;
-}
-
-// Inference attention: appends k, v to the cache, then attends each chunk's queries to its slot's cached
-// keys (causal). kv_lens: (chunks) i32 on the device, each chunk's visible keys after this step.
-class KvCacheAttention final : public AttentionCore {
- public:
-  KvCacheAttention(const TokenBatch& batch, KvCache& cache, Tensor kv_lens)
-      : batch_(batch), cache_(cache), kv_lens_(kv_lens) {}
-
-  void forward(Tensor out, Tensor /*lse*/, Tensor q, Tensor k, Tensor v, int layer, Stream s) const override {
-    const Tensor cache_k = cache_.keys(layer), cache_v = cache_.values(layer);
-    int64_t row = 0;
-    for (const SequenceChunk& c : batch_.chunks) {
-      copy_tensor(cache_k.select(0, c.slot).slice(0, c.start, c.start + c.length), k.slice(0, row, row + c.length), s);
-      copy_tensor(cache_v.select(0, c.slot).slice(0, c.start, c.start + c.length), v.slice(0, row, row + c.length), s);
-      row += c.length;
-    }
-    const int64_t heads = q.size(1), head_dim = q.size(2);
-    if (is_dense_decode(batch_)) {
-      const int64_t b = static_cast<int64_t>(batch_.chunks.size());
-      attention_forward(out.reshape({b, 1, heads, head_dim}), Tensor(), q.reshape({b, 1, heads, head_dim}),
-                        cache_k.slice(0, 0, b), cache_v.slice(0, 0, b), {.causal = true, .kv_lens = kv_lens_}, s);
-      return;
-    }
-    row = 0;
-    for (size_t i = 0; i < batch_.chunks.size(); ++i) {
-      const SequenceChunk& c = batch_.chunks[i];
-      const Shape q_shape{1, c.length, heads, head_dim};
-      const int64_t chunk = static_cast<int64_t>(i);
-      attention_forward(out.slice(0, row, row + c.length).reshape(q_shape), Tensor(),
-                        q.slice(0, row, row + c.length).reshape(q_shape), cache_k.slice(0, c.slot, c.slot + 1),
-                        cache_v.slice(0, c.slot, c.slot + 1),
-                        {.causal = true, .kv_lens = kv_lens_.slice(0, chunk, chunk + 1)}, s);
-      row += c.length;
-    }
-  }
-
- private:
-  const TokenBatch& batch_;
-  KvCache& cache_;
-  Tensor kv_lens_;
-};
-
 }  // namespace
 
 absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const WeightLoader& loader,
@@ -130,11 +81,9 @@ DecoderLayerDims LlamaDecoder::layer_dims() const {
           .head_dim = config_.head_dim, .ffn = local_ffn_};
 }
 
-std::unique_ptr<KvCache> LlamaDecoder::make_cache(int num_slots, int64_t max_len, DType dtype, Device device) const {
-  TextConfig local = config_;
-  local.num_layers = static_cast<int>(weights_.layers.size());
-  local.num_kv_heads = local_kv_heads_;
-  return std::make_unique<KvCache>(local, num_slots, max_len, dtype, device);
+KvLayout LlamaDecoder::kv_layout() const {
+  return {.num_layers = static_cast<int>(weights_.layers.size()), .num_kv_heads = local_kv_heads_,
+          .head_dim = config_.head_dim};
 }
 
 OwnedTensor LlamaDecoder::positions(const TokenBatch& batch, Device device) {
@@ -151,18 +100,11 @@ void LlamaDecoder::embed(Tensor out, Tensor ids, Stream s) const {
   distributed::reduce_from_tp_forward(out, *tp_, s);
 }
 
-void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, const TokenBatch& batch, KvCache& cache,
+void LlamaDecoder::forward_layers(Tensor hidden, Tensor positions, KvCache& cache, const KvStep& step,
                                   Tracer* tracer, Stream s) const {
-  PLM_CHECK_EQ(hidden.size(0), batch.num_tokens());
-  for (const SequenceChunk& c : batch.chunks) {
-    PLM_CHECK(c.slot >= 0 && c.slot < cache.num_slots()) << "cache slot " << c.slot;
-    PLM_CHECK_LE(c.start + c.length, cache.max_len()) << "sequence in slot " << c.slot << " exceeds the cache";
-  }
-  // Keys visible to each chunk after this step: the same for every layer, so copied to the device once.
-  std::vector<int32_t> lens;
-  for (const SequenceChunk& c : batch.chunks) lens.push_back(static_cast<int32_t>(c.start + c.length));
-  const OwnedTensor kv_lens = to_device(host_i32(lens), hidden.device());
-  const KvCacheAttention attention(batch, cache, kv_lens);
+  PLM_CHECK_EQ(hidden.size(0), step.slots.numel());
+  PLM_CHECK_EQ(cache.layout().num_layers, static_cast<int>(weights_.layers.size())) << "KV cache of another stage";
+  const KvCacheAttention attention(cache, step);
   // One layer's scratch, reused by every layer.
   const int64_t t = hidden.size(0);
   ArenaSizer sizer;

@@ -1,12 +1,11 @@
 // The Llama decoder of PLM (spec/plm_spec.md §2.7): token embedding, decoder layers (decoder_layer.h), final
 // RMSNorm and the (tied or untied) LM head. Inference works on packed tokens of several sequences
-// (TokenBatch) with a preallocated KV cache; training on packed sequences from position 0, with the
+// (TokenBatch) with a KV cache (kv_cache.h, dense or paged); training on packed sequences from position 0, with the
 // layers' activations saved for the backward and a vocab-chunked loss (logits never whole).
 // Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of every
 // projection and of the vocabulary, and its stage's layers. Training supports tp = 1 for now.
 #pragma once
 
-#include <memory>
 #include <functional>
 #include <vector>
 
@@ -81,16 +80,17 @@ class LlamaDecoder {
   // The layers [first_layer(), last_layer()) this rank holds.
   int first_layer() const { return weights_.first_layer; }
   int last_layer() const { return weights_.first_layer + static_cast<int>(weights_.layers.size()); }
-  // The KV cache this rank needs: its layers and KV heads.
-  std::unique_ptr<KvCache> make_cache(int num_slots, int64_t max_len, DType dtype, Device device) const;
+  // What a KV cache of this rank holds per token: its layers and KV heads.
+  KvLayout kv_layout() const;
   // RoPE positions (T) i32 on `device`: start + i for each chunk's tokens.
   static OwnedTensor positions(const TokenBatch& batch, Device device);
 
   // First stage. ids: (T) i32 on the model's device -> out: (T, H) (vocab-parallel lookup + all-reduce).
   void embed(Tensor out, Tensor ids, Stream s = {}) const;
-  // Inference: runs this rank's layers over hidden (T, H) in place, reading and extending the cache for the
-  // batch's chunks. positions: (T) i32 on the device.
-  void forward_layers(Tensor hidden, Tensor positions, const TokenBatch& batch, KvCache& cache, Tracer* tracer,
+  // Inference: runs this rank's layers over hidden (T, H) in place, writing the batch's keys and values into
+  // the cache where `step` (cache.append(batch)) says and attending to each chunk's sequence.
+  // positions: (T) i32 on the device.
+  void forward_layers(Tensor hidden, Tensor positions, KvCache& cache, const KvStep& step, Tracer* tracer,
                       Stream s = {}) const;
   // Last stage. hidden rows (R, H) -> final RMSNorm -> normed (R, H) and full logits (R, V), gathered over
   // TP (logits may be undefined).

@@ -1,6 +1,7 @@
 // generate() on the tiny cls_tied model against HF's greedy tokens: several prompts at once (different
-// lengths and media) give each prompt's tokens as when run alone; stopping (EOS, max_new_tokens 0 and 1, a
-// stop callback) ends one sequence without changing the others; seeded sampling is reproducible.
+// lengths and media) give each prompt's tokens as when run alone, on the paged cache (the default, several
+// block sizes) and on the dense one; stopping (EOS, max_new_tokens 0 and 1, a stop callback) ends one sequence
+// without changing the others; seeded sampling is reproducible.
 #include "model/generator.h"
 
 #include <gtest/gtest.h>
@@ -67,6 +68,25 @@ TEST_F(Generate, SeveralPromptsAtOnceMatchEachAlone) {
   EXPECT_EQ(results[1].tokens, std::vector<int32_t>(image.begin(), image.begin() + 3));
   EXPECT_EQ(results[0].tokens, cases_[0].expected_tokens);
   EXPECT_EQ(results[2].tokens, cases_[2].expected_tokens);
+}
+
+TEST_F(Generate, DenseAndPagedCachesGiveHfTokens) {
+  for (const auto& [kind, block_size] : {std::pair{KvCacheKind::kDense, int64_t{16}},
+                                         std::pair{KvCacheKind::kPaged, int64_t{1}},
+                                         std::pair{KvCacheKind::kPaged, int64_t{7}}}) {
+    GenerationOptions options = options_;
+    options.kv_cache = kind;
+    options.kv_block_size = block_size;
+    const std::vector<GenerationResult> results = run(requests(), options);
+    ASSERT_EQ(results.size(), cases_.size());
+    for (size_t i = 0; i < cases_.size(); ++i) {
+      EXPECT_EQ(results[i].tokens, cases_[i].expected_tokens)
+          << "prompt " << i << (kind == KvCacheKind::kDense ? ", dense" : ", paged blocks of ") << block_size;
+    }
+  }
+  GenerationOptions options = options_;
+  options.kv_block_size = 0;
+  EXPECT_THAT(generate(*model_, requests(), options), FailsWith("kv_block_size is 0"));
 }
 
 TEST_F(Generate, EosStopsItsSequenceWithTheEosAndLeavesTheOthers) {

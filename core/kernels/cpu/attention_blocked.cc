@@ -1,7 +1,9 @@
-// The CPU attention forward the model runs: per (sequence, kv head) and block of ~256 query rows (queries x
-// the query heads sharing the kv head), one GEMM for the scores (sgemm.h), a vectorised row softmax
-// (attention_simd.h), one GEMM with the values; decode-sized blocks take the split-keys path (attention_split_keys.h).
-// Same contract as kernel_signatures.inc, tested against the plain loop attention_forward_reference.
+// The CPU attention forwards the model runs, dense (attention_forward) and paged (paged_attention_forward): per
+// (sequence, kv head) and block of ~256 query rows (queries x the query heads sharing the kv head), one GEMM for
+// the scores (sgemm.h), a vectorised row softmax (attention_simd.h), one GEMM with the values; sequences with
+// decode-sized blocks take the split-keys path (attention_split_keys.h). Both read rows through
+// AttentionGeometry, so a paged sequence gets exactly the dense arithmetic. Same contract as
+// kernel_signatures.inc, tested against the plain loop attention_forward_reference.
 // OpenMP runs over blocks with single-threaded BLAS inside (see SerialBlasScope).
 #include <algorithm>
 #include <cmath>
@@ -27,9 +29,6 @@ namespace {
 // Query rows per block: the M of both GEMMs. Measured on the vision (1025 tokens, 16 heads x 64) and causal
 // prefill (1024 and 4096 tokens, 32q/8kv x 64) cases, 2 threads: 128-512 within 3%, 64 and 1024 5-15% slower.
 constexpr int64_t kBlockRows = 256;
-// Below this many rows per block (queries x group), the GEMMs would mostly pack operands: the split-keys
-// path of attention_split_keys.h takes over.
-constexpr int64_t kMinGemmRows = 8;
 
 // While one is alive, each BLAS call runs on its calling thread: blocks run on OpenMP threads, and a threaded
 // GEMM from each would put 4 threads on 2 cores (measured 5x slower, and 1.5x slower than threaded GEMMs
@@ -68,8 +67,8 @@ struct SerialBlasScope {
 };
 #endif
 
-// The visible keys and values of every (sequence, kv head) as contiguous (kv_lens[b], Dh) matrices, the
-// GEMMs' operands. The buffers belong to the calling thread and are kept for its next call (fresh ones
+// The visible keys and values of every (sequence, kv head) of the GEMM path as contiguous (kv_lens[b], Dh)
+// matrices, the GEMMs' operands. The buffers belong to the calling thread and are kept for its next call (fresh ones
 // would page-fault every call), so they hold the largest k and v seen.
 class PackedKv {
  public:
@@ -79,7 +78,7 @@ class PackedKv {
     int64_t size = 0;
     for (int64_t b = 0; b < g.batch; ++b) {
       batch_offsets_[b] = size;
-      size += g.valid_keys(b) * g.num_kv_heads * g.head_dim;
+      if (!takes_split_keys(g, b)) size += g.valid_keys(b) * g.num_kv_heads * g.head_dim;
     }
     k_storage.resize(static_cast<size_t>(size));
     v_storage.resize(static_cast<size_t>(size));
@@ -187,20 +186,45 @@ void attend_block(const AttentionInputs& in, const Block& blk, BlockScratch& s) 
   }
 }
 
-// Every (sequence, kv head) split into equal blocks of at most kBlockRows rows.
+// Every (sequence, kv head) of the GEMM path split into equal blocks of at most kBlockRows rows.
 std::vector<Block> make_blocks(const AttentionGeometry& g) {
   const int64_t max_queries = std::max<int64_t>(1, kBlockRows / g.group_size());
-  const int64_t blocks_per_head = (g.q_len + max_queries - 1) / max_queries;
-  const int64_t block_queries = (g.q_len + blocks_per_head - 1) / blocks_per_head;
   std::vector<Block> blocks;
   for (int64_t b = 0; b < g.batch; ++b) {
+    if (takes_split_keys(g, b)) continue;
+    const int64_t q_len = g.query_len(b);
+    const int64_t blocks_per_head = (q_len + max_queries - 1) / max_queries;
+    const int64_t block_queries = (q_len + blocks_per_head - 1) / blocks_per_head;
     for (int64_t kv_head = 0; kv_head < g.num_kv_heads; ++kv_head) {
-      for (int64_t i0 = 0; i0 < g.q_len; i0 += block_queries) {
-        blocks.push_back({b, kv_head, i0, std::min(i0 + block_queries, g.q_len)});
+      for (int64_t i0 = 0; i0 < q_len; i0 += block_queries) {
+        blocks.push_back({b, kv_head, i0, std::min(i0 + block_queries, q_len)});
       }
     }
   }
   return blocks;
+}
+
+// The forward of both entry points on checked inputs.
+void attend(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out, float* lse) {
+  attention_forward_split_keys(g, q, k, v, out, lse);
+  const std::vector<Block> blocks = make_blocks(g);
+  if (blocks.empty()) return;
+  PackedKv packed(g);
+  const AttentionInputs in{
+      .g = g, .simd = attention_simd(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
+  const SerialBlasScope serial_blas;
+#pragma omp parallel if (g.work() >= kMinParallelWork)
+  {
+#pragma omp for collapse(2)
+    for (int64_t b = 0; b < g.batch; ++b) {
+      for (int64_t kv_head = 0; kv_head < g.num_kv_heads; ++kv_head) {
+        if (!takes_split_keys(g, b)) packed.pack(k, v, b, kv_head);
+      }
+    }
+    thread_local BlockScratch scratch;
+#pragma omp for schedule(dynamic)
+    for (size_t t = 0; t < blocks.size(); ++t) attend_block(in, blocks[t], scratch);
+  }
 }
 
 }  // namespace
@@ -209,32 +233,34 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
   const AttentionGeometry g = check_attention("attention_forward", q, k, v, lse, options);
   check_f32("attention_forward", "out", out, q.shape());
   if (out.numel() == 0) return;
-  float* lse_data = lse.defined() ? lse.data_as<float>() : nullptr;
-  if (g.q_len * g.group_size() < kMinGemmRows) {
-    attention_forward_split_keys(g, q.data_as<float>(), k.data_as<float>(), v.data_as<float>(), out.data_as<float>(),
-                                 lse_data);
-    return;
-  }
-  const std::vector<Block> blocks = make_blocks(g);
-  PackedKv packed(g);
-  const AttentionInputs in{.g = g,
-                           .simd = attention_simd(best_simd_isa()),
-                           .q = q.data_as<float>(),
-                           .packed = packed,
-                           .out = out.data_as<float>(),
-                           .lse = lse_data};
-  const SerialBlasScope serial_blas;
-#pragma omp parallel if (g.work() >= kMinParallelWork)
-  {
-#pragma omp for collapse(2)
-    for (int64_t b = 0; b < g.batch; ++b) {
-      for (int64_t kv_head = 0; kv_head < g.num_kv_heads; ++kv_head) {
-        packed.pack(k.data_as<float>(), v.data_as<float>(), b, kv_head);
-      }
-    }
-    thread_local BlockScratch scratch;
-#pragma omp for schedule(dynamic)
-    for (size_t t = 0; t < blocks.size(); ++t) attend_block(in, blocks[t], scratch);
+  attend(g, q.data_as<float>(), k.data_as<float>(), v.data_as<float>(), out.data_as<float>(),
+         lse.defined() ? lse.data_as<float>() : nullptr);
+}
+
+void paged_attention_forward(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, const PagedAttentionBatch& batch,
+                             Stream) {
+  const AttentionGeometry g = check_paged_attention("paged_attention_forward", q, k_cache, v_cache, batch);
+  check_f32("paged_attention_forward", "out", out, q.shape());
+  attend(g, q.data_as<float>(), k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), nullptr);
+}
+
+void paged_kv_write(Tensor k_cache, Tensor v_cache, Tensor k, Tensor v, Tensor slots, Stream) {
+  constexpr const char* kOp = "paged_kv_write";
+  check_tensor(kOp, "k_cache", k_cache, DType::kF32);
+  check_f32(kOp, "v_cache", v_cache, k_cache.shape());
+  check_rank(kOp, "k_cache", k_cache, 4);
+  const int64_t tokens = k.size(0), row = k_cache.size(2) * k_cache.size(3);
+  const int64_t num_rows = k_cache.size(0) * k_cache.size(1);
+  check_f32(kOp, "k", k, {tokens, k_cache.size(2), k_cache.size(3)});
+  check_f32(kOp, "v", v, k.shape());
+  check_tensor(kOp, "slots", slots, DType::kI32);
+  check_shape(kOp, "slots", slots, {tokens});
+  const int32_t* slot = slots.data_as<int32_t>();
+  for (int64_t t = 0; t < tokens; ++t) {
+    PLM_CHECK(0 <= slot[t] && slot[t] < num_rows)
+        << kOp << ": slots[" << t << "] = " << slot[t] << " outside the cache's " << num_rows << " rows";
+    std::copy_n(k.data_as<float>() + t * row, row, k_cache.data_as<float>() + slot[t] * row);
+    std::copy_n(v.data_as<float>() + t * row, row, v_cache.data_as<float>() + slot[t] * row);
   }
 }
 

@@ -17,24 +17,26 @@ namespace {
 
 constexpr int64_t kChunkKeys = 256;
 
-// The partial softmax of every query row (Sq x Hq per sequence, r = i * Hq + h) over one chunk of keys.
+// The partial softmax of every query row of one sequence (Sq x Hq, r = i * Hq + h) over one chunk of keys.
 struct ChunkPartials {
   std::vector<float> maxes;  // (R) -inf where the row sees no key of the chunk
   std::vector<float> sums;   // (R)
   std::vector<float> acc;    // (R, Dh) sum of exp(s - max) v
 };
 
-// Keys [j0, j1) of sequence b for every query row.
+// Keys [j0, j1) of sequence b for every query row of it.
 void attend_chunk(const AttentionGeometry& g, const AttentionSimd& simd, const float* q, const float* k,
                   const float* v, int64_t b, int64_t j0, int64_t j1, ChunkPartials& part, std::vector<float>& scores) {
-  const int64_t rows = g.q_len * g.num_q_heads, width = j1 - j0, dim = g.head_dim, group = g.group_size();
+  const int64_t q_len = g.query_len(b), rows = q_len * g.num_q_heads, width = j1 - j0, dim = g.head_dim;
+  const int64_t group = g.group_size();
   scores.resize(static_cast<size_t>(rows * width));
   // Key by key over all kv heads: one contiguous (Hkv, Dh) slab of k per key.
   for (int64_t j = j0; j < j1; ++j) {
-    for (int64_t i = 0; i < g.q_len; ++i) {
+    const float* k_slab = k + g.kv_row(b, j, 0);
+    for (int64_t i = 0; i < q_len; ++i) {
       for (int64_t h = 0; h < g.num_q_heads; ++h) {
         const int64_t r = i * g.num_q_heads + h;
-        scores[r * width + j - j0] = g.scale * simd.dot(q + g.q_row(b, i, h), k + g.kv_row(b, j, h / group), dim);
+        scores[r * width + j - j0] = g.scale * simd.dot(q + g.q_row(b, i, h), k_slab + (h / group) * dim, dim);
       }
     }
   }
@@ -52,13 +54,19 @@ void attend_chunk(const AttentionGeometry& g, const AttentionSimd& simd, const f
   }
   std::fill(part.acc.begin(), part.acc.end(), 0.0f);
   for (int64_t j = j0; j < j1; ++j) {
+    const float* v_slab = v + g.kv_row(b, j, 0);
     for (int64_t r = 0; r < rows; ++r) {
       const float p = scores[r * width + j - j0];
-      const float* v_row = v + g.kv_row(b, j, (r % g.num_q_heads) / group);
+      const float* v_row = v_slab + ((r % g.num_q_heads) / group) * dim;
       float* acc = part.acc.data() + r * dim;
       for (int64_t d = 0; d < dim; ++d) acc[d] += p * v_row[d];
     }
   }
+}
+
+// Index of the range [starts[x], starts[x + 1]) that holds `index`.
+int64_t range_of(const std::vector<int64_t>& starts, int64_t index) {
+  return std::upper_bound(starts.begin(), starts.end(), index) - starts.begin() - 1;
 }
 
 }  // namespace
@@ -66,21 +74,26 @@ void attend_chunk(const AttentionGeometry& g, const AttentionSimd& simd, const f
 void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const float* k, const float* v,
                                   float* out, float* lse) {
   const AttentionSimd& simd = attention_simd(best_simd_isa());
-  const int64_t rows = g.q_len * g.num_q_heads, dim = g.head_dim;
-  // The keys sequence b's last query sees (the most any of its queries sees), in chunks.
-  std::vector<int64_t> first_chunk(static_cast<size_t>(g.batch + 1), 0);
+  const int64_t dim = g.head_dim;
+  // Per sequence of this path: the keys its last query sees (the most any of its queries sees) in chunks, and
+  // its query rows (Sq x Hq), both numbered across sequences. Other sequences get none of either.
+  std::vector<int64_t> first_chunk(static_cast<size_t>(g.batch + 1), 0), first_row(first_chunk);
   for (int64_t b = 0; b < g.batch; ++b) {
-    const int64_t n = visible_keys(g, b, g.q_len - 1).end;
-    first_chunk[b + 1] = first_chunk[b] + std::max<int64_t>(1, (n + kChunkKeys - 1) / kChunkKeys);
+    const int64_t q_len = takes_split_keys(g, b) ? g.query_len(b) : 0;
+    const int64_t n = q_len > 0 ? visible_keys(g, b, q_len - 1).end : 0;
+    first_chunk[b + 1] = first_chunk[b] + (q_len > 0 ? std::max<int64_t>(1, (n + kChunkKeys - 1) / kChunkKeys) : 0);
+    first_row[b + 1] = first_row[b] + q_len * g.num_q_heads;
   }
+  if (first_row[g.batch] == 0) return;
   std::vector<ChunkPartials> partials(static_cast<size_t>(first_chunk[g.batch]));
 #pragma omp parallel if (g.work() >= kMinParallelWork)
   {
     std::vector<float> scores;
 #pragma omp for schedule(dynamic)
     for (int64_t c = 0; c < first_chunk[g.batch]; ++c) {
-      const int64_t b = std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1;
-      const int64_t n = visible_keys(g, b, g.q_len - 1).end;
+      const int64_t b = range_of(first_chunk, c);
+      const int64_t rows = g.query_len(b) * g.num_q_heads;
+      const int64_t n = visible_keys(g, b, g.query_len(b) - 1).end;
       const int64_t j0 = (c - first_chunk[b]) * kChunkKeys, j1 = std::min(j0 + kChunkKeys, n);
       ChunkPartials& part = partials[c];
       part.maxes.resize(static_cast<size_t>(rows));
@@ -88,30 +101,29 @@ void attention_forward_split_keys(const AttentionGeometry& g, const float* q, co
       part.acc.resize(static_cast<size_t>(rows * dim));
       attend_chunk(g, simd, q, k, v, b, j0, std::max(j0, j1), part, scores);
     }
-#pragma omp for collapse(2)
-    for (int64_t b = 0; b < g.batch; ++b) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t i = r / g.num_q_heads, h = r % g.num_q_heads;
-        float max_score = kAttentionNegInf;
-        for (int64_t c = first_chunk[b]; c < first_chunk[b + 1]; ++c) {
-          max_score = std::max(max_score, partials[c].maxes[r]);
-        }
-        float* out_row = out + g.q_row(b, i, h);
-        std::fill_n(out_row, dim, 0.0f);
-        if (max_score == kAttentionNegInf) {  // no visible key
-          if (lse) lse[g.lse_index(b, h, i)] = kAttentionNegInf;
-          continue;
-        }
-        float sum = 0.0f;
-        for (int64_t c = first_chunk[b]; c < first_chunk[b + 1]; ++c) {
-          const float weight = std::exp(partials[c].maxes[r] - max_score);  // 0 for a chunk the row does not see
-          sum += weight * partials[c].sums[r];
-          const float* acc = partials[c].acc.data() + r * dim;
-          for (int64_t d = 0; d < dim; ++d) out_row[d] += weight * acc[d];
-        }
-        for (int64_t d = 0; d < dim; ++d) out_row[d] /= sum;
-        if (lse) lse[g.lse_index(b, h, i)] = max_score + std::log(sum);
+#pragma omp for
+    for (int64_t row = 0; row < first_row[g.batch]; ++row) {
+      const int64_t b = range_of(first_row, row), r = row - first_row[b];
+      const int64_t i = r / g.num_q_heads, h = r % g.num_q_heads;
+      float max_score = kAttentionNegInf;
+      for (int64_t c = first_chunk[b]; c < first_chunk[b + 1]; ++c) {
+        max_score = std::max(max_score, partials[c].maxes[r]);
       }
+      float* out_row = out + g.q_row(b, i, h);
+      std::fill_n(out_row, dim, 0.0f);
+      if (max_score == kAttentionNegInf) {  // no visible key
+        if (lse) lse[g.lse_index(b, h, i)] = kAttentionNegInf;
+        continue;
+      }
+      float sum = 0.0f;
+      for (int64_t c = first_chunk[b]; c < first_chunk[b + 1]; ++c) {
+        const float weight = std::exp(partials[c].maxes[r] - max_score);  // 0 for a chunk the row does not see
+        sum += weight * partials[c].sums[r];
+        const float* acc = partials[c].acc.data() + r * dim;
+        for (int64_t d = 0; d < dim; ++d) out_row[d] += weight * acc[d];
+      }
+      for (int64_t d = 0; d < dim; ++d) out_row[d] /= sum;
+      if (lse) lse[g.lse_index(b, h, i)] = max_score + std::log(sum);
     }
   }
 }

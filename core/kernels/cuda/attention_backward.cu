@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   float acc[kRowsPerWarp][kChunks] = {};  // sum of dS * k, this lane's dims
-  const int key_end = query_block_key_end(p, head.kv_len, min(row0 + kBlockRows, num_rows) - 1);
+  const int key_end = query_block_key_end(p, head, min(row0 + kBlockRows, num_rows) - 1);
   const int num_tiles = key_end > 0 ? (key_end + kTile - 1) / kTile : 0;
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int key0 = tile * kTile;

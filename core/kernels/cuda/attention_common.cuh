@@ -2,7 +2,8 @@
 // attention_reference.cu): argument checks, the visibility rule of kernel_signatures.inc, index maps, and
 // the tile loader. Internal to core/kernels/cuda/. Rows of a "query block" are (query, head) pairs of one
 // kv head flattened as r = i * group + (h - kv_head * group), so the query heads sharing a kv head share
-// its key tiles (GQA).
+// its key tiles (GQA). The paged forward (attention_forward.cu) runs the same kernels on packed queries with
+// keys read through block tables: only the index maps differ.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,22 +27,40 @@ struct AttentionParams {
   bool causal;
   const int32_t* kv_lens;      // (B) or null
   const int32_t* segment_ids;  // (B, S) or null
+  // Paged calls: q_len is the longest query run and kv_len_max = max_blocks * block_size.
+  const int32_t* query_starts;  // (B + 1) or null: sequence b's queries are packed rows [qs[b], qs[b + 1])
+  const int32_t* block_tables;  // (B, max_blocks) or null: key j of b is row j % block_size of its block j / block_size
+  int max_blocks, block_size;
 };
 
 // Checks q (B, Sq, Hq, Dh), k and v (B, Skv, Hkv, Dh) and the options against the contract (dtype f32
 // or bf16, Dh a multiple of 8 up to 128, 16-byte aligned data) and returns the kernel parameters.
 AttentionParams check_attention(const char* op, Tensor q, Tensor k, Tensor v, const AttentionOptions& options);
+// The same for paged_attention_forward: q (T, Hq, Dh), the caches (num_blocks, block_size, Hkv, Dh) and the
+// batch's i32 tensors. Block ids are device data: the kernels trust them.
+AttentionParams check_paged_attention(const char* op, Tensor q, Tensor k_cache, Tensor v_cache,
+                                      const PagedAttentionBatch& batch);
 // Checks that t (named name) has like's shape, dtype and device, is contiguous and 16-byte aligned.
 void check_like(const char* op, const char* name, Tensor t, Tensor like);
 // Checks lse: (B, Hq, Sq) f32, contiguous, on q's device.
 void check_lse(const char* op, Tensor lse, Tensor q);
 
+// Queries of sequence b: Sq, or its run of packed rows.
+__device__ __forceinline__ int query_len(const AttentionParams& p, int b) {
+  return p.query_starts == nullptr ? p.q_len : p.query_starts[b + 1] - p.query_starts[b];
+}
+
 // Index maps. Element offsets of a row of Dh values; lse-style statistics are (B, Hq, Sq).
 __device__ __forceinline__ int64_t q_offset(const AttentionParams& p, int b, int i, int h) {
-  return ((static_cast<int64_t>(b) * p.q_len + i) * p.num_q_heads + h) * p.head_dim;
+  const int64_t row = p.query_starts == nullptr ? static_cast<int64_t>(b) * p.q_len + i : p.query_starts[b] + i;
+  return (row * p.num_q_heads + h) * p.head_dim;
 }
 __device__ __forceinline__ int64_t kv_offset(const AttentionParams& p, int b, int j, int kv_head) {
-  return ((static_cast<int64_t>(b) * p.kv_len_max + j) * p.num_kv_heads + kv_head) * p.head_dim;
+  if (p.block_tables == nullptr) {
+    return ((static_cast<int64_t>(b) * p.kv_len_max + j) * p.num_kv_heads + kv_head) * p.head_dim;
+  }
+  const int64_t block = p.block_tables[static_cast<int64_t>(b) * p.max_blocks + j / p.block_size];
+  return ((block * p.block_size + j % p.block_size) * p.num_kv_heads + kv_head) * p.head_dim;
 }
 __device__ __forceinline__ int64_t stat_index(const AttentionParams& p, int b, int h, int i) {
   return (static_cast<int64_t>(b) * p.num_q_heads + h) * p.q_len + i;
@@ -56,7 +75,7 @@ __device__ __forceinline__ int kv_length(const AttentionParams& p, int b) {
 // Whether query i of sequence b (at position kv_len - Sq + i) sees key j.
 __device__ __forceinline__ bool key_visible(const AttentionParams& p, int b, int kv_len, int i, int j) {
   if (j >= kv_len) return false;
-  if (p.causal && j > kv_len - p.q_len + i) return false;
+  if (p.causal && j > kv_len - query_len(p, b) + i) return false;
   if (p.segment_ids != nullptr) {
     const int32_t* segments = p.segment_ids + static_cast<int64_t>(b) * p.q_len;
     if (segments[i] != segments[j]) return false;
@@ -146,7 +165,7 @@ __device__ __forceinline__ BlockHead block_head(const AttentionParams& p) {
 
 // Element offset in q / out / dout of flattened row `row` of the block's kv head, or -1 past Sq * group.
 __device__ __forceinline__ int64_t query_row_offset(const AttentionParams& p, const BlockHead& head, int row) {
-  if (row >= p.q_len * p.group) return -1;
+  if (row >= query_len(p, head.b) * p.group) return -1;
   return q_offset(p, head.b, row / p.group, head.kv_head * p.group + row % p.group);
 }
 
@@ -202,9 +221,11 @@ __device__ __forceinline__ void store_row(T* dst, const float (&values)[kChunks]
   }
 }
 
-// Under causal, query rows of a block ending at last_row see no key at or past the returned bound.
-__device__ __forceinline__ int query_block_key_end(const AttentionParams& p, int kv_len, int last_row) {
-  return p.causal ? min(kv_len, kv_len - p.q_len + last_row / p.group + 1) : kv_len;
+// Under causal, query rows of a block of the head's sequence ending at last_row see no key at or past the
+// returned bound.
+__device__ __forceinline__ int query_block_key_end(const AttentionParams& p, const BlockHead& head, int last_row) {
+  const int kv_len = head.kv_len;
+  return p.causal ? min(kv_len, kv_len - query_len(p, head.b) + last_row / p.group + 1) : kv_len;
 }
 
 // The first flattened query row that can see key `key` (every row without causal).

@@ -3,7 +3,8 @@
 // an online softmax, so scores never reach device memory. In a tile, lane j scores key j against the warp's
 // rows, then every lane accumulates its own head-dim slice of p @ V. When the grid would leave SMs idle
 // (decode: one query per sequence) the keys are also split across blocks, whose partial (max, sum, out)
-// are merged by a second kernel (flash-decoding).
+// are merged by a second kernel (flash-decoding). paged_attention_forward runs the same kernels on packed
+// queries of several sequences and keys read through block tables (attention_common.cuh's index maps).
 #include <algorithm>
 
 #include "core/buffer.h"
@@ -18,6 +19,7 @@ using namespace attention_internal;
 
 // Partial results of a split over keys, for (split, b, kv_head, row): unnormalised out (Dh) and the
 // running max and sum of exp(score - max).
+// Paged calls: Sq is the longest query run, and a sequence's rows past its own run are unused.
 struct SplitPartials {
   float* out;   // (num_splits, B, Hkv, Sq * group, Dh)
   float* max;   // (num_splits, B, Hkv, Sq * group)
@@ -41,8 +43,9 @@ __global__ void __launch_bounds__(kThreads)
                          SplitPartials partials) {
   const int head_dim = p.head_dim;
   const BlockHead head = block_head(p);
-  const int num_rows = p.q_len * p.group;
+  const int num_rows = query_len(p, head.b) * p.group;
   const int row0 = static_cast<int>(blockIdx.x) * kBlockRows;
+  if (row0 >= num_rows) return;  // a paged sequence shorter than the longest: the whole block is idle
   const int warp = threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   const int warp_row0 = row0 + warp * kRowsPerWarp;
@@ -54,7 +57,7 @@ __global__ void __launch_bounds__(kThreads)
   load_rows(q_rows, head_dim, q, kBlockRows, head_dim,
             [&](int r) { return query_row_offset(p, head, row0 + r); });
 
-  const int key_end = query_block_key_end(p, head.kv_len, min(row0 + kBlockRows, num_rows) - 1);
+  const int key_end = query_block_key_end(p, head, min(row0 + kBlockRows, num_rows) - 1);
   const int num_tiles = key_end > 0 ? (key_end + kTile - 1) / kTile : 0;
   const int num_splits = static_cast<int>(gridDim.z);
   const int tiles_per_split = (num_tiles + num_splits - 1) / num_splits;
@@ -115,7 +118,7 @@ __global__ void __launch_bounds__(kThreads)
                                o[rr], m[rr], l[rr]);
       continue;
     }
-    const int64_t partial_row = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * num_rows + row;
+    const int64_t partial_row = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * p.q_len * p.group + row;
     store_row<float, kChunks>(partials.out + partial_row * head_dim, o[rr], 1.0f, head_dim, lane);
     if (lane == 0) {
       partials.max[partial_row] = m[rr];
@@ -137,6 +140,7 @@ __global__ void __launch_bounds__(kThreads)
   const int bh = static_cast<int>(global_warp / num_rows);
   const int b = bh / p.num_kv_heads;
   const int kv_head = bh % p.num_kv_heads;
+  if (row >= query_len(p, b) * p.group) return;  // past a paged sequence's queries
 
   float m = -INFINITY;
   for (int z = 0; z < num_splits; ++z) m = fmaxf(m, partials.max[z * num_warps_total + global_warp]);
@@ -221,6 +225,16 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
   if (lse.defined()) check_lse(kOp, lse, q);
   if (p.batch == 0 || p.q_len == 0 || p.num_q_heads == 0) return;
   dispatch_attention<ForwardLauncher>(q.dtype(), p.head_dim, p, out, lse, q, k, v,
+                                      static_cast<cudaStream_t>(s.handle));
+}
+
+void paged_attention_forward(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, const PagedAttentionBatch& batch,
+                             Stream s) {
+  constexpr const char* kOp = "paged_attention_forward";
+  const AttentionParams p = check_paged_attention(kOp, q, k_cache, v_cache, batch);
+  check_like(kOp, "out", out, q);
+  if (p.batch == 0 || p.q_len == 0) return;
+  dispatch_attention<ForwardLauncher>(q.dtype(), p.head_dim, p, out, Tensor(), q, k_cache, v_cache,
                                       static_cast<cudaStream_t>(s.handle));
 }
 
