@@ -170,7 +170,7 @@ absl::StatusOr<LocalMedia> LocalMedia::localize(std::vector<data::ChatMessage>& 
       }
       absl::StatusOr<std::filesystem::path> file = confined_media_file(part.url, *policy.media_root);
       if (!file.ok()) return absl::Status(file.status().code(), absl::StrCat(label, ": ", file.status().message()));
-      local.names_.emplace_back(file->string(), part.url);
+      local.names_.emplace_back(file->string(), absl::StrCat(label, " (", part.url, ")"));
       part.url = file->string();
     }
   }

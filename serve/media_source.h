@@ -49,7 +49,7 @@ class LocalMedia {
   ~LocalMedia();
 
   // `message` with every local path replaced by the name the client knows the item by ("image 0 (data: URL)",
-  // or the path as given), so errors never show server paths.
+  // "video 1 (clips/a.mp4)" with the path as given), so errors never show server paths.
   std::string client_message(std::string_view message) const;
 
  private:
