@@ -11,6 +11,14 @@ namespace plm::serve {
 
 namespace {
 
+// What stats() says before the first step.
+EngineStats idle_stats(const KvSpace& kv, const EncoderCache& cache) {
+  EngineStats s;
+  s.kv = kv.usage();
+  s.encoder_cache = cache.counters();
+  return s;
+}
+
 double seconds_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
@@ -63,6 +71,7 @@ Engine::Engine(const model::PlmModel& model, const data::Tokenizer& tokenizer, s
       encoder_cache_(config.encoder_cache_bytes),
       scheduler_(config.scheduler, *kv_, [this](const MediaKey& key) { return encoder_cache_.contains(key); }),
       runner_(model, kv_->cache(), encoder_cache_),
+      published_(idle_stats(*kv_, encoder_cache_)),
       thread_([this] { loop(); }) {}
 
 Engine::~Engine() {

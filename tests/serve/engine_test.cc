@@ -218,7 +218,7 @@ TEST_F(EngineTest, RepeatedImageAndOverlappingVideoFramesHitTheEncoderCache) {
   const Usage all_frames = run("video-4", prepare(testing::user_turn("What happens?", {}, {"video_64x48_4f.mp4"})));
   EXPECT_EQ(all_frames.encoded_media_items + all_frames.cached_media_items, 4);
   data::MediaOptions two_frames;
-  two_frames.video_sampling = {.num_frames = 2};
+  two_frames.video_sampling = {.num_frames = 2, .fps = std::nullopt, .at_most = false};
   const Usage window = run("video-2", prepare(testing::user_turn("What happens?", {}, {"video_64x48_4f.mp4"}), two_frames));
   EXPECT_EQ(window.cached_media_items, 2);
   EXPECT_EQ(window.encoded_media_items, 0);

@@ -40,7 +40,9 @@ class TokenPoolKv final : public KvSpace {
     used_ -= lengths_[slot];
     lengths_[slot] = -1;
   }
-  KvUsage usage() const override { return {.capacity_tokens = capacity_, .reserved_tokens = used_}; }
+  KvUsage usage() const override {
+    return {.capacity_tokens = capacity_, .reserved_tokens = used_, .filled_tokens = used_, .num_sequences = 0, .bytes = 0};
+  }
   int64_t max_sequence_tokens() const override { return capacity_; }
 
  private:
