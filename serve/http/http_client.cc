@@ -117,13 +117,16 @@ absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::connect(const std::strin
 
 absl::StatusOr<HttpResponse> HttpClient::request(std::string_view method, std::string_view target, std::string_view body,
                                                  const Headers& headers) {
-  if (absl::Status s = impl_->send(method, target, body, headers); !s.ok()) return s;
+  // A server may answer (413, 401) and close before taking the whole body: read its answer all the same.
+  const absl::Status sent = impl_->send(method, target, body, headers);
+  if (!impl_->socket.is_open()) return sent;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(std::numeric_limits<uint64_t>::max());
   beast::error_code ec;
   bhttp::read(impl_->socket, impl_->buffer, parser, ec);
   if (ec) {
     impl_->close();
+    if (!sent.ok()) return sent;
     return absl::UnavailableError(absl::StrCat("reading the response to ", sv(target), ": ", ec.message()));
   }
   HttpResponse out;

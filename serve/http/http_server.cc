@@ -1,5 +1,6 @@
 #include "serve/http/http_server.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -501,7 +502,25 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ex != ex_) return;
     if (ex->client_gone.load()) return;
     if (ex->keep_alive && !server_.draining.load()) return read_header();
-    close();
+    linger();
+  }
+
+  // Closes gracefully (RFC 9112 §9.6): stop sending, then read and drop what the client still sends (the rest
+  // of a refused body) for a moment, so it gets to read the response instead of a connection reset.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    discard();
+  }
+
+  void discard() {
+    static constexpr size_t kLingerBytes = size_t{4} << 20;
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->lingered_ += n;
+      if (ec || self->lingered_ > kLingerBytes) return self->close();
+      self->discard();
+    });
   }
 
   void log_line(const Exchange& ex) const {
@@ -534,6 +553,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<Exchange> ex_;      // the current request
   std::deque<std::string> queue_;     // bytes waiting to be written, front first
   bool writing_ = false;
+  std::array<char, 16384> discard_;   // what linger() reads and drops
+  size_t lingered_ = 0;
 };
 
 }  // namespace
