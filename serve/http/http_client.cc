@@ -47,6 +47,7 @@ struct HttpClient::Impl {
     const auto endpoints = resolver.resolve(host, std::to_string(port), ec);
     if (!ec) net::connect(socket, endpoints, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("cannot connect to ", host, ":", port, ": ", ec.message()));
+    socket.set_option(tcp::no_delay(true), ec);
     // Blocking reads and writes give up after the timeout instead of hanging a test or a benchmark.
     timeval tv{.tv_sec = static_cast<time_t>(timeout_s), .tv_usec = 0};
     ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));

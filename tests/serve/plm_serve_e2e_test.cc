@@ -1,7 +1,8 @@
 // `plm serve` as a process on the tiny cls_tied model and a free port: a chat request with a data: image (and a
 // video under --media-root) returns what `plm generate` prints for the same input, streaming returns the same
 // text, concurrent clients each get their solo text, bad requests get their statuses while the server stays up,
-// the API key is enforced, and SIGTERM lets the request in flight finish before the process exits 0.
+// the API key is enforced, `plm bench serve` measures it, and SIGTERM lets the request in flight finish before
+// the process exits 0.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -97,6 +98,7 @@ class ServeProcess {
     return -1;
   }
   std::string log() const { return read_file(log_); }
+  uint16_t port() const { return port_; }
 
  private:
   std::filesystem::path log_;
@@ -220,6 +222,24 @@ TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
   absl::StatusOr<HttpResponse> health = server.client()->request("GET", "/health");
   ASSERT_TRUE(health.ok());
   EXPECT_EQ(health->status, 200);
+}
+
+TEST(PlmServe, BenchServeReportsRatesAndLatencies) {
+  ServeProcess server({});
+  const std::string command = std::string(PLM_BINARY) + " bench serve --url http://127.0.0.1:" +
+                              std::to_string(server.port()) + " --concurrency 2 --requests 4 --max-tokens 4 --image " +
+                              (inputs_dir() / "image_150x100.png").string() + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+  EXPECT_EQ(::pclose(pipe), 0) << out;
+  const json line = json::parse(out.substr(out.rfind("\n{") + 1));  // the JSON line ends the output
+  EXPECT_EQ(line["ok"], 4) << out;
+  EXPECT_GT(line["output_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(line["ttft_ms_p50"].get<double>(), 0);
+  EXPECT_TRUE(line["errors"].empty());
 }
 
 TEST(PlmServe, SigtermDrainsTheRequestInFlightThenExitsZero) {
