@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,8 +22,6 @@
 #include "serve/http/http_client.h"
 #include "tests/core/test_temp_dir.h"
 #include "tests/serve/serve_fixture.h"
-
-extern char** environ;
 
 namespace plm::serve::http {
 namespace {
@@ -52,12 +50,19 @@ class ServeProcess {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    PLM_CHECK(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) == 0) << "cannot start " << argv[0];
-    posix_spawn_file_actions_destroy(&actions);
+    const int out = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    PLM_CHECK(out >= 0) << log_;
+    pid_ = ::fork();
+    PLM_CHECK(pid_ >= 0) << "fork failed";
+    if (pid_ == 0) {
+      // The server dies with the test process, even when a failed check aborts it.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(out, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out);
     const std::regex ready("ready on http://([0-9.]+):([0-9]+)");
     for (int i = 0; i < 1200 && port_ == 0; ++i) {
       std::smatch m;
