@@ -1,12 +1,13 @@
 // `plm bench <suite>`: performance measurements (never timed tests). Suites: kernels, generate, train, tokenizer,
-// preprocess, sft-data, and make-random-model, which writes the random-weight checkpoints the generate and
-// train suites run on.
+// preprocess, sft-data, serve (a load generator for a running server), and make-random-model, which writes the
+// random-weight checkpoints the generate and train suites run on.
 #include "apps/command.h"
 #include "bench/data_bench.h"
 #include "bench/generate_bench.h"
 #include "bench/kernel_bench.h"
 #include "bench/random_checkpoint.h"
 #include "bench/train_bench.h"
+#include "bench/serve_bench.h"
 
 namespace plm::apps {
 
@@ -76,6 +77,19 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   sft_data->add_option("--threads", sft->threads, "Samples read concurrently")->check(CLI::PositiveNumber);
   sft_data->callback([selected, sft] { *selected = [sft] { return bench::run_sft_data_bench(*sft); }; });
+
+  auto load = std::make_shared<bench::ServeBenchOptions>();
+  CLI::App* serve = bench->add_subcommand("serve", "Load-test an OpenAI-compatible server: requests/s, tokens/s, TTFT, TPOT");
+  serve->add_option("--url", load->url, "Server, e.g. http://127.0.0.1:8000")->required();
+  serve->add_option("--concurrency", load->concurrency, "Requests in flight at once (default 1)")->check(CLI::PositiveNumber);
+  serve->add_option("--requests", load->requests, "Requests in all (default 64)")->check(CLI::PositiveNumber);
+  serve->add_option("--image", load->image, "Image file sent with every request (as a data: URL)")->check(CLI::ExistingFile);
+  serve->add_option("--video", load->video, "Video file sent with every request (as a data: URL)")->check(CLI::ExistingFile);
+  serve->add_option("--prompt", load->prompt, "User text");
+  serve->add_option("--max-tokens", load->max_tokens, "Tokens per reply at most (default 64)")->check(CLI::PositiveNumber);
+  serve->add_option("--api-key", load->api_key, "Bearer key (default: $PLM_API_KEY)")->envname("PLM_API_KEY");
+  serve->add_option("--model", load->model, "Model id (default: the first /v1/models lists)");
+  serve->callback([selected, load] { *selected = [load] { return bench::run_serve_bench(*load); }; });
 
   auto random = std::make_shared<bench::RandomCheckpointOptions>();
   auto max_shard_mb = std::make_shared<int64_t>(random->max_shard_bytes / 1'000'000);

@@ -11,7 +11,7 @@ packages=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libturbojpeg0-dev libjpeg-dev libpng-dev
   libpcre2-dev nlohmann-json3-dev libopenblas-dev libopenblas0-openmp libcli11-dev
-  libspdlog-dev libfmt-dev libyaml-cpp-dev
+  libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev
   slurm-wlm shellcheck  # the Slurm tests start a local single-node cluster; shellcheck checks the scripts
 )
 

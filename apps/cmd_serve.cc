@@ -1,0 +1,194 @@
+// `plm serve`: an OpenAI-compatible HTTP server for one PLM directory on this machine (serve/http/http_server.h
+// over serve/engine.h). Prints a ready line with the URL, one line per request, and on SIGTERM / SIGINT drains
+// the requests in flight and exits 0 (a second signal cancels them).
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "apps/command.h"
+#include "core/cuda/runtime.h"
+#include "core/status_macros.h"
+#include "distributed/launch_env.h"
+#include "model/plm_model.h"
+#include "runtime/model_directory.h"
+#include "serve/engine.h"
+#include "serve/http/http_server.h"
+#include "serve/prompt_preparer.h"
+
+namespace plm::apps {
+
+namespace {
+
+struct ServeOptions {
+  std::string model_dir;
+  std::string served_model_name;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string device = "cpu";
+  int max_num_seqs = 32;
+  int64_t max_batch_tokens = 2048;
+  int max_media_items_per_step = 32;
+  int64_t max_model_len = 0;
+  uint64_t kv_cache_bytes = uint64_t{2} << 30;
+  uint64_t encoder_cache_bytes = uint64_t{512} << 20;
+  uint64_t max_body_bytes = uint64_t{64} << 20;
+  std::string api_key;
+  std::string media_root;
+  int max_media_items = 8;
+  int64_t max_video_frames = 32;
+  int max_queue = 256;
+  int io_threads = 2;
+  int media_threads = 2;
+};
+
+// A private directory for data: URL payloads, removed with this object.
+class ScratchDir {
+ public:
+  static absl::StatusOr<ScratchDir> create() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = (std::filesystem::path(tmp != nullptr && *tmp ? tmp : "/tmp") / "plm-serve-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      return absl::InternalError(absl::StrCat(pattern, ": cannot create a scratch directory for data: URLs"));
+    }
+    return ScratchDir(pattern);
+  }
+  ScratchDir(ScratchDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  explicit ScratchDir(std::filesystem::path path) : path_(std::move(path)) {}
+  std::filesystem::path path_;
+};
+
+void print_line(const std::string& line) {
+  static std::mutex mutex;
+  const std::lock_guard lock(mutex);
+  std::fprintf(stdout, "%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+absl::Status run_serve(const ServeOptions& o) {
+  Device device = Device::cpu();
+  if (o.device == "cuda") {
+    if (cuda_device_count() == 0) return absl::FailedPreconditionError(cuda_unavailable_reason());
+    device = Device::cuda(distributed::read_launch_env().local_rank % cuda_device_count());
+    cuda_set_device(device.index);
+  }
+  std::optional<std::filesystem::path> media_root;
+  if (!o.media_root.empty()) {
+    std::error_code error;
+    media_root = std::filesystem::canonical(o.media_root, error);
+    if (error || !std::filesystem::is_directory(*media_root)) {
+      return absl::NotFoundError(absl::StrCat("--media-root ", o.media_root, ": not a directory"));
+    }
+  }
+  PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device));
+  PLM_ASSIGN_OR_RETURN(const ScratchDir scratch, ScratchDir::create());
+
+  serve::EngineConfig engine_config;
+  engine_config.scheduler = {.max_num_seqs = o.max_num_seqs,
+                             .max_batch_tokens = o.max_batch_tokens,
+                             .max_media_items_per_step = o.max_media_items_per_step,
+                             .max_bypass = 16};
+  engine_config.kv_cache_bytes = static_cast<int64_t>(o.kv_cache_bytes);
+  engine_config.max_model_len = o.max_model_len;
+  engine_config.encoder_cache_bytes = static_cast<int64_t>(o.encoder_cache_bytes);
+  serve::Metrics metrics;
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<serve::Engine> engine,
+                       serve::Engine::start(*model, model_dir.tokenizer, model_dir.eos_token_ids(), engine_config, &metrics));
+  data::MediaOptions media;
+  media.video_sampling = {.num_frames = o.max_video_frames, .fps = std::nullopt, .at_most = true};
+  media.video_limits.max_output_frames = o.max_video_frames;
+  serve::PromptPreparer preparer(
+      model_dir, {.media_root = media_root, .scratch_dir = scratch.path(), .max_media_items = o.max_media_items}, media,
+      o.media_threads);
+
+  serve::http::ServerConfig config;
+  config.host = o.host;
+  config.port = static_cast<uint16_t>(o.port);
+  config.num_io_threads = o.io_threads;
+  config.api_key = o.api_key;
+  config.model_name = o.served_model_name.empty()
+                          ? std::filesystem::path(o.model_dir).lexically_normal().filename().string()
+                          : o.served_model_name;
+  if (config.model_name.empty()) config.model_name = std::filesystem::canonical(o.model_dir).filename().string();
+  config.max_queue = o.max_queue;
+  config.max_body_bytes = static_cast<int64_t>(o.max_body_bytes);
+  config.log = print_line;
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<serve::http::HttpServer> server,
+                       serve::http::HttpServer::start(config, *engine, preparer, metrics));
+  server->drain_on_signals();
+  const serve::EngineStats stats = engine->stats();
+  print_line(absl::StrCat("plm serve: ready on ", server->url(), " (model ", config.model_name, " on ", device.to_string(),
+                          ", ", o.max_num_seqs, " sequences of up to ", engine->max_sequence_tokens(),
+                          " tokens, KV cache ", stats.kv.bytes >> 20, " MiB, encoder cache ",
+                          o.encoder_cache_bytes >> 20, " MiB", o.api_key.empty() ? "" : ", API key required",
+                          media_root ? absl::StrCat(", media root ", media_root->string()) : "", ")"));
+  server->wait();
+  print_line("plm serve: drained; exiting");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, CommandMain* selected) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a PLM model over an OpenAI-compatible HTTP API");
+  cmd->add_option("--model", o->model_dir, "Hugging Face PLM directory")->required();
+  cmd->add_option("--served-model-name", o->served_model_name, "The model id clients use (default: the directory name)");
+  cmd->add_option("--host", o->host, "Address to listen on (default 127.0.0.1: this machine only)");
+  cmd->add_option("--port", o->port, "Port (default 8000; 0: any free port, printed in the ready line)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--max-num-seqs", o->max_num_seqs, "Sequences decoding together (default 32)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step: decodes plus prefill chunks (default 2048)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-media-per-step", o->max_media_items_per_step,
+                  "Image tiles / video frames the vision tower encodes per step (default 32)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-model-len", o->max_model_len, "Longest prompt + reply (default: the model's, capped by the KV cache)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes, "KV-cache memory, e.g. 4G (default 2G)")->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--encoder-cache-bytes", o->encoder_cache_bytes, "Vision-embedding cache, e.g. 512M (default; 0: off)")
+      ->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $PLM_API_KEY)")
+      ->envname("PLM_API_KEY");
+  cmd->add_option("--media-root", o->media_root, "Directory whose files requests may name (default: none, data: URLs only)");
+  cmd->add_option("--max-media-items", o->max_media_items, "Images + videos per request (default 8)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-video-frames", o->max_video_frames, "Frames sampled per video at most (default 32)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-queue", o->max_queue, "Requests waiting beyond the running batch before 429 (default 256)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (default 64M)")->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads (default 2)")->check(CLI::PositiveNumber);
+  cmd->add_option("--media-threads", o->media_threads, "Media decode / preprocessing threads (default 2)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([selected, o] {
+    *selected = [o] {
+      std::signal(SIGPIPE, SIG_IGN);  // a client that goes away is an error value, not a signal
+      const absl::Status status = run_serve(*o);
+      if (!status.ok()) {
+        std::fprintf(stderr, "plm serve: %s\n", std::string(status.message()).c_str());
+        return 1;
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace plm::apps

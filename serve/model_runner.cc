@@ -1,0 +1,138 @@
+#include "serve/model_runner.h"
+
+#include <array>
+#include <chrono>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/check.h"
+#include "core/status_macros.h"
+
+namespace plm::serve {
+
+namespace {
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The step's embeddings by item key. A null entry is an item waiting to be encoded.
+using Resolved = absl::flat_hash_map<MediaKey, EncoderCache::Entry>;
+
+struct ToEncode {
+  MediaKey key;
+  Tensor pixels;  // (3, h, w) row of its sequence's media
+};
+
+// Looks up every item the chunks touch, counting each sequence's new items as cached or encoded; returns the
+// items that must be encoded, per kind.
+std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, EncoderCache& cache, Resolved& resolved) {
+  std::array<std::vector<ToEncode>, 2> to_encode;
+  for (const ScheduledChunk& c : plan.chunks) {
+    for (MediaKind kind : kMediaKinds) {
+      SequenceMedia& m = c.seq->media_of(kind);
+      const auto [first, last] = m.items_in(c.start, c.start + c.length);
+      for (int64_t item = first; item < last; ++item) {
+        const MediaKey& key = m.items.keys[item];
+        const bool counted = item < m.num_counted;
+        if (item == m.pinned_item) {
+          resolved.try_emplace(key, m.pinned);
+          continue;
+        }
+        if (const auto it = resolved.find(key); it != resolved.end()) {
+          if (!counted) (it->second ? c.seq->num_media_cached : c.seq->num_media_encoded) += 1;
+          continue;
+        }
+        EncoderCache::Entry entry = cache.find(key);
+        if (!counted) (entry ? c.seq->num_media_cached : c.seq->num_media_encoded) += 1;
+        if (!entry) to_encode[static_cast<int>(kind)].push_back({key, m.items.pixels.view().select(0, item)});
+        resolved.emplace(key, std::move(entry));
+      }
+      m.num_counted = std::max(m.num_counted, last);
+    }
+  }
+  return to_encode;
+}
+
+// Runs the vision tower over `items` in one batch and stores each item's rows in the cache and in `resolved`.
+void encode_items(const model::PlmModel& model, const std::vector<ToEncode>& items, EncoderCache& cache,
+                  Resolved& resolved) {
+  if (items.empty()) return;
+  const Tensor first = items[0].pixels;
+  const int64_t n = static_cast<int64_t>(items.size());
+  OwnedTensor pixels({n, first.size(0), first.size(1), first.size(2)}, first.dtype());
+  for (int64_t i = 0; i < n; ++i) copy_tensor(pixels.view().select(0, i), items[i].pixels);
+  const OwnedTensor rows = model.encode_media(pixels);  // (n * tokens_per_tile, H)
+  const int64_t per_item = rows.size(0) / n;
+  for (int64_t i = 0; i < n; ++i) {
+    auto entry = std::make_shared<OwnedTensor>(Shape{per_item, rows.size(1)}, rows.dtype(), rows.device());
+    copy_tensor(entry->view(), rows.view().slice(0, i * per_item, (i + 1) * per_item));
+    cache.insert(items[i].key, entry);
+    resolved[items[i].key] = std::move(entry);
+  }
+}
+
+}  // namespace
+
+ModelRunner::ModelRunner(const model::PlmModel& model, model::KvCache& cache, EncoderCache& encoder_cache)
+    : model_(model), cache_(cache), encoder_cache_(encoder_cache) {}
+
+absl::StatusOr<StepOutput> ModelRunner::run(const StepPlan& plan) {
+  StepOutput out;
+  const Clock::time_point vision_start = Clock::now();
+  Resolved resolved;
+  const std::array<std::vector<ToEncode>, 2> to_encode = resolve_items(plan, encoder_cache_, resolved);
+  for (const std::vector<ToEncode>& items : to_encode) {
+    encode_items(model_, items, encoder_cache_, resolved);
+    out.num_media_encoded += static_cast<int>(items.size());
+  }
+
+  // The packed batch, and per kind the media rows of its placeholders in packing order.
+  std::vector<int32_t> ids;
+  model::TokenBatch batch;
+  std::array<int64_t, 2> num_rows{};
+  for (const ScheduledChunk& c : plan.chunks) {
+    ids.insert(ids.end(), c.seq->tokens.begin() + c.start, c.seq->tokens.begin() + c.start + c.length);
+    batch.chunks.push_back({.slot = c.seq->slot, .start = c.start, .length = c.length});
+    for (MediaKind kind : kMediaKinds) {
+      const auto [first, last] = c.seq->media_of(kind).placeholders_in(c.start, c.start + c.length);
+      num_rows[static_cast<int>(kind)] += last - first;
+    }
+  }
+  const int64_t hidden = model_.config().text.hidden_size;
+  std::array<OwnedTensor, 2> rows;
+  for (MediaKind kind : kMediaKinds) {
+    const int k = static_cast<int>(kind);
+    if (num_rows[k] == 0) continue;
+    rows[k] = OwnedTensor({num_rows[k], hidden}, model_.dtype(), model_.device());
+    int64_t at = 0;
+    for (const ScheduledChunk& c : plan.chunks) {
+      SequenceMedia& m = c.seq->media_of(kind);
+      const auto [first, last] = m.placeholders_in(c.start, c.start + c.length);
+      for (int64_t p = first; p < last;) {
+        const int64_t item = p / m.tokens_per_item, offset = p % m.tokens_per_item;
+        const int64_t n = std::min(last - p, m.tokens_per_item - offset);
+        const EncoderCache::Entry& entry = resolved.at(m.items.keys[item]);
+        PLM_CHECK(entry != nullptr) << "item " << item << " of " << c.seq->id << " was not encoded";
+        copy_tensor(rows[k].view().slice(0, at, at + n), entry->view().slice(0, offset, offset + n));
+        at += n;
+        p += n;
+      }
+      // The next chunk continues inside the last item when this one ended part-way through it.
+      if (first < last) {
+        const int64_t last_item = (last - 1) / m.tokens_per_item;
+        const bool partial = last % m.tokens_per_item != 0;
+        m.pinned_item = partial ? last_item : -1;
+        m.pinned = partial ? resolved.at(m.items.keys[last_item]) : nullptr;
+      }
+    }
+  }
+  out.vision_s = seconds_since(vision_start);
+
+  const Clock::time_point forward_start = Clock::now();
+  PLM_ASSIGN_OR_RETURN(OwnedTensor logits, model_.forward(ids, batch, {rows[0].view(), rows[1].view()}, cache_,
+                                                          /*all_positions=*/false));
+  out.logits = logits.device().is_cpu() ? std::move(logits) : to_device(logits, Device::cpu());
+  out.forward_s = seconds_since(forward_start);
+  return out;
+}
+
+}  // namespace plm::serve

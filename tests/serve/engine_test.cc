@@ -1,0 +1,277 @@
+// The engine on the tiny cls_tied model: 64 concurrent mixed requests (text, image, video, data: URLs, different
+// lengths, greedy and seeded sampling, stop strings) each equal their solo result through model::generate (what
+// `plm generate` runs) while continuous batching admits them mid-run with chunked prefill and a vision budget;
+// cancelling frees the sequence's KV room; repeated images and overlapping video frames hit the encoder cache.
+#include "serve/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "serve/prompt_preparer.h"
+#include "tests/serve/serve_fixture.h"
+
+namespace plm::serve {
+namespace {
+
+using testing::Collector;
+using testing::tiny_model;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void start(const EngineConfig& config) {
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        Engine::start(*tiny_model().model, tiny_model().dir.tokenizer, tiny_model().dir.eos_token_ids(), config, &metrics_);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+
+  static EngineConfig small_config() {
+    EngineConfig c;
+    c.scheduler = {.max_num_seqs = 16, .max_batch_tokens = 96, .max_media_items_per_step = 3, .max_bypass = 4};
+    c.max_model_len = 512;
+    c.kv_cache_bytes = int64_t{16} << 20;
+    c.encoder_cache_bytes = int64_t{1} << 20;
+    return c;
+  }
+
+  PreparedPrompt prepare(const std::vector<data::ChatMessage>& messages, const data::MediaOptions& media = {}) {
+    absl::StatusOr<PreparedPrompt> p = prepare_chat_prompt(messages, tiny_model().dir, policy_, media);
+    PLM_CHECK(p.ok()) << p.status().message();
+    return std::move(*p);
+  }
+
+  // Waits until the engine holds no sequence (cancellation is asynchronous).
+  bool wait_until_idle() {
+    for (int i = 0; i < 2000; ++i) {
+      const EngineStats s = engine_->stats();
+      if (s.num_running == 0 && s.num_waiting == 0 && s.kv.num_sequences == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+
+  Metrics metrics_;
+  MediaPolicy policy_ = testing::test_media_policy();
+  std::unique_ptr<Engine> engine_;
+};
+
+PreparedPrompt copy_of(const PreparedPrompt& p) {
+  PreparedPrompt out;
+  out.ids = p.ids;
+  for (auto [from, to] : {std::pair{&p.images, &out.images}, std::pair{&p.videos, &out.videos}}) {
+    to->keys = from->keys;
+    if (from->pixels.view().defined()) {
+      to->pixels = OwnedTensor(from->pixels.shape(), from->pixels.dtype());
+      copy_tensor(to->pixels.view(), from->pixels.view());
+    }
+  }
+  return out;
+}
+
+TEST_F(EngineTest, ConcurrentMixedRequestsEqualTheirSoloResults) {
+  start(small_config());
+  const std::string image = "image_150x100.png", video = "video_64x48_4f.mp4";
+  std::string long_text;
+  for (int i = 0; i < 12; ++i) long_text += "Tell me more about the picture and the colours in it. ";
+  const std::vector<std::vector<data::ChatMessage>> conversations = {
+      testing::user_turn("Hi"),
+      testing::user_turn("Describe the weather in one word."),
+      testing::user_turn(long_text),
+      testing::user_turn("Describe this image.", {image}),
+      testing::user_turn("What is in the picture?", {testing::data_url(testing::inputs_dir() / image, "image/png")}),
+      testing::user_turn("Compare these two images.", {image, image}),
+      testing::user_turn("What is happening in this video?", {}, {video}),
+      testing::user_turn(long_text, {image}, {video}),
+      testing::user_turn("Count the frames.", {}, {testing::data_url(testing::inputs_dir() / video, "video/mp4")}),
+  };
+  std::vector<PreparedPrompt> prompts;
+  for (const auto& c : conversations) prompts.push_back(prepare(c));
+
+  constexpr int kRequests = 64;
+  struct Case {
+    size_t prompt;
+    GenerationParams params;
+    std::vector<int32_t> expected_tokens;
+    std::string expected_text;  // for stop-string cases
+  };
+  std::vector<Case> cases;
+  const data::Tokenizer& tokenizer = tiny_model().dir.tokenizer;
+  for (int i = 0; i < kRequests; ++i) {
+    Case c{.prompt = static_cast<size_t>(i) % prompts.size(), .params = {}, .expected_tokens = {}, .expected_text = {}};
+    c.params.max_tokens = 2 + (i * 7) % 23;
+    if (i % 5 == 3) c.params.sampling = {.temperature = 0.9f, .top_k = 0, .top_p = 0.95f, .seed = 1000u + i};
+    c.expected_tokens = testing::solo_tokens(prompts[c.prompt], c.params);
+    if (i % 7 == 2 && c.expected_tokens.size() >= 4) {
+      // A stop string: the text of one generated token from the middle of the solo reply.
+      const absl::StatusOr<std::string> piece =
+          tokenizer.decode(std::vector<int32_t>{c.expected_tokens[c.expected_tokens.size() / 2]}, {.skip_special_tokens = true});
+      const absl::StatusOr<std::string> full = tokenizer.decode(c.expected_tokens, {.skip_special_tokens = true});
+      if (piece.ok() && full.ok() && !piece->empty()) {
+        c.params.stop = {*piece};
+        c.expected_text = full->substr(0, full->find(*piece));
+      }
+    }
+    cases.push_back(std::move(c));
+  }
+
+  std::vector<Collector> collectors(kRequests);
+  std::vector<std::thread> clients;
+  constexpr int kClients = 4;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = t; i < kRequests; i += kClients) {
+        EngineRequest r{.id = "req-" + std::to_string(i), .prompt = copy_of(prompts[cases[i].prompt]),
+                        .params = cases[i].params, .on_update = collectors[i].callback(), .arrival = Clock::now()};
+        const absl::Status s = engine_->submit(std::move(r));
+        EXPECT_TRUE(s.ok()) << s;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+
+  for (int i = 0; i < kRequests; ++i) {
+    const std::optional<RequestUpdate> final = collectors[i].wait();
+    ASSERT_TRUE(final.has_value()) << "request " << i << " did not finish";
+    const Case& c = cases[i];
+    ASSERT_TRUE(final->finish == FinishReason::kStop || final->finish == FinishReason::kLength) << i;
+    if (!c.params.stop.empty()) {
+      EXPECT_EQ(collectors[i].text(), c.expected_text) << "request " << i << " (stop string)";
+      EXPECT_EQ(*final->finish, FinishReason::kStop) << i;
+      continue;
+    }
+    EXPECT_EQ(collectors[i].tokens(), c.expected_tokens) << "request " << i << " (prompt " << c.prompt << ")";
+    const absl::StatusOr<std::string> text = tokenizer.decode(c.expected_tokens, {.skip_special_tokens = true});
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(collectors[i].text(), *text) << i;
+    EXPECT_EQ(final->usage.prompt_tokens, static_cast<int64_t>(prompts[c.prompt].ids.size()));
+    EXPECT_EQ(final->usage.completion_tokens, static_cast<int64_t>(c.expected_tokens.size()));
+    const bool eos = static_cast<int64_t>(c.expected_tokens.size()) < c.params.max_tokens;
+    EXPECT_EQ(*final->finish, eos ? FinishReason::kStop : FinishReason::kLength) << i;
+  }
+  ASSERT_TRUE(wait_until_idle());
+  const EngineStats stats = engine_->stats();
+  EXPECT_EQ(stats.requests_finished, kRequests);
+  EXPECT_GT(stats.encoder_cache.hits, 0);
+  // Batching happened: far fewer steps than the tokens generated.
+  EXPECT_LT(stats.num_steps, stats.generated_tokens / 2);
+}
+
+TEST_F(EngineTest, CancelFreesTheSequenceRunningOrWaiting) {
+  EngineConfig config = small_config();
+  config.scheduler.max_num_seqs = 1;
+  start(config);
+  Collector running, waiting;
+  GenerationParams long_reply{.max_tokens = 400, .sampling = {}, .stop = {}};
+  long_reply.sampling.temperature = 0;  // greedy, EOS may still end it: the test only needs it to start
+  ASSERT_TRUE(engine_->submit({.id = "running", .prompt = prepare(testing::user_turn("Hi")), .params = long_reply,
+                               .on_update = running.callback(), .arrival = Clock::now()}).ok());
+  ASSERT_TRUE(engine_->submit({.id = "waiting", .prompt = prepare(testing::user_turn("Hello")), .params = long_reply,
+                               .on_update = waiting.callback(), .arrival = Clock::now()}).ok());
+  engine_->cancel("waiting");
+  const std::optional<RequestUpdate> w = waiting.wait();
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(*w->finish, FinishReason::kCancelled);
+  EXPECT_EQ(w->usage.completion_tokens, 0);
+  engine_->cancel("running");
+  const std::optional<RequestUpdate> r = running.wait();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r->finish == FinishReason::kCancelled || *r->finish == FinishReason::kStop);
+  EXPECT_TRUE(wait_until_idle());
+  const EngineStats stats = engine_->stats();
+  EXPECT_EQ(stats.kv.reserved_tokens, 0);
+  EXPECT_GE(stats.requests_cancelled, 1);
+  // The freed slot takes the next request.
+  Collector next;
+  ASSERT_TRUE(engine_->submit({.id = "next", .prompt = prepare(testing::user_turn("Hi")),
+                               .params = {.max_tokens = 3, .sampling = {}, .stop = {}}, .on_update = next.callback(),
+                               .arrival = Clock::now()}).ok());
+  ASSERT_TRUE(next.wait().has_value());
+}
+
+TEST_F(EngineTest, RepeatedImageAndOverlappingVideoFramesHitTheEncoderCache) {
+  start(small_config());
+  const GenerationParams params{.max_tokens = 2, .sampling = {}, .stop = {}};
+  const auto run = [&](const std::string& id, PreparedPrompt prompt) {
+    Collector c;
+    EXPECT_TRUE(engine_->submit({.id = id, .prompt = std::move(prompt), .params = params, .on_update = c.callback(),
+                                 .arrival = Clock::now()}).ok());
+    const std::optional<RequestUpdate> u = c.wait();
+    PLM_CHECK(u.has_value());
+    return u->usage;
+  };
+  const PreparedPrompt image = prepare(testing::user_turn("Describe this image.", {"image_150x100.png"}));
+  const int64_t tiles = image.images.count();
+  const Usage first = run("image-1", copy_of(image));
+  EXPECT_EQ(first.encoded_media_items + first.cached_media_items, tiles);
+  const int64_t encoded = engine_->stats().media_items_encoded;
+  // The same image again (as a data: URL this time): every tile from the cache, no vision tower.
+  const Usage second = run("image-2", prepare(testing::user_turn(
+      "Describe this image.", {testing::data_url(testing::inputs_dir() / "image_150x100.png", "image/png")})));
+  EXPECT_EQ(second.cached_media_items, tiles);
+  EXPECT_EQ(second.encoded_media_items, 0);
+  EXPECT_EQ(engine_->stats().media_items_encoded, encoded);
+
+  // 4 frames, then 2 of them (frames 0 and 2): the second request's frames are all cached.
+  const Usage all_frames = run("video-4", prepare(testing::user_turn("What happens?", {}, {"video_64x48_4f.mp4"})));
+  EXPECT_EQ(all_frames.encoded_media_items + all_frames.cached_media_items, 4);
+  data::MediaOptions two_frames;
+  two_frames.video_sampling = {.num_frames = 2, .fps = std::nullopt, .at_most = false};
+  const Usage window = run("video-2", prepare(testing::user_turn("What happens?", {}, {"video_64x48_4f.mp4"}), two_frames));
+  EXPECT_EQ(window.cached_media_items, 2);
+  EXPECT_EQ(window.encoded_media_items, 0);
+  const EngineStats stats = engine_->stats();
+  EXPECT_GE(stats.encoder_cache.hits, tiles + 2);
+}
+
+TEST_F(EngineTest, RejectsRequestsBeyondTheContextOrWithBadMedia) {
+  start(small_config());
+  Collector c;
+  const absl::Status too_long = engine_->submit({.id = "long", .prompt = prepare(testing::user_turn("Hi")),
+                                                 .params = {.max_tokens = 10'000, .sampling = {}, .stop = {}},
+                                                 .on_update = c.callback(), .arrival = Clock::now()});
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kOutOfRange) << too_long;
+  EXPECT_THAT(std::string(too_long.message()), ::testing::HasSubstr("context is 512 tokens"));
+  PreparedPrompt no_pixels = prepare(testing::user_turn("Describe this image.", {"image_150x100.png"}));
+  no_pixels.images = {};
+  const absl::Status bad = engine_->submit({.id = "bad", .prompt = std::move(no_pixels),
+                                            .params = {.max_tokens = 4, .sampling = {}, .stop = {}},
+                                            .on_update = c.callback(), .arrival = Clock::now()});
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  EXPECT_EQ(c.num_updates(), 0);
+}
+
+
+TEST_F(EngineTest, PreparerWorksOnItsPoolAndMatchesThePlmGenerateInputs) {
+  PromptPreparer preparer(tiny_model().dir, policy_, {}, 2);
+  std::mutex mutex;
+  std::condition_variable done;
+  std::optional<absl::StatusOr<PreparedPrompt>> result;
+  std::thread::id worker;
+  const auto messages = testing::user_turn("Describe this image.", {"image_150x100.png"});
+  preparer.prepare_chat(messages, [&](absl::StatusOr<PreparedPrompt> p) {
+    const std::lock_guard lock(mutex);
+    worker = std::this_thread::get_id();
+    result = std::move(p);
+    done.notify_all();
+  });
+  std::unique_lock lock(mutex);
+  ASSERT_TRUE(done.wait_for(lock, std::chrono::seconds(60), [&] { return result.has_value(); }));
+  ASSERT_TRUE(result->ok()) << result->status();
+  EXPECT_NE(worker, std::this_thread::get_id());
+  // The inputs `plm generate --image ... --prompt ...` builds (data::build_prompt with the file's path).
+  std::vector<data::ChatMessage> direct = testing::user_turn("Describe this image.",
+                                                             {(testing::inputs_dir() / "image_150x100.png").string()});
+  const absl::StatusOr<data::PromptInputs> reference =
+      data::build_prompt(direct, true, tiny_model().dir.tokenizer, tiny_model().dir.processor,
+                         tiny_model().dir.config.tokens_per_tile());
+  ASSERT_TRUE(reference.ok());
+  EXPECT_EQ((*result)->ids, reference->ids);
+  EXPECT_EQ((*result)->images.count(), reference->image_pixels.size(0));
+  EXPECT_EQ((*result)->images.keys, media_keys(reference->image_pixels));
+}
+
+}  // namespace
+}  // namespace plm::serve

@@ -1,0 +1,277 @@
+// `plm serve` as a process on the tiny cls_tied model and a free port: a chat request with a data: image (and a
+// video under --media-root) returns what `plm generate` prints for the same input, streaming returns the same
+// text, concurrent clients each get their solo text, bad requests get their statuses while the server stays up,
+// the API key is enforced, `plm bench serve` measures it, and SIGTERM lets the request in flight finish before
+// the process exits 0.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "serve/http/http_client.h"
+#include "tests/core/test_temp_dir.h"
+#include "tests/serve/serve_fixture.h"
+
+namespace plm::serve::http {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+using serve::testing::inputs_dir;
+using serve::testing::models_dir;
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A `plm serve` child process, its output in a file, killed at the end if still running.
+class ServeProcess {
+ public:
+  explicit ServeProcess(const std::vector<std::string>& extra_args) {
+    log_ = plm::testing::fresh_temp_dir("serve") / "serve.log";
+    std::vector<std::string> args = {PLM_BINARY, "serve", "--model", (models_dir() / "cls_tied").string(), "--port", "0",
+                                     "--media-root", inputs_dir().string(), "--kv-cache-bytes", "32M",
+                                     "--max-num-seqs", "16", "--max-batch-tokens", "256", "--max-model-len", "2048"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int out = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    PLM_CHECK(out >= 0) << log_;
+    pid_ = ::fork();
+    PLM_CHECK(pid_ >= 0) << "fork failed";
+    if (pid_ == 0) {
+      // The server dies with the test process, even when a failed check aborts it.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(out, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out);
+    const std::regex ready("ready on http://([0-9.]+):([0-9]+)");
+    for (int i = 0; i < 1200 && port_ == 0; ++i) {
+      std::smatch m;
+      const std::string log = read_file(log_);
+      if (std::regex_search(log, m, ready)) port_ = static_cast<uint16_t>(std::stoi(m[2]));
+      if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    PLM_CHECK(port_ != 0) << "plm serve did not get ready: " << read_file(log_);
+  }
+  ~ServeProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  std::unique_ptr<HttpClient> client() {
+    absl::StatusOr<std::unique_ptr<HttpClient>> c = HttpClient::connect("127.0.0.1", port_, 120);
+    PLM_CHECK(c.ok()) << c.status().message();
+    return std::move(*c);
+  }
+  HttpResponse post(const std::string& route, const std::string& body, const Headers& headers = {}) {
+    absl::StatusOr<HttpResponse> r = client()->request("POST", route, body, headers);
+    PLM_CHECK(r.ok()) << r.status().message();
+    return *r;
+  }
+  // Sends SIGTERM and returns the exit status (-1 if it did not exit within the timeout).
+  int terminate(double timeout_s = 60) {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < timeout_s * 100; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+  std::string log() const { return read_file(log_); }
+  uint16_t port() const { return port_; }
+
+ private:
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+// What `plm generate ARGS --max-new-tokens N` prints, without the final newline.
+std::string plm_generate(const std::vector<std::string>& args, int max_new_tokens) {
+  std::string command = std::string(PLM_BINARY) + " generate --model " + (models_dir() / "cls_tied").string();
+  for (const std::string& a : args) command += " '" + a + "'";
+  command += " --max-new-tokens " + std::to_string(max_new_tokens);
+  FILE* pipe = ::popen(command.c_str(), "r");
+  PLM_CHECK(pipe != nullptr);
+  std::string out;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+  PLM_CHECK(::pclose(pipe) == 0) << command;
+  if (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+json chat(const std::vector<json>& media, const std::string& text, int max_tokens) {
+  json content = json::array();
+  for (const json& m : media) content.push_back(m);
+  content.push_back({{"type", "text"}, {"text", text}});
+  return {{"model", "cls_tied"},
+          {"messages", json::array({{{"role", "user"}, {"content", content}}})},
+          {"max_tokens", max_tokens},
+          {"temperature", 0}};
+}
+
+json image_part(const std::string& url) { return {{"type", "image_url"}, {"image_url", {{"url", url}}}}; }
+json video_part(const std::string& url) { return {{"type", "video_url"}, {"video_url", {{"url", url}}}}; }
+
+std::string content_of(const HttpResponse& r) {
+  EXPECT_EQ(r.status, 200) << r.body;
+  return json::parse(r.body)["choices"][0]["message"]["content"].get<std::string>();
+}
+
+// The streamed text of a chat request, and whether it ended with [DONE].
+std::pair<std::string, bool> stream_text(ServeProcess& server, json body) {
+  body["stream"] = true;
+  std::string text;
+  bool done = false;
+  const absl::StatusOr<HttpResponse> r = server.client()->stream("/v1/chat/completions", body.dump(), {},
+                                                                 [&](std::string_view data) {
+                                                                   if (data == "[DONE]") {
+                                                                     done = true;
+                                                                   } else {
+                                                                     const json chunk = json::parse(data);
+                                                                     if (!chunk["choices"].empty()) {
+                                                                       text += chunk["choices"][0]["delta"].value("content", "");
+                                                                     }
+                                                                   }
+                                                                   return true;
+                                                                 });
+  EXPECT_TRUE(r.ok()) << r.status();
+  return {text, done};
+}
+
+TEST(PlmServe, ImageAndVideoRepliesEqualPlmGenerateAndStreamTheSame) {
+  ServeProcess server({});
+  const std::string image = (inputs_dir() / "image_150x100.png").string();
+  const std::string expected_image = plm_generate({"--image", image, "--prompt", "Describe this image."}, 24);
+  const json image_request = chat({image_part(serve::testing::data_url(image, "image/png"))}, "Describe this image.", 24);
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", image_request.dump())), expected_image);
+  const auto [streamed, done] = stream_text(server, image_request);
+  EXPECT_EQ(streamed, expected_image);
+  EXPECT_TRUE(done);
+
+  const std::string expected_video = plm_generate(
+      {"--video", (inputs_dir() / "video_64x48_4f.mp4").string(), "--prompt", "What is happening in this video?"}, 24);
+  const json video_request = chat({video_part("video_64x48_4f.mp4")}, "What is happening in this video?", 24);
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", video_request.dump())), expected_video);
+  // The same video again: every frame from the encoder cache, the same text.
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", video_request.dump())), expected_video);
+  absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body, HasSubstr("plm_encoder_cache_hits_total 9"));  // the streamed image: 5 tiles; the video: 4 frames
+  EXPECT_THAT(metrics->body, HasSubstr("plm_vision_items_encoded_total 9"));
+}
+
+TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
+  ServeProcess server({});
+  const std::string image_url = serve::testing::data_url(inputs_dir() / "image_150x100.png", "image/png");
+  std::vector<json> requests;
+  for (int i = 0; i < 16; ++i) {
+    std::vector<json> media;
+    if (i % 3 == 1) media.push_back(image_part(image_url));
+    if (i % 4 == 2) media.push_back(video_part("video_64x48_4f.mp4"));
+    requests.push_back(chat(media, "Request number " + std::to_string(i % 5) + ": describe.", 4 + (i * 5) % 17));
+  }
+  std::vector<std::string> solo;
+  for (const json& r : requests) solo.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
+  std::vector<std::string> together(requests.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    clients.emplace_back([&, i] { together[i] = content_of(server.post("/v1/chat/completions", requests[i].dump())); });
+  }
+  for (std::thread& t : clients) t.join();
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(together[i], solo[i]) << "request " << i;
+}
+
+TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
+  ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K"});
+  const Headers key = {{"Authorization", "Bearer k3y"}};
+  const json ok = chat({}, "Hi", 2);
+  EXPECT_EQ(server.post("/v1/chat/completions", ok.dump()).status, 401);
+  EXPECT_EQ(server.post("/v1/chat/completions", "{", key).status, 400);
+  EXPECT_EQ(server.post("/v1/nothing", ok.dump(), key).status, 404);
+  json long_reply = ok;
+  long_reply["max_tokens"] = 100000;
+  const HttpResponse context = server.post("/v1/chat/completions", long_reply.dump(), key);
+  EXPECT_EQ(context.status, 422);
+  EXPECT_EQ(json::parse(context.body)["error"]["code"], "context_length_exceeded");
+  EXPECT_EQ(server.post("/v1/chat/completions", std::string(100 << 10, ' '), key).status, 413);
+  EXPECT_EQ(server.post("/v1/chat/completions", chat({image_part("/etc/passwd")}, "x", 2).dump(), key).status, 403);
+  const HttpResponse fine = server.post("/v1/chat/completions", ok.dump(), key);
+  EXPECT_EQ(fine.status, 200) << fine.body;
+  absl::StatusOr<HttpResponse> health = server.client()->request("GET", "/health");
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST(PlmServe, BenchServeReportsRatesAndLatencies) {
+  ServeProcess server({});
+  const std::string command = std::string(PLM_BINARY) + " bench serve --url http://127.0.0.1:" +
+                              std::to_string(server.port()) + " --concurrency 2 --requests 4 --max-tokens 4 --image " +
+                              (inputs_dir() / "image_150x100.png").string() + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+  EXPECT_EQ(::pclose(pipe), 0) << out;
+  const json line = json::parse(out.substr(out.rfind("\n{") + 1));  // the JSON line ends the output
+  EXPECT_EQ(line["ok"], 4) << out;
+  EXPECT_GT(line["output_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(line["ttft_ms_p50"].get<double>(), 0);
+  EXPECT_TRUE(line["errors"].empty());
+}
+
+TEST(PlmServe, SigtermDrainsTheRequestInFlightThenExitsZero) {
+  ServeProcess server({});
+  json body = {{"prompt", "Count to one thousand:"}, {"max_tokens", 80}, {"temperature", 0}, {"stream", true}};
+  std::atomic<bool> first{false};
+  bool done = false;
+  int events = 0;
+  std::thread client([&] {
+    const absl::StatusOr<HttpResponse> r = server.client()->stream("/v1/completions", body.dump(), {}, [&](std::string_view data) {
+      first = true;
+      ++events;
+      if (data == "[DONE]") done = true;
+      return true;
+    });
+    EXPECT_TRUE(r.ok()) << r.status();
+  });
+  while (!first.load()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+  client.join();
+  EXPECT_TRUE(done);
+  EXPECT_GT(events, 10);
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("draining 1 requests in flight"));
+  EXPECT_THAT(log, HasSubstr("route=/v1/completions status=200"));
+  EXPECT_THAT(log, HasSubstr("plm serve: drained; exiting"));
+}
+
+}  // namespace
+}  // namespace plm::serve::http
