@@ -54,7 +54,7 @@ class DenseKvSpace final : public KvSpace {
   model::KvCache& cache() { return *cache_; }
 
  private:
-  std::unique_ptr<model::KvCache> cache_;
+  std::unique_ptr<model::DenseKvCache> cache_;
   std::vector<int> free_slots_;          // a stack: the most recently freed slot is reused first
   std::vector<int64_t> reserved_, filled_;  // per slot; 0 when free
 };

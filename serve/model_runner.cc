@@ -91,7 +91,7 @@ absl::StatusOr<StepOutput> ModelRunner::run(const StepPlan& plan) {
   std::array<int64_t, 2> num_rows{};
   for (const ScheduledChunk& c : plan.chunks) {
     ids.insert(ids.end(), c.seq->tokens.begin() + c.start, c.seq->tokens.begin() + c.start + c.length);
-    batch.chunks.push_back({.slot = c.seq->slot, .start = c.start, .length = c.length});
+    batch.chunks.push_back({.sequence = c.seq->slot, .start = c.start, .length = c.length});
     for (MediaKind kind : kMediaKinds) {
       const auto [first, last] = c.seq->media_of(kind).placeholders_in(c.start, c.start + c.length);
       num_rows[static_cast<int>(kind)] += last - first;
