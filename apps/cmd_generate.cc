@@ -196,14 +196,19 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "Answer one prompt (with images or a video) with a PLM model");
   cmd->add_option("--model", o->model_dir, "Hugging Face PLM directory")->required();
-  cmd->add_option("--image", o->images, "Image file (repeat for several)");
-  cmd->add_option("--video", o->video, "Video file");
-  cmd->add_option("--num-frames", o->num_frames,
-                  "Frames sampled uniformly from the video (default: 32, or all of a shorter video)");
-  cmd->add_option("--fps", o->fps, "Sample the video at this rate instead of a fixed frame count");
-  cmd->add_option("--prompt", o->prompt, "User text");
-  cmd->add_option("--system", o->system, "System message (default: PLM's)");
-  cmd->add_option("--messages", o->messages_file, "OpenAI-style messages JSON file instead of --prompt");
+  CLI::Option* image = cmd->add_option("--image", o->images, "Image file (repeat for several)");
+  CLI::Option* video = cmd->add_option("--video", o->video, "Video file");
+  CLI::Option* num_frames = cmd->add_option("--num-frames", o->num_frames,
+                                            "Frames sampled uniformly from the video (default: 32, or all of a shorter video)");
+  cmd->add_option("--fps", o->fps, "Sample the video at this rate instead of a fixed frame count")->excludes(num_frames);
+  CLI::Option* prompt = cmd->add_option("--prompt", o->prompt, "User text");
+  CLI::Option* system = cmd->add_option("--system", o->system, "System message (default: PLM's)");
+  // The messages file is the whole conversation: the options that build one from parts would be ignored.
+  cmd->add_option("--messages", o->messages_file, "OpenAI-style messages JSON file instead of --prompt")
+      ->excludes(prompt)
+      ->excludes(system)
+      ->excludes(image)
+      ->excludes(video);
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most (default 128)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", o->temperature, "0 = greedy (default)");
