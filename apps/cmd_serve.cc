@@ -38,6 +38,8 @@ struct ServeOptions {
   int max_media_items_per_step = 32;
   int64_t max_model_len = 0;
   uint64_t kv_cache_bytes = uint64_t{2} << 30;
+  std::string kv_cache = "paged";
+  int64_t kv_block_size = 16;
   uint64_t encoder_cache_bytes = uint64_t{512} << 20;
   uint64_t max_body_bytes = uint64_t{64} << 20;
   std::string api_key;
@@ -105,7 +107,9 @@ absl::Status run_serve(const ServeOptions& o) {
                              .max_batch_tokens = o.max_batch_tokens,
                              .max_media_items_per_step = o.max_media_items_per_step,
                              .max_bypass = 16};
-  engine_config.kv_cache_bytes = static_cast<int64_t>(o.kv_cache_bytes);
+  engine_config.kv = {.kind = o.kv_cache == "dense" ? serve::KvCacheKind::kDense : serve::KvCacheKind::kPaged,
+                      .bytes = static_cast<int64_t>(o.kv_cache_bytes),
+                      .block_tokens = o.kv_block_size};
   engine_config.max_model_len = o.max_model_len;
   engine_config.encoder_cache_bytes = static_cast<int64_t>(o.encoder_cache_bytes);
   serve::Metrics metrics;
@@ -136,7 +140,8 @@ absl::Status run_serve(const ServeOptions& o) {
   const serve::EngineStats stats = engine->stats();
   print_line(absl::StrCat("plm serve: ready on ", server->url(), " (model ", config.model_name, " on ", device.to_string(),
                           ", ", o.max_num_seqs, " sequences of up to ", engine->max_sequence_tokens(),
-                          " tokens, KV cache ", stats.kv.bytes >> 20, " MiB, encoder cache ",
+                          " tokens, ", o.kv_cache, " KV cache ", stats.kv.bytes >> 20, " MiB (", stats.kv.num_blocks,
+                          " blocks of ", stats.kv.block_tokens, " tokens), encoder cache ",
                           o.encoder_cache_bytes >> 20, " MiB", o.api_key.empty() ? "" : ", API key required",
                           media_root ? absl::StrCat(", media root ", media_root->string()) : "", ")"));
   server->wait();
@@ -164,6 +169,12 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--max-model-len", o->max_model_len, "Longest prompt + reply (default: the model's, capped by the KV cache)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes, "KV-cache memory, e.g. 4G (default 2G)")->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--kv-cache", o->kv_cache,
+                  "paged (default: blocks handed out as sequences grow) or dense (a slot of --max-model-len tokens "
+                  "per sequence, --kv-cache-bytes / --max-num-seqs each)")
+      ->check(CLI::IsMember({"paged", "dense"}));
+  cmd->add_option("--kv-block-size", o->kv_block_size, "Tokens per paged KV-cache block (default 16)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--encoder-cache-bytes", o->encoder_cache_bytes, "Vision-embedding cache, e.g. 512M (default; 0: off)")
       ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $PLM_API_KEY)")

@@ -125,7 +125,7 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
     }
     running = std::move(still_running);
     if (running.empty()) break;
-    PLM_ASSIGN_OR_RETURN(out, model.step(decode, *cache));
+    PLM_RETURN_IF_ERROR(model.step(decode, *cache, out));
   }
   return results;
 }

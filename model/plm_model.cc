@@ -109,10 +109,10 @@ absl::Status PlmModel::check_batch(const std::vector<int32_t>& ids, const TokenB
   return cache.check(batch);
 }
 
-absl::StatusOr<OwnedTensor> PlmModel::run(const std::vector<int32_t>& ids, const TokenBatch& batch,
-                                          const std::function<absl::Status(Tensor x)>& scatter,
-                                          const std::vector<int64_t>& rows, KvCache& cache, Tracer* tracer,
-                                          Stream s) const {
+absl::StatusOr<Tensor> PlmModel::run(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                                     const std::function<absl::Status(Tensor x)>& scatter,
+                                     const std::vector<int64_t>& rows, KvCache& cache, OwnedTensor& buffer,
+                                     Tracer* tracer, Stream s) const {
   const int64_t t = static_cast<int64_t>(ids.size()), hidden = config_.text.hidden_size;
   const int64_t vocab = config_.text.vocab_size;
   distributed::Communicator* pp = parallel_.pp_size() > 1 ? parallel_.pp : nullptr;
@@ -137,7 +137,11 @@ absl::StatusOr<OwnedTensor> PlmModel::run(const std::vector<int32_t>& ids, const
   if (!parallel_.last_stage()) pp->send(x, parallel_.pp_rank() + 1, kActivationTag, s);
 
   const int64_t r = static_cast<int64_t>(rows.size());
-  OwnedTensor logits_f32({r, vocab}, DType::kF32, device_);
+  if (r == 0) return Tensor();  // every stage knows: rows come from the batch
+  if (!buffer.view().defined() || buffer.size(0) < r || buffer.device() != device_) {
+    buffer = OwnedTensor({r, vocab}, DType::kF32, device_);
+  }
+  const Tensor logits_f32 = buffer.view().slice(0, 0, r);
   if (parallel_.last_stage()) {
     // The wanted rows, unless they are all of them in order.
     bool every_row = r == t;
@@ -196,18 +200,31 @@ absl::StatusOr<OwnedTensor> PlmModel::forward(const std::vector<int32_t>& ids, c
     end += c.length;
   }
   const auto scatter = [&](Tensor x) { return scatter_media(x, ids, media, media_tokens(), s); };
-  return run(ids, batch, scatter, rows, cache, tracer, s);
+  OwnedTensor logits;  // allocated by run() to exactly the rows wanted
+  PLM_RETURN_IF_ERROR(run(ids, batch, scatter, rows, cache, logits, tracer, s).status());
+  return logits;
 }
 
 absl::StatusOr<StepOutput> PlmModel::step(const StepBatch& batch, KvCache& cache, Tracer* tracer, Stream s) const {
+  StepOutput out;
+  PLM_RETURN_IF_ERROR(step(batch, cache, out, tracer, s));
+  return out;
+}
+
+absl::Status PlmModel::step(const StepBatch& batch, KvCache& cache, StepOutput& out, Tracer* tracer, Stream s) const {
   std::vector<int32_t> ids;
   TokenBatch tokens;
-  StepOutput out;
-  out.first_rows.push_back(0);
+  out.first_rows.assign(1, 0);
   std::vector<int64_t> rows;
   for (const StepChunk& c : batch.chunks) {
     const int64_t length = static_cast<int64_t>(c.ids.size()), at = static_cast<int64_t>(ids.size());
-    for (int64_t p = c.all_logits ? 0 : length - 1; p < length; ++p) rows.push_back(at + p);
+    int64_t first = length;
+    switch (c.logits) {
+      case ChunkLogits::kNone: break;
+      case ChunkLogits::kLast: first = length - 1; break;
+      case ChunkLogits::kAll: first = 0; break;
+    }
+    for (int64_t p = first; p < length; ++p) rows.push_back(at + p);
     out.first_rows.push_back(static_cast<int64_t>(rows.size()));
     ids.insert(ids.end(), c.ids.begin(), c.ids.end());
     tokens.chunks.push_back({c.sequence, c.start, length});
@@ -226,8 +243,8 @@ absl::StatusOr<StepOutput> PlmModel::step(const StepBatch& batch, KvCache& cache
     }
     return absl::OkStatus();
   };
-  PLM_ASSIGN_OR_RETURN(out.logits, run(ids, tokens, scatter, rows, cache, tracer, s));
-  return out;
+  PLM_ASSIGN_OR_RETURN(out.logits, run(ids, tokens, scatter, rows, cache, out.buffer, tracer, s));
+  return absl::OkStatus();
 }
 
 }  // namespace plm::model

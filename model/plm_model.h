@@ -122,14 +122,18 @@ class PlmModel {
   // Chunk errors name the chunk and its sequence.
   absl::StatusOr<StepOutput> step(const StepBatch& batch, KvCache& cache, Tracer* tracer = nullptr,
                                   Stream s = {}) const;
+  // The same into `out`, reusing its logits buffer (an engine passes one StepOutput to every step).
+  absl::Status step(const StepBatch& batch, KvCache& cache, StepOutput& out, Tracer* tracer = nullptr,
+                    Stream s = {}) const;
 
  private:
   PlmModel() = default;
   // The forward of forward() and step() over packed ids: checks, embeds, calls scatter(x) on the first stage
-  // to put the media rows in, runs the layers, and returns the logits (f32) of the packed rows `rows`.
-  absl::StatusOr<OwnedTensor> run(const std::vector<int32_t>& ids, const TokenBatch& batch,
-                                  const std::function<absl::Status(Tensor x)>& scatter,
-                                  const std::vector<int64_t>& rows, KvCache& cache, Tracer* tracer, Stream s) const;
+  // to put the media rows in, runs the layers, and returns the logits (f32) of the packed rows `rows`: the
+  // first rows of `buffer`, which is reallocated when it has fewer (undefined when `rows` is empty).
+  absl::StatusOr<Tensor> run(const std::vector<int32_t>& ids, const TokenBatch& batch,
+                             const std::function<absl::Status(Tensor x)>& scatter, const std::vector<int64_t>& rows,
+                             KvCache& cache, OwnedTensor& buffer, Tracer* tracer, Stream s) const;
   absl::Status check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch, const KvCache& cache) const;
 
   PlmConfig config_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
+#include "core/status_macros.h"
 
 namespace plm::serve {
 
@@ -47,27 +48,19 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::start(const model::PlmModel& mod
     return absl::InvalidArgumentError(absl::StrCat("encoder_cache_bytes is ", config.encoder_cache_bytes));
   }
   const int64_t context = config.max_model_len > 0 ? config.max_model_len : model.config().text.max_position_embeddings;
-  const int64_t per_token = kv_bytes_per_token(model);
-  const int64_t slots = config.scheduler.max_num_seqs;
-  const int64_t slot_tokens = std::min(context, config.kv_cache_bytes / (slots * per_token));
-  constexpr int64_t kMinSlotTokens = 16;
-  if (slot_tokens < kMinSlotTokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the KV cache of ", config.kv_cache_bytes, " bytes holds ", config.kv_cache_bytes / per_token, " tokens (",
-        per_token, " bytes each): ", slot_tokens, " per sequence for ", slots,
-        " sequences; give more bytes or fewer sequences (at least ", kMinSlotTokens, " tokens each)"));
-  }
-  return std::unique_ptr<Engine>(new Engine(model, tokenizer, std::move(eos_ids), config, slot_tokens, metrics));
+  PLM_ASSIGN_OR_RETURN(std::unique_ptr<KvSpace> kv,
+                       make_kv_space(model, config.kv, config.scheduler.max_num_seqs, context));
+  return std::unique_ptr<Engine>(new Engine(model, tokenizer, std::move(eos_ids), config, std::move(kv), metrics));
 }
 
 Engine::Engine(const model::PlmModel& model, const data::Tokenizer& tokenizer, std::vector<int32_t> eos_ids,
-               const EngineConfig& config, int64_t slot_tokens, Metrics* metrics)
+               const EngineConfig& config, std::unique_ptr<KvSpace> kv, Metrics* metrics)
     : model_(model),
       tokenizer_(tokenizer),
       eos_ids_(std::move(eos_ids)),
       config_(config),
       metrics_(metrics),
-      kv_(std::make_unique<DenseKvSpace>(model, config.scheduler.max_num_seqs, slot_tokens)),
+      kv_(std::move(kv)),
       encoder_cache_(config.encoder_cache_bytes),
       scheduler_(config.scheduler, *kv_, [this](const MediaKey& key) { return encoder_cache_.contains(key); }),
       runner_(model, kv_->cache(), encoder_cache_),
@@ -191,7 +184,7 @@ void Engine::step() {
   const StepPlan plan = scheduler_.schedule();
   PLM_CHECK(!plan.chunks.empty()) << scheduler_.num_waiting() << " waiting and " << scheduler_.num_running()
                                   << " running sequences, but the step is empty";
-  absl::StatusOr<StepOutput> out = runner_.run(plan);
+  absl::StatusOr<StepResult> out = runner_.run(plan);
   if (!out.ok()) {
     for (const ScheduledChunk& c : plan.chunks) finish(*requests_.at(c.seq->id), FinishReason::kError, out.status());
     return;
@@ -202,15 +195,14 @@ void Engine::step() {
   totals_.media_items_encoded += out->num_media_encoded;
   totals_.vision_s += out->vision_s;
   totals_.forward_s += out->forward_s;
-  int64_t generated = 0;
-  const int64_t vocab = out->logits.size(1);
+  int64_t generated = 0;  // also the logits row of the next sampling chunk
   const Clock::time_point now = Clock::now();
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
-    const ScheduledChunk& c = plan.chunks[i];
+  for (const ScheduledChunk& c : plan.chunks) {
     if (c.length > 1 || !c.samples) totals_.prompt_tokens_computed += c.length;
     if (!c.samples) continue;
     RequestState& state = *requests_.at(c.seq->id);
-    const std::span<const float> row(out->logits.data_as<float>() + static_cast<int64_t>(i) * vocab, vocab);
+    const int64_t vocab = out->logits.size(1);
+    const std::span<const float> row(out->logits.data_as<float>() + generated * vocab, vocab);
     accept_token(state, state.sampler.sample(row), now);
     ++generated;
   }

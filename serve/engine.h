@@ -37,8 +37,7 @@ namespace plm::serve {
 
 struct EngineConfig {
   SchedulerConfig scheduler;
-  // Dense KV cache: max_num_seqs slots share these bytes; each slot holds the longest sequence accepted.
-  int64_t kv_cache_bytes = int64_t{1} << 30;
+  KvSpaceConfig kv;           // paged by default
   int64_t max_model_len = 0;  // longest prompt + reply; 0: the model's max_position_embeddings (then capped by bytes)
   int64_t encoder_cache_bytes = int64_t{256} << 20;
 };
@@ -82,7 +81,7 @@ class Engine {
   };
 
   Engine(const model::PlmModel& model, const data::Tokenizer& tokenizer, std::vector<int32_t> eos_ids,
-         const EngineConfig& config, int64_t slot_tokens, Metrics* metrics);
+         const EngineConfig& config, std::unique_ptr<KvSpace> kv, Metrics* metrics);
   absl::Status check(const EngineRequest& r) const;
   void loop();
   void add(EngineRequest&& r);
@@ -100,7 +99,7 @@ class Engine {
   const std::vector<int32_t> eos_ids_;
   const EngineConfig config_;
   Metrics* metrics_;
-  std::unique_ptr<DenseKvSpace> kv_;
+  std::unique_ptr<KvSpace> kv_;
   EncoderCache encoder_cache_;
   Scheduler scheduler_;
   ModelRunner runner_;

@@ -1,18 +1,16 @@
 // KvSpace: the engine's one seam to the KV cache: which sequence holds which part of it. The scheduler asks it
 // for room when it admits a sequence and before every chunk grows one; when it says no, the scheduler preempts
-// (the victim gives its room back and later recomputes). The model runner reads and writes the cache itself.
-//
-// DenseKvSpace is the cache that exists today: model::KvCache's fixed slots, each as long as the longest sequence
-// the engine accepts, so a sequence reserves its whole length at admission and never needs to grow. A paged
-// space (blocks from a pool sized in bytes, shared prefix blocks) implements the same calls and may refuse grow().
+// (the victim gives its room back and later recomputes). The model runner writes and reads cache() itself.
+// Two spaces: PagedKvSpace (paged_kv_space.h, the default: blocks from a pool, grown on demand) and DenseKvSpace
+// (dense_kv_space.h: a fixed slot per sequence, reserved whole at admission).
 // Not thread-safe: the engine thread owns it; usage() is a value for metrics.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <vector>
 
+#include "absl/status/statusor.h"
 #include "model/plm_model.h"
 #include "model/text/kv_cache.h"
 #include "serve/sequence.h"
@@ -21,45 +19,48 @@ namespace plm::serve {
 
 struct KvUsage {
   int64_t capacity_tokens = 0;  // tokens the whole cache holds
-  int64_t reserved_tokens = 0;  // tokens promised to running sequences (what admission counts)
-  int64_t filled_tokens = 0;    // tokens actually computed into the cache
+  int64_t reserved_tokens = 0;  // tokens promised to running sequences (dense: their whole length; paged: blocks)
+  int64_t filled_tokens = 0;    // tokens of running sequences computed into the cache
   int num_sequences = 0;        // sequences holding room
   int64_t bytes = 0;            // device memory of the cache
+  // Blocks of block_tokens tokens (the dense cache: one block per slot). used + free = num_blocks.
+  int64_t block_tokens = 0;
+  int64_t num_blocks = 0;
+  int64_t blocks_used = 0;  // held by sequences, or promised to the chunks of the step being planned
+  int64_t blocks_free = 0;
 };
 
 class KvSpace {
  public:
   virtual ~KvSpace() = default;
-  // Room for `seq` (up to seq.max_total_tokens tokens): its slot, or nullopt when there is none now.
-  virtual std::optional<int> admit(const Sequence& seq) = 0;
+  // Room for `seq` to hold its first `length` tokens: its slot, or nullopt when there is none now (nothing held).
+  virtual std::optional<int> admit(const Sequence& seq, int64_t length) = 0;
   // Room in `slot` for `length` tokens in all; false when the space is exhausted (the caller preempts).
   virtual bool grow(int slot, int64_t length) = 0;
+  // The step ran: seq.num_computed of its tokens are in the cache now.
+  virtual void computed(int slot, const Sequence& seq) = 0;
   virtual void release(int slot) = 0;
   virtual KvUsage usage() const = 0;
   // The longest sequence (prompt + new tokens) it can ever hold.
   virtual int64_t max_sequence_tokens() const = 0;
+  // The cache the model runner steps on: a slot is a sequence of it (a dense slot, a paged sequence id).
+  virtual model::KvCache& cache() = 0;
 };
 
-class DenseKvSpace final : public KvSpace {
- public:
-  // num_slots slots of slot_tokens tokens each, in the model's dtype on its device.
-  DenseKvSpace(const model::PlmModel& model, int num_slots, int64_t slot_tokens);
+enum class KvCacheKind { kPaged, kDense };
 
-  std::optional<int> admit(const Sequence& seq) override;
-  bool grow(int slot, int64_t length) override;
-  void release(int slot) override;
-  KvUsage usage() const override;
-  int64_t max_sequence_tokens() const override { return cache_->max_len(); }
+// A space whose longest sequence would be shorter is a configuration error.
+inline constexpr int64_t kMinSequenceTokens = 16;
 
-  model::KvCache& cache() { return *cache_; }
-
- private:
-  std::unique_ptr<model::DenseKvCache> cache_;
-  std::vector<int> free_slots_;          // a stack: the most recently freed slot is reused first
-  std::vector<int64_t> reserved_, filled_;  // per slot; 0 when free
+struct KvSpaceConfig {
+  KvCacheKind kind = KvCacheKind::kPaged;
+  int64_t bytes = int64_t{1} << 30;  // the cache's keys and values over all layers
+  int64_t block_tokens = 16;         // paged: tokens per block
 };
 
-// Bytes of keys and values one token takes in this rank's cache.
-int64_t kv_bytes_per_token(const model::PlmModel& model);
+// The space `config` asks for, holding up to max_num_seqs sequences of at most context_tokens tokens.
+// InvalidArgument (with the arithmetic) when the bytes do not hold a useful cache.
+absl::StatusOr<std::unique_ptr<KvSpace>> make_kv_space(const model::PlmModel& model, const KvSpaceConfig& config,
+                                                       int max_num_seqs, int64_t context_tokens);
 
 }  // namespace plm::serve

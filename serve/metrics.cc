@@ -96,6 +96,10 @@ std::string Metrics::render(const EngineStats& e, const ServerGauges& server) co
   single(out, "plm_kv_cache_usage_ratio", "gauge", "Reserved KV-cache tokens over capacity",
          e.kv.capacity_tokens > 0 ? static_cast<double>(e.kv.reserved_tokens) / e.kv.capacity_tokens : 0.0);
   single(out, "plm_kv_cache_bytes", "gauge", "Device memory of the KV cache", e.kv.bytes);
+  header(out, "plm_kv_cache_blocks", "gauge", "KV-cache blocks (the dense cache: one per slot): used by requests, free");
+  sample(out, "plm_kv_cache_blocks", e.kv.blocks_used, "state=\"used\"");
+  sample(out, "plm_kv_cache_blocks", e.kv.blocks_free, "state=\"free\"");
+  single(out, "plm_kv_cache_block_tokens", "gauge", "Tokens per KV-cache block", e.kv.block_tokens);
 
   const EncoderCacheCounters& c = e.encoder_cache;
   single(out, "plm_encoder_cache_hits_total", "counter", "Tiles / frames found in the encoder cache", c.hits);

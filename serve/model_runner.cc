@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "core/check.h"
+#include "core/cuda/runtime.h"
 #include "core/status_macros.h"
 
 namespace plm::serve {
@@ -75,8 +76,8 @@ void encode_items(const model::PlmModel& model, const std::vector<ToEncode>& ite
 ModelRunner::ModelRunner(const model::PlmModel& model, model::KvCache& cache, EncoderCache& encoder_cache)
     : model_(model), cache_(cache), encoder_cache_(encoder_cache) {}
 
-absl::StatusOr<StepOutput> ModelRunner::run(const StepPlan& plan) {
-  StepOutput out;
+absl::StatusOr<StepResult> ModelRunner::run(const StepPlan& plan) {
+  StepResult out;
   const Clock::time_point vision_start = Clock::now();
   Resolved resolved;
   const std::array<std::vector<ToEncode>, 2> to_encode = resolve_items(plan, encoder_cache_, resolved);
@@ -85,35 +86,24 @@ absl::StatusOr<StepOutput> ModelRunner::run(const StepPlan& plan) {
     out.num_media_encoded += static_cast<int>(items.size());
   }
 
-  // The packed batch, and per kind the media rows of its placeholders in packing order.
-  std::vector<int32_t> ids;
-  model::TokenBatch batch;
-  std::array<int64_t, 2> num_rows{};
+  // One chunk per scheduled chunk, with the rows of its placeholders as segments of the resolved items.
+  model::StepBatch batch;
   for (const ScheduledChunk& c : plan.chunks) {
-    ids.insert(ids.end(), c.seq->tokens.begin() + c.start, c.seq->tokens.begin() + c.start + c.length);
-    batch.chunks.push_back({.sequence = c.seq->slot, .start = c.start, .length = c.length});
+    model::StepChunk& chunk = batch.chunks.emplace_back();
+    chunk.sequence = c.seq->slot;
+    chunk.start = c.start;
+    chunk.ids.assign(c.seq->tokens.begin() + c.start, c.seq->tokens.begin() + c.start + c.length);
+    chunk.logits = c.samples ? model::ChunkLogits::kLast : model::ChunkLogits::kNone;
     for (MediaKind kind : kMediaKinds) {
-      const auto [first, last] = c.seq->media_of(kind).placeholders_in(c.start, c.start + c.length);
-      num_rows[static_cast<int>(kind)] += last - first;
-    }
-  }
-  const int64_t hidden = model_.config().text.hidden_size;
-  std::array<OwnedTensor, 2> rows;
-  for (MediaKind kind : kMediaKinds) {
-    const int k = static_cast<int>(kind);
-    if (num_rows[k] == 0) continue;
-    rows[k] = OwnedTensor({num_rows[k], hidden}, model_.dtype(), model_.device());
-    int64_t at = 0;
-    for (const ScheduledChunk& c : plan.chunks) {
       SequenceMedia& m = c.seq->media_of(kind);
+      std::vector<Tensor>& segments = kind == MediaKind::kImage ? chunk.media.image : chunk.media.video;
       const auto [first, last] = m.placeholders_in(c.start, c.start + c.length);
       for (int64_t p = first; p < last;) {
         const int64_t item = p / m.tokens_per_item, offset = p % m.tokens_per_item;
         const int64_t n = std::min(last - p, m.tokens_per_item - offset);
         const EncoderCache::Entry& entry = resolved.at(m.items.keys[item]);
         PLM_CHECK(entry != nullptr) << "item " << item << " of " << c.seq->id << " was not encoded";
-        copy_tensor(rows[k].view().slice(0, at, at + n), entry->view().slice(0, offset, offset + n));
-        at += n;
+        segments.push_back(entry->view().slice(0, offset, offset + n));
         p += n;
       }
       // The next chunk continues inside the last item when this one ended part-way through it.
@@ -128,9 +118,17 @@ absl::StatusOr<StepOutput> ModelRunner::run(const StepPlan& plan) {
   out.vision_s = seconds_since(vision_start);
 
   const Clock::time_point forward_start = Clock::now();
-  PLM_ASSIGN_OR_RETURN(OwnedTensor logits, model_.forward(ids, batch, {rows[0].view(), rows[1].view()}, cache_,
-                                                          /*all_positions=*/false));
-  out.logits = logits.device().is_cpu() ? std::move(logits) : to_device(logits, Device::cpu());
+  PLM_RETURN_IF_ERROR(model_.step(batch, cache_, output_));
+  out.logits = output_.logits;
+  if (out.logits.defined() && !out.logits.device().is_cpu()) {
+    const int64_t rows = out.logits.size(0);
+    if (!host_logits_.view().defined() || host_logits_.size(0) < rows) {
+      host_logits_ = OwnedTensor({rows, out.logits.size(1)}, DType::kF32);
+    }
+    out.logits = host_logits_.view().slice(0, 0, rows);
+    copy_tensor(out.logits, output_.logits);
+    cuda_stream_synchronize(Stream{});
+  }
   out.forward_s = seconds_since(forward_start);
   return out;
 }

@@ -1,7 +1,8 @@
 // ModelRunner: runs one StepPlan on the model. It resolves every media item the plan's chunks touch to its
 // embedding (the sequence's pinned item, the encoder cache, or the vision tower, which encodes all missing
-// tiles / frames of the step in one batch per kind and stores them in the cache), packs the chunks' tokens and
-// media rows into one forward over the KV cache, and returns the logits of the chunks that sample.
+// tiles / frames of the step in one batch per kind and stores them in the cache), hands each chunk its tokens
+// and the rows of its placeholders (views of the cached rows, no copy) in one PlmModel::step over the KV cache,
+// and returns the logits of the chunks that sample, in a buffer reused from step to step.
 // Engine thread only: it drives the model, whose calls are not thread-safe.
 #pragma once
 
@@ -16,8 +17,10 @@
 
 namespace plm::serve {
 
-struct StepOutput {
-  OwnedTensor logits;           // f32 (plan.chunks.size(), V) on the host; rows of non-sampling chunks unset
+struct StepResult {
+  // f32 (sampling chunks, V) on the host: row k is the k-th chunk of the plan that samples. Valid until the
+  // next run().
+  Tensor logits;
   int num_media_encoded = 0;    // tiles / frames the vision tower ran on
   double vision_s = 0;          // vision tower + projector
   double forward_s = 0;         // decoder forward (embedding, layers, head)
@@ -31,12 +34,14 @@ class ModelRunner {
 
   // Also advances each chunk's sequence's media pins and usage counts. An error (the forward refused the
   // batch) leaves the cache contents of the plan's slots undefined: the caller fails those sequences.
-  absl::StatusOr<StepOutput> run(const StepPlan& plan);
+  absl::StatusOr<StepResult> run(const StepPlan& plan);
 
  private:
   const model::PlmModel& model_;
   model::KvCache& cache_;
   EncoderCache& encoder_cache_;
+  model::StepOutput output_;  // the forward's logits buffer, reused
+  OwnedTensor host_logits_;   // (>= rows, V) f32: their host copy when the model is on a GPU, reused
 };
 
 }  // namespace plm::serve

@@ -163,11 +163,7 @@ StepPlan Scheduler::schedule() {
     int m = media;
     const size_t keys_before = step_keys_.size();
     const int64_t length = chunk_length(*seq, &t, &m);
-    std::optional<int> slot = length > 0 ? kv_.admit(*seq) : std::nullopt;
-    if (slot && !kv_.grow(*slot, length)) {
-      kv_.release(*slot);
-      slot.reset();
-    }
+    const std::optional<int> slot = length > 0 ? kv_.admit(*seq, length) : std::nullopt;
     if (!slot) {
       step_keys_.resize(keys_before);
       if (seq->num_bypassed >= config_.max_bypass) break;  // aged: nobody may pass it
@@ -193,6 +189,7 @@ void Scheduler::complete(const StepPlan& plan) {
   for (const ScheduledChunk& c : plan.chunks) {
     PLM_CHECK_EQ(c.start, c.seq->num_computed) << c.seq->id;
     c.seq->num_computed += c.length;
+    kv_.computed(c.seq->slot, *c.seq);
   }
 }
 

@@ -2,7 +2,8 @@
 // one boundary inside its media, while another sequence prefills and decodes in the same steps) gives
 // identical logits on the dense cache and on paged caches of two block sizes, and HF's greedy tokens; a
 // sequence seeded with another's full prefix blocks gives a fresh prefill's logits, also after the owner is
-// freed and its blocks reused; chunk errors leave the cache unchanged; tiles encode alone as together.
+// freed and its blocks reused; chunks asking for no logits get no rows and a reused output keeps its buffer;
+// chunk errors leave the cache unchanged; tiles encode alone as together.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -48,7 +49,7 @@ struct ChunkedPrompt {
 };
 
 ChunkedPrompt chunk_prompt(const PlmModel& model, const GoldenCase& c, SequenceId id,
-                           const std::vector<int64_t>& bounds, bool all_logits) {
+                           const std::vector<int64_t>& bounds, ChunkLogits logits) {
   ChunkedPrompt p;
   if (c.images.view().defined()) p.image_rows = model.encode_media(c.images);
   if (c.videos.view().defined()) p.video_rows = model.encode_media(c.videos);
@@ -57,7 +58,7 @@ ChunkedPrompt chunk_prompt(const PlmModel& model, const GoldenCase& c, SequenceI
     StepChunk chunk{.sequence = id,
                     .start = bounds[k],
                     .ids = {c.ids.begin() + bounds[k], c.ids.begin() + bounds[k + 1]},
-                    .all_logits = all_logits};
+                    .logits = logits};
     for (auto [token, rows, used, segments] :
          {std::tuple{model.config().image_token_id, p.image_rows.view(), &image_used, &chunk.media.image},
           std::tuple{model.config().video_token_id, p.video_rows.view(), &video_used, &chunk.media.video}}) {
@@ -87,12 +88,14 @@ struct Schedule {
 };
 
 // Sequence 0 (the case) prefills in three chunks while sequence 1 (another prompt) prefills whole and then
-// decodes alongside; then both decode greedily. Paged caches get enough blocks for both.
+// decodes alongside; then both decode greedily. Paged caches get enough blocks for both. Every step writes
+// into one StepOutput (its logits buffer reused).
 Schedule run_schedule(const PlmModel& model, KvCache& cache, const GoldenCase& c, const GoldenCase& other,
                       int decode_steps) {
   Schedule out;
-  ChunkedPrompt prompt = chunk_prompt(model, c, 0, bounds_of(model, c), /*all_logits=*/true);
-  ChunkedPrompt second = chunk_prompt(model, other, 1, {0, static_cast<int64_t>(other.ids.size())}, false);
+  StepOutput reused;
+  ChunkedPrompt prompt = chunk_prompt(model, c, 0, bounds_of(model, c), ChunkLogits::kAll);
+  ChunkedPrompt second = chunk_prompt(model, other, 1, {0, static_cast<int64_t>(other.ids.size())}, ChunkLogits::kLast);
   int64_t length = 0, other_length = static_cast<int64_t>(other.ids.size());
   int32_t other_next = 0;
   for (size_t k = 0; k < prompt.chunks.size(); ++k) {
@@ -103,26 +106,25 @@ Schedule run_schedule(const PlmModel& model, KvCache& cache, const GoldenCase& c
     } else {
       batch.chunks.push_back({.sequence = 1, .start = other_length++, .ids = {other_next}});
     }
-    absl::StatusOr<StepOutput> step = model.step(batch, cache);
-    EXPECT_TRUE(step.ok()) << "prefill chunk " << k << ": " << step.status();
-    if (!step.ok()) return out;
+    const absl::Status status = model.step(batch, cache, reused);
+    EXPECT_TRUE(status.ok()) << "prefill chunk " << k << ": " << status;
+    if (!status.ok()) return out;
     const int64_t rows = static_cast<int64_t>(batch.chunks[0].ids.size());
-    EXPECT_EQ(step->first_rows, (std::vector<int64_t>{0, rows, rows + 1}));
-    out.logits.push_back(plm::testing::to_vector(step->logits));
-    other_next = argmax(step->last_logits(1));
+    EXPECT_EQ(reused.first_rows, (std::vector<int64_t>{0, rows, rows + 1}));
+    out.logits.push_back(plm::testing::to_vector(reused.logits));
+    other_next = argmax(reused.last_logits(1));
     length += rows;
-    if (k + 1 == prompt.chunks.size()) out.tokens.push_back(argmax(step->last_logits(0)));
+    if (k + 1 == prompt.chunks.size()) out.tokens.push_back(argmax(reused.last_logits(0)));
   }
   for (int d = 0; d < decode_steps; ++d) {
-    absl::StatusOr<StepOutput> step = model.step(
-        {{{.sequence = 0, .start = length++, .ids = {c.expected_tokens[d]}},
-          {.sequence = 1, .start = other_length++, .ids = {other_next}}}},
-        cache);
-    EXPECT_TRUE(step.ok()) << "decode " << d << ": " << step.status();
-    if (!step.ok()) return out;
-    out.logits.push_back(plm::testing::to_vector(step->logits));
-    out.tokens.push_back(argmax(step->last_logits(0)));
-    other_next = argmax(step->last_logits(1));
+    const absl::Status status = model.step({{{.sequence = 0, .start = length++, .ids = {c.expected_tokens[d]}},
+                                             {.sequence = 1, .start = other_length++, .ids = {other_next}}}},
+                                           cache, reused);
+    EXPECT_TRUE(status.ok()) << "decode " << d << ": " << status;
+    if (!status.ok()) return out;
+    out.logits.push_back(plm::testing::to_vector(reused.logits));
+    out.tokens.push_back(argmax(reused.last_logits(0)));
+    other_next = argmax(reused.last_logits(1));
   }
   return out;
 }
@@ -205,7 +207,7 @@ TEST(StepPrefixSharing, SeededSequenceMatchesAFreshPrefill) {
   const int64_t blocks_per_prompt = (s + kBlock - 1) / kBlock;
   const std::unique_ptr<PagedKvCache> cache =
       model->make_paged_cache({.block_size = kBlock, .num_blocks = 3 * blocks_per_prompt + 2, .max_sequence_len = 256});
-  const ChunkedPrompt whole = chunk_prompt(*model, c, 0, {0, s}, false);
+  const ChunkedPrompt whole = chunk_prompt(*model, c, 0, {0, s}, ChunkLogits::kLast);
 
   ASSERT_TRUE(cache->add_sequence(0).ok());
   const std::vector<float> owner = last_logits(*model, *cache, whole.chunks[0]);
@@ -282,6 +284,42 @@ TEST(Step, ChunkErrorsNameTheChunkAndLeaveTheCacheUnchanged) {
   EXPECT_EQ(cache->num_free_blocks(), 4);
   EXPECT_TRUE(model->step({{text}}, *cache).ok());
   EXPECT_EQ(cache->length(4), 3);
+}
+
+// A prefill chunk that asks for no logits gets no rows (a step of only such chunks returns none), the other
+// chunks' rows are unchanged, and a reused StepOutput keeps its buffer while the rows fit.
+TEST(Step, ChunksWithoutLogitsGetNoRows) {
+  const std::unique_ptr<PlmModel> model = load_model("cls_tied");
+  ASSERT_NE(model, nullptr);
+  const GoldenCase c = load_case("cls_tied", "text");
+  const int64_t s = static_cast<int64_t>(c.ids.size()), cut = s / 2;
+  const std::unique_ptr<PagedKvCache> cache =
+      model->make_paged_cache({.block_size = 16, .num_blocks = 4 * (s / 16 + 1), .max_sequence_len = s});
+  for (SequenceId id = 0; id < 4; ++id) ASSERT_TRUE(cache->add_sequence(id).ok());
+  const std::vector<int32_t> head(c.ids.begin(), c.ids.begin() + cut), tail(c.ids.begin() + cut, c.ids.end());
+
+  StepOutput out;
+  ASSERT_TRUE(model->step({{{.sequence = 0, .start = 0, .ids = head, .logits = ChunkLogits::kNone},
+                            {.sequence = 1, .start = 0, .ids = c.ids},
+                            {.sequence = 2, .start = 0, .ids = head}}},
+                          *cache, out)
+                  .ok());
+  EXPECT_EQ(out.first_rows, (std::vector<int64_t>{0, 0, 1, 2}));
+  const std::vector<float> whole = plm::testing::to_vector(out.last_logits(1));
+  EXPECT_EQ(argmax(out.last_logits(1)), c.expected_tokens[0]);
+  const void* buffer = out.buffer.view().data();
+
+  ASSERT_TRUE(model->step({{{.sequence = 3, .start = 0, .ids = head, .logits = ChunkLogits::kNone}}}, *cache, out).ok());
+  EXPECT_EQ(out.first_rows, (std::vector<int64_t>{0, 0}));
+  EXPECT_FALSE(out.logits.defined());
+
+  ASSERT_TRUE(model->step({{{.sequence = 0, .start = cut, .ids = tail}, {.sequence = 2, .start = cut, .ids = tail}}},
+                          *cache, out)
+                  .ok());
+  EXPECT_EQ(out.first_rows, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(out.buffer.view().data(), buffer) << "the first step's buffer holds two rows";
+  EXPECT_LE(max_abs_diff(plm::testing::to_vector(out.last_logits(0)), whole), 1e-5f);
+  EXPECT_LE(max_abs_diff(plm::testing::to_vector(out.last_logits(1)), whole), 1e-5f);
 }
 
 TEST(EncodeMedia, TilesEncodeAloneAsTogether) {

@@ -1,13 +1,15 @@
 // The engine on the tiny cls_tied model: 64 concurrent mixed requests (text, image, video, data: URLs, different
 // lengths, greedy and seeded sampling, stop strings) each equal their solo result through model::generate (what
-// `plm generate` runs) while continuous batching admits them mid-run with chunked prefill and a vision budget;
-// cancelling frees the sequence's KV room; repeated images and overlapping video frames hit the encoder cache.
+// `plm generate` runs) while continuous batching admits them mid-run with chunked prefill and a vision budget, on
+// the dense cache, the paged cache, and a paged pool so small that sequences are preempted and recompute;
+// cancelling frees the sequence's KV blocks; repeated images and overlapping video frames hit the encoder cache.
 #include "serve/engine.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "serve/prompt_preparer.h"
@@ -32,7 +34,7 @@ class EngineTest : public ::testing::Test {
     EngineConfig c;
     c.scheduler = {.max_num_seqs = 16, .max_batch_tokens = 96, .max_media_items_per_step = 3, .max_bypass = 4};
     c.max_model_len = 512;
-    c.kv_cache_bytes = int64_t{16} << 20;
+    c.kv.bytes = int64_t{16} << 20;
     c.encoder_cache_bytes = int64_t{1} << 20;
     return c;
   }
@@ -58,6 +60,8 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
 };
 
+constexpr int kMixedRequests = 64;
+
 PreparedPrompt copy_of(const PreparedPrompt& p) {
   PreparedPrompt out;
   out.ids = p.ids;
@@ -71,60 +75,101 @@ PreparedPrompt copy_of(const PreparedPrompt& p) {
   return out;
 }
 
-TEST_F(EngineTest, ConcurrentMixedRequestsEqualTheirSoloResults) {
-  start(small_config());
-  const std::string image = "image_150x100.png", video = "video_64x48_4f.mp4";
-  std::string long_text;
-  for (int i = 0; i < 12; ++i) long_text += "Tell me more about the picture and the colours in it. ";
-  const std::vector<std::vector<data::ChatMessage>> conversations = {
-      testing::user_turn("Hi"),
-      testing::user_turn("Describe the weather in one word."),
-      testing::user_turn(long_text),
-      testing::user_turn("Describe this image.", {image}),
-      testing::user_turn("What is in the picture?", {testing::data_url(testing::inputs_dir() / image, "image/png")}),
-      testing::user_turn("Compare these two images.", {image, image}),
-      testing::user_turn("What is happening in this video?", {}, {video}),
-      testing::user_turn(long_text, {image}, {video}),
-      testing::user_turn("Count the frames.", {}, {testing::data_url(testing::inputs_dir() / video, "video/mp4")}),
-  };
+// 64 requests over 9 prompts (text, images, videos, data: URLs, different lengths), greedy and seeded, some
+// with a stop string, and their solo results through model::generate: built once per process.
+struct MixedCase {
+  size_t prompt;
+  GenerationParams params;
+  std::vector<int32_t> expected_tokens;
+  std::string expected_text;  // for stop-string cases
+};
+struct MixedWorkload {
   std::vector<PreparedPrompt> prompts;
-  for (const auto& c : conversations) prompts.push_back(prepare(c));
+  std::vector<MixedCase> cases;
+  int64_t longest = 0;  // prompt + max_tokens of the longest request
+};
 
-  constexpr int kRequests = 64;
-  struct Case {
-    size_t prompt;
-    GenerationParams params;
-    std::vector<int32_t> expected_tokens;
-    std::string expected_text;  // for stop-string cases
-  };
-  std::vector<Case> cases;
-  const data::Tokenizer& tokenizer = tiny_model().dir.tokenizer;
-  for (int i = 0; i < kRequests; ++i) {
-    Case c{.prompt = static_cast<size_t>(i) % prompts.size(), .params = {}, .expected_tokens = {}, .expected_text = {}};
-    c.params.max_tokens = 2 + (i * 7) % 23;
-    if (i % 5 == 3) c.params.sampling = {.temperature = 0.9f, .top_k = 0, .top_p = 0.95f, .seed = 1000u + i};
-    c.expected_tokens = testing::solo_tokens(prompts[c.prompt], c.params);
-    if (i % 7 == 2 && c.expected_tokens.size() >= 4) {
-      // A stop string: the text of one generated token from the middle of the solo reply.
-      const absl::StatusOr<std::string> piece =
-          tokenizer.decode(std::vector<int32_t>{c.expected_tokens[c.expected_tokens.size() / 2]}, {.skip_special_tokens = true});
-      const absl::StatusOr<std::string> full = tokenizer.decode(c.expected_tokens, {.skip_special_tokens = true});
-      if (piece.ok() && full.ok() && !piece->empty()) {
-        c.params.stop = {*piece};
-        c.expected_text = full->substr(0, full->find(*piece));
-      }
+const MixedWorkload& mixed_workload() {
+  static const MixedWorkload* workload = [] {
+    auto w = new MixedWorkload;
+    const MediaPolicy policy = testing::test_media_policy();
+    const std::string image = "image_150x100.png", video = "video_64x48_4f.mp4";
+    std::string long_text;
+    for (int i = 0; i < 12; ++i) long_text += "Tell me more about the picture and the colours in it. ";
+    const std::vector<std::vector<data::ChatMessage>> conversations = {
+        testing::user_turn("Hi"),
+        testing::user_turn("Describe the weather in one word."),
+        testing::user_turn(long_text),
+        testing::user_turn("Describe this image.", {image}),
+        testing::user_turn("What is in the picture?", {testing::data_url(testing::inputs_dir() / image, "image/png")}),
+        testing::user_turn("Compare these two images.", {image, image}),
+        testing::user_turn("What is happening in this video?", {}, {video}),
+        testing::user_turn(long_text, {image}, {video}),
+        testing::user_turn("Count the frames.", {}, {testing::data_url(testing::inputs_dir() / video, "video/mp4")}),
+    };
+    for (const auto& c : conversations) {
+      absl::StatusOr<PreparedPrompt> p = prepare_chat_prompt(c, tiny_model().dir, policy, {});
+      PLM_CHECK(p.ok()) << p.status().message();
+      w->prompts.push_back(std::move(*p));
     }
-    cases.push_back(std::move(c));
-  }
+    const data::Tokenizer& tokenizer = tiny_model().dir.tokenizer;
+    for (int i = 0; i < kMixedRequests; ++i) {
+      MixedCase c{.prompt = static_cast<size_t>(i) % w->prompts.size(), .params = {}, .expected_tokens = {},
+                  .expected_text = {}};
+      c.params.max_tokens = 2 + (i * 7) % 23;
+      if (i % 5 == 3) c.params.sampling = {.temperature = 0.9f, .top_k = 0, .top_p = 0.95f, .seed = 1000u + i};
+      c.expected_tokens = testing::solo_tokens(w->prompts[c.prompt], c.params);
+      if (i % 7 == 2 && c.expected_tokens.size() >= 4) {
+        // A stop string: the text of one generated token from the middle of the solo reply.
+        const absl::StatusOr<std::string> piece = tokenizer.decode(
+            std::vector<int32_t>{c.expected_tokens[c.expected_tokens.size() / 2]}, {.skip_special_tokens = true});
+        const absl::StatusOr<std::string> full = tokenizer.decode(c.expected_tokens, {.skip_special_tokens = true});
+        if (piece.ok() && full.ok() && !piece->empty()) {
+          c.params.stop = {*piece};
+          c.expected_text = full->substr(0, full->find(*piece));
+        }
+      }
+      w->longest = std::max(w->longest, static_cast<int64_t>(w->prompts[c.prompt].ids.size()) + c.params.max_tokens);
+      w->cases.push_back(std::move(c));
+    }
+    return w;
+  }();
+  return *workload;
+}
 
-  std::vector<Collector> collectors(kRequests);
+// The KV cache the mixed workload runs on.
+enum class MixedKv {
+  kDense,
+  kPaged,       // a pool that holds every request at once
+  kPagedTight,  // a pool of twice the longest request: sequences are preempted and recompute
+};
+
+class MixedRequests : public EngineTest, public ::testing::WithParamInterface<MixedKv> {};
+
+TEST_P(MixedRequests, ConcurrentRequestsEqualTheirSoloResults) {
+  const MixedWorkload& w = mixed_workload();
+  EngineConfig config = small_config();
+  const model::PlmModel& model = *tiny_model().model;
+  switch (GetParam()) {
+    case MixedKv::kDense: config.kv.kind = KvCacheKind::kDense; break;
+    case MixedKv::kPaged: break;
+    case MixedKv::kPagedTight: {
+      const int64_t blocks = 2 * (w.longest / config.kv.block_tokens + 1);
+      config.kv.bytes = blocks * static_cast<int64_t>(model::PagedKvCache::block_bytes(
+                                     model.kv_layout(), config.kv.block_tokens, model.dtype()));
+      break;
+    }
+  }
+  start(config);
+
+  std::vector<Collector> collectors(kMixedRequests);
   std::vector<std::thread> clients;
   constexpr int kClients = 4;
   for (int t = 0; t < kClients; ++t) {
     clients.emplace_back([&, t] {
-      for (int i = t; i < kRequests; i += kClients) {
-        EngineRequest r{.id = "req-" + std::to_string(i), .prompt = copy_of(prompts[cases[i].prompt]),
-                        .params = cases[i].params, .on_update = collectors[i].callback(), .arrival = Clock::now()};
+      for (int i = t; i < kMixedRequests; i += kClients) {
+        EngineRequest r{.id = "req-" + std::to_string(i), .prompt = copy_of(w.prompts[w.cases[i].prompt]),
+                        .params = w.cases[i].params, .on_update = collectors[i].callback(), .arrival = Clock::now()};
         const absl::Status s = engine_->submit(std::move(r));
         EXPECT_TRUE(s.ok()) << s;
       }
@@ -132,10 +177,11 @@ TEST_F(EngineTest, ConcurrentMixedRequestsEqualTheirSoloResults) {
   }
   for (std::thread& t : clients) t.join();
 
-  for (int i = 0; i < kRequests; ++i) {
+  const data::Tokenizer& tokenizer = tiny_model().dir.tokenizer;
+  for (int i = 0; i < kMixedRequests; ++i) {
     const std::optional<RequestUpdate> final = collectors[i].wait();
     ASSERT_TRUE(final.has_value()) << "request " << i << " did not finish";
-    const Case& c = cases[i];
+    const MixedCase& c = w.cases[i];
     ASSERT_TRUE(final->finish == FinishReason::kStop || final->finish == FinishReason::kLength) << i;
     if (!c.params.stop.empty()) {
       EXPECT_EQ(collectors[i].text(), c.expected_text) << "request " << i << " (stop string)";
@@ -146,18 +192,39 @@ TEST_F(EngineTest, ConcurrentMixedRequestsEqualTheirSoloResults) {
     const absl::StatusOr<std::string> text = tokenizer.decode(c.expected_tokens, {.skip_special_tokens = true});
     ASSERT_TRUE(text.ok());
     EXPECT_EQ(collectors[i].text(), *text) << i;
-    EXPECT_EQ(final->usage.prompt_tokens, static_cast<int64_t>(prompts[c.prompt].ids.size()));
+    EXPECT_EQ(final->usage.prompt_tokens, static_cast<int64_t>(w.prompts[c.prompt].ids.size()));
     EXPECT_EQ(final->usage.completion_tokens, static_cast<int64_t>(c.expected_tokens.size()));
     const bool eos = static_cast<int64_t>(c.expected_tokens.size()) < c.params.max_tokens;
     EXPECT_EQ(*final->finish, eos ? FinishReason::kStop : FinishReason::kLength) << i;
   }
   ASSERT_TRUE(wait_until_idle());
   const EngineStats stats = engine_->stats();
-  EXPECT_EQ(stats.requests_finished, kRequests);
+  EXPECT_EQ(stats.requests_finished, kMixedRequests);
   EXPECT_GT(stats.encoder_cache.hits, 0);
   // Batching happened: far fewer steps than the tokens generated.
   EXPECT_LT(stats.num_steps, stats.generated_tokens / 2);
+  EXPECT_EQ(stats.kv.blocks_used, 0);
+  EXPECT_EQ(stats.kv.blocks_free, stats.kv.num_blocks);
+  if (GetParam() == MixedKv::kPagedTight) {
+    EXPECT_GT(stats.num_preemptions, 0) << "the pool of " << stats.kv.num_blocks << " blocks never ran out";
+  } else {
+    EXPECT_EQ(stats.num_preemptions, 0);
+  }
+  std::printf("[mixed %d] %lld steps, %lld preemptions, %lld prompt tokens computed, %lld blocks\n",
+              static_cast<int>(GetParam()), static_cast<long long>(stats.num_steps),
+              static_cast<long long>(stats.num_preemptions), static_cast<long long>(stats.prompt_tokens_computed),
+              static_cast<long long>(stats.kv.num_blocks));
 }
+
+INSTANTIATE_TEST_SUITE_P(Kv, MixedRequests, ::testing::Values(MixedKv::kDense, MixedKv::kPaged, MixedKv::kPagedTight),
+                         [](const ::testing::TestParamInfo<MixedKv>& info) {
+                           switch (info.param) {
+                             case MixedKv::kDense: return std::string("Dense");
+                             case MixedKv::kPaged: return std::string("Paged");
+                             case MixedKv::kPagedTight: return std::string("PagedTightPoolPreempts");
+                           }
+                           return std::string();
+                         });
 
 TEST_F(EngineTest, CancelFreesTheSequenceRunningOrWaiting) {
   EngineConfig config = small_config();
@@ -182,6 +249,8 @@ TEST_F(EngineTest, CancelFreesTheSequenceRunningOrWaiting) {
   EXPECT_TRUE(wait_until_idle());
   const EngineStats stats = engine_->stats();
   EXPECT_EQ(stats.kv.reserved_tokens, 0);
+  EXPECT_EQ(stats.kv.blocks_used, 0);
+  EXPECT_EQ(stats.kv.blocks_free, stats.kv.num_blocks);
   EXPECT_GE(stats.requests_cancelled, 1);
   // The freed slot takes the next request.
   Collector next;

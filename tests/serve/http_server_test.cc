@@ -49,7 +49,7 @@ class Server {
     EngineConfig c;
     c.scheduler = {.max_num_seqs = 8, .max_batch_tokens = 256, .max_media_items_per_step = 8, .max_bypass = 8};
     c.max_model_len = 1024;
-    c.kv_cache_bytes = int64_t{8} << 20;
+    c.kv.bytes = int64_t{8} << 20;
     return c;
   }
 
@@ -187,7 +187,7 @@ TEST(HttpServer, CompletionsModelsHealthAndMetrics) {
                            "plm_num_requests_running 0", "plm_kv_cache_usage_ratio", "plm_encoder_cache_hit_rate",
                            "plm_time_to_first_token_seconds_bucket", "plm_time_per_output_token_seconds_count 1",
                            "plm_e2e_request_latency_seconds_count 1", "plm_generation_tokens_per_second",
-                           "plm_queue_depth 0"}) {
+                           "plm_queue_depth 0", "plm_kv_cache_blocks{state=\"free\"}"}) {
     EXPECT_THAT(metrics.body, HasSubstr(name));
   }
 }
@@ -290,7 +290,9 @@ json long_completion() { return {{"prompt", "Count to one thousand:"}, {"max_tok
 int wait_for_cancelled(Server& server, int64_t at_least) {
   for (int i = 0; i < 2000; ++i) {
     const EngineStats s = server.engine_->stats();
-    if (s.requests_cancelled >= at_least && s.num_running == 0 && s.kv.reserved_tokens == 0) return 1;
+    if (s.requests_cancelled >= at_least && s.num_running == 0 && s.kv.reserved_tokens == 0 && s.kv.blocks_used == 0) {
+      return 1;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return 0;
@@ -322,7 +324,9 @@ TEST(HttpServer, ClientThatDisconnectsCancelsItsRequestAndFreesItsCache) {
   ::close(fd);
   EXPECT_EQ(wait_for_cancelled(server, 2), 1);
   EXPECT_EQ(server.server_->num_in_flight(), 0);
-  EXPECT_THAT(server.get("/metrics").body, HasSubstr("plm_http_responses_total{status=\"499\"}"));
+  const std::string metrics = server.get("/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr("plm_http_responses_total{status=\"499\"}"));
+  EXPECT_THAT(metrics, HasSubstr("plm_kv_cache_blocks{state=\"used\"} 0\n"));
 }
 
 TEST(HttpServer, DrainFinishesTheRequestsInFlightThenStops) {

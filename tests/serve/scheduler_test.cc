@@ -20,15 +20,18 @@ namespace {
 class TokenPoolKv final : public KvSpace {
  public:
   TokenPoolKv(int num_slots, int64_t capacity_tokens) : lengths_(num_slots, -1), capacity_(capacity_tokens) {}
-  std::optional<int> admit(const Sequence&) override {
+  std::optional<int> admit(const Sequence&, int64_t length) override {
     for (int s = 0; s < static_cast<int>(lengths_.size()); ++s) {
       if (lengths_[s] < 0) {
         lengths_[s] = 0;
-        return s;
+        if (grow(s, length)) return s;
+        lengths_[s] = -1;
+        return std::nullopt;
       }
     }
     return std::nullopt;
   }
+  void computed(int, const Sequence&) override {}
   bool grow(int slot, int64_t length) override {
     const int64_t extra = std::max<int64_t>(0, length - lengths_[slot]);
     if (used_ + extra > capacity_) return false;
@@ -44,10 +47,13 @@ class TokenPoolKv final : public KvSpace {
     return {.capacity_tokens = capacity_, .reserved_tokens = used_, .filled_tokens = used_, .num_sequences = 0, .bytes = 0};
   }
   int64_t max_sequence_tokens() const override { return capacity_; }
+  // The scheduler never touches the cache: a cache of no layers.
+  model::KvCache& cache() override { return cache_; }
 
  private:
   std::vector<int64_t> lengths_;
   int64_t capacity_, used_ = 0;
+  model::DenseKvCache cache_{model::KvLayout{}, 1, 1, DType::kF32, Device::cpu()};
 };
 
 class SchedulerTest : public ::testing::Test {
