@@ -40,6 +40,7 @@ struct ServeOptions {
   uint64_t kv_cache_bytes = uint64_t{2} << 30;
   std::string kv_cache = "paged";
   int64_t kv_block_size = 16;
+  bool no_prefix_caching = false;
   uint64_t encoder_cache_bytes = uint64_t{512} << 20;
   uint64_t max_body_bytes = uint64_t{64} << 20;
   std::string api_key;
@@ -109,7 +110,8 @@ absl::Status run_serve(const ServeOptions& o) {
                              .max_bypass = 16};
   engine_config.kv = {.kind = o.kv_cache == "dense" ? serve::KvCacheKind::kDense : serve::KvCacheKind::kPaged,
                       .bytes = static_cast<int64_t>(o.kv_cache_bytes),
-                      .block_tokens = o.kv_block_size};
+                      .block_tokens = o.kv_block_size,
+                      .prefix_caching = !o.no_prefix_caching};
   engine_config.max_model_len = o.max_model_len;
   engine_config.encoder_cache_bytes = static_cast<int64_t>(o.encoder_cache_bytes);
   serve::Metrics metrics;
@@ -175,6 +177,8 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::IsMember({"paged", "dense"}));
   cmd->add_option("--kv-block-size", o->kv_block_size, "Tokens per paged KV-cache block (default 16)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-prefix-caching", o->no_prefix_caching,
+                "Do not keep full KV blocks for later requests with the same prefix (paged cache)");
   cmd->add_option("--encoder-cache-bytes", o->encoder_cache_bytes, "Vision-embedding cache, e.g. 512M (default; 0: off)")
       ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $PLM_API_KEY)")

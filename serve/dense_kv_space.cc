@@ -27,9 +27,9 @@ DenseKvSpace::DenseKvSpace(std::unique_ptr<model::DenseKvCache> cache)
   for (int slot = cache_->num_slots() - 1; slot >= 0; --slot) free_slots_.push_back(slot);
 }
 
-std::optional<int> DenseKvSpace::admit(const Sequence& seq, int64_t length) {
+std::optional<int> DenseKvSpace::admit(const Sequence& seq, int64_t cached, int64_t length) {
   PLM_CHECK_LE(seq.max_total_tokens, cache_->max_len()) << "the engine accepted a sequence longer than a slot";
-  PLM_CHECK_LE(length, seq.max_total_tokens) << seq.id;
+  PLM_CHECK(cached == 0 && length <= seq.max_total_tokens) << seq.id << ": " << cached << " cached, " << length;
   if (free_slots_.empty()) return std::nullopt;
   const int slot = free_slots_.back();
   free_slots_.pop_back();
@@ -42,7 +42,7 @@ bool DenseKvSpace::grow(int slot, int64_t length) {
   return true;
 }
 
-void DenseKvSpace::computed(int slot, const Sequence& seq) { filled_[slot] = seq.num_computed; }
+void DenseKvSpace::computed(int slot, Sequence& seq) { filled_[slot] = seq.num_computed; }
 
 void DenseKvSpace::release(int slot) {
   PLM_CHECK(reserved_[slot] > 0) << "slot " << slot << " released twice";
@@ -61,7 +61,9 @@ KvUsage DenseKvSpace::usage() const {
           .block_tokens = cache_->max_len(),
           .num_blocks = slots,
           .blocks_used = slots - free,
-          .blocks_free = free};
+          .blocks_cached = 0,
+          .blocks_free = free,
+          .prefix_cache = {}};
 }
 
 }  // namespace plm::serve

@@ -1,6 +1,7 @@
 // DenseKvSpace: model::DenseKvCache's fixed slots, each as long as the longest sequence the engine accepts, so a
 // sequence reserves its whole length at admission and never needs to grow (and is never preempted). The cache
-// plm had before the paged one; kept for comparison (`plm serve --kv-cache dense`). Not thread-safe.
+// plm had before the paged one, without prefix caching; kept for comparison (`plm serve --kv-cache dense`).
+// Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -18,9 +19,10 @@ class DenseKvSpace final : public KvSpace {
   static absl::StatusOr<std::unique_ptr<DenseKvSpace>> create(const model::PlmModel& model, int64_t bytes,
                                                               int max_num_seqs, int64_t context_tokens);
 
-  std::optional<int> admit(const Sequence& seq, int64_t length) override;
+  int64_t cached_prefix(Sequence&) override { return 0; }
+  std::optional<int> admit(const Sequence& seq, int64_t cached, int64_t length) override;
   bool grow(int slot, int64_t length) override;
-  void computed(int slot, const Sequence& seq) override;
+  void computed(int slot, Sequence& seq) override;
   void release(int slot) override;
   KvUsage usage() const override;
   int64_t max_sequence_tokens() const override { return cache_->max_len(); }

@@ -216,6 +216,7 @@ RequestUpdate Engine::update_of(RequestState& state, Clock::time_point now) {
   u.text = state.output.take_delta();
   u.usage = {.prompt_tokens = state.seq.num_prompt_tokens,
              .completion_tokens = state.seq.num_generated(),
+             .cached_prompt_tokens = state.seq.num_cached_prompt_tokens,
              .cached_media_items = state.seq.num_media_cached,
              .encoded_media_items = state.seq.num_media_encoded};
   u.ttft_s = state.has_first_token ? seconds_between(state.arrival, state.first_token) : 0.0;

@@ -11,7 +11,7 @@ absl::StatusOr<std::unique_ptr<KvSpace>> make_kv_space(const model::PlmModel& mo
                                                        int max_num_seqs, int64_t context_tokens) {
   switch (config.kind) {
     case KvCacheKind::kPaged:
-      return PagedKvSpace::create(model, config.bytes, config.block_tokens, max_num_seqs, context_tokens);
+      return PagedKvSpace::create(model, config, max_num_seqs, context_tokens);
     case KvCacheKind::kDense: return DenseKvSpace::create(model, config.bytes, max_num_seqs, context_tokens);
   }
   PLM_CHECK(false) << "unhandled KvCacheKind " << static_cast<int>(config.kind);

@@ -96,10 +96,20 @@ std::string Metrics::render(const EngineStats& e, const ServerGauges& server) co
   single(out, "plm_kv_cache_usage_ratio", "gauge", "Reserved KV-cache tokens over capacity",
          e.kv.capacity_tokens > 0 ? static_cast<double>(e.kv.reserved_tokens) / e.kv.capacity_tokens : 0.0);
   single(out, "plm_kv_cache_bytes", "gauge", "Device memory of the KV cache", e.kv.bytes);
-  header(out, "plm_kv_cache_blocks", "gauge", "KV-cache blocks (the dense cache: one per slot): used by requests, free");
+  header(out, "plm_kv_cache_blocks", "gauge",
+         "KV-cache blocks (the dense cache: one per slot): used by requests, held by the prefix cache alone, free");
   sample(out, "plm_kv_cache_blocks", e.kv.blocks_used, "state=\"used\"");
+  sample(out, "plm_kv_cache_blocks", e.kv.blocks_cached, "state=\"cached\"");
   sample(out, "plm_kv_cache_blocks", e.kv.blocks_free, "state=\"free\"");
   single(out, "plm_kv_cache_block_tokens", "gauge", "Tokens per KV-cache block", e.kv.block_tokens);
+  const PrefixCacheCounters& p = e.kv.prefix_cache;
+  single(out, "plm_prefix_cache_queries_total", "counter", "Tokens of the sequences admitted (prefix cache lookups)",
+         p.queried_tokens);
+  single(out, "plm_prefix_cache_hits_total", "counter", "Of them, tokens found in the prefix cache", p.hit_tokens);
+  single(out, "plm_prefix_cache_hit_rate", "gauge", "Prefix cache hits over queries since start",
+         p.queried_tokens > 0 ? static_cast<double>(p.hit_tokens) / static_cast<double>(p.queried_tokens) : 0.0);
+  single(out, "plm_prefix_cache_evictions_total", "counter", "KV blocks evicted from the prefix cache", p.evictions);
+  single(out, "plm_prefix_cache_blocks", "gauge", "KV blocks the prefix cache knows (in use or not)", p.cached_blocks);
 
   const EncoderCacheCounters& c = e.encoder_cache;
   single(out, "plm_encoder_cache_hits_total", "counter", "Tiles / frames found in the encoder cache", c.hits);

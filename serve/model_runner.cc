@@ -30,6 +30,12 @@ std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, Encoder
   for (const ScheduledChunk& c : plan.chunks) {
     for (MediaKind kind : kMediaKinds) {
       SequenceMedia& m = c.seq->media_of(kind);
+      // Items wholly before the chunk that were never counted: their keys and values came from the prefix cache.
+      const int64_t before = m.placeholders_in(0, c.start).second / m.tokens_per_item;
+      if (before > m.num_counted) {
+        c.seq->num_media_cached += before - m.num_counted;
+        m.num_counted = before;
+      }
       const auto [first, last] = m.items_in(c.start, c.start + c.length);
       for (int64_t item = first; item < last; ++item) {
         const MediaKey& key = m.items.keys[item];

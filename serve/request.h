@@ -45,7 +45,8 @@ const char* finish_reason_name(FinishReason reason);
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  int64_t cached_media_items = 0;   // tiles / frames whose embeddings came from the encoder cache
+  int64_t cached_prompt_tokens = 0;  // prompt tokens whose keys and values came from the prefix cache
+  int64_t cached_media_items = 0;   // tiles / frames whose embeddings came from a cache (encoder or prefix)
   int64_t encoded_media_items = 0;  // tiles / frames the vision tower encoded for this request
 };
 

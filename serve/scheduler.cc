@@ -162,9 +162,13 @@ StepPlan Scheduler::schedule() {
     int64_t t = tokens;
     int m = media;
     const size_t keys_before = step_keys_.size();
+    // Tokens in the prefix cache are not computed again; media wholly inside them cost no vision budget.
+    seq->num_computed = kv_.cached_prefix(*seq);
     const int64_t length = chunk_length(*seq, &t, &m);
-    const std::optional<int> slot = length > 0 ? kv_.admit(*seq, length) : std::nullopt;
+    const std::optional<int> slot =
+        length > 0 ? kv_.admit(*seq, seq->num_computed, seq->num_computed + length) : std::nullopt;
     if (!slot) {
+      seq->num_computed = 0;
       step_keys_.resize(keys_before);
       if (seq->num_bypassed >= config_.max_bypass) break;  // aged: nobody may pass it
       overtaken.push_back(seq);
@@ -176,7 +180,11 @@ StepPlan Scheduler::schedule() {
     seq->slot = *slot;
     running_.push_back(seq);
     it = waiting_.erase(it);
-    plan.chunks.push_back({.seq = seq, .start = 0, .length = length, .samples = length == seq->num_tokens()});
+    if (seq->num_generated() == 0) seq->num_cached_prompt_tokens = seq->num_computed;
+    plan.chunks.push_back({.seq = seq,
+                           .start = seq->num_computed,
+                           .length = length,
+                           .samples = seq->num_computed + length == seq->num_tokens()});
     bool aged = false;
     for (Sequence* o : overtaken) aged |= ++o->num_bypassed >= config_.max_bypass;
     if (aged) break;  // an overtaken sequence has aged: nobody else passes it this step

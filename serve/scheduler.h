@@ -2,7 +2,8 @@
 // model runner and reports back with complete()). Policy, in order:
 //   1. decode first: every running sequence that has one token left to compute gets it;
 //   2. running sequences still prefilling continue, oldest first, in chunks that fill the step's token budget;
-//   3. waiting sequences are admitted oldest first while there is a free sequence place, KV room and budget.
+//   3. waiting sequences are admitted oldest first while there is a free sequence place, KV room and budget;
+//      a sequence starts after the tokens the KV space's prefix cache holds for it.
 // Each step also has a vision budget: at most max_media_items_per_step tiles / frames that are neither in the
 // encoder cache nor pinned by their sequence; a chunk stops before the first item it cannot afford (so one long
 // video does not stall every decoding stream). Fairness is FCFS with aging: a waiting sequence may be overtaken

@@ -16,6 +16,23 @@ std::pair<int64_t, int64_t> SequenceMedia::items_in(int64_t begin, int64_t end) 
   return {first / tokens_per_item, (last - 1) / tokens_per_item + 1};
 }
 
+void Sequence::hash_full_blocks(int64_t block_tokens) {
+  std::vector<PlaceholderRow> rows;
+  for (int64_t b = static_cast<int64_t>(block_hashes.size()); b < num_tokens() / block_tokens; ++b) {
+    const int64_t begin = b * block_tokens, end = begin + block_tokens;
+    rows.clear();
+    for (MediaKind kind : kMediaKinds) {
+      const SequenceMedia& m = media_of(kind);
+      const auto [first, last] = m.placeholders_in(begin, end);
+      for (int64_t p = first; p < last; ++p) {
+        rows.push_back({.key = m.items.keys[p / m.tokens_per_item], .row = p % m.tokens_per_item});
+      }
+    }
+    const std::span<const int32_t> block(tokens.data() + begin, static_cast<size_t>(block_tokens));
+    block_hashes.push_back(hash_block(b == 0 ? BlockHash{} : block_hashes[b - 1], block, rows));
+  }
+}
+
 void index_media_positions(Sequence& seq, int32_t image_token, int32_t video_token) {
   for (MediaKind kind : kMediaKinds) {
     const int32_t token = kind == MediaKind::kImage ? image_token : video_token;

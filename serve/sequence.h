@@ -1,7 +1,9 @@
 // Sequence: the engine's state of one request as the scheduler and the model runner see it: its tokens (prompt,
-// then generated), how many of them are in the KV cache, its cache slot, and for each media kind the prompt
-// positions of the placeholders with the tiles / frames they stand for. A sequence whose cache was taken away
-// (preemption) recomputes from num_computed = 0 over prompt and generated tokens alike. Engine thread only.
+// then generated), how many of them are in the KV cache, its cache slot, for each media kind the prompt
+// positions of the placeholders with the tiles / frames they stand for, and the content hashes of its full token
+// blocks (prefix caching). A sequence whose cache was taken away (preemption) recomputes from num_computed = 0
+// over prompt and generated tokens alike (from its cached prefix, if the prefix cache still has it).
+// Engine thread only.
 #pragma once
 
 #include <array>
@@ -10,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "serve/block_hash.h"
 #include "serve/encoder_cache.h"
 #include "serve/request.h"
 
@@ -48,6 +51,8 @@ struct Sequence {
   std::array<SequenceMedia, 2> media;  // indexed by MediaKind
   int64_t num_media_cached = 0;       // items whose embeddings came from the encoder cache (or the same step)
   int64_t num_media_encoded = 0;      // items the vision tower encoded for it
+  int64_t num_cached_prompt_tokens = 0;  // prompt tokens the prefix cache held when the prompt was (last) admitted
+  std::vector<BlockHash> block_hashes;  // of its blocks [0, n) of the KV space's block size (hash_full_blocks)
 
   SequenceMedia& media_of(MediaKind kind) { return media[static_cast<int>(kind)]; }
   const SequenceMedia& media_of(MediaKind kind) const { return media[static_cast<int>(kind)]; }
@@ -55,6 +60,8 @@ struct Sequence {
   // Decoding: only the newest token still has to go through the model.
   bool is_decoding() const { return num_tokens() - num_computed == 1; }
   int64_t num_generated() const { return num_tokens() - num_prompt_tokens; }
+  // Extends block_hashes over every full block of block_tokens of its tokens (one block size per sequence).
+  void hash_full_blocks(int64_t block_tokens);
 };
 
 // Fills media[kind].positions from the prompt's placeholder ids (items and tokens_per_item must be set).

@@ -129,6 +129,7 @@ json usage_json(const Usage& u) {
   return {{"prompt_tokens", u.prompt_tokens},
           {"completion_tokens", u.completion_tokens},
           {"total_tokens", u.prompt_tokens + u.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_prompt_tokens}}},
           {"media_items", {{"cached", u.cached_media_items}, {"encoded", u.encoded_media_items}}}};
 }
 

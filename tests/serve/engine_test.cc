@@ -2,7 +2,8 @@
 // lengths, greedy and seeded sampling, stop strings) each equal their solo result through model::generate (what
 // `plm generate` runs) while continuous batching admits them mid-run with chunked prefill and a vision budget, on
 // the dense cache, the paged cache, and a paged pool so small that sequences are preempted and recompute;
-// cancelling frees the sequence's KV blocks; repeated images and overlapping video frames hit the encoder cache.
+// cancelling frees the sequence's KV blocks; repeated images and overlapping video frames hit the encoder cache;
+// a repeated system prompt and a repeated image prompt hit the prefix cache (a changed tile does not).
 #include "serve/engine.h"
 
 #include <gmock/gmock.h>
@@ -140,9 +141,20 @@ const MixedWorkload& mixed_workload() {
 // The KV cache the mixed workload runs on.
 enum class MixedKv {
   kDense,
-  kPaged,       // a pool that holds every request at once
-  kPagedTight,  // a pool of twice the longest request: sequences are preempted and recompute
+  kPaged,          // a pool that holds every request at once, with prefix caching
+  kPagedNoPrefix,  // the same without prefix caching
+  kPagedTight,     // a pool of twice the longest request: sequences are preempted and recompute
 };
+
+std::string mixed_kv_name(MixedKv kv) {
+  switch (kv) {
+    case MixedKv::kDense: return "Dense";
+    case MixedKv::kPaged: return "Paged";
+    case MixedKv::kPagedNoPrefix: return "PagedWithoutPrefixCache";
+    case MixedKv::kPagedTight: return "PagedTightPoolPreempts";
+  }
+  return {};
+}
 
 class MixedRequests : public EngineTest, public ::testing::WithParamInterface<MixedKv> {};
 
@@ -153,6 +165,7 @@ TEST_P(MixedRequests, ConcurrentRequestsEqualTheirSoloResults) {
   switch (GetParam()) {
     case MixedKv::kDense: config.kv.kind = KvCacheKind::kDense; break;
     case MixedKv::kPaged: break;
+    case MixedKv::kPagedNoPrefix: config.kv.prefix_caching = false; break;
     case MixedKv::kPagedTight: {
       const int64_t blocks = 2 * (w.longest / config.kv.block_tokens + 1);
       config.kv.bytes = blocks * static_cast<int64_t>(model::PagedKvCache::block_bytes(
@@ -204,27 +217,31 @@ TEST_P(MixedRequests, ConcurrentRequestsEqualTheirSoloResults) {
   // Batching happened: far fewer steps than the tokens generated.
   EXPECT_LT(stats.num_steps, stats.generated_tokens / 2);
   EXPECT_EQ(stats.kv.blocks_used, 0);
-  EXPECT_EQ(stats.kv.blocks_free, stats.kv.num_blocks);
+  EXPECT_EQ(stats.kv.blocks_free + stats.kv.blocks_cached, stats.kv.num_blocks);
   if (GetParam() == MixedKv::kPagedTight) {
     EXPECT_GT(stats.num_preemptions, 0) << "the pool of " << stats.kv.num_blocks << " blocks never ran out";
   } else {
     EXPECT_EQ(stats.num_preemptions, 0);
   }
-  std::printf("[mixed %d] %lld steps, %lld preemptions, %lld prompt tokens computed, %lld blocks\n",
-              static_cast<int>(GetParam()), static_cast<long long>(stats.num_steps),
+  // Nine prompts for 64 requests: with a prefix cache most prompt blocks are found.
+  const PrefixCacheCounters& prefix = stats.kv.prefix_cache;
+  if (GetParam() == MixedKv::kPaged || GetParam() == MixedKv::kPagedTight) {
+    EXPECT_GT(prefix.hit_tokens, prefix.queried_tokens / 2);
+  } else {
+    EXPECT_EQ(prefix.hit_tokens, 0);
+  }
+  std::printf("[%s] %lld steps, %lld preemptions, %lld prompt tokens computed, prefix cache hits %lld of %lld tokens, "
+              "%lld blocks\n",
+              mixed_kv_name(GetParam()).c_str(), static_cast<long long>(stats.num_steps),
               static_cast<long long>(stats.num_preemptions), static_cast<long long>(stats.prompt_tokens_computed),
+              static_cast<long long>(prefix.hit_tokens), static_cast<long long>(prefix.queried_tokens),
               static_cast<long long>(stats.kv.num_blocks));
 }
 
-INSTANTIATE_TEST_SUITE_P(Kv, MixedRequests, ::testing::Values(MixedKv::kDense, MixedKv::kPaged, MixedKv::kPagedTight),
-                         [](const ::testing::TestParamInfo<MixedKv>& info) {
-                           switch (info.param) {
-                             case MixedKv::kDense: return std::string("Dense");
-                             case MixedKv::kPaged: return std::string("Paged");
-                             case MixedKv::kPagedTight: return std::string("PagedTightPoolPreempts");
-                           }
-                           return std::string();
-                         });
+INSTANTIATE_TEST_SUITE_P(Kv, MixedRequests,
+                         ::testing::Values(MixedKv::kDense, MixedKv::kPaged, MixedKv::kPagedNoPrefix,
+                                           MixedKv::kPagedTight),
+                         [](const ::testing::TestParamInfo<MixedKv>& info) { return mixed_kv_name(info.param); });
 
 TEST_F(EngineTest, CancelFreesTheSequenceRunningOrWaiting) {
   EngineConfig config = small_config();
@@ -250,7 +267,7 @@ TEST_F(EngineTest, CancelFreesTheSequenceRunningOrWaiting) {
   const EngineStats stats = engine_->stats();
   EXPECT_EQ(stats.kv.reserved_tokens, 0);
   EXPECT_EQ(stats.kv.blocks_used, 0);
-  EXPECT_EQ(stats.kv.blocks_free, stats.kv.num_blocks);
+  EXPECT_EQ(stats.kv.blocks_free + stats.kv.blocks_cached, stats.kv.num_blocks);
   EXPECT_GE(stats.requests_cancelled, 1);
   // The freed slot takes the next request.
   Collector next;
@@ -261,7 +278,9 @@ TEST_F(EngineTest, CancelFreesTheSequenceRunningOrWaiting) {
 }
 
 TEST_F(EngineTest, RepeatedImageAndOverlappingVideoFramesHitTheEncoderCache) {
-  start(small_config());
+  EngineConfig config = small_config();
+  config.kv.prefix_caching = false;  // else the repeated prompts' tiles are in cached KV blocks and never looked up
+  start(config);
   const GenerationParams params{.max_tokens = 2, .sampling = {}, .stop = {}};
   const auto run = [&](const std::string& id, PreparedPrompt prompt) {
     Collector c;
@@ -293,6 +312,98 @@ TEST_F(EngineTest, RepeatedImageAndOverlappingVideoFramesHitTheEncoderCache) {
   EXPECT_EQ(window.encoded_media_items, 0);
   const EngineStats stats = engine_->stats();
   EXPECT_GE(stats.encoder_cache.hits, tiles + 2);
+}
+
+// Runs one request to its end; returns its final update and checks its tokens against its solo run.
+RequestUpdate run_and_compare(Engine& engine, const std::string& id, const PreparedPrompt& prompt,
+                              const GenerationParams& params) {
+  Collector c;
+  EXPECT_TRUE(engine.submit({.id = id, .prompt = copy_of(prompt), .params = params, .on_update = c.callback(),
+                             .arrival = Clock::now()}).ok());
+  const std::optional<RequestUpdate> u = c.wait();
+  PLM_CHECK(u.has_value()) << id << " did not finish";
+  EXPECT_EQ(c.tokens(), testing::solo_tokens(prompt, params)) << id;
+  return *u;
+}
+
+// Whole blocks before the last token: what a repeated prompt finds in the prefix cache.
+int64_t cacheable(const PreparedPrompt& p, int64_t block_tokens) {
+  return (static_cast<int64_t>(p.ids.size()) - 1) / block_tokens * block_tokens;
+}
+
+TEST_F(EngineTest, RepeatedSystemPromptHitsThePrefixCache) {
+  start(small_config());
+  const int64_t block = small_config().kv.block_tokens;
+  std::string system;
+  for (int i = 0; i < 8; ++i) system += "You are a careful assistant who answers briefly and politely. ";
+  const auto with_system = [&](const std::string& question) {
+    std::vector<data::ChatMessage> messages = {
+        {.role = "system", .parts = {{.type = data::ContentPart::Type::kText, .text = system, .url = {}}}}};
+    for (data::ChatMessage& m : testing::user_turn(question)) messages.push_back(std::move(m));
+    return prepare(messages);
+  };
+  const PreparedPrompt first = with_system("What is two plus two?"), second = with_system("Name a colour.");
+  const GenerationParams params{.max_tokens = 6, .sampling = {}, .stop = {}};
+  // The prompts agree up to the question.
+  int64_t common = 0;
+  while (first.ids[common] == second.ids[common]) ++common;
+  ASSERT_GT(common, 4 * block);
+
+  const RequestUpdate a = run_and_compare(*engine_, "first", first, params);
+  EXPECT_EQ(a.usage.cached_prompt_tokens, 0);
+  const PrefixCacheCounters before = engine_->stats().kv.prefix_cache;
+  const int64_t computed_before = engine_->stats().prompt_tokens_computed;
+  const RequestUpdate b = run_and_compare(*engine_, "second", second, params);
+  EXPECT_EQ(b.usage.cached_prompt_tokens, common / block * block);
+  EXPECT_EQ(engine_->stats().prompt_tokens_computed - computed_before,
+            static_cast<int64_t>(second.ids.size()) - b.usage.cached_prompt_tokens);
+  // The same prompt again: every block but the one with its last token.
+  const RequestUpdate again = run_and_compare(*engine_, "second-again", second, params);
+  EXPECT_EQ(again.usage.cached_prompt_tokens, cacheable(second, block));
+  ASSERT_TRUE(wait_until_idle());
+  const EngineStats stats = engine_->stats();
+  EXPECT_EQ(stats.kv.prefix_cache.hit_tokens - before.hit_tokens,
+            b.usage.cached_prompt_tokens + again.usage.cached_prompt_tokens);
+  EXPECT_EQ(stats.kv.prefix_cache.queried_tokens - before.queried_tokens,
+            2 * static_cast<int64_t>(second.ids.size()));
+  EXPECT_EQ(stats.kv.blocks_used, 0);
+  EXPECT_GT(stats.kv.blocks_cached, 0);
+}
+
+// The same image prompt hits; the same prompt ids with one tile's pixels changed (so its MediaKey differs) only
+// share the blocks before that tile's first placeholder, and both reply as they do alone.
+TEST_F(EngineTest, RepeatedImagePromptHitsThePrefixCacheAndAnotherImageDoesNot) {
+  start(small_config());
+  const int64_t block = small_config().kv.block_tokens;
+  const PreparedPrompt image = prepare(testing::user_turn("Describe this image.", {"image_150x100.png"}));
+  const int64_t tiles = image.images.count();
+  ASSERT_GE(tiles, 2);
+  const GenerationParams params{.max_tokens = 6, .sampling = {}, .stop = {}};
+  const RequestUpdate first = run_and_compare(*engine_, "image-1", image, params);
+  EXPECT_EQ(first.usage.cached_prompt_tokens, 0);
+
+  const int64_t encoded = engine_->stats().media_items_encoded;
+  const RequestUpdate second = run_and_compare(*engine_, "image-2", image, params);
+  EXPECT_EQ(second.usage.cached_prompt_tokens, cacheable(image, block));
+  EXPECT_EQ(second.usage.cached_media_items, tiles);
+  EXPECT_EQ(second.usage.encoded_media_items, 0);
+  EXPECT_EQ(engine_->stats().media_items_encoded, encoded);
+
+  // The last tile differs: same ids, another key for it.
+  PreparedPrompt other = copy_of(image);
+  const Tensor last_tile = other.images.pixels.view().select(0, tiles - 1);
+  float* pixels = last_tile.data_as<float>();
+  for (int64_t i = 0; i < last_tile.numel(); ++i) pixels[i] = -pixels[i];
+  other.images.keys = media_keys(other.images.pixels);
+  ASSERT_EQ(other.images.keys[0], image.images.keys[0]);
+  ASSERT_NE(other.images.keys[tiles - 1], image.images.keys[tiles - 1]);
+  const int32_t image_token = tiny_model().model->config().image_token_id;
+  const int64_t per_tile = tiny_model().model->config().tokens_per_tile();
+  const int64_t first_placeholder = std::find(image.ids.begin(), image.ids.end(), image_token) - image.ids.begin();
+  const int64_t changed = first_placeholder + (tiles - 1) * per_tile;  // the first placeholder of the last tile
+  const RequestUpdate third = run_and_compare(*engine_, "image-other", other, params);
+  EXPECT_EQ(third.usage.cached_prompt_tokens, changed / block * block);
+  EXPECT_EQ(third.usage.encoded_media_items, 1);
 }
 
 TEST_F(EngineTest, RejectsRequestsBeyondTheContextOrWithBadMedia) {

@@ -1,7 +1,8 @@
 // The HTTP front end in process, on the tiny model and a free port: a chat request with a data: image returns
 // the solo greedy text, streaming (SSE) returns the same text in chunks with role, finish, usage and [DONE];
 // every bad request gets its status and an OpenAI-style error while the server stays up; the API key, the queue
-// limit (429), client disconnects (cancelled in the engine) and draining behave.
+// limit (429), client disconnects (cancelled in the engine, its KV blocks freed) and draining behave; a repeated
+// prompt reports its cached tokens and moves the prefix-cache metrics.
 #include "serve/http/http_server.h"
 
 #include <arpa/inet.h>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "serve/http/http_client.h"
 #include "serve/prompt_preparer.h"
 #include "tests/serve/serve_fixture.h"
@@ -190,6 +192,34 @@ TEST(HttpServer, CompletionsModelsHealthAndMetrics) {
                            "plm_queue_depth 0", "plm_kv_cache_blocks{state=\"free\"}"}) {
     EXPECT_THAT(metrics.body, HasSubstr(name));
   }
+}
+
+TEST(HttpServer, RepeatedPromptReportsCachedTokensAndPrefixCacheMetrics) {
+  Server server;
+  std::string prompt;
+  for (int i = 0; i < 6; ++i) prompt += "The quick brown fox jumps over the lazy dog. ";
+  const json request = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
+  const HttpResponse first = server.post("/v1/completions", request);
+  ASSERT_EQ(first.status, 200) << first.body;
+  const HttpResponse second = server.post("/v1/completions", request);
+  ASSERT_EQ(second.status, 200) << second.body;
+  const json a = json::parse(first.body), b = json::parse(second.body);
+  EXPECT_EQ(a["choices"][0]["text"], b["choices"][0]["text"]);
+  EXPECT_EQ(a["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  const int64_t prompt_tokens = b["usage"]["prompt_tokens"];
+  const int64_t block = Server::default_engine().kv.block_tokens;
+  const int64_t cached = (prompt_tokens - 1) / block * block;
+  ASSERT_GT(cached, 0);
+  EXPECT_EQ(b["usage"]["prompt_tokens_details"]["cached_tokens"], cached);
+  // The engine publishes its stats after the step that finished the reply.
+  for (int i = 0; i < 1000 && server.engine_->stats().kv.blocks_used > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const std::string metrics = server.get("/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("plm_prefix_cache_hits_total ", cached, "\n")));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("plm_prefix_cache_queries_total ", 2 * prompt_tokens, "\n")));
+  EXPECT_THAT(metrics, HasSubstr("plm_kv_cache_blocks{state=\"cached\"} "));
+  EXPECT_THAT(metrics, HasSubstr("plm_kv_cache_blocks{state=\"used\"} 0\n"));
 }
 
 TEST(HttpServer, BadRequestsGetTheirStatusAndTheServerStaysUp) {

@@ -179,12 +179,17 @@ TEST(PlmServe, ImageAndVideoRepliesEqualPlmGenerateAndStreamTheSame) {
       {"--video", (inputs_dir() / "video_64x48_4f.mp4").string(), "--prompt", "What is happening in this video?"}, 24);
   const json video_request = chat({video_part("video_64x48_4f.mp4")}, "What is happening in this video?", 24);
   EXPECT_EQ(content_of(server.post("/v1/chat/completions", video_request.dump())), expected_video);
-  // The same video again: every frame from the encoder cache, the same text.
-  EXPECT_EQ(content_of(server.post("/v1/chat/completions", video_request.dump())), expected_video);
+  // The same video again: the prompt's KV blocks from the prefix cache (the frames never looked up), the same text.
+  const HttpResponse again = server.post("/v1/chat/completions", video_request.dump());
+  EXPECT_EQ(content_of(again), expected_video);
+  const json usage = json::parse(again.body)["usage"];
+  const int64_t prompt_tokens = usage["prompt_tokens"];
+  EXPECT_EQ(usage["prompt_tokens_details"]["cached_tokens"], (prompt_tokens - 1) / 16 * 16);
+  EXPECT_EQ(usage["media_items"]["cached"], 4);
+  EXPECT_EQ(usage["media_items"]["encoded"], 0);
   absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
   ASSERT_TRUE(metrics.ok());
-  EXPECT_THAT(metrics->body, HasSubstr("plm_encoder_cache_hits_total 9"));  // the streamed image: 5 tiles; the video: 4 frames
-  EXPECT_THAT(metrics->body, HasSubstr("plm_vision_items_encoded_total 9"));
+  EXPECT_THAT(metrics->body, HasSubstr("plm_vision_items_encoded_total 9"));  // the image's 5 tiles, the video's 4 frames
 }
 
 TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {

@@ -1,7 +1,7 @@
 // The scheduler without a model: each test drives steps against a table of expected plans. A plan is written as
 // its chunks in packing order, "id[start+length]" with "*" when the chunk samples, and "!id" for a preemption.
-// A paged-like fake KV space (a token pool that refuses growth when full) exercises aging and preemption by
-// recompute, which the dense space never needs.
+// A paged-like fake KV space (a token pool that refuses growth when full, with cached prefixes the test sets)
+// exercises aging, preemption by recompute and admission after a cached prefix, which the dense space never needs.
 #include "serve/scheduler.h"
 
 #include <gtest/gtest.h>
@@ -20,7 +20,12 @@ namespace {
 class TokenPoolKv final : public KvSpace {
  public:
   TokenPoolKv(int num_slots, int64_t capacity_tokens) : lengths_(num_slots, -1), capacity_(capacity_tokens) {}
-  std::optional<int> admit(const Sequence&, int64_t length) override {
+  // Tokens a sequence finds cached: what the test set for its id.
+  int64_t cached_prefix(Sequence& seq) override {
+    const auto it = cached_.find(seq.id);
+    return it == cached_.end() ? 0 : it->second;
+  }
+  std::optional<int> admit(const Sequence&, int64_t, int64_t length) override {
     for (int s = 0; s < static_cast<int>(lengths_.size()); ++s) {
       if (lengths_[s] < 0) {
         lengths_[s] = 0;
@@ -31,7 +36,7 @@ class TokenPoolKv final : public KvSpace {
     }
     return std::nullopt;
   }
-  void computed(int, const Sequence&) override {}
+  void computed(int, Sequence&) override {}
   bool grow(int slot, int64_t length) override {
     const int64_t extra = std::max<int64_t>(0, length - lengths_[slot]);
     if (used_ + extra > capacity_) return false;
@@ -44,13 +49,18 @@ class TokenPoolKv final : public KvSpace {
     lengths_[slot] = -1;
   }
   KvUsage usage() const override {
-    return {.capacity_tokens = capacity_, .reserved_tokens = used_, .filled_tokens = used_, .num_sequences = 0, .bytes = 0};
+    KvUsage u;
+    u.capacity_tokens = capacity_;
+    u.reserved_tokens = u.filled_tokens = used_;
+    return u;
   }
   int64_t max_sequence_tokens() const override { return capacity_; }
   // The scheduler never touches the cache: a cache of no layers.
   model::KvCache& cache() override { return cache_; }
+  void set_cached_prefix(const std::string& id, int64_t tokens) { cached_[id] = tokens; }
 
  private:
+  std::map<std::string, int64_t> cached_;
   std::vector<int64_t> lengths_;
   int64_t capacity_, used_ = 0;
   model::DenseKvCache cache_{model::KvLayout{}, 1, 1, DType::kF32, Device::cpu()};
@@ -197,6 +207,28 @@ TEST_F(SchedulerTest, PreemptsTheNewestSequenceAndItRecomputesItsTokensLater) {
       "b[0+5]*",          // b recomputes 3 prompt + 2 generated tokens and samples its third
   });
   EXPECT_EQ(scheduler_->num_preemptions(), 1);
+  EXPECT_FALSE(scheduler_->has_work());
+}
+
+TEST_F(SchedulerTest, AdmissionStartsAfterTheCachedPrefixAndItsMediaCostNothing) {
+  make({.max_num_seqs = 4, .max_batch_tokens = 64, .max_media_items_per_step = 1, .max_bypass = 4}, 4, 40);
+  // Prompt: 2 text tokens, 3 items of 4 placeholders (positions 2..13), 2 text tokens; 8 tokens cached: item 0
+  // is inside the prefix, item 1 straddles it.
+  Sequence& a = add("a", 16, 1);
+  add_image_items(a, 2, 3, 4);
+  kv_->set_cached_prefix("a", 8);
+  Sequence& b = add("b", 34, 1);
+  kv_->set_cached_prefix("b", 4);
+  EXPECT_EQ(step(), "a[8+2]");  // item 1's last placeholders take the vision budget; item 2 must wait
+  // b found 4 tokens cached but no room (10 + 4 + 30 > 40): it waits, from nothing computed.
+  EXPECT_EQ(b.num_computed, 0);
+  EXPECT_EQ(b.slot, -1);
+  expect_steps({
+      "a[10+6]*",  // item 2 and the tail; a is done
+      "b[4+30]*",  // b starts after its cached tokens
+  });
+  EXPECT_EQ(a.num_cached_prompt_tokens, 8);
+  EXPECT_EQ(b.num_cached_prompt_tokens, 4);
   EXPECT_FALSE(scheduler_->has_work());
 }
 
