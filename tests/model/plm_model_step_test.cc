@@ -309,7 +309,8 @@ TEST(Step, ChunksWithoutLogitsGetNoRows) {
   EXPECT_EQ(argmax(out.last_logits(1)), c.expected_tokens[0]);
   const void* buffer = out.buffer.view().data();
 
-  ASSERT_TRUE(model->step({{{.sequence = 3, .start = 0, .ids = head, .logits = ChunkLogits::kNone}}}, *cache, out).ok());
+  ASSERT_TRUE(
+      model->step({{{.sequence = 3, .start = 0, .ids = head, .logits = ChunkLogits::kNone}}}, *cache, out).ok());
   EXPECT_EQ(out.first_rows, (std::vector<int64_t>{0, 0}));
   EXPECT_FALSE(out.logits.defined());
 

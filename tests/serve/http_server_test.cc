@@ -169,6 +169,17 @@ TEST(HttpServer, ChatWithDataImageAndItsStreamGiveTheSoloGreedyText) {
                                        HasSubstr("latency_ms="), HasSubstr("finish=length")));
 }
 
+// The engine publishes its stats after the step that finished a reply, so a client can read /metrics before
+// they show the request gone: wait for that.
+bool wait_for_idle(Server& server) {
+  for (int i = 0; i < 2000; ++i) {
+    const EngineStats s = server.engine_->stats();
+    if (s.num_running == 0 && s.num_waiting == 0 && s.kv.blocks_used == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
 TEST(HttpServer, CompletionsModelsHealthAndMetrics) {
   Server server;
   const HttpResponse r = server.post("/v1/completions", {{"prompt", "Hello"}, {"max_tokens", 5}, {"temperature", 0}});
@@ -183,6 +194,7 @@ TEST(HttpServer, CompletionsModelsHealthAndMetrics) {
   EXPECT_EQ(models["data"][0]["id"], "tiny");
   EXPECT_EQ(models["data"][0]["max_model_len"], 1024);
   EXPECT_EQ(server.get("/health").status, 200);
+  ASSERT_TRUE(wait_for_idle(server));
   const HttpResponse metrics = server.get("/metrics");
   EXPECT_EQ(metrics.status, 200);
   for (const char* name : {"plm_http_responses_total{status=\"200\"} 3", "plm_num_requests_waiting 0",
@@ -211,10 +223,7 @@ TEST(HttpServer, RepeatedPromptReportsCachedTokensAndPrefixCacheMetrics) {
   const int64_t cached = (prompt_tokens - 1) / block * block;
   ASSERT_GT(cached, 0);
   EXPECT_EQ(b["usage"]["prompt_tokens_details"]["cached_tokens"], cached);
-  // The engine publishes its stats after the step that finished the reply.
-  for (int i = 0; i < 1000 && server.engine_->stats().kv.blocks_used > 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  ASSERT_TRUE(wait_for_idle(server));
   const std::string metrics = server.get("/metrics").body;
   EXPECT_THAT(metrics, HasSubstr(absl::StrCat("plm_prefix_cache_hits_total ", cached, "\n")));
   EXPECT_THAT(metrics, HasSubstr(absl::StrCat("plm_prefix_cache_queries_total ", 2 * prompt_tokens, "\n")));

@@ -134,7 +134,8 @@ TEST(PagedKvSpace, APoolTooSmallForOneSequenceIsRefusedWithItsArithmetic) {
       PagedKvSpace::create(model, {.kind = KvCacheKind::kPaged, .bytes = 3000, .block_tokens = kBlock}, 4, 512);
   EXPECT_EQ(space.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(space.status().message()),
-              ::testing::HasSubstr("the paged KV cache of 3000 bytes holds 0 blocks of 16 tokens (4096 bytes each): 0 tokens; give at least 16"));
+              ::testing::HasSubstr("the paged KV cache of 3000 bytes holds 0 blocks of 16 tokens (4096 bytes each): "
+                                   "0 tokens; give at least 16"));
 }
 
 }  // namespace

@@ -189,7 +189,8 @@ TEST(PlmServe, ImageAndVideoRepliesEqualPlmGenerateAndStreamTheSame) {
   EXPECT_EQ(usage["media_items"]["encoded"], 0);
   absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
   ASSERT_TRUE(metrics.ok());
-  EXPECT_THAT(metrics->body, HasSubstr("plm_vision_items_encoded_total 9"));  // the image's 5 tiles, the video's 4 frames
+  // Encoded once each: the image's 5 tiles and the video's 4 frames.
+  EXPECT_THAT(metrics->body, HasSubstr("plm_vision_items_encoded_total 9"));
 }
 
 TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
