@@ -8,7 +8,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
-#include "core/cuda/runtime.h"
 #include "core/status_macros.h"
 #include "distributed/consistency.h"
 #include "distributed/launch_env.h"
@@ -16,6 +15,7 @@
 #include "distributed/nccl_communicator.h"
 #include "distributed/process_groups.h"
 #include "data/multimodal_prompt.h"
+#include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
@@ -130,12 +130,8 @@ absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device 
 }
 
 absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
-  Device device = Device::cpu();
-  if (o.device == "cuda") {
-    if (cuda_device_count() == 0) return absl::FailedPreconditionError(cuda_unavailable_reason());
-    device = Device::cuda(distributed::read_launch_env().local_rank % cuda_device_count());
-    cuda_set_device(device.index);
-  }
+  PLM_ASSIGN_OR_RETURN(const Device device,
+                       runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
   PLM_ASSIGN_OR_RETURN(Parallelism parallel, set_up_parallelism(o, device, flags));
   PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
                        model::PlmModel::load(o.model_dir, device, parallel.layout));

@@ -14,10 +14,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
-#include "core/cuda/runtime.h"
 #include "core/status_macros.h"
-#include "distributed/launch_env.h"
 #include "model/plm_model.h"
+#include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "serve/engine.h"
 #include "serve/http/http_server.h"
@@ -85,12 +84,8 @@ void print_line(const std::string& line) {
 }
 
 absl::Status run_serve(const ServeOptions& o) {
-  Device device = Device::cpu();
-  if (o.device == "cuda") {
-    if (cuda_device_count() == 0) return absl::FailedPreconditionError(cuda_unavailable_reason());
-    device = Device::cuda(distributed::read_launch_env().local_rank % cuda_device_count());
-    cuda_set_device(device.index);
-  }
+  PLM_ASSIGN_OR_RETURN(const Device device,
+                       runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
   std::optional<std::filesystem::path> media_root;
   if (!o.media_root.empty()) {
     std::error_code error;

@@ -15,12 +15,12 @@
 #include "core/status_macros.h"
 #include "data/sample_order.h"
 #include "data/sft_dataset.h"
-#include "distributed/launch_env.h"
 #include "distributed/nccl_communicator.h"
 #include "distributed/status_agreement.h"
 #include "model/lora.h"
 #include "model/plm_model.h"
 #include "model/weights/hf_names.h"
+#include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/data_parallel_step.h"
@@ -96,14 +96,10 @@ std::function<bool(const std::string&)> trainable_parameters(const TrainConfig& 
 }
 
 absl::StatusOr<Device> training_device(const TrainConfig& config) {
-  if (config.device == DeviceType::kCpu) return Device::cpu();
-  if (cuda_device_count() == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("device: cuda (", config.where("device"), "): ",
-                                                      cuda_unavailable_reason()));
-  }
-  const Device device = Device::cuda(distributed::read_launch_env().local_rank % cuda_device_count());
-  cuda_set_device(device.index);
-  return device;
+  absl::StatusOr<Device> device = runtime::local_device(config.device);
+  if (device.ok()) return device;
+  return absl::Status(device.status().code(),
+                      absl::StrCat("device: cuda (", config.where("device"), "): ", device.status().message()));
 }
 
 // What every rank loads before training: the model in its working dtype, the data and the sample order.
