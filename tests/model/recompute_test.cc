@@ -77,21 +77,7 @@ size_t vision_tower_own_bytes(const VisionConfig& v, int64_t n, size_t e) {
   return bytes;
 }
 
-class Recomputation : public ::testing::Test {
- protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<PlmModel>> model =
-        PlmModel::load(testing::model_fixtures() + "cls_tied", Device::cpu(), {}, {.for_training = true});
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    image_ = load_sample("image");
-    video_ = load_sample("video");
-    text_ = load_sample("text");
-  }
-
-  std::unique_ptr<PlmModel> model_;
-  Sample image_, video_, text_;
-};
+using Recomputation = testing::TinyTrainingTest;
 
 // The loss and the gradients (of the `trainable` parameters) under every policy equal those of none bitwise.
 void expect_bitwise_equal_gradients(const PlmModel& model, const TrainingBatch& batch,

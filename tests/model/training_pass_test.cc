@@ -20,27 +20,14 @@ using testing::load_sample;
 using testing::pack;
 using testing::Sample;
 
-class TrainingPass : public ::testing::Test {
+class TrainingPass : public testing::TinyTrainingTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<PlmModel>> model =
-        PlmModel::load(testing::model_fixtures() + "cls_tied", Device::cpu(), {}, {.for_training = true});
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    image_ = load_sample("image");
-    video_ = load_sample("video");
-    text_ = load_sample("text");
-  }
-
   double loss(const TrainingBatch& batch) {
     FlatParameters frozen(model_->weights(), DType::kF32, Device::cpu(), [](const std::string&) { return false; });
     absl::StatusOr<MicroBatchLoss> r = train_forward_backward(*model_, frozen.views(), batch, 1.0f);
     PLM_CHECK(r.ok()) << r.status();
     return r->loss_sum / static_cast<double>(r->labelled_tokens);
   }
-
-  std::unique_ptr<PlmModel> model_;
-  Sample image_, video_, text_;
 };
 
 std::vector<float> host(Tensor t) {

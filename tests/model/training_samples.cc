@@ -56,4 +56,14 @@ TrainingBatch pack(const std::vector<const Sample*>& samples, std::vector<OwnedT
   return b;
 }
 
+void TinyTrainingTest::SetUp() {
+  absl::StatusOr<std::unique_ptr<PlmModel>> model =
+      PlmModel::load(model_fixtures() + "cls_tied", Device::cpu(), {}, {.for_training = true});
+  ASSERT_TRUE(model.ok()) << model.status();
+  model_ = std::move(*model);
+  image_ = load_sample("image");
+  video_ = load_sample("video");
+  text_ = load_sample("text");
+}
+
 }  // namespace plm::model::testing

@@ -6,7 +6,12 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <memory>
+
 #include "core/tensor.h"
+#include "model/plm_model.h"
 #include "model/training_pass.h"
 
 namespace plm::model::testing {
@@ -24,5 +29,14 @@ Sample load_sample(const std::string& input);
 
 // Packs samples into one micro-batch; pixel tensors are kept alive in `storage`.
 TrainingBatch pack(const std::vector<const Sample*>& samples, std::vector<OwnedTensor>& storage);
+
+// The tiny cls_tied model loaded for training, with the image, video and text samples.
+class TinyTrainingTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+
+  std::unique_ptr<PlmModel> model_;
+  Sample image_, video_, text_;
+};
 
 }  // namespace plm::model::testing
