@@ -9,14 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
 #include "core/status_macros.h"
-#include "distributed/consistency.h"
-#include "distributed/launch_env.h"
-#include "distributed/mpi_communicator.h"
-#include "distributed/nccl_communicator.h"
-#include "distributed/process_groups.h"
 #include "data/multimodal_prompt.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
+#include "runtime/model_parallelism.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
 
@@ -88,51 +84,25 @@ absl::StatusOr<std::string> messages_json(const GenerateOptions& o) {
   return messages + "{\"role\":\"user\",\"content\":[" + parts + "]}]";
 }
 
-// This rank's communicators for a tp x pp layout: MPI groups on CPU, NCCL groups over them on CUDA.
-struct Parallelism {
-  std::unique_ptr<distributed::ProcessGroups> groups;
-  std::unique_ptr<distributed::Communicator> tp, pp;  // NCCL (CUDA only)
+// This rank's part of the tp x pp layout, with generate's layout options.
+absl::StatusOr<runtime::ModelParallelism> set_up_parallelism(const GenerateOptions& o, Device device,
+                                                             const std::string& flags) {
   model::ModelParallel layout;
-  bool is_output_rank = true;
-};
-
-absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device device, const std::string& flags) {
-  Parallelism p;
-  p.layout.replicate_vision = o.replicate_vision;
+  layout.replicate_vision = o.replicate_vision;
   if (!o.pp_layers.empty()) {
-    p.layout.stage_layer_counts = o.pp_layers;
+    layout.stage_layer_counts = o.pp_layers;
   } else if (o.pp_media_fraction >= 0 && o.pp > 1) {
     PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(o.model_dir));
-    p.layout.stage_layer_counts = model::cost_aware_stage_layers(config, o.pp, o.pp_media_fraction);
+    layout.stage_layer_counts = model::cost_aware_stage_layers(config, o.pp, o.pp_media_fraction);
   }
-  const distributed::LaunchEnv env = distributed::read_launch_env();
-  if (o.tp * o.pp == 1 && env.world_size == 1) return p;
-  std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
-  // Every rank must run the same command; a mismatch would hang or diverge later.
-  PLM_RETURN_IF_ERROR(distributed::check_same_on_all_ranks(*world, "the plm generate command line", flags));
-  PLM_ASSIGN_OR_RETURN(distributed::ProcessGroups groups, distributed::ProcessGroups::create(std::move(world), o.tp, o.pp));
-  p.groups = std::make_unique<distributed::ProcessGroups>(std::move(groups));
-  if (p.groups->dims.dp != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("plm generate runs one model: launch tp(", o.tp, ") * pp(", o.pp,
-                                                   ") = ", o.tp * o.pp, " ranks, not ", p.groups->world->size()));
-  }
-  if (device.is_cuda()) {
-    p.tp = distributed::nccl_communicator(*p.groups->tp, device.index, "tp");
-    p.pp = distributed::nccl_communicator(*p.groups->pp, device.index, "pp");
-    p.layout.tp = p.tp.get();
-    p.layout.pp = p.pp.get();
-  } else {
-    p.layout.tp = p.groups->tp.get();
-    p.layout.pp = p.groups->pp.get();
-  }
-  p.is_output_rank = p.groups->world->rank() == 0;
-  return p;
+  return runtime::set_up_model_parallelism({.command = "plm generate", .flags = flags, .tp = o.tp, .pp = o.pp}, device,
+                                           std::move(layout));
 }
 
 absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   PLM_ASSIGN_OR_RETURN(const Device device,
                        runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
-  PLM_ASSIGN_OR_RETURN(Parallelism parallel, set_up_parallelism(o, device, flags));
+  PLM_ASSIGN_OR_RETURN(runtime::ModelParallelism parallel, set_up_parallelism(o, device, flags));
   PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
                        model::PlmModel::load(o.model_dir, device, parallel.layout));
   PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
@@ -171,7 +141,7 @@ absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   }
   PLM_ASSIGN_OR_RETURN(std::vector<model::GenerationResult> results, model::generate(*model, {request}, options));
   const model::GenerationResult& result = results[0];
-  if (!parallel.is_output_rank) return absl::OkStatus();
+  if (parallel.world_rank() != 0) return absl::OkStatus();
   if (o.output_ids) {
     std::string line;
     for (size_t i = 0; i < result.tokens.size(); ++i) line += (i ? " " : "") + std::to_string(result.tokens[i]);

@@ -63,7 +63,7 @@ Engine::Engine(const model::PlmModel& model, const data::Tokenizer& tokenizer, s
       kv_(std::move(kv)),
       encoder_cache_(config.encoder_cache_bytes),
       scheduler_(config.scheduler, *kv_, [this](const MediaKey& key) { return encoder_cache_.contains(key); }),
-      runner_(model, kv_->cache(), encoder_cache_),
+      runner_(model, kv_->cache(), encoder_cache_, config.publisher),
       published_(idle_stats(*kv_, encoder_cache_)),
       thread_([this] { loop(); }) {}
 
