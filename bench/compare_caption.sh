@@ -9,7 +9,7 @@ set -eu
 build_dir=$1 model_dir=$2
 videos=${3:-16} frames=${4:-8} new_tokens=${5:-32} ranks=${6:-"1 2"} hf_batch=${7:-8}
 python=${PLM_REF_PYTHON:-/work/venv-ref/bin/python}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 work=$(mktemp -d /tmp/plm_caption_bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 plm=$build_dir/apps/plm
