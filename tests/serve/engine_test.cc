@@ -457,9 +457,11 @@ TEST_F(EngineTest, PreparerWorksOnItsPoolAndMatchesThePlmGenerateInputs) {
 // encoded it, found it in the encoder cache or resumed it across chunks; refused with prefix caching on.
 TEST_F(EngineTest, PooledMediaEmbeddingIsTheMeanOfTheRequestsRows) {
   EngineConfig config = small_config();
+  config.scheduler.max_num_seqs = 4;
   config.scheduler.max_batch_tokens = 7;  // chunks end inside frames (4 rows each): pinned items resume
   config.kv.prefix_caching = false;
   start(config);
+  ASSERT_NE(engine_, nullptr);
   const PreparedPrompt video = prepare(testing::user_turn("What happens?", {}, {"video_64x48_4f.mp4"}));
   const OwnedTensor rows = tiny_model().model->encode_media(video.videos.pixels);  // (4 * tokens_per_tile, H)
   const OwnedTensor host = to_device(rows.view(), Device::cpu());
