@@ -63,6 +63,9 @@ absl::Status run_caption(const CaptionRunConfig& config, std::unique_ptr<distrib
   const int world_size = world->size();
   PLM_ASSIGN_OR_RETURN(distributed::ProcessGroups groups,
                        distributed::ProcessGroups::create(std::move(world), config.tp, /*pp=*/1));
+  // Where the engine's TP mode plugs in: load the model with ModelParallel{.tp = groups.tp}, start the engine as
+  // the driver on tp_index 0 and as a follower that mirrors its steps on the other ranks of the group; only the
+  // tp_index-0 ranks (the `leaders` below) run the job, the sync and the merge.
   if (config.tp > 1) {
     return absl::InvalidArgumentError(absl::StrCat("--tp ", config.tp, " > 1 needs the engine's TP mode, which plm "
                                                    "serve does not have yet; run data-parallel replicas (--tp 1, ",
