@@ -12,6 +12,7 @@ namespace plm::apps {
 using CommandMain = std::function<int()>;
 
 void add_bench_command(CLI::App& app, CommandMain* selected);
+void add_caption_command(CLI::App& app, CommandMain* selected);
 void add_convert_command(CLI::App& app, CommandMain* selected);
 void add_data_command(CLI::App& app, CommandMain* selected);
 void add_generate_command(CLI::App& app, CommandMain* selected);

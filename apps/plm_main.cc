@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
 
   plm::apps::CommandMain selected;
   plm::apps::add_bench_command(app, &selected);
+  plm::apps::add_caption_command(app, &selected);
   plm::apps::add_convert_command(app, &selected);
   plm::apps::add_data_command(app, &selected);
   plm::apps::add_generate_command(app, &selected);
