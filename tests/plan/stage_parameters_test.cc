@@ -1,0 +1,86 @@
+// What the planner says a rank holds against what model/ loads on it: the tiny model on in-process ranks under
+// TP = 2, PP = 2 and 2 x 2 (the vision tower splitting over TP, the tied head copied onto the last stage);
+// and the stages of PLM-1B/8B adding up to the whole model.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <vector>
+
+#include "distributed/local_communicator.h"
+#include "distributed/process_groups.h"
+#include "model/plm_model.h"
+#include "plan/layout.h"
+#include "plan/stage_parameters.h"
+#include "tests/plan/plan_test_model.h"
+
+namespace plm::plan {
+namespace {
+
+// Parameters each rank of a tp x pp job loads.
+std::vector<int64_t> loaded_parameters(int tp, int pp) {
+  std::vector<int64_t> counts(static_cast<size_t>(tp * pp));
+  std::mutex mutex;
+  distributed::run_local_ranks(tp * pp, [&](distributed::Communicator& world) {
+    absl::StatusOr<distributed::ProcessGroups> groups =
+        distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), tp, pp);
+    ASSERT_TRUE(groups.ok()) << groups.status();
+    absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
+        model::PlmModel::load(testing::tiny_model_dir(), Device::cpu(), {groups->tp.get(), groups->pp.get()});
+    ASSERT_TRUE(model.ok()) << model.status();
+    int64_t n = 0;
+    (*model)->for_each_parameter([&](const std::string&, Tensor& t) { n += t.numel(); });
+    const std::lock_guard<std::mutex> lock(mutex);
+    counts[static_cast<size_t>(world.rank())] = n;
+  });
+  return counts;
+}
+
+TEST(StageParameters, TinyModelRanksHoldWhatTheLoaderLoads) {
+  const absl::StatusOr<model::PlmConfig> config = model::load_plm_config(testing::tiny_model_dir());
+  ASSERT_TRUE(config.ok()) << config.status();
+  for (const auto& [tp, pp] : {std::pair{1, 1}, std::pair{2, 1}, std::pair{1, 2}, std::pair{2, 2}}) {
+    const std::vector<int64_t> loaded = loaded_parameters(tp, pp);
+    for (int stage = 0; stage < pp; ++stage) {
+      // TP rank 0 of the stage (Megatron order): it also holds the vision tower's row-parallel biases.
+      EXPECT_EQ(stage_parameters(*config, tp, pp, stage).total(), loaded[static_cast<size_t>(stage * tp)])
+          << "tp " << tp << " pp " << pp << " stage " << stage;
+    }
+  }
+}
+
+TEST(StageParameters, StagesAddUpToTheModel) {
+  for (const char* name : {"plm-1b", "plm-8b"}) {
+    const absl::StatusOr<model::PlmConfig> config =
+        model::load_plm_config(std::string(PLM_SOURCE_DIR) + "/configs/" + name);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const int64_t whole = model::count_parameters(*config).total;
+    EXPECT_EQ(stage_parameters(*config, 1, 1, 0).total(), whole) << name;
+    int64_t stages = 0;
+    for (int s = 0; s < 4; ++s) stages += stage_parameters(*config, 1, 4, s).total();
+    // A tied head is a second copy on the last stage once the embedding is on another one.
+    const int64_t tied_copy = config->tie_word_embeddings ? int64_t{config->text.vocab_size} * config->text.hidden_size : 0;
+    EXPECT_EQ(stages, whole + tied_copy) << name;
+  }
+}
+
+TEST(Layout, RejectsWhatTheModelOrTheNodeCannotSplit) {
+  const absl::StatusOr<model::PlmConfig> config =
+      model::load_plm_config(std::string(PLM_SOURCE_DIR) + "/configs/plm-8b");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(all_layouts(16).size(), 15u);  // tp x pp x dp = 16: (5 + 4 + 3 + 2 + 1) divisor pairs
+  EXPECT_TRUE(check_layout(*config, {.tp = 8, .pp = 2, .dp = 1}, 8).ok());
+  const absl::Status straddles = check_layout(*config, {.tp = 16, .pp = 1, .dp = 1}, 8);
+  EXPECT_THAT(std::string(straddles.message()), ::testing::HasSubstr("tp (16) does not divide the 8 devices"));
+  const absl::Status heads = check_layout(*config, {.tp = 3, .pp = 1, .dp = 1}, 3);
+  EXPECT_THAT(std::string(heads.message()), ::testing::HasSubstr("num_attention_heads (32) is not divisible by tp (3)"));
+  const absl::Status layers = check_layout(*config, {.tp = 1, .pp = 64, .dp = 1}, 8);
+  EXPECT_THAT(std::string(layers.message()), ::testing::HasSubstr("exceeds the 32 decoder layers"));
+  const AxisLinks links = axis_links({.tp = 8, .pp = 2, .dp = 1}, 8);
+  EXPECT_EQ(links.tp, Link::kIntraNode);
+  EXPECT_EQ(links.pp, Link::kInterNode);
+  EXPECT_EQ(links.dp, Link::kNone);
+}
+
+}  // namespace
+}  // namespace plm::plan
