@@ -17,7 +17,8 @@
 //          the last stage all-gathers its vocabulary shard of the wanted rows' logits
 //     PP   (T, H) to the next stage; the last stage broadcasts the rows' f32 logits; one i32 all-reduce
 //          (the stages agree on the batch's status, distributed/status_agreement.h)
-// Size-1 axes have no traffic. The DP step's scalar reductions (token counts, loss, status) are not counted.
+// Size-1 axes have no traffic. Not counted: the DP step's scalar reductions (token counts, loss, status), and under
+// pp > 1 the exchange of a tied embedding's gradient between the first and the last stage.
 #pragma once
 
 #include <cstdint>

@@ -35,6 +35,14 @@ std::string task_name(Task task) {
   return {};
 }
 
+// plm serve runs one model per process (tp = pp = 1): the fastest fitting plan it can run, if any.
+const LayoutPlan* runnable_serving(const std::vector<LayoutPlan>& plans) {
+  for (const LayoutPlan& p : plans) {
+    if (p.valid.ok() && p.fits && p.layout.tp == 1 && p.layout.pp == 1) return &p;
+  }
+  return nullptr;
+}
+
 int nodes(const PlanRequest& r) { return (r.num_devices + r.devices_per_node - 1) / r.devices_per_node; }
 int tasks_per_node(const PlanRequest& r) { return std::min(r.num_devices, r.devices_per_node); }
 
@@ -207,12 +215,21 @@ std::string plan_text(const model::PlmConfig& config, const PlanRequest& r, cons
     } else {
       append_serving_detail(out, r, best);
     }
-    absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, best));
-    if (best.layout.tp * best.layout.pp > 1) {
-      out += r.task == Task::kTrain
-                 ? "  note: plm train runs tp = pp = 1 today (layout.tp/pp > 1 waits for TP/PP training); the best "
-                   "tp = pp = 1 layout is ranked below\n"
-                 : "  note: plm serve runs one model per process today (tp = pp = 1): a replica per device\n";
+    if (r.task == Task::kTrain) {
+      absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, best));
+      if (best.layout.tp * best.layout.pp > 1) {
+        out += "  note: plm train runs tp = pp = 1 today (layout.tp/pp > 1 waits for TP/PP training): --tp 1 --pp 1 "
+               "plans what runs now\n";
+      }
+    } else if (const LayoutPlan* runnable = runnable_serving(plans); runnable == nullptr) {
+      out += "  plm serve runs one model per process today (tp = pp = 1), and no such layout fits: fewer "
+             "--micro-batch sequences or a shorter --seq-len\n";
+    } else {
+      if (runnable != &best) {
+        absl::StrAppendFormat(&out, "  plm serve runs one model per process today (tp = pp = 1): %s, %.0f tokens/s\n",
+                              runnable->layout.to_string(), runnable->tokens_per_s);
+      }
+      absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, *runnable));
     }
   }
   out += "ranking:\n";
@@ -248,9 +265,13 @@ nlohmann::ordered_json plan_json(const model::PlmConfig& config, const PlanReque
   for (const LayoutPlan& p : plans) j["layouts"].push_back(layout_json(r, p));
   const bool found = !plans.empty() && plans.front().valid.ok() && plans.front().fits;
   j["best"] = found ? nlohmann::ordered_json(0) : nlohmann::ordered_json();
-  if (found) {
-    if (r.task == Task::kTrain) j["overrides"] = config_overrides(r, plans.front());
+  if (found && r.task == Task::kTrain) {
+    j["overrides"] = config_overrides(r, plans.front());
     j["sbatch"] = sbatch_line(r, model_dir, plans.front());
+  }
+  if (const LayoutPlan* runnable = runnable_serving(plans); r.task == Task::kServe && runnable != nullptr) {
+    j["sbatch_layout"] = runnable - plans.data();  // plm serve runs tp = pp = 1 only
+    j["sbatch"] = sbatch_line(r, model_dir, *runnable);
   }
   return j;
 }
