@@ -1,6 +1,7 @@
 // What the planner says a rank holds against what model/ loads on it: the tiny model on in-process ranks under
-// TP = 2, PP = 2 and 2 x 2 (the vision tower splitting over TP, the tied head copied onto the last stage);
-// and the stages of PLM-1B/8B adding up to the whole model.
+// TP = 2, PP = 2 and 2 x 2 (the vision tower splitting over TP, the tied head copied onto the last stage), its
+// parameters and its KV bytes per token (the paged cache's block size over its tokens); and the stages of
+// PLM-1B/8B adding up to the whole model.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,16 +11,23 @@
 #include "distributed/local_communicator.h"
 #include "distributed/process_groups.h"
 #include "model/plm_model.h"
+#include "model/text/paged_kv_cache.h"
 #include "plan/layout.h"
+#include "plan/memory_model.h"
 #include "plan/stage_parameters.h"
 #include "tests/plan/plan_test_model.h"
 
 namespace plm::plan {
 namespace {
 
-// Parameters each rank of a tp x pp job loads.
-std::vector<int64_t> loaded_parameters(int tp, int pp) {
-  std::vector<int64_t> counts(static_cast<size_t>(tp * pp));
+struct Loaded {
+  int64_t parameters = 0;
+  int64_t kv_bytes_per_token = 0;
+};
+
+// What each rank of a tp x pp job loads.
+std::vector<Loaded> load_ranks(int tp, int pp) {
+  std::vector<Loaded> loaded(static_cast<size_t>(tp * pp));
   std::mutex mutex;
   distributed::run_local_ranks(tp * pp, [&](distributed::Communicator& world) {
     absl::StatusOr<distributed::ProcessGroups> groups =
@@ -30,20 +38,27 @@ std::vector<int64_t> loaded_parameters(int tp, int pp) {
     ASSERT_TRUE(model.ok()) << model.status();
     int64_t n = 0;
     (*model)->for_each_parameter([&](const std::string&, Tensor& t) { n += t.numel(); });
+    constexpr int64_t kBlockTokens = 16;
+    const size_t block = model::PagedKvCache::block_bytes((*model)->kv_layout(), kBlockTokens, (*model)->dtype());
     const std::lock_guard<std::mutex> lock(mutex);
-    counts[static_cast<size_t>(world.rank())] = n;
+    loaded[static_cast<size_t>(world.rank())] = {.parameters = n,
+                                                 .kv_bytes_per_token = static_cast<int64_t>(block) / kBlockTokens};
   });
-  return counts;
+  return loaded;
 }
 
-TEST(StageParameters, TinyModelRanksHoldWhatTheLoaderLoads) {
+TEST(StageParameters, TinyModelRanksHoldWhatTheLoaderLoadsAndCaches) {
   const absl::StatusOr<model::PlmConfig> config = model::load_plm_config(testing::tiny_model_dir());
   ASSERT_TRUE(config.ok()) << config.status();
   for (const auto& [tp, pp] : {std::pair{1, 1}, std::pair{2, 1}, std::pair{1, 2}, std::pair{2, 2}}) {
-    const std::vector<int64_t> loaded = loaded_parameters(tp, pp);
+    const std::vector<Loaded> loaded = load_ranks(tp, pp);
+    const ServingSetup serving{.layout = {.tp = tp, .pp = pp}, .dtype = DType::kF32};
     for (int stage = 0; stage < pp; ++stage) {
       // TP rank 0 of the stage (Megatron order): it also holds the vision tower's row-parallel biases.
-      EXPECT_EQ(stage_parameters(*config, tp, pp, stage).total(), loaded[static_cast<size_t>(stage * tp)])
+      const Loaded& rank0 = loaded[static_cast<size_t>(stage * tp)];
+      EXPECT_EQ(stage_parameters(*config, tp, pp, stage).total(), rank0.parameters)
+          << "tp " << tp << " pp " << pp << " stage " << stage;
+      EXPECT_EQ(serving_memory(*config, serving, stage).kv_bytes_per_token, rank0.kv_bytes_per_token)
           << "tp " << tp << " pp " << pp << " stage " << stage;
     }
   }
