@@ -1,5 +1,7 @@
 #include "plan/communication_model.h"
 
+#include "trainer/adamw_zero.h"
+
 namespace plm::plan {
 
 namespace {
@@ -55,7 +57,7 @@ Traffic training_traffic(const model::PlmConfig& config, const TrainingSetup& se
   Payload dp;
   const int64_t gradients = p.total() * e;
   add(dp, setup.zero_stage == 2 ? "reduce_scatter" : "all_reduce", gradients);
-  if (setup.zero_stage >= 1) add(dp, "all_gather", (p.total() + l.dp - 1) / l.dp * e);  // rank 0's shard
+  if (setup.zero_stage >= 1) add(dp, "all_gather", trainer::shard_range(p.total(), 0, l.dp).size() * e);  // rank 0's
   traffic.dp = axis(std::move(dp), l.dp);
 
   // TP: the forward's all-reduces, their conjugates in the backward, and again when full recomputation reruns

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 
+#include "trainer/adamw_zero.h"
+
 namespace plm::plan {
 
 namespace {
 
 constexpr int64_t kAdamWBytesPerParameter = 3 * 4;  // f32 master, exp_avg, exp_avg_sq
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The stage index whose rank needs the most of `memory(stage)`, first on ties.
 template <typename Memory, typename F>
@@ -31,8 +31,8 @@ TrainingMemory training_memory(const model::PlmConfig& config, const TrainingSet
   const int64_t n = m.stage.total();
   m.weights = n * e;
   m.gradients = n * e;
-  // trainer::shard_range: the first numel % dp ranks get one more element; rank 0 is one of them.
-  m.optimizer_shard = setup.zero_stage == 0 ? n : ceil_div(n, l.dp);
+  // Rank 0's shard: the first numel % dp ranks get one more element.
+  m.optimizer_shard = setup.zero_stage == 0 ? n : trainer::shard_range(n, 0, l.dp).size();
   m.optimizer = m.optimizer_shard * kAdamWBytesPerParameter;
   m.in_flight = std::min(l.pp - stage, setup.num_micro_batches);
   m.activation_parts = training_activations(config, m.stage, l.tp, setup.micro_batch, setup.recompute, setup.dtype);

@@ -31,14 +31,14 @@ struct PlanRequest {
   int tiles_per_sample = 0;     // image tiles + video frames per sequence
   int zero_stage = 1;
   std::optional<model::Recompute> recompute = {};  // unset: the cheapest policy that fits (none, selective, full)
-  int64_t serve_step_tokens = 2048;            // serve: an engine step's token budget (plm serve --max-batch-tokens)
-  std::optional<int> only_tp = {}, only_pp = {};  // consider only layouts with this tp / pp
+  int64_t serve_step_tokens = 2048;                 // serve: an engine step's token budget (--max-batch-tokens)
+  std::optional<int> only_tp = {}, only_pp = {};    // consider only layouts with this tp / pp
 };
 
 struct LayoutPlan {
   Layout layout = {};
-  absl::Status valid = {};   // not OK: the layout cannot run this model or batch (the message says why)
-  bool fits = false;    // valid and the peak rank's memory is within the device's
+  absl::Status valid = {};    // not OK: the layout cannot run this model or batch (the message says why)
+  bool fits = false;          // valid and the peak rank's memory is within the device's
   int64_t peak_bytes = 0;     // the memory of the rank that needs the most
   double tokens_per_s = 0.0;  // train: trained tokens per second over all devices; serve: decoded tokens
 
@@ -52,7 +52,6 @@ struct LayoutPlan {
   ServingMemory serving_memory = {};
   double decode_step_s = 0.0;
   int64_t kv_cache_budget = 0;  // what is left for the KV cache on the peak rank (plm serve --kv-cache-bytes)
-
 };
 
 // InvalidArgument for a request that no layout could satisfy (no devices, a sequence shorter than its tiles...).
