@@ -24,12 +24,12 @@ submit() {  # submit NAME TASKS: the tiny model on CPU tasks sharing the 2 CPUs 
     --chdir="$src" -J "$1" --output="$scratch/$1.out" --error="$scratch/$1.err" \
     "$src/slurm/serve.sbatch" tests/fixtures/models/cls_tied --max-num-seqs 4
 }
-wait_urls() {  # wait_urls NAME COUNT: until the job has announced COUNT servers
-  for _ in $(seq 1 600); do
-    [[ -e $scratch/$1.urls && $(wc -l < "$scratch/$1.urls") -ge $2 ]] && return 0
+wait_urls() {  # wait_urls NAME JOB COUNT: until the job has announced COUNT servers (2 minutes at most)
+  for _ in $(seq 1 1200); do
+    [[ -e $scratch/$1.urls && $(wc -l < "$scratch/$1.urls") -ge $3 ]] && return 0
     sleep 0.1
   done
-  fail "job $1 announced $(wc -l < "$scratch/$1.urls" 2> /dev/null) of $2 URLs"
+  fail "job $1 announced $(wc -l < "$scratch/$1.urls" 2> /dev/null) of $3 URLs: $(scontrol show job "$2")"
 }
 post() {  # post URL PATH JSON: the raw HTTP response on stdout
   local hostport=${1#http://} fd
@@ -45,7 +45,7 @@ chat() {  # chat MAX_TOKENS STREAM
 
 # Two servers, a request to each, then scancel.
 pair=$(submit pair 2) || fail "sbatch pair"
-wait_urls pair 2
+wait_urls pair "$pair" 2
 while read -r url; do
   post "$url" /v1/chat/completions "$(chat 8 false)" > "$scratch/pair-${url##*:}.http" || fail "no connection to $url"
   grep -q "^HTTP/1.1 200" "$scratch/pair-${url##*:}.http" || fail "$url did not answer 200"
@@ -61,11 +61,11 @@ grep -q "serve.sbatch: the servers exited with status 0" "$scratch/pair.out" || 
 
 # One server, stopped by SIGTERM while it streams a reply: the reply finishes and the job completes.
 single=$(submit single 1) || fail "sbatch single"
-wait_urls single 1
+wait_urls single "$single" 1
 url=$(head -n 1 "$scratch/single.urls")
 post "$url" /v1/chat/completions "$(chat 400 true)" > "$scratch/single-stream.http" &
 streaming=$!
-for _ in $(seq 1 300); do grep -q "^data: " "$scratch/single-stream.http" && break; sleep 0.05; done
+for _ in $(seq 1 600); do grep -q "^data: " "$scratch/single-stream.http" && break; sleep 0.05; done
 grep -q "^data: " "$scratch/single-stream.http" || fail "the streamed reply never started"
 scancel --signal=TERM "$single" || fail "scancel --signal=TERM"
 wait "$streaming"
