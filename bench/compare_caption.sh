@@ -2,7 +2,7 @@
 # The caption benchmark: synthetic videos (bench/make_caption_videos.py), then on the same videos, one run after
 # the other (never together): plm's decode and preprocessing alone (plm bench preprocess), plm caption with 1 new
 # token (vision + prefill only) and with MAX_NEW_TOKENS at each rank count, and HF transformers batched generate
-# (bench/hf_caption_bench.py). Prints each run's summary and the plm / HF ratio. From the repository root:
+# (bench/hf_caption_bench.py, f32 and bf16; HF_DTYPES picks). Prints each run's summary and the plm / HF ratio. From the repository root:
 #   bench/compare_caption.sh BUILD_DIR MODEL_DIR [VIDEOS=16] [FRAMES=8] [MAX_NEW_TOKENS=32] [RANKS="1 2"] [HF_BATCH=8]
 # MODEL_DIR needs a tokenizer (a make-random-model directory: copy tokenizer.json, tokenizer_config.json and
 # chat_template.jinja in from tests/fixtures/models/cls_tied).
@@ -36,8 +36,10 @@ for n in $ranks; do
   echo; echo "== plm caption, $n rank(s), $new_tokens new tokens"
   caption "$n" "$new_tokens" "$work/full_$n.jsonl"
 done
-echo; echo "== HF transformers $("$python" -c 'import transformers; print(transformers.__version__)'), batch $hf_batch"
-"$python" bench/hf_caption_bench.py --model "$model_dir" --inputs "$work/videos/list.txt" --num-frames "$frames" \
-  --max-new-tokens "$new_tokens" --batch "$hf_batch" --threads "$OMP_NUM_THREADS" \
-  --plm-output "$work/full_$(echo "$ranks" | cut -d' ' -f1).jsonl" 2>&1 | grep -v '^\[transformers\]'
+for dtype in ${HF_DTYPES:-float32 bfloat16}; do
+  echo; echo "== HF transformers $("$python" -c 'import transformers; print(transformers.__version__)') $dtype, batch $hf_batch"
+  "$python" bench/hf_caption_bench.py --model "$model_dir" --inputs "$work/videos/list.txt" --num-frames "$frames" \
+    --max-new-tokens "$new_tokens" --batch "$hf_batch" --threads "$OMP_NUM_THREADS" --dtype "$dtype" \
+    --plm-output "$work/full_$(echo "$ranks" | cut -d' ' -f1).jsonl" 2>&1 | grep -v '^\[transformers\]'
+done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -35,7 +35,7 @@ std::string task_name(Task task) {
   return {};
 }
 
-// plm serve runs one model per process (tp = pp = 1): the fastest fitting plan it can run, if any.
+// slurm/serve.sbatch runs one model per task (tp = pp = 1): the fastest fitting plan it can run, if any.
 const LayoutPlan* runnable_serving(const std::vector<LayoutPlan>& plans) {
   for (const LayoutPlan& p : plans) {
     if (p.valid.ok() && p.fits && p.layout.tp == 1 && p.layout.pp == 1) return &p;
@@ -222,11 +222,11 @@ std::string plan_text(const model::PlmConfig& config, const PlanRequest& r, cons
                "plans what runs now\n";
       }
     } else if (const LayoutPlan* runnable = runnable_serving(plans); runnable == nullptr) {
-      out += "  plm serve runs one model per process today (tp = pp = 1), and no such layout fits: fewer "
-             "--micro-batch sequences or a shorter --seq-len\n";
+      out += "  slurm/serve.sbatch runs one model per task (tp = pp = 1), and no such layout fits: fewer "
+             "--micro-batch sequences or a shorter --seq-len (or mpirun -n N plm serve --tp N by hand)\n";
     } else {
       if (runnable != &best) {
-        absl::StrAppendFormat(&out, "  plm serve runs one model per process today (tp = pp = 1): %s, %.0f tokens/s\n",
+        absl::StrAppendFormat(&out, "  slurm/serve.sbatch runs one model per task (tp = pp = 1): %s, %.0f tokens/s\n",
                               runnable->layout.to_string(), runnable->tokens_per_s);
       }
       absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, *runnable));
@@ -270,7 +270,7 @@ nlohmann::ordered_json plan_json(const model::PlmConfig& config, const PlanReque
     j["sbatch"] = sbatch_line(r, model_dir, plans.front());
   }
   if (const LayoutPlan* runnable = runnable_serving(plans); r.task == Task::kServe && runnable != nullptr) {
-    j["sbatch_layout"] = runnable - plans.data();  // plm serve runs tp = pp = 1 only
+    j["sbatch_layout"] = runnable - plans.data();  // slurm/serve.sbatch runs tp = pp = 1 only
     j["sbatch"] = sbatch_line(r, model_dir, *runnable);
   }
   return j;

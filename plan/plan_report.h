@@ -1,5 +1,5 @@
 // What `plm plan` prints: the best layout with its memory breakdown, step time and traffic, the `layout.*`
-// overrides and the sbatch line that run it (serving: the best layout plm serve runs today, tp = pp = 1), then
+// overrides and the sbatch line that run it (serving: the best layout slurm/serve.sbatch runs, tp = pp = 1), then
 // the ranking (text); or all of it as one JSON document.
 #pragma once
 
