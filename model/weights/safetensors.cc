@@ -253,7 +253,10 @@ absl::Status SafetensorsFile::parse_header(const std::string& header_text, uint6
   if (!header.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": JSON header must be an object"));
   }
-  for (const auto& [name, value] : header.items()) {
+  for (const auto& item : header.items()) {
+    // Named, not a structured binding: the error lambda below captures it (clang before 16 cannot).
+    const std::string& name = item.key();
+    const nlohmann::json& value = item.value();
     if (name == "__metadata__") {
       if (!value.is_object()) {
         return absl::InvalidArgumentError(
