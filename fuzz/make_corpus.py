@@ -120,10 +120,8 @@ def seeds():
 
     for name in ("tiny_5x3.png", "palette4bit_trns_96x64.png", "huge_header_100000x100000.png",
                  "huge_header_65000x65000.jpg", "exif_rot6_160x100.jpg", "grey_alpha_150x100.png",
-                 "exif_rot3_90x60.png", "palette_200x150.png"):
-        yield "image", name.rsplit(".", 1)[0] + "_tiny", b"0" + (PREPROCESSING / name).read_bytes()
-    yield "image", "tiny_5x3_plm", b"1" + tiny_png
-    yield "image", "cmyk_120x80_plm", b"1" + (PREPROCESSING / "cmyk_120x80.jpg").read_bytes()
+                 "exif_rot3_90x60.png", "palette_200x150.png", "cmyk_120x80.jpg"):
+        yield "image", name.rsplit(".", 1)[0], (PREPROCESSING / name).read_bytes()
 
     video = fixture("tests/fixtures/models/inputs/video_64x48_4f.mp4")
     for mode in b"012":

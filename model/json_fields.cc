@@ -21,7 +21,7 @@ absl::StatusOr<std::string> read_text_file(const std::string& path) {
 absl::StatusOr<nlohmann::json> parse_json(const std::string& text, const std::string& source) {
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return absl::InvalidArgumentError(absl::StrCat(source, ": malformed JSON: ", e.what()));
   }
 }

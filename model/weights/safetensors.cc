@@ -247,7 +247,7 @@ absl::Status SafetensorsFile::parse_header(const std::string& header_text, uint6
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return absl::InvalidArgumentError(absl::StrCat(path_, ": malformed JSON header: ", e.what()));
   }
   if (!header.is_object()) {

@@ -70,7 +70,8 @@ absl::Status refuse_unsupported(const json& doc) {
     return invalid("best_of", "is not supported (only 1)");
   }
   if (const json* v = field(doc, "response_format"); v != nullptr) {
-    if (!v->is_object() || v->value("type", "") != "text") return invalid("response_format", "only {\"type\": \"text\"} is supported");
+    const json* type = v->is_object() ? field(*v, "type") : nullptr;
+    if (type == nullptr || *type != "text") return invalid("response_format", "only {\"type\": \"text\"} is supported");
   }
   return absl::OkStatus();
 }

@@ -280,6 +280,8 @@ TEST(PlmConfigErrors, MissingFileNamesThePath) {
 
 TEST(PlmConfigErrors, MalformedJson) {
   EXPECT_THAT(parse_plm_config("{\"text_config\": ", "x/config.json"), FailsWith("x/config.json", "malformed JSON"));
+  // A number no double holds is nlohmann's out_of_range, not parse_error: it was an uncaught exception.
+  EXPECT_THAT(parse_plm_config("{\"rope_theta\": 1e999}", "x/config.json"), FailsWith("x/config.json", "malformed JSON"));
 }
 
 TEST(PlmConfigErrors, MissingRequiredField) {
