@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 
 namespace plm::data {
 
@@ -20,6 +21,9 @@ absl::StatusOr<json> read_json(const std::filesystem::path& path) {
   if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open"));
   std::stringstream text;
   text << in.rdbuf();
+  if (const std::string problem = json_depth_problem(text.str()); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", problem));
+  }
   json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 #include "core/status_macros.h"
 
 namespace plm::model {
@@ -244,6 +245,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std
 }
 
 absl::Status SafetensorsFile::parse_header(const std::string& header_text, uint64_t data_bytes) {
+  if (const std::string problem = json_depth_problem(header_text); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": header: ", problem));
+  }
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_text);
