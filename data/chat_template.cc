@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 #include "data/chat_messages_json.h"
 
 namespace plm::data {
@@ -77,6 +78,9 @@ absl::StatusOr<ContentPart> parse_part(const nlohmann::json& part, size_t messag
 }  // namespace
 
 absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages(const std::string& messages_json) {
+  if (const std::string problem = json_depth_problem(messages_json); !problem.empty()) {
+    return absl::InvalidArgumentError("messages: " + problem);
+  }
   const nlohmann::json doc = nlohmann::json::parse(messages_json, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return absl::InvalidArgumentError("messages: not valid JSON");
   return parse_chat_messages_json(doc);
@@ -92,7 +96,8 @@ absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages_json(const nlohmann
     }
     ChatMessage message;
     message.role = m["role"].get<std::string>();
-    const nlohmann::json content = m.contains("content") ? m["content"] : nlohmann::json();
+    static const nlohmann::json kNoContent;
+    const nlohmann::json& content = m.contains("content") ? m["content"] : kNoContent;
     if (content.is_string()) {
       message.parts.push_back({ContentPart::Type::kText, content.get<std::string>(), ""});
     } else if (content.is_array()) {
