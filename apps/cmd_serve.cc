@@ -1,6 +1,7 @@
 // `plm serve`: an OpenAI-compatible HTTP server for one PLM directory on this machine (serve/http/http_server.h
 // over serve/engine.h). Prints a ready line with the URL, one line per request, and on SIGTERM / SIGINT drains
-// the requests in flight and exits 0 (a second signal cancels them).
+// the requests in flight and exits 0 (a second signal cancels them). Under mpirun / srun the ranks form replicas
+// of --tp ranks each, one server per replica.
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
 #include "core/status_macros.h"
+#include "distributed/launch_env.h"
 #include "model/plm_model.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
@@ -87,10 +89,10 @@ void print_line(const std::string& line) {
   std::fflush(stdout);
 }
 
-// Rank 0's part: the engine over `model` (stepping the other TP ranks through `publisher`) and the HTTP server,
-// until drained.
-absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, Device device,
-                         serve::StepPublisher* publisher) {
+// A replica leader's part: the engine over `model` (stepping the replica's other TP ranks through `publisher`)
+// and the HTTP server on `port`, until drained.
+absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, Device device, int port,
+                         const std::string& replica_label, serve::StepPublisher* publisher) {
   std::optional<std::filesystem::path> media_root;
   if (!o.media_root.empty()) {
     std::error_code error;
@@ -126,7 +128,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
 
   serve::http::ServerConfig config;
   config.host = o.host;
-  config.port = static_cast<uint16_t>(o.port);
+  config.port = static_cast<uint16_t>(port);
   config.num_io_threads = o.io_threads;
   config.api_key = o.api_key;
   config.model_name = o.served_model_name.empty()
@@ -140,7 +142,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
                        serve::http::HttpServer::start(config, *engine, preparer, metrics));
   server->drain_on_signals();
   const serve::EngineStats stats = engine->stats();
-  print_line(absl::StrCat("plm serve: ready on ", server->url(), " (pid ", ::getpid(), ", model ", config.model_name, " on ", device.to_string(),
+  print_line(absl::StrCat("plm serve: ready on ", server->url(), " (pid ", ::getpid(), replica_label, ", model ", config.model_name, " on ", device.to_string(),
                           o.tp > 1 ? absl::StrCat(" x tp ", o.tp) : "",
                           ", ", o.max_num_seqs, " sequences of up to ", engine->max_sequence_tokens(),
                           " tokens, ", o.kv_cache, " KV cache ", stats.kv.bytes >> 20, " MiB (", stats.kv.num_blocks,
@@ -152,17 +154,35 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   return absl::OkStatus();
 }
 
-// Every rank loads its share of the model; rank 0 serves, the other TP ranks follow its steps.
+// The port replica `parallel` listens on: --port plus the replica's index among those on this node (a TP group's
+// ranks are adjacent and on one node), so every rank runs the same command line; 0 stays "any free port".
+absl::StatusOr<int> replica_port(const ServeOptions& o, const runtime::ModelParallelism& parallel) {
+  if (o.port == 0 || parallel.num_replicas() == 1) return o.port;
+  const int local_rank = distributed::read_launch_env().local_rank;
+  if (local_rank % o.tp != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--tp ", o.tp, ": a tensor-parallel group must sit on one node, but rank ",
+                                                   parallel.world_rank(), " leads a group at local rank ", local_rank,
+                                                   " (launch a multiple of ", o.tp, " ranks per node)"));
+  }
+  const int port = o.port + local_rank / o.tp;
+  if (port > 65535) return absl::InvalidArgumentError(absl::StrCat("--port ", o.port, ": replica port ", port, " is above 65535"));
+  return port;
+}
+
+// Every rank loads its replica's share of the model. Ranks beyond --tp make more replicas (mpirun -n 4 --tp 2:
+// two servers); each replica's first rank serves HTTP, its other TP ranks follow its steps.
 absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
   PLM_ASSIGN_OR_RETURN(const Device device,
                        runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
-  PLM_ASSIGN_OR_RETURN(const runtime::ModelParallelism parallel,
-                       runtime::set_up_model_parallelism({.command = "plm serve", .flags = flags, .tp = o.tp}, device));
+  PLM_ASSIGN_OR_RETURN(
+      const runtime::ModelParallelism parallel,
+      runtime::set_up_model_parallelism({.command = "plm serve", .flags = flags, .tp = o.tp, .data_parallel = true}, device));
+  PLM_ASSIGN_OR_RETURN(const int port, replica_port(o, parallel));
   PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model,
                        model::PlmModel::load(o.model_dir, device, parallel.layout));
   const serve::MirrorChannel channel{parallel.tp_host(), parallel.tp_device()};
-  if (parallel.world_rank() != 0) {
-    // A follower ends when rank 0 has drained and says stop: a SIGTERM sent to every rank (scancel, srun) must
+  if (!parallel.is_replica_leader()) {
+    // A follower ends when its leader has drained and says stop: a SIGTERM sent to every rank (scancel, srun) must
     // not end it first.
     std::signal(SIGTERM, SIG_IGN);
     std::signal(SIGINT, SIG_IGN);
@@ -170,7 +190,9 @@ absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
   }
   std::optional<serve::StepPublisher> publisher;
   if (channel.control != nullptr) publisher.emplace(channel);
-  const absl::Status served = serve_model(o, *model, device, publisher ? &*publisher : nullptr);
+  const std::string replica_label =
+      parallel.num_replicas() > 1 ? absl::StrCat(", replica ", parallel.replica(), " of ", parallel.num_replicas()) : "";
+  const absl::Status served = serve_model(o, *model, device, port, replica_label, publisher ? &*publisher : nullptr);
   if (publisher) publisher->publish_stop();
   return served;
 }
@@ -217,7 +239,8 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads (default 2)")->check(CLI::PositiveNumber);
   cmd->add_option("--media-threads", o->media_threads, "Media decode / preprocessing threads (default 2)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks: launch this many with mpirun or srun; rank 0 serves HTTP")
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica: launch a multiple of this with mpirun or srun; each replica's first "
+                  "rank serves HTTP on --port + its index among the node's replicas")
       ->check(CLI::PositiveNumber);
   cmd->callback([selected, o, cmd] {
     *selected = [o, flags = cmd->config_to_str(true, false)] {

@@ -1,8 +1,8 @@
 #!/bin/bash
 # slurm/serve.sbatch on a real single-node Slurm (2 CPUs, the tiny model): a 2-task job announces both servers'
 # URLs, each answers a chat completion, and `scancel` stops it (SIGTERM: both servers drain and exit 0); then a
-# 1-task job stopped with `scancel --signal=TERM` while a streamed reply is in flight finishes that reply, exits 0
-# and ends COMPLETED. Requests go over bash's /dev/tcp (no curl needed).
+# 2-task job of one tensor-parallel replica (--tp 2: one server) stopped with `scancel --signal=TERM` while a
+# streamed reply is in flight finishes that reply, exits 0 and ends COMPLETED. Requests go over bash's /dev/tcp (no curl needed).
 # Usage: serve_sbatch_test.sh PLM SOURCE_DIR SCRATCH. Exits 77 (skipped) without root or slurm-wlm.
 set -uo pipefail
 plm=$1 src=$2 scratch=$3
@@ -19,10 +19,10 @@ local_slurm_start "$scratch/slurm" 2 || fail "local Slurm did not start"
 export PLM_BIN=$plm OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export PLM_SERVE_PORT=$((40000 + ($$ % 1000) * 4))
 
-submit() {  # submit NAME TASKS: the tiny model on CPU tasks sharing the 2 CPUs (-O)
+submit() {  # submit NAME TASKS [plm serve options]: the tiny model on CPU tasks sharing the 2 CPUs (-O)
   PLM_SERVE_URLS=$scratch/$1.urls sbatch --parsable -O -n "$2" --ntasks-per-node="$2" -c 1 --gpus-per-task=0 \
     --chdir="$src" -J "$1" --output="$scratch/$1.out" --error="$scratch/$1.err" \
-    "$src/slurm/serve.sbatch" tests/fixtures/models/cls_tied --max-num-seqs 4
+    "$src/slurm/serve.sbatch" tests/fixtures/models/cls_tied --max-num-seqs 4 "${@:3}"
 }
 wait_urls() {  # wait_urls NAME JOB COUNT: until the job has announced COUNT servers (2 minutes at most)
   for _ in $(seq 1 1200); do
@@ -59,8 +59,9 @@ for _ in $(seq 1 100); do grep -q "servers exited" "$scratch/pair.out" && break;
 [[ $(grep -c "plm serve: drained; exiting" "$scratch/pair.out") -eq 2 ]] || fail "not both servers drained"
 grep -q "serve.sbatch: the servers exited with status 0" "$scratch/pair.out" || fail "the servers did not exit 0"
 
-# One server, stopped by SIGTERM while it streams a reply: the reply finishes and the job completes.
-single=$(submit single 1) || fail "sbatch single"
+# One server over two tensor-parallel tasks, stopped by SIGTERM while it streams a reply: the reply finishes and
+# the job completes.
+single=$(submit single 2 --tp 2) || fail "sbatch single"
 wait_urls single "$single" 1
 url=$(head -n 1 "$scratch/single.urls")
 post "$url" /v1/chat/completions "$(chat 400 true)" > "$scratch/single-stream.http" &
@@ -74,4 +75,6 @@ grep -q "^data: \[DONE\]" "$scratch/single-stream.http" || fail "the reply in fl
 scontrol show job "$single" | grep -q "ExitCode=0:0" || fail "job $single exit code: $(scontrol show job "$single")"
 grep -q "signal 15: draining 1 requests in flight" "$scratch/single.out" || fail "the server did not drain a request"
 grep -q "plm serve: drained; exiting" "$scratch/single.out" || fail "the server did not exit after draining"
-echo "slurm serve: ok (2 servers answered and were cancelled; a streamed reply finished during the drain, exit 0)"
+grep -q "x tp 2" "$scratch/single.out" || fail "the server was not tensor-parallel"
+[[ $(wc -l < "$scratch/single.urls") -eq 1 ]] || fail "a --tp 2 job of 2 tasks announced more than one server"
+echo "slurm serve: ok (2 servers answered and were cancelled; a TP=2 server's streamed reply finished during the drain, exit 0)"
