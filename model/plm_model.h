@@ -82,6 +82,8 @@ class PlmModel {
   PlmWeights weights() const;
   // Which part of the HF tensor `name` this rank holds (the whole of it without tensor parallelism).
   const TensorSlice& tensor_slice(const std::string& name) const;
+  // Whether this rank holds a part of parameter `name` (a row-parallel bias lives on TP rank 0 only).
+  bool holds(const std::string& name) const { return slices_.contains(name); }
   // Adds LoRA / DoRA adapters to the decoder projections spec.targets names (model/lora.h), owned by the
   // model and initialised as peft does; for_each_parameter visits them afterwards. Once per model; tp = 1.
   absl::Status attach_lora(const LoraSpec& spec);

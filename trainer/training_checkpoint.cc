@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "core/status_macros.h"
 #include "distributed/status_agreement.h"
 #include "model/json_fields.h"
+#include "model/weights/hf_names.h"
+#include "model/whole_parameters.h"
 #include "model/weights/safetensors.h"
 #include "model/weights/weight_store.h"
 
@@ -24,33 +27,47 @@ constexpr const char* kMaster = "master";
 constexpr const char* kExpAvg = "exp_avg";
 constexpr const char* kExpAvgSq = "exp_avg_sq";
 
-// Whether this rank holds an optimizer shard no lower rank holds (ZeRO-0 replicates it on every rank).
-bool writes_optimizer_shard(DataParallelStep& step, int rank) {
-  return rank == 0 || step.zero_stage() > 0;
+// Whether this rank holds an optimizer shard no other rank of its TP index holds (ZeRO-0 replicates it over DP).
+bool writes_optimizer_shard(const DataParallelStep& step) { return step.dp().rank() == 0 || step.zero_stage() > 0; }
+
+// The flat vector's entries with their tensor slices (the optimizer files' "layout" metadata).
+std::string flat_layout_json(const DataParallelStep& step) {
+  nlohmann::json entries = nlohmann::json::array();
+  for (const model::FlatEntry& e : step.params().entries()) {
+    const model::TensorSlice& slice = step.model().tensor_slice(e.name);
+    entries.push_back({{"name", e.name},
+                       {"offset", e.offset},
+                       {"shape", std::vector<int64_t>(e.shape.begin(), e.shape.end())},
+                       {"slice", {{"dim", slice.dim}, {"parts", slice.parts}, {"num_parts", slice.num_parts}}}});
+  }
+  return entries.dump();
 }
 
-absl::Status write_rank_files(CheckpointWriter& writer, const TrainState& state, DataParallelStep& step, int rank,
+// params: the whole trainable parameters (rank 0).
+absl::Status write_rank_files(CheckpointWriter& writer, const TrainState& state, const DataParallelStep& step,
+                              int rank, const std::vector<model::WholeParameter>& params,
                               const nlohmann::json& run_info) {
   if (rank == 0) {
     PLM_RETURN_IF_ERROR(writer.write_json(kRunInfoFile, run_info));
-    std::vector<model::NamedTensor> params;
-    OwnedTensor host = to_device(step.params().flat(), Device::cpu());
-    for (const model::FlatEntry& e : step.params().entries()) {
-      params.push_back({e.name, host.view().slice(0, e.offset, e.offset + e.numel).reshape(e.shape)});
-    }
-    PLM_RETURN_IF_ERROR(writer.write_tensors(rank_file_name(ShardKind::kModel, 0), params));
+    std::vector<model::NamedTensor> named;
+    for (const model::WholeParameter& p : params) named.push_back({p.name, p.value.view()});
+    PLM_RETURN_IF_ERROR(writer.write_tensors(rank_file_name(ShardKind::kModel, 0), named));
     PLM_RETURN_IF_ERROR(writer.write_json(kTrainStateFile, train_state_to_json(state)));
   }
-  if (writes_optimizer_shard(step, rank)) {
+  if (writes_optimizer_shard(step)) {
     const ShardedAdamW& adam = step.optimizer();
     const OwnedTensor master = to_device(adam.master(), Device::cpu());
     const OwnedTensor exp_avg = to_device(adam.exp_avg(), Device::cpu());
     const OwnedTensor exp_avg_sq = to_device(adam.exp_avg_sq(), Device::cpu());
+    const model::ModelParallel& parallel = step.model().parallel();
     const std::map<std::string, std::string> metadata = {
         {"begin", absl::StrCat(adam.shard().begin)},
         {"end", absl::StrCat(adam.shard().end)},
         {"numel", absl::StrCat(step.params().numel())},
-        {"steps", absl::StrCat(adam.steps_taken())}};
+        {"steps", absl::StrCat(adam.steps_taken())},
+        {"tp_rank", absl::StrCat(parallel.tp_rank())},
+        {"tp_size", absl::StrCat(parallel.tp_size())},
+        {"layout", flat_layout_json(step)}};
     PLM_RETURN_IF_ERROR(writer.write_tensors(
         rank_file_name(ShardKind::kOptimizer, rank),
         {{kMaster, master.view()}, {kExpAvg, exp_avg.view()}, {kExpAvgSq, exp_avg_sq.view()}}, metadata));
@@ -66,9 +83,11 @@ int64_t broadcast_writer_pid(distributed::Communicator& world) {
   return pid.data_as<int64_t>()[0];
 }
 
+// fallback: the value when the key is absent (a checkpoint written before the key existed); none: required.
 absl::StatusOr<int64_t> metadata_int(const model::SafetensorsFile& file, const std::string& key,
-                                     const std::filesystem::path& path) {
+                                     const std::filesystem::path& path, std::optional<int64_t> fallback = {}) {
   const auto it = file.metadata().find(key);
+  if (it == file.metadata().end() && fallback.has_value()) return *fallback;
   int64_t value = 0;
   if (it == file.metadata().end() || !absl::SimpleAtoi(it->second, &value)) {
     return absl::DataLossError(absl::StrCat(path.string(), ": metadata '", key, "' is missing or not an integer"));
@@ -77,24 +96,31 @@ absl::StatusOr<int64_t> metadata_int(const model::SafetensorsFile& file, const s
 }
 
 absl::Status restore_parameters(const std::filesystem::path& dir, DataParallelStep& step) {
-  std::map<std::string, Tensor> targets;
+  std::map<std::string, ParameterTarget> targets;
   const Tensor flat = step.params().flat();
   for (const model::FlatEntry& e : step.params().entries()) {
-    targets[e.name] = flat.slice(0, e.offset, e.offset + e.numel).reshape(e.shape);
+    targets[e.name] = {flat.slice(0, e.offset, e.offset + e.numel).reshape(e.shape), step.model().tensor_slice(e.name)};
   }
-  return read_checkpoint_parameters(dir, targets, /*every_target_saved=*/true);
+  std::set<std::string> held_elsewhere;
+  for (const model::ExpectedTensor& t : model::expected_tensors(step.model().config())) {
+    if (!step.model().holds(t.name)) held_elsewhere.insert(t.name);
+  }
+  return read_checkpoint_parameters(dir, targets, /*every_target_saved=*/true, held_elsewhere);
 }
 
 absl::Status restore_optimizer(const std::filesystem::path& dir, const CheckpointMarker& marker,
                                DataParallelStep& step) {
   ShardedAdamW& adam = step.optimizer();
   const Range mine = adam.shard();
+  const model::ModelParallel& parallel = step.model().parallel();
   int64_t covered = 0, steps = -1;
   for (const auto& [name, digest] : marker.files) {
     if (!name.starts_with("optim-rank")) continue;
     const std::filesystem::path path = dir / name;
     PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::SafetensorsFile> file,
                          model::SafetensorsFile::open(path.string()));
+    PLM_ASSIGN_OR_RETURN(const int64_t tp_rank, metadata_int(*file, "tp_rank", path, 0));
+    if (tp_rank != parallel.tp_rank()) continue;  // another shard of the model: another flat vector
     PLM_ASSIGN_OR_RETURN(const int64_t begin, metadata_int(*file, "begin", path));
     PLM_ASSIGN_OR_RETURN(const int64_t end, metadata_int(*file, "end", path));
     PLM_ASSIGN_OR_RETURN(const int64_t numel, metadata_int(*file, "numel", path));
@@ -135,25 +161,27 @@ absl::Status restore_optimizer(const std::filesystem::path& dir, const Checkpoin
 
 }  // namespace
 
-absl::Status read_checkpoint_parameters(const std::filesystem::path& dir, const std::map<std::string, Tensor>& targets,
-                                        bool every_target_saved) {
+absl::Status read_checkpoint_parameters(const std::filesystem::path& dir,
+                                        const std::map<std::string, ParameterTarget>& targets, bool every_target_saved,
+                                        const std::set<std::string>& held_elsewhere) {
   const std::filesystem::path path = dir / rank_file_name(ShardKind::kModel, 0);
   PLM_ASSIGN_OR_RETURN(const model::WeightStore store, model::WeightStore::open(path.string()));
   std::vector<std::string> unknown, missing;
   for (const std::string& name : store.names()) {
-    if (!targets.contains(name)) unknown.push_back(name);
+    if (!targets.contains(name) && !held_elsewhere.contains(name)) unknown.push_back(name);
   }
   for (const auto& [name, target] : targets) {
     if (!store.contains(name)) {
       missing.push_back(name);
       continue;
     }
-    PLM_ASSIGN_OR_RETURN(const OwnedTensor value, store.load(name, target.dtype()));
-    if (value.numel() != target.numel()) {
+    PLM_ASSIGN_OR_RETURN(const OwnedTensor value, store.load(name, target.value.dtype()));
+    const Shape whole = target.slice.whole_shape(target.value.shape());
+    if (value.numel() != whole.numel()) {
       return absl::DataLossError(absl::StrCat(path.string(), ": ", name, " has ", value.numel(),
-                                              " elements, the model's parameter ", target.numel()));
+                                              " elements, the model's parameter ", whole.numel()));
     }
-    copy_tensor(target, value.view().reshape(target.shape()));
+    model::take_slice(target.value, value.view().reshape(whole), target.slice);
   }
   if (!unknown.empty() || (every_target_saved && !missing.empty())) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -170,10 +198,13 @@ absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesy
                                                                const CheckpointSaveOptions& options,
                                                                std::ostream* log) {
   const int64_t writer_pid = broadcast_writer_pid(world);
+  // Collective over the first DP replica's TP group, before anything that can fail on one rank only.
+  std::vector<model::WholeParameter> params;
+  if (step.dp().rank() == 0) params = model::gather_whole_parameters(step.model(), step.params().views());
   absl::Status local = [&]() -> absl::Status {
     PLM_ASSIGN_OR_RETURN(CheckpointWriter writer,
                          CheckpointWriter::begin(output_dir, state.step, world.rank(), writer_pid));
-    return write_rank_files(writer, state, step, world.rank(), options.run_info);
+    return write_rank_files(writer, state, step, world.rank(), params, options.run_info);
   }();
   PLM_RETURN_IF_ERROR(distributed::agree_on_status(world, local, "rank", Device::cpu()));
   absl::StatusOr<std::filesystem::path> committed = std::filesystem::path();
@@ -195,6 +226,12 @@ absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesy
 absl::StatusOr<TrainState> restore_training_checkpoint(const std::filesystem::path& dir, DataParallelStep& step) {
   PLM_ASSIGN_OR_RETURN(const CheckpointMarker marker, read_checkpoint_marker(dir));
   PLM_RETURN_IF_ERROR(verify_checkpoint_files(dir, marker, Verify::kSizesAndCrcs));
+  const int tp = step.model().parallel().tp_size();
+  if (marker.layout.tp != tp) {
+    return absl::FailedPreconditionError(absl::StrCat(dir.string(), " was written at layout.tp ", marker.layout.tp,
+                                                      "; resuming at layout.tp ", tp, " needs its optimizer state "
+                                                      "resharded, which is not supported yet"));
+  }
   PLM_RETURN_IF_ERROR(restore_parameters(dir, step));
   PLM_RETURN_IF_ERROR(restore_optimizer(dir, marker, step));
   return read_train_state(dir);
