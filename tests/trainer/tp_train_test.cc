@@ -3,6 +3,7 @@
 // TP=2 x DP=2 with ZeRO-2 give the single rank's per-step losses and grad norms and its final weights; a TP=2 run
 // stopped after step 3 resumes at TP=2 and ends bit for bit where the uninterrupted TP=2 run does, and plm convert
 // of its checkpoint writes its final-hf.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -103,6 +104,11 @@ TEST(TensorParallelRuns, StoppedAndResumedAtTp2EqualsTheUninterruptedRun_np2) {
   const std::filesystem::path converted = testing::fresh_temp_dir("converted") / "hf";
   ASSERT_TRUE(convert_checkpoint_to_hf(split, converted, {.base_model = std::nullopt, .dtype = DType::kF32}).ok());
   EXPECT_EQ(file_bytes(converted / "model.safetensors"), file_bytes(split / "final-hf" / "model.safetensors"));
+}
+
+TEST(TensorParallelRuns, ALayoutTheModelDoesNotSplitIntoFailsOnEveryRank_np3) {
+  const absl::Status status = train(run_config(testing::fresh_temp_dir(), {"layout.tp=3"}), 3);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("num_attention_heads (4) is not divisible by tp (3)"));
 }
 
 }  // namespace
