@@ -18,6 +18,7 @@
 #include "model/plm_model.h"
 #include "model/recompute.h"
 #include "model/training_pass.h"
+#include "runtime/model_parallelism.h"
 #include "trainer/data_parallel_step.h"
 
 namespace plm::bench {
@@ -104,7 +105,9 @@ MemoryEstimate estimate_memory(int64_t trainable, DType dtype, size_t arena_peak
           .moments_mib = 2 * n * 4 / kMiB, .activations_mib = static_cast<double>(arena_peak_bytes) / kMiB};
 }
 
-void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int64_t trainable, const StepTimes& t) {
+// rss_mib: the largest peak RSS of the ranks.
+void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int64_t trainable, const StepTimes& t,
+                  double rss_mib) {
   const model::PlmConfig& c = model.config();
   const int64_t tokens = int64_t{o.batch} * o.seq_len, placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
   const auto mean = [](const std::vector<double>& v) {
@@ -115,25 +118,24 @@ void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int6
   const double mean_s = mean(t.seconds), cpu_s = mean(t.cpu_seconds);
   const double min_s = *std::min_element(t.seconds.begin(), t.seconds.end());
   const MemoryEstimate m = estimate_memory(trainable, model.dtype(), t.arena_peak_bytes);
-  const double rss_mib = peak_rss_mib();
   const int threads = omp_get_max_threads();
   const std::string dtype(dtype_name(model.dtype()));
   std::printf("plm bench train: %s (%d text layers, %d vision blocks)\n", o.model_dir.c_str(), c.text.num_layers,
               c.vision.depth);
-  std::printf("cpu (%s, %d threads), batch %d x %d tokens (%lld image placeholders each), recompute %s, "
-              "AdamW + clip %.1f, %lld trainable parameters\n",
-              dtype.c_str(), threads, o.batch, o.seq_len, static_cast<long long>(placeholders), o.recompute.c_str(),
-              kGradClip, static_cast<long long>(trainable));
+  std::printf("cpu (%s, %d threads, tp %d), batch %d x %d tokens (%lld image placeholders each), recompute %s, "
+              "AdamW + clip %.1f, %lld trainable parameters per rank\n",
+              dtype.c_str(), threads, o.tp, o.batch, o.seq_len, static_cast<long long>(placeholders),
+              o.recompute.c_str(), kGradClip, static_cast<long long>(trainable));
   std::printf("%-22s %12.6f\n", "loss (step 1)", t.first_loss);
   std::printf("%-22s %12.1f ms (min %.1f, %zu steps; CPU %.1f ms)\n", "step", 1e3 * mean_s, 1e3 * min_s,
               t.seconds.size(), 1e3 * cpu_s);
   std::printf("%-22s %12.1f tok/s\n", "throughput", tokens / mean_s);
-  std::printf("%-22s %12.1f MiB\n", "peak RSS", rss_mib);
+  std::printf("%-22s %12.1f MiB%s\n", "peak RSS", rss_mib, o.tp > 1 ? " (the largest rank's)" : "");
   std::printf("%-22s %12.1f MiB = weights %.1f + grads %.1f + master %.1f + moments %.1f + activations %.1f\n",
               "estimate", m.total_mib(), m.weights_mib, m.grads_mib, m.master_mib, m.moments_mib, m.activations_mib);
 
   const nlohmann::ordered_json line = {
-      {"bench", "train"}, {"impl", "plm"}, {"model", o.model_dir}, {"dtype", dtype}, {"threads", threads},
+      {"bench", "train"}, {"impl", "plm"}, {"model", o.model_dir}, {"dtype", dtype}, {"threads", threads}, {"tp", o.tp},
       {"text_layers", c.text.num_layers}, {"vision_blocks", c.vision.depth}, {"batch", o.batch},
       {"seq_len", o.seq_len}, {"image_tiles", o.image_tiles}, {"recompute", o.recompute}, {"seed", o.seed},
       {"parameters", trainable}, {"loss_step1", t.first_loss}, {"steps", t.seconds.size()},
@@ -152,8 +154,17 @@ int run_train_bench(const TrainBenchOptions& o) {
                  o.batch, o.seq_len, o.image_tiles, o.steps, o.recompute.c_str());
     return 2;
   }
+  absl::StatusOr<runtime::ModelParallelism> parallel = runtime::set_up_model_parallelism(
+      {.command = "plm bench train", .flags = nlohmann::json({o.model_dir, o.batch, o.seq_len, o.image_tiles, o.steps,
+                                                               o.recompute, o.seed, o.tp}).dump(),
+       .tp = o.tp, .pp = 1, .data_parallel = false},
+      Device::cpu());
+  if (!parallel.ok()) {
+    std::fprintf(stderr, "plm bench train: %s\n", parallel.status().ToString().c_str());
+    return 1;
+  }
   absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
-      model::PlmModel::load(o.model_dir, Device::cpu(), {}, {.for_training = true});
+      model::PlmModel::load(o.model_dir, Device::cpu(), parallel->layout, {.for_training = true});
   if (!model.ok()) {
     std::fprintf(stderr, "plm bench train: %s\n", model.status().ToString().c_str());
     return 1;
@@ -180,7 +191,10 @@ int run_train_bench(const TrainBenchOptions& o) {
     std::fprintf(stderr, "plm bench train: %s\n", times.status().ToString().c_str());
     return 1;
   }
-  print_report(**model, o, step.num_trainable(), *times);
+  OwnedTensor rss({1}, DType::kF32);
+  rss.data_as<float>()[0] = static_cast<float>(peak_rss_mib());
+  if (parallel->groups) parallel->groups->world->all_reduce(rss, distributed::ReduceOp::kMax);
+  if (parallel->world_rank() == 0) print_report(**model, o, step.num_trainable(), *times, rss.data_as<float>()[0]);
   return 0;
 }
 
