@@ -4,11 +4,9 @@
 
 #include <algorithm>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
@@ -16,16 +14,13 @@
 #include "model/json_fields.h"
 #include "model/weights/hf_names.h"
 #include "model/whole_parameters.h"
+#include "trainer/optimizer_state_reader.h"
 #include "model/weights/safetensors.h"
 #include "model/weights/weight_store.h"
 
 namespace plm::trainer {
 
 namespace {
-
-constexpr const char* kMaster = "master";
-constexpr const char* kExpAvg = "exp_avg";
-constexpr const char* kExpAvgSq = "exp_avg_sq";
 
 // Whether this rank holds an optimizer shard no other rank of its TP index holds (ZeRO-0 replicates it over DP).
 bool writes_optimizer_shard(const DataParallelStep& step) { return step.dp().rank() == 0 || step.zero_stage() > 0; }
@@ -70,7 +65,7 @@ absl::Status write_rank_files(CheckpointWriter& writer, const TrainState& state,
         {"layout", flat_layout_json(step)}};
     PLM_RETURN_IF_ERROR(writer.write_tensors(
         rank_file_name(ShardKind::kOptimizer, rank),
-        {{kMaster, master.view()}, {kExpAvg, exp_avg.view()}, {kExpAvgSq, exp_avg_sq.view()}}, metadata));
+        {{kMasterState, master.view()}, {kExpAvgState, exp_avg.view()}, {kExpAvgSqState, exp_avg_sq.view()}}, metadata));
   }
   return writer.finish();
 }
@@ -81,18 +76,6 @@ int64_t broadcast_writer_pid(distributed::Communicator& world) {
   pid.data_as<int64_t>()[0] = static_cast<int64_t>(getpid());
   world.broadcast(pid.view(), 0);
   return pid.data_as<int64_t>()[0];
-}
-
-// fallback: the value when the key is absent (a checkpoint written before the key existed); none: required.
-absl::StatusOr<int64_t> metadata_int(const model::SafetensorsFile& file, const std::string& key,
-                                     const std::filesystem::path& path, std::optional<int64_t> fallback = {}) {
-  const auto it = file.metadata().find(key);
-  if (it == file.metadata().end() && fallback.has_value()) return *fallback;
-  int64_t value = 0;
-  if (it == file.metadata().end() || !absl::SimpleAtoi(it->second, &value)) {
-    return absl::DataLossError(absl::StrCat(path.string(), ": metadata '", key, "' is missing or not an integer"));
-  }
-  return value;
 }
 
 absl::Status restore_parameters(const std::filesystem::path& dir, DataParallelStep& step) {
@@ -108,54 +91,39 @@ absl::Status restore_parameters(const std::filesystem::path& dir, DataParallelSt
   return read_checkpoint_parameters(dir, targets, /*every_target_saved=*/true, held_elsewhere);
 }
 
+// This rank's shard of the optimizer state: the same range of the same TP rank's vector when the checkpoint was
+// written at this TP degree (any DP size, any ZeRO stage); otherwise each parameter's state is put together whole
+// from the saving TP ranks' slices and this rank takes its own slice of it.
 absl::Status restore_optimizer(const std::filesystem::path& dir, const CheckpointMarker& marker,
                                DataParallelStep& step) {
+  PLM_ASSIGN_OR_RETURN(const OptimizerStateReader reader, OptimizerStateReader::open(dir, marker));
   ShardedAdamW& adam = step.optimizer();
   const Range mine = adam.shard();
+  const std::pair<const char*, Tensor> states[] = {
+      {kMasterState, adam.master()}, {kExpAvgState, adam.exp_avg()}, {kExpAvgSqState, adam.exp_avg_sq()}};
   const model::ModelParallel& parallel = step.model().parallel();
-  int64_t covered = 0, steps = -1;
-  for (const auto& [name, digest] : marker.files) {
-    if (!name.starts_with("optim-rank")) continue;
-    const std::filesystem::path path = dir / name;
-    PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::SafetensorsFile> file,
-                         model::SafetensorsFile::open(path.string()));
-    PLM_ASSIGN_OR_RETURN(const int64_t tp_rank, metadata_int(*file, "tp_rank", path, 0));
-    if (tp_rank != parallel.tp_rank()) continue;  // another shard of the model: another flat vector
-    PLM_ASSIGN_OR_RETURN(const int64_t begin, metadata_int(*file, "begin", path));
-    PLM_ASSIGN_OR_RETURN(const int64_t end, metadata_int(*file, "end", path));
-    PLM_ASSIGN_OR_RETURN(const int64_t numel, metadata_int(*file, "numel", path));
-    PLM_ASSIGN_OR_RETURN(const int64_t file_steps, metadata_int(*file, "steps", path));
-    if (numel != step.params().numel()) {
-      return absl::FailedPreconditionError(absl::StrCat(path.string(), ": optimizer state for ", numel,
-                                                        " trainable elements, this run trains ",
-                                                        step.params().numel()));
+  if (reader.tp_size() == parallel.tp_size()) {
+    if (reader.numel(parallel.tp_rank()) != step.params().numel()) {
+      return absl::FailedPreconditionError(absl::StrCat(dir.string(), ": optimizer state for ",
+                                                        reader.numel(parallel.tp_rank()), " trainable elements, this "
+                                                        "run trains ", step.params().numel()));
     }
-    if (steps >= 0 && steps != file_steps) {
-      return absl::DataLossError(absl::StrCat(path.string(), ": AdamW steps ", file_steps, " differ from ", steps,
-                                              " in another shard"));
-    }
-    steps = file_steps;
-    const int64_t from = std::max(begin, mine.begin), to = std::min(end, mine.end);
-    if (from >= to) continue;
-    PLM_ASSIGN_OR_RETURN(const model::WeightStore store, model::WeightStore::open(path.string()));
-    const std::pair<const char*, Tensor> parts[] = {
-        {kMaster, adam.master()}, {kExpAvg, adam.exp_avg()}, {kExpAvgSq, adam.exp_avg_sq()}};
-    for (const auto& [key, target] : parts) {
-      PLM_ASSIGN_OR_RETURN(const Tensor saved, store.view(key));
-      if (saved.dtype() != DType::kF32 || saved.numel() != end - begin) {
-        return absl::DataLossError(absl::StrCat(path.string(), ": '", key, "' is not F32 (", end - begin, ")"));
+    for (const auto& [state, target] : states) PLM_RETURN_IF_ERROR(reader.read_range(parallel.tp_rank(), state, mine.begin, target));
+  } else {
+    for (const model::FlatEntry& e : step.params().entries()) {
+      const int64_t from = std::max(e.offset, mine.begin), to = std::min(e.offset + e.numel, mine.end);
+      if (from >= to) continue;
+      const model::TensorSlice& slice = step.model().tensor_slice(e.name);
+      OwnedTensor whole(slice.whole_shape(e.shape), DType::kF32), part(e.shape, DType::kF32);
+      for (const auto& [state, target] : states) {
+        PLM_RETURN_IF_ERROR(reader.read_whole(e.name, state, whole));
+        model::take_slice(part, whole, slice);
+        copy_tensor(target.slice(0, from - mine.begin, to - mine.begin),
+                    part.view().reshape({e.numel}).slice(0, from - e.offset, to - e.offset));
       }
-      copy_tensor(target.slice(0, from - mine.begin, to - mine.begin), saved.slice(0, from - begin, to - begin));
     }
-    covered += to - from;
   }
-  // Shards of one checkpoint never overlap, so full coverage is exactly the shard's size.
-  if (covered != mine.size()) {
-    return absl::DataLossError(absl::StrCat(dir.string(), ": the optimizer files cover ", covered, " of the ",
-                                            mine.size(), " elements of this rank's shard [", mine.begin, ", ",
-                                            mine.end, ")"));
-  }
-  adam.set_steps_taken(steps);
+  adam.set_steps_taken(reader.steps());
   return absl::OkStatus();
 }
 
@@ -226,12 +194,6 @@ absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesy
 absl::StatusOr<TrainState> restore_training_checkpoint(const std::filesystem::path& dir, DataParallelStep& step) {
   PLM_ASSIGN_OR_RETURN(const CheckpointMarker marker, read_checkpoint_marker(dir));
   PLM_RETURN_IF_ERROR(verify_checkpoint_files(dir, marker, Verify::kSizesAndCrcs));
-  const int tp = step.model().parallel().tp_size();
-  if (marker.layout.tp != tp) {
-    return absl::FailedPreconditionError(absl::StrCat(dir.string(), " was written at layout.tp ", marker.layout.tp,
-                                                      "; resuming at layout.tp ", tp, " needs its optimizer state "
-                                                      "resharded, which is not supported yet"));
-  }
   PLM_RETURN_IF_ERROR(restore_parameters(dir, step));
   PLM_RETURN_IF_ERROR(restore_optimizer(dir, marker, step));
   return read_train_state(dir);

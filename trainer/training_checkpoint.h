@@ -13,9 +13,11 @@
 //   run.json                     rank 0: what the run was (base model directory, trainable parts, LoRA), for
 //                                `plm convert` and for checking a resume
 // Restoring reads the parameters from rank 0's file (each rank taking its tensor slices) and, for this rank's shard
-// under the current layout, the overlapping ranges of whichever optimizer files of its TP rank cover it, so a
-// checkpoint resumes on another DP size or ZeRO stage. The trainable set must be the same (same freeze / LoRA
-// settings): a difference is an error naming it.
+// under the current layout, its optimizer state (trainer/optimizer_state_reader.h): at the saving TP degree the
+// overlapping ranges of whichever files of its TP rank cover it, at another TP degree each parameter's state put
+// together from the saving TP ranks' slices and cut by this rank's slice. So a checkpoint resumes at another DP
+// size, ZeRO stage or TP degree. The trainable set must be the same (same freeze / LoRA settings): a difference is
+// an error naming it.
 #pragma once
 
 #include <filesystem>
