@@ -51,7 +51,8 @@ absl::Status convert_checkpoint_to_hf(const std::filesystem::path& checkpoint, c
     PLM_RETURN_IF_ERROR(model->attach_lora(spec));
   }
   std::map<std::string, ParameterTarget> targets;
-  model->for_each_parameter([&](const std::string& name, Tensor& t) { targets[name] = {t, model->tensor_slice(name)}; });
+  model->for_each_parameter(
+      [&](const std::string& name, Tensor& t) { targets[name] = {t, model->tensor_slice(name)}; });
   PLM_RETURN_IF_ERROR(read_checkpoint_parameters(dir, targets, /*every_target_saved=*/false));
   return export_hf(base, *model, out_dir, options.dtype);
 }

@@ -61,7 +61,9 @@ absl::StatusOr<std::vector<ExportTensor>> export_tensors(const std::filesystem::
   std::vector<ExportTensor> out;
   for (const NamedValue& v : values) {
     const auto shape = hf_shapes.find(v.name);
-    if (shape == hf_shapes.end()) return absl::InternalError(absl::StrCat("parameter ", v.name, " is not one of the HF model's"));
+    if (shape == hf_shapes.end()) {
+      return absl::InternalError(absl::StrCat("parameter ", v.name, " is not one of the HF model's"));
+    }
     DType target = v.value.dtype();
     if (dtype.has_value()) {
       target = *dtype;
@@ -118,7 +120,8 @@ absl::Status write_export(const std::filesystem::path& base_model_dir, const mod
   if (ec) return absl::InternalError(absl::StrCat("creating ", staging.string(), ": ", ec.message()));
   absl::Status status = [&]() -> absl::Status {
     PLM_RETURN_IF_ERROR(copy_non_weight_files(base_model_dir, staging));
-    PLM_ASSIGN_OR_RETURN(const std::vector<ExportTensor> tensors, export_tensors(base_model_dir, config, values, dtype));
+    PLM_ASSIGN_OR_RETURN(const std::vector<ExportTensor> tensors,
+                         export_tensors(base_model_dir, config, values, dtype));
     PLM_RETURN_IF_ERROR(write_weights(staging, tensors));
     PLM_RETURN_IF_ERROR(fsync_directory(staging));
     if (std::filesystem::exists(out_dir)) PLM_RETURN_IF_ERROR(rename_durably(out_dir, old));

@@ -52,7 +52,9 @@ absl::StatusOr<std::map<std::string, Entry>> parse_layout(const model::Safetenso
     layout[e["name"].get<std::string>()] = {
         .offset = e["offset"].get<int64_t>(),
         .shape = Shape(shape.begin(), shape.end()),
-        .slice = {.dim = s["dim"].get<int>(), .parts = s["parts"].get<std::vector<int>>(), .num_parts = s["num_parts"].get<int>()}};
+        .slice = {.dim = s["dim"].get<int>(),
+                  .parts = s["parts"].get<std::vector<int>>(),
+                  .num_parts = s["num_parts"].get<int>()}};
   }
   return layout;
 }
@@ -150,8 +152,8 @@ absl::Status OptimizerStateReader::read_whole(const std::string& name, const std
     PLM_RETURN_IF_ERROR(read_range(tp_rank, state, e.offset, part.view().reshape({e.shape.numel()})));
     const Shape shape = e.slice.whole_shape(e.shape);
     if (shape.numel() != whole.numel()) {
-      return absl::DataLossError(absl::StrCat(dir_.string(), ": ", name, " has ", shape.numel(),
-                                              " elements in the optimizer state, the model's parameter ", whole.numel()));
+      return absl::DataLossError(absl::StrCat(dir_.string(), ": ", name, " has ", shape.numel(), " elements in the "
+                                              "optimizer state, the model's parameter ", whole.numel()));
     }
     model::place_slice(whole.reshape(shape), part, e.slice);
     parts.insert(e.slice.parts.begin(), e.slice.parts.end());

@@ -1,6 +1,6 @@
-// run_training: what `plm train` runs on each rank. Loads the model directory (this rank's TP shard, in the working dtype,
-// tokenizer, processor), opens the data, resumes from the latest complete checkpoint of output_dir (required
-// when config.resume), then for each optimizer step: loads this rank's cost-balanced micro-batches (the next
+// run_training: what `plm train` runs on each rank. Loads the model directory (this rank's TP shard, in the
+// working dtype; tokenizer, processor), opens the data, resumes from the latest complete checkpoint of output_dir
+// (required when config.resume), then for each optimizer step: loads this rank's cost-balanced micro-batches (the next
 // step's are built in the background), runs the data-parallel step (trainer/data_parallel_step.h), logs the
 // step's metrics on rank 0 (metrics.jsonl, tb/, progress line), checkpoints every checkpoint.every steps, and
 // stops after the step in which any rank saw a stop request (SIGTERM / SIGUSR1), saving a checkpoint first.

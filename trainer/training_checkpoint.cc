@@ -65,7 +65,8 @@ absl::Status write_rank_files(CheckpointWriter& writer, const TrainState& state,
         {"layout", flat_layout_json(step)}};
     PLM_RETURN_IF_ERROR(writer.write_tensors(
         rank_file_name(ShardKind::kOptimizer, rank),
-        {{kMasterState, master.view()}, {kExpAvgState, exp_avg.view()}, {kExpAvgSqState, exp_avg_sq.view()}}, metadata));
+        {{kMasterState, master.view()}, {kExpAvgState, exp_avg.view()}, {kExpAvgSqState, exp_avg_sq.view()}},
+        metadata));
   }
   return writer.finish();
 }
@@ -108,7 +109,9 @@ absl::Status restore_optimizer(const std::filesystem::path& dir, const Checkpoin
                                                         reader.numel(parallel.tp_rank()), " trainable elements, this "
                                                         "run trains ", step.params().numel()));
     }
-    for (const auto& [state, target] : states) PLM_RETURN_IF_ERROR(reader.read_range(parallel.tp_rank(), state, mine.begin, target));
+    for (const auto& [state, target] : states) {
+      PLM_RETURN_IF_ERROR(reader.read_range(parallel.tp_rank(), state, mine.begin, target));
+    }
   } else {
     for (const model::FlatEntry& e : step.params().entries()) {
       const int64_t from = std::max(e.offset, mine.begin), to = std::min(e.offset + e.numel, mine.end);

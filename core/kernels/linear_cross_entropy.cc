@@ -51,8 +51,8 @@ void chunk_logits(Tensor logits, Tensor hidden, Tensor weight, int64_t start, St
 }
 
 // The online log-sum-exp statistics of every chunk of the head: running (3, N) f32 = max, sum, target logit.
-void running_statistics(Tensor running, Tensor hidden, Tensor weight, Tensor targets, const CrossEntropyOptions& options,
-                        Stream s) {
+void running_statistics(Tensor running, Tensor hidden, Tensor weight, Tensor targets,
+                        const CrossEntropyOptions& options, Stream s) {
   const int64_t vocab = weight.size(0);
   const Tensor running_max = running.select(0, 0), running_sum = running.select(0, 1);
   const Tensor target_logit = running.select(0, 2);
@@ -63,7 +63,8 @@ void running_statistics(Tensor running, Tensor hidden, Tensor weight, Tensor tar
   for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
     const Tensor logits = scratch.logits(std::min(scratch.max_width(), vocab - start));
     chunk_logits(logits, hidden, weight, start, s);
-    cross_entropy_chunk_forward(running_max, running_sum, target_logit, logits, targets, options.vocab_start + start, s);
+    cross_entropy_chunk_forward(running_max, running_sum, target_logit, logits, targets, options.vocab_start + start,
+                                s);
   }
 }
 

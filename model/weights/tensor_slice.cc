@@ -47,11 +47,13 @@ int TensorSlice::holders(int tp) const {
 }
 
 void take_slice(Tensor part, Tensor whole, const TensorSlice& slice, Stream s) {
-  for_each_block(whole, part, slice, [&](Tensor whole_block, Tensor part_block) { copy_tensor(part_block, whole_block, s); });
+  for_each_block(whole, part, slice,
+                 [&](Tensor whole_block, Tensor part_block) { copy_tensor(part_block, whole_block, s); });
 }
 
 void place_slice(Tensor whole, Tensor part, const TensorSlice& slice, Stream s) {
-  for_each_block(whole, part, slice, [&](Tensor whole_block, Tensor part_block) { copy_tensor(whole_block, part_block, s); });
+  for_each_block(whole, part, slice,
+                 [&](Tensor whole_block, Tensor part_block) { copy_tensor(whole_block, part_block, s); });
 }
 
 }  // namespace plm::model

@@ -110,8 +110,9 @@ TEST(CommunicationVolume, TensorParallelTrainingPassMatchesTheFormula) {
   for (const Recompute recompute : {Recompute::kNone, Recompute::kFull}) {
     int64_t t = 0, n = 0;
     const std::map<std::string, int64_t> bytes = training_pass_volume(2, recompute, &t, &n);
-    const int64_t replayed = recompute == Recompute::kFull ? 2 * layers * t * h * b + 2 * vision_blocks * n * seq * d * b : 0;
-    EXPECT_EQ(bytes.at("all_reduce"), (4 * layers + 2) * t * h * b + 4 * vision_blocks * n * seq * d * b + t * 4 + replayed)
+    const int64_t layer = t * h * b, block = n * seq * d * b;
+    const int64_t replayed = recompute == Recompute::kFull ? 2 * layers * layer + 2 * vision_blocks * block : 0;
+    EXPECT_EQ(bytes.at("all_reduce"), (4 * layers + 2) * layer + 4 * vision_blocks * block + t * 4 + replayed)
         << recompute_text(recompute);
     EXPECT_EQ(bytes.at("all_gather"), t * 4) << recompute_text(recompute);
     EXPECT_EQ(bytes.size(), 2u);

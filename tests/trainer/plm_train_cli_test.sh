@@ -28,10 +28,14 @@ paste -d' ' <(losses "$out") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (
   || fail "mpirun -n 2 losses differ from one rank's"
 # Tensor parallelism: mpirun -n 2 with layout.tp=2 trains the same run (TP sums in another order).
 "$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/tp2" steps=12 \
-  checkpoint.every=0 layout.tp=2 > "$scratch/tp2.log" 2>&1 || { cat "$scratch/tp2.log"; fail "mpirun -n 2 plm train layout.tp=2"; }
+  checkpoint.every=0 layout.tp=2 > "$scratch/tp2.log" 2>&1 \
+  || { cat "$scratch/tp2.log"; fail "mpirun -n 2 plm train layout.tp=2"; }
 grep -q "(tp 2 x dp 1)" "$scratch/tp2.log" || fail "not a TP=2 run"
-paste -d' ' <(losses "$scratch/tp2") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }' \
-  || fail "layout.tp=2 losses differ from one rank's"
+same_losses() {  # same_losses DIR_A DIR_B: per step within 1e-5 relative
+  paste -d' ' <(losses "$1") <(losses "$2") \
+    | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }'
+}
+same_losses "$scratch/tp2" "$scratch/one" || fail "layout.tp=2 losses differ from one rank's"
 "$plm" generate --model "$scratch/tp2/final-hf" --prompt "What is in the picture?" \
   --image tests/fixtures/training/sft/media/image_150x100.png --max-new-tokens 4 > "$scratch/generate_tp2.log" 2>&1 \
   || { cat "$scratch/generate_tp2.log"; fail "plm generate on the TP=2 run's final-hf"; }
@@ -48,7 +52,8 @@ expect_error() {  # expect_error PATTERN ARGS...
   grep -q -- "$pattern" "$scratch/err.log" || { cat "$scratch/err.log"; fail "no '$pattern' for: $*"; }
 }
 expect_error "optimizer.lrr" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" optimizer.lrr=1
-expect_error "world size (1) is not divisible by layout.tp(2)" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" layout.tp=2
+expect_error "world size (1) is not divisible by layout.tp(2)" --config configs/train/tiny-sft.yaml \
+  output_dir="$scratch/bad" layout.tp=2
 expect_error "batch.global" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" batch.global=3 batch.micro=2
 expect_error "steps" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" steps=abc
 expect_error "nope.yaml" --config "$scratch/nope.yaml"

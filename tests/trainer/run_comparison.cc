@@ -29,7 +29,8 @@ RunDifference compare_runs(const std::filesystem::path& want, const std::filesys
   RunDifference d;
   const std::vector<nlohmann::json> a = metrics_lines(want), b = metrics_lines(got);
   if (a.empty() || a.size() != b.size()) {
-    d.error = absl::StrCat("metrics.jsonl: ", a.size(), " steps in ", want.string(), ", ", b.size(), " in ", got.string());
+    d.error =
+        absl::StrCat("metrics.jsonl: ", a.size(), " steps in ", want.string(), ", ", b.size(), " in ", got.string());
     return d;
   }
   d.steps = static_cast<int>(a.size());

@@ -63,6 +63,8 @@ std::unique_ptr<model::PlmModel> load(distributed::Communicator& tp) {
 
 bool all(const std::string&) { return true; }
 
+const DataParallelConfig kStepConfig = {.adamw = {.weight_decay = 0.1f}, .grad_clip = 0.5f};
+
 // Trains 2 steps at TP=2 and checkpoints them; returns the state the ranks held.
 WholeState save_tp2(const std::filesystem::path& out) {
   const model::testing::Sample image = model::testing::load_sample("image"), text = model::testing::load_sample("text");
@@ -71,7 +73,7 @@ WholeState save_tp2(const std::filesystem::path& out) {
   WholeState saved;
   distributed::run_local_ranks(2, [&](distributed::Communicator& world) {
     const std::unique_ptr<model::PlmModel> m = load(world);
-    DataParallelStep step(*m, distributed::single_rank_group(), {.adamw = {.weight_decay = 0.1f}, .grad_clip = 0.5f}, all);
+    DataParallelStep step(*m, distributed::single_rank_group(), kStepConfig, all);
     for (int k = 1; k <= 2; ++k) ASSERT_TRUE(step.step(batches, 1e-3f).ok());
     const absl::StatusOr<std::filesystem::path> dir = save_training_checkpoint(
         out, {.step = 2, .lr_step = 2}, step, world, {.layout = {.tp = 2}, .keep = 0, .run_info = {}}, nullptr);
@@ -94,7 +96,7 @@ TEST_P(Reshard, Tp2CheckpointRestoresExactly) {
   std::mutex mutex;
   distributed::run_local_ranks(tp, [&](distributed::Communicator& world) {
     const std::unique_ptr<model::PlmModel> m = load(world);
-    DataParallelStep step(*m, distributed::single_rank_group(), {.adamw = {.weight_decay = 0.1f}, .grad_clip = 0.5f}, all);
+    DataParallelStep step(*m, distributed::single_rank_group(), kStepConfig, all);
     const absl::StatusOr<TrainState> state = restore_training_checkpoint(checkpoints_dir(out) / step_dir_name(2), step);
     WholeState whole = whole_state(*m, step);
     std::lock_guard<std::mutex> lock(mutex);
@@ -146,7 +148,8 @@ TEST_P(ReshardedRun, EndsWhereTheOneRankRunDoes) {
   ASSERT_TRUE(train(run_config(one, {}), 1).ok());
   const absl::Status first = train(run_config(split, {"layout.tp=" + std::to_string(s.from_tp)}), s.from_tp, 3);
   ASSERT_TRUE(first.ok()) << first;
-  const absl::Status second = train(run_config(split, {"layout.tp=" + std::to_string(s.to_tp), "resume=true"}), s.to_tp);
+  const absl::Status second =
+      train(run_config(split, {"layout.tp=" + std::to_string(s.to_tp), "resume=true"}), s.to_tp);
   ASSERT_TRUE(second.ok()) << second;
   const testing::RunDifference d = testing::compare_runs(one, split);
   ASSERT_TRUE(d.error.empty()) << d.error;
@@ -160,8 +163,8 @@ TEST_P(ReshardedRun, EndsWhereTheOneRankRunDoes) {
 
 INSTANTIATE_TEST_SUITE_P(Switches, ReshardedRun, ::testing::Values(Switch{2, 1}, Switch{1, 2}),
                          [](const ::testing::TestParamInfo<Switch>& info) {
-                           return "tp" + std::to_string(info.param.from_tp) + "_to_tp" + std::to_string(info.param.to_tp) +
-                                  "_np2";
+                           const Switch& s = info.param;
+                           return "tp" + std::to_string(s.from_tp) + "_to_tp" + std::to_string(s.to_tp) + "_np2";
                          });
 
 }  // namespace

@@ -81,8 +81,9 @@ INSTANTIATE_TEST_SUITE_P(Layouts, TensorParallelRuns,
                                            Layout{4, {"layout.tp=2", "layout.zero=2"}}),
                          [](const ::testing::TestParamInfo<Layout>& info) {
                            const int tp = info.param.keys[0].back() - '0';
-                           return "tp" + std::to_string(tp) + "_dp" + std::to_string(info.param.ranks / tp) +
-                                  (info.param.keys.size() > 1 ? "_zero2" : "") + "_np" + std::to_string(info.param.ranks);
+                           const int ranks = info.param.ranks;
+                           return "tp" + std::to_string(tp) + "_dp" + std::to_string(ranks / tp) +
+                                  (info.param.keys.size() > 1 ? "_zero2" : "") + "_np" + std::to_string(ranks);
                          });
 
 TEST(TensorParallelRuns, StoppedAndResumedAtTp2EqualsTheUninterruptedRun_np2) {
@@ -108,7 +109,8 @@ TEST(TensorParallelRuns, StoppedAndResumedAtTp2EqualsTheUninterruptedRun_np2) {
 
 TEST(TensorParallelRuns, ALayoutTheModelDoesNotSplitIntoFailsOnEveryRank_np3) {
   const absl::Status status = train(run_config(testing::fresh_temp_dir(), {"layout.tp=3"}), 3);
-  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("num_attention_heads (4) is not divisible by tp (3)"));
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::HasSubstr("num_attention_heads (4) is not divisible by tp (3)"));
 }
 
 }  // namespace
