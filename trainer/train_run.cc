@@ -17,6 +17,7 @@
 #include "data/sft_dataset.h"
 #include "distributed/nccl_communicator.h"
 #include "distributed/process_groups.h"
+#include "distributed/single_rank_communicator.h"
 #include "distributed/status_agreement.h"
 #include "model/lora.h"
 #include "model/plm_model.h"
@@ -113,13 +114,21 @@ struct Setup {
   std::optional<data::SampleOrder> order;
 };
 
-// The run's process groups (TP adjacent, then DP) and, on GPUs with several ranks, NCCL communicators over the TP
-// and DP groups (the gradients and activations live on the device; the host groups keep the agreements).
+// The run's process groups (TP adjacent, then DP) and the groups the model and the step talk over: on GPUs NCCL
+// communicators over the TP and DP groups (gradients and activations live on the device; the host groups keep the
+// agreements), on the CPU the host groups; a group of one rank needs no communicator at all.
 struct Groups {
   distributed::ProcessGroups host;
   std::unique_ptr<distributed::Communicator> nccl_tp, nccl_dp;
-  distributed::Communicator& tp() const { return nccl_tp ? *nccl_tp : *host.tp; }
-  distributed::Communicator& dp() const { return nccl_dp ? *nccl_dp : *host.dp; }
+  distributed::Communicator& tp() const { return pick(nccl_tp, *host.tp); }
+  distributed::Communicator& dp() const { return pick(nccl_dp, *host.dp); }
+
+ private:
+  static distributed::Communicator& pick(const std::unique_ptr<distributed::Communicator>& nccl,
+                                         distributed::Communicator& group) {
+    if (group.size() == 1) return distributed::single_rank_group();
+    return nccl ? *nccl : group;
+  }
 };
 
 absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const TrainLayout& layout, Device device) {
@@ -127,8 +136,10 @@ absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const Train
                        distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), layout.dims.tp,
                                                           layout.dims.pp));
   Groups g{.host = std::move(host), .nccl_tp = nullptr, .nccl_dp = nullptr};
-  if (device.is_cuda() && world.size() > 1) {
+  if (device.is_cuda() && g.host.tp->size() > 1) {
     g.nccl_tp = distributed::nccl_communicator(*g.host.tp, device.index, "tp");
+  }
+  if (device.is_cuda() && g.host.dp->size() > 1) {
     g.nccl_dp = distributed::nccl_communicator(*g.host.dp, device.index, "dp");
   }
   return g;
