@@ -47,6 +47,7 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   train->add_option("--recompute", tr->recompute, "Activation recomputation per block")
       ->check(CLI::IsMember({"none", "selective", "full"}));
   train->add_option("--seed", tr->seed, "Seed of the synthetic token ids and pixels");
+  train->add_option("--tp", tr->tp, "Tensor-parallel ranks (run under mpirun -n TP)")->check(CLI::PositiveNumber);
   train->callback([selected, tr] { *selected = [tr] { return bench::run_train_bench(*tr); }; });
 
   auto tok = std::make_shared<bench::TokenizerBenchOptions>();

@@ -18,6 +18,7 @@
 #include "model/plm_model.h"
 #include "model/recompute.h"
 #include "model/training_pass.h"
+#include "runtime/model_parallelism.h"
 #include "trainer/data_parallel_step.h"
 
 namespace plm::bench {
@@ -28,35 +29,44 @@ using Clock = std::chrono::steady_clock;
 
 // The step's optimizer settings, mirrored in bench/torch_train_bench.py.
 constexpr float kLr = 1e-5f;
-constexpr trainer::AdamWConfig kAdamW{.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+constexpr trainer::AdamWConfig kAdamW{
+    .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
 constexpr float kGradClip = 1.0f;
 constexpr double kMiB = 1024.0 * 1024.0;
 
-std::optional<model::Recompute> parse_recompute(const std::string& text) {
-  for (const model::Recompute r : {model::Recompute::kNone, model::Recompute::kSelective, model::Recompute::kFull}) {
-    if (model::recompute_text(r) == text) return r;
+std::optional<model::Recompute> parse_recompute(const std::string &text) {
+  for (const model::Recompute r :
+       {model::Recompute::kNone, model::Recompute::kSelective,
+        model::Recompute::kFull}) {
+    if (model::recompute_text(r) == text)
+      return r;
   }
   return std::nullopt;
 }
 
-// The prompts packed into one micro-batch. Every next token is labelled but placeholders (media is never a
-// target) and each sequence's last token has none: HF's labels = input_ids with placeholders at -100.
-model::TrainingBatch make_batch(const model::PlmConfig& config, const SyntheticPrompts& prompts) {
+// The prompts packed into one micro-batch. Every next token is labelled but
+// placeholders (media is never a target) and each sequence's last token has
+// none: HF's labels = input_ids with placeholders at -100.
+model::TrainingBatch make_batch(const model::PlmConfig &config,
+                                const SyntheticPrompts &prompts) {
   model::TrainingBatch batch;
-  for (const std::vector<int32_t>& ids : prompts.ids) {
+  for (const std::vector<int32_t> &ids : prompts.ids) {
     for (size_t i = 0; i < ids.size(); ++i) {
-      const bool unlabelled = i + 1 == ids.size() || ids[i + 1] == config.image_token_id;
+      const bool unlabelled =
+          i + 1 == ids.size() || ids[i + 1] == config.image_token_id;
       batch.targets.push_back(unlabelled ? model::kIgnoreTarget : ids[i + 1]);
     }
     batch.ids.insert(batch.ids.end(), ids.begin(), ids.end());
     batch.lengths.push_back(static_cast<int64_t>(ids.size()));
   }
-  if (prompts.pixels.numel() > 0) batch.image_pixels = prompts.pixels.view();
+  if (prompts.pixels.numel() > 0)
+    batch.image_pixels = prompts.pixels.view();
   return batch;
 }
 
-// CPU time of every thread of the process: on a shared machine it counts the step's work, not the waits
-// for a core (exact with one thread; with more it includes OpenMP's spinning at barriers).
+// CPU time of every thread of the process: on a shared machine it counts the
+// step's work, not the waits for a core (exact with one thread; with more it
+// includes OpenMP's spinning at barriers).
 double process_cpu_seconds() {
   timespec t{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
@@ -64,109 +74,180 @@ double process_cpu_seconds() {
 }
 
 struct StepTimes {
-  double first_loss = 0.0;          // the warm-up step's loss: the initial weights', comparable with PyTorch
-  std::vector<double> seconds;      // wall time of each timed step
-  std::vector<double> cpu_seconds;  // process CPU time of each timed step
+  double first_loss = 0.0;     // the warm-up step's loss: the initial weights',
+                               // comparable with PyTorch
+  std::vector<double> seconds; // wall time of each timed step
+  std::vector<double> cpu_seconds; // process CPU time of each timed step
   size_t arena_peak_bytes = 0;
 };
 
-absl::StatusOr<StepTimes> run_steps(trainer::DataParallelStep& step, const model::TrainingBatch& batch, int steps) {
+absl::StatusOr<StepTimes> run_steps(trainer::DataParallelStep &step,
+                                    const model::TrainingBatch &batch,
+                                    int steps) {
   StepTimes times;
   const std::vector<model::TrainingBatch> micro_batches = {batch};
   for (int i = 0; i <= steps; ++i) {
     const auto start = Clock::now();
     const double cpu_start = process_cpu_seconds();
-    const absl::StatusOr<trainer::StepStats> stats = step.step(micro_batches, kLr);
+    const absl::StatusOr<trainer::StepStats> stats =
+        step.step(micro_batches, kLr);
     const double cpu_seconds = process_cpu_seconds() - cpu_start;
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (!stats.ok()) return stats.status();
+    const double seconds =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    if (!stats.ok())
+      return stats.status();
     if (i == 0) {
       times.first_loss = stats->loss;
     } else {
       times.seconds.push_back(seconds);
       times.cpu_seconds.push_back(cpu_seconds);
     }
-    times.arena_peak_bytes = std::max(times.arena_peak_bytes, stats->peak_arena_bytes);
+    times.arena_peak_bytes =
+        std::max(times.arena_peak_bytes, stats->peak_arena_bytes);
   }
   return times;
 }
 
-// Analytic memory of the step: per trainable parameter the working weight and its gradient (model dtype),
-// the f32 master copy and AdamW's two f32 moments; plus the activations (the arena's peak, sized exactly).
+// Analytic memory of the step: per trainable parameter the working weight and
+// its gradient (model dtype), the f32 master copy and AdamW's two f32 moments;
+// plus the activations (the arena's peak, sized exactly).
 struct MemoryEstimate {
-  double weights_mib = 0, grads_mib = 0, master_mib = 0, moments_mib = 0, activations_mib = 0;
-  double total_mib() const { return weights_mib + grads_mib + master_mib + moments_mib + activations_mib; }
+  double weights_mib = 0, grads_mib = 0, master_mib = 0, moments_mib = 0,
+         activations_mib = 0;
+  double total_mib() const {
+    return weights_mib + grads_mib + master_mib + moments_mib + activations_mib;
+  }
 };
 
-MemoryEstimate estimate_memory(int64_t trainable, DType dtype, size_t arena_peak_bytes) {
-  const double n = static_cast<double>(trainable), e = static_cast<double>(dtype_size(dtype));
-  return {.weights_mib = n * e / kMiB, .grads_mib = n * e / kMiB, .master_mib = n * 4 / kMiB,
-          .moments_mib = 2 * n * 4 / kMiB, .activations_mib = static_cast<double>(arena_peak_bytes) / kMiB};
+MemoryEstimate estimate_memory(int64_t trainable, DType dtype,
+                               size_t arena_peak_bytes) {
+  const double n = static_cast<double>(trainable),
+               e = static_cast<double>(dtype_size(dtype));
+  return {.weights_mib = n * e / kMiB,
+          .grads_mib = n * e / kMiB,
+          .master_mib = n * 4 / kMiB,
+          .moments_mib = 2 * n * 4 / kMiB,
+          .activations_mib = static_cast<double>(arena_peak_bytes) / kMiB};
 }
 
-void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int64_t trainable, const StepTimes& t,
+// rss_mib: the largest peak RSS of the ranks; rss_before_load_mib: rank 0's
+// before the model loaded.
+void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
+                  int64_t trainable, const StepTimes &t, double rss_mib,
                   double rss_before_load_mib) {
-  const model::PlmConfig& c = model.config();
-  const int64_t tokens = int64_t{o.batch} * o.seq_len, placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
-  const auto mean = [](const std::vector<double>& v) {
+  const model::PlmConfig &c = model.config();
+  const int64_t tokens = int64_t{o.batch} * o.seq_len,
+                placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
+  const auto mean = [](const std::vector<double> &v) {
     double total = 0.0;
-    for (const double x : v) total += x;
+    for (const double x : v)
+      total += x;
     return total / static_cast<double>(v.size());
   };
   const double mean_s = mean(t.seconds), cpu_s = mean(t.cpu_seconds);
   const double min_s = *std::min_element(t.seconds.begin(), t.seconds.end());
-  const MemoryEstimate m = estimate_memory(trainable, model.dtype(), t.arena_peak_bytes);
-  const double rss_mib = peak_rss_mib();
+  const MemoryEstimate m =
+      estimate_memory(trainable, model.dtype(), t.arena_peak_bytes);
   const int threads = omp_get_max_threads();
   const std::string dtype(dtype_name(model.dtype()));
-  std::printf("plm bench train: %s (%d text layers, %d vision blocks)\n", o.model_dir.c_str(), c.text.num_layers,
-              c.vision.depth);
-  std::printf("cpu (%s, %d threads), batch %d x %d tokens (%lld image placeholders each), recompute %s, "
-              "AdamW + clip %.1f, %lld trainable parameters\n",
-              dtype.c_str(), threads, o.batch, o.seq_len, static_cast<long long>(placeholders), o.recompute.c_str(),
+  std::printf("plm bench train: %s (%d text layers, %d vision blocks)\n",
+              o.model_dir.c_str(), c.text.num_layers, c.vision.depth);
+  std::printf("cpu (%s, %d threads, tp %d), batch %d x %d tokens (%lld image "
+              "placeholders each), recompute %s, "
+              "AdamW + clip %.1f, %lld trainable parameters per rank\n",
+              dtype.c_str(), threads, o.tp, o.batch, o.seq_len,
+              static_cast<long long>(placeholders), o.recompute.c_str(),
               kGradClip, static_cast<long long>(trainable));
   std::printf("%-22s %12.6f\n", "loss (step 1)", t.first_loss);
-  std::printf("%-22s %12.1f ms (min %.1f, %zu steps; CPU %.1f ms)\n", "step", 1e3 * mean_s, 1e3 * min_s,
-              t.seconds.size(), 1e3 * cpu_s);
+  std::printf("%-22s %12.1f ms (min %.1f, %zu steps; CPU %.1f ms)\n", "step",
+              1e3 * mean_s, 1e3 * min_s, t.seconds.size(), 1e3 * cpu_s);
   std::printf("%-22s %12.1f tok/s\n", "throughput", tokens / mean_s);
-  std::printf("%-22s %12.1f MiB (%.1f before the model loaded: the run added %.1f)\n", "peak RSS", rss_mib,
-              rss_before_load_mib, rss_mib - rss_before_load_mib);
-  std::printf("%-22s %12.1f MiB = weights %.1f + grads %.1f + master %.1f + moments %.1f + activations %.1f\n",
-              "estimate", m.total_mib(), m.weights_mib, m.grads_mib, m.master_mib, m.moments_mib, m.activations_mib);
+  std::printf(
+      "%-22s %12.1f MiB%s (%.1f before the model loaded: the run added %.1f)\n",
+      "peak RSS", rss_mib, o.tp > 1 ? " (the largest rank's)" : "",
+      rss_before_load_mib, rss_mib - rss_before_load_mib);
+  std::printf("%-22s %12.1f MiB = weights %.1f + grads %.1f + master %.1f + "
+              "moments %.1f + activations %.1f\n",
+              "estimate", m.total_mib(), m.weights_mib, m.grads_mib,
+              m.master_mib, m.moments_mib, m.activations_mib);
 
   const nlohmann::ordered_json line = {
-      {"bench", "train"}, {"impl", "plm"}, {"model", o.model_dir}, {"dtype", dtype}, {"threads", threads},
-      {"text_layers", c.text.num_layers}, {"vision_blocks", c.vision.depth}, {"batch", o.batch},
-      {"seq_len", o.seq_len}, {"image_tiles", o.image_tiles}, {"recompute", o.recompute}, {"seed", o.seed},
-      {"parameters", trainable}, {"loss_step1", t.first_loss}, {"steps", t.seconds.size()},
-      {"step_ms", 1e3 * mean_s}, {"step_ms_min", 1e3 * min_s}, {"step_cpu_ms", 1e3 * cpu_s}, {"tokens_per_s", tokens / mean_s},
-      {"peak_rss_mib", rss_mib}, {"rss_before_load_mib", rss_before_load_mib}, {"arena_peak_mib", m.activations_mib},
+      {"bench", "train"},
+      {"impl", "plm"},
+      {"model", o.model_dir},
+      {"dtype", dtype},
+      {"threads", threads},
+      {"tp", o.tp},
+      {"text_layers", c.text.num_layers},
+      {"vision_blocks", c.vision.depth},
+      {"batch", o.batch},
+      {"seq_len", o.seq_len},
+      {"image_tiles", o.image_tiles},
+      {"recompute", o.recompute},
+      {"seed", o.seed},
+      {"parameters", trainable},
+      {"loss_step1", t.first_loss},
+      {"steps", t.seconds.size()},
+      {"step_ms", 1e3 * mean_s},
+      {"step_ms_min", 1e3 * min_s},
+      {"step_cpu_ms", 1e3 * cpu_s},
+      {"tokens_per_s", tokens / mean_s},
+      {"peak_rss_mib", rss_mib},
+      {"rss_before_load_mib", rss_before_load_mib},
+      {"arena_peak_mib", m.activations_mib},
       {"estimate_mib", m.total_mib()}};
   std::printf("%s\n", line.dump().c_str());
 }
 
-}  // namespace
+} // namespace
 
-int run_train_bench(const TrainBenchOptions& o) {
-  const std::optional<model::Recompute> recompute = parse_recompute(o.recompute);
-  if (o.batch < 1 || o.seq_len < 2 || o.image_tiles < 0 || o.steps < 1 || !recompute) {
-    std::fprintf(stderr, "plm bench train: need --batch >= 1, --seq-len >= 2, --image-tiles >= 0, --steps >= 1 and "
-                         "--recompute none|selective|full (got %d, %d, %d, %d, %s)\n",
-                 o.batch, o.seq_len, o.image_tiles, o.steps, o.recompute.c_str());
+int run_train_bench(const TrainBenchOptions &o) {
+  const std::optional<model::Recompute> recompute =
+      parse_recompute(o.recompute);
+  if (o.batch < 1 || o.seq_len < 2 || o.image_tiles < 0 || o.steps < 1 ||
+      !recompute) {
+    std::fprintf(stderr,
+                 "plm bench train: need --batch >= 1, --seq-len >= 2, "
+                 "--image-tiles >= 0, --steps >= 1 and "
+                 "--recompute none|selective|full (got %d, %d, %d, %d, %s)\n",
+                 o.batch, o.seq_len, o.image_tiles, o.steps,
+                 o.recompute.c_str());
     return 2;
   }
   const double rss_before_load_mib = current_rss_mib();
-  absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
-      model::PlmModel::load(o.model_dir, Device::cpu(), {}, {.for_training = true});
-  if (!model.ok()) {
-    std::fprintf(stderr, "plm bench train: %s\n", model.status().ToString().c_str());
+  absl::StatusOr<runtime::ModelParallelism> parallel =
+      runtime::set_up_model_parallelism(
+          {.command = "plm bench train",
+           .flags =
+               nlohmann::json({o.model_dir, o.batch, o.seq_len, o.image_tiles,
+                               o.steps, o.recompute, o.seed, o.tp})
+                   .dump(),
+           .tp = o.tp,
+           .pp = 1,
+           .data_parallel = false},
+          Device::cpu());
+  if (!parallel.ok()) {
+    std::fprintf(stderr, "plm bench train: %s\n",
+                 parallel.status().ToString().c_str());
     return 1;
   }
-  const model::PlmConfig& config = (*model)->config();
-  const int64_t placeholders = int64_t{o.image_tiles} * config.tokens_per_tile();
+  absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
+      model::PlmModel::load(o.model_dir, Device::cpu(), parallel->layout,
+                            {.for_training = true});
+  if (!model.ok()) {
+    std::fprintf(stderr, "plm bench train: %s\n",
+                 model.status().ToString().c_str());
+    return 1;
+  }
+  const model::PlmConfig &config = (*model)->config();
+  const int64_t placeholders =
+      int64_t{o.image_tiles} * config.tokens_per_tile();
   if (placeholders + 2 > o.seq_len) {
-    std::fprintf(stderr, "plm bench train: --seq-len %d leaves no text after %d tile(s) x %lld placeholders\n",
-                 o.seq_len, o.image_tiles, static_cast<long long>(config.tokens_per_tile()));
+    std::fprintf(stderr,
+                 "plm bench train: --seq-len %d leaves no text after %d "
+                 "tile(s) x %lld placeholders\n",
+                 o.seq_len, o.image_tiles,
+                 static_cast<long long>(config.tokens_per_tile()));
     return 2;
   }
   const SyntheticPrompts prompts = make_synthetic_prompts(
@@ -175,17 +256,26 @@ int run_train_bench(const TrainBenchOptions& o) {
                .image_tiles = o.image_tiles,
                .seed = o.seed});
   const model::TrainingBatch batch = make_batch(config, prompts);
-  trainer::DataParallelStep step(
-      **model, distributed::single_rank_group(),
-      {.zero_stage = 0, .adamw = kAdamW, .grad_clip = kGradClip, .recompute = *recompute},
-      [](const std::string&) { return true; });
+  trainer::DataParallelStep step(**model, distributed::single_rank_group(),
+                                 {.zero_stage = 0,
+                                  .adamw = kAdamW,
+                                  .grad_clip = kGradClip,
+                                  .recompute = *recompute},
+                                 [](const std::string &) { return true; });
   const absl::StatusOr<StepTimes> times = run_steps(step, batch, o.steps);
   if (!times.ok()) {
-    std::fprintf(stderr, "plm bench train: %s\n", times.status().ToString().c_str());
+    std::fprintf(stderr, "plm bench train: %s\n",
+                 times.status().ToString().c_str());
     return 1;
   }
-  print_report(**model, o, step.num_trainable(), *times, rss_before_load_mib);
+  OwnedTensor rss({1}, DType::kF32);
+  rss.data_as<float>()[0] = static_cast<float>(peak_rss_mib());
+  if (parallel->groups)
+    parallel->groups->world->all_reduce(rss, distributed::ReduceOp::kMax);
+  if (parallel->world_rank() == 0)
+    print_report(**model, o, step.num_trainable(), *times,
+                 rss.data_as<float>()[0], rss_before_load_mib);
   return 0;
 }
 
-}  // namespace plm::bench
+} // namespace plm::bench

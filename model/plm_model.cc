@@ -34,7 +34,7 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
   model->device_ = device;
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
-  const WeightLoader loader(store, model->storage_, device, model->dtype_, !options.for_training);
+  const WeightLoader loader(store, model->storage_, model->slices_, device, model->dtype_, !options.for_training);
   if (parallel.first_stage()) {
     const bool split_vision = !parallel.replicate_vision && vision_splits(model->config_.vision, parallel.tp_size());
     PLM_ASSIGN_OR_RETURN(VisionTower vision,
@@ -85,7 +85,14 @@ absl::Status PlmModel::attach_lora(const LoraSpec& spec) {
   }
   PLM_ASSIGN_OR_RETURN(lora_storage_, attach_lora_adapters(decoder_->weights(), spec, dtype_));
   lora_ = spec;
+  for_each_parameter([&](const std::string& name, Tensor&) { slices_.try_emplace(name); });  // the adapters: whole
   return absl::OkStatus();
+}
+
+const TensorSlice& PlmModel::tensor_slice(const std::string& name) const {
+  const auto it = slices_.find(name);
+  PLM_CHECK(it != slices_.end()) << name << " is not a parameter of this rank";
+  return it->second;
 }
 
 PlmWeights PlmModel::weights() const {

@@ -29,6 +29,7 @@
 #include "model/text/token_batch.h"
 #include "model/trace.h"
 #include "model/vision/vision_tower.h"
+#include "model/weights/tensor_slice.h"
 
 namespace plm::model {
 
@@ -79,6 +80,10 @@ class PlmModel {
 
   // Views of every parameter of this rank (copies of the views: rebind them to make gradient structs).
   PlmWeights weights() const;
+  // Which part of the HF tensor `name` this rank holds (the whole of it without tensor parallelism).
+  const TensorSlice& tensor_slice(const std::string& name) const;
+  // Whether this rank holds a part of parameter `name` (a row-parallel bias lives on TP rank 0 only).
+  bool holds(const std::string& name) const { return slices_.contains(name); }
   // Adds LoRA / DoRA adapters to the decoder projections spec.targets names (model/lora.h), owned by the
   // model and initialised as peft does; for_each_parameter visits them afterwards. Once per model; tp = 1.
   absl::Status attach_lora(const LoraSpec& spec);
@@ -141,6 +146,7 @@ class PlmModel {
   Device device_;
   DType dtype_ = DType::kF32;
   WeightStorage storage_;  // owns every weight; the layers hold views
+  TensorSlices slices_;    // the part of its HF tensor each parameter is
   std::optional<LoraSpec> lora_;
   std::vector<OwnedTensor> lora_storage_;  // the adapters' tensors; the projections hold views
   std::unique_ptr<VisionTower> vision_;

@@ -1,8 +1,14 @@
-// One micro-batch of training on a rank that holds the whole model (tp = pp = 1; the pipeline schedule of
-// the next issue calls the same stage pieces): vision tower + projector for the media (skipped when the
-// micro-batch has none), embedding + media scatter, decoder layers with saved activations, the vocab-chunked
-// loss, and the backward into gradient views (+=). Frozen parts have undefined gradient tensors and get no
-// backward; the backward stops as early as nothing upstream is trainable.
+// One micro-batch of training on a rank that holds every stage (pp = 1; a pipeline schedule would call the same
+// stage pieces): vision tower + projector for the media (skipped when the micro-batch has none), embedding + media
+// scatter, decoder layers with saved activations, the vocab-chunked loss, and the backward into gradient views
+// (+=). Frozen parts have undefined gradient tensors and get no backward; the backward stops as early as nothing
+// upstream is trainable.
+// Under tensor parallelism every rank of the TP group runs the same micro-batch on its shard (collective over the
+// group): the split layers communicate through their TP regions, the loss is vocab-parallel, and the gradients of
+// what every rank holds whole (norms, LayerScale, row-parallel biases, the projector, a replicated vision tower,
+// the patch and position embeddings) come out the same on every rank, from the same all-reduced inputs and output
+// gradients, so they need no reduction over TP. A KV head replicated over several ranks has its gradient summed
+// over its replicas inside the layer's backward (model/text/decoder_layer.h).
 #pragma once
 
 #include <cstdint>

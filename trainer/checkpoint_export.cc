@@ -50,8 +50,9 @@ absl::Status convert_checkpoint_to_hf(const std::filesystem::path& checkpoint, c
     PLM_ASSIGN_OR_RETURN(const model::LoraSpec spec, peft_config_spec(info["lora"], info_file + " \"lora\""));
     PLM_RETURN_IF_ERROR(model->attach_lora(spec));
   }
-  std::map<std::string, Tensor> targets;
-  model->for_each_parameter([&](const std::string& name, Tensor& t) { targets[name] = t; });
+  std::map<std::string, ParameterTarget> targets;
+  model->for_each_parameter(
+      [&](const std::string& name, Tensor& t) { targets[name] = {t, model->tensor_slice(name)}; });
   PLM_RETURN_IF_ERROR(read_checkpoint_parameters(dir, targets, /*every_target_saved=*/false));
   return export_hf(base, *model, out_dir, options.dtype);
 }

@@ -1,5 +1,6 @@
 #include "trainer/data_parallel_step.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -71,6 +72,28 @@ DataParallelStep::DataParallelStep(model::PlmModel& model, distributed::Communic
   const Range shard = config.zero_stage == 0 ? Range{0, params_->numel()}
                                              : shard_range(params_->numel(), dp.rank(), dp.size());
   optimizer_ = std::make_unique<ShardedAdamW>(params_->entries(), shard, params_->flat(), config.adamw);
+  const distributed::Communicator& tp = model.parallel().tp_group();
+  for (const model::FlatEntry& e : params_->entries()) {
+    if (tp.rank() % model.tensor_slice(e.name).holders(tp.size()) != 0) continue;
+    if (!norm_ranges_.empty() && norm_ranges_.back().end == e.offset) {
+      norm_ranges_.back().end += e.numel;
+    } else {
+      norm_ranges_.push_back({e.offset, e.offset + e.numel});
+    }
+  }
+}
+
+double DataParallelStep::squared_grad_norm(const Range& shard, Stream s) const {
+  // ZeRO-2 holds the DP sum of its shard only: each rank squares its shard, summed over DP.
+  const Range reduced = config_.zero_stage == 2 ? shard : Range{0, grads_->numel()};
+  double squared = 0.0;
+  for (const Range& r : norm_ranges_) {
+    const int64_t begin = std::max(r.begin, reduced.begin), end = std::min(r.end, reduced.end);
+    if (begin < end) squared += squared_norm(grads_->flat().slice(0, begin, end), s);
+  }
+  const Device device = model_.device();
+  if (config_.zero_stage == 2) squared = sum_over(dp_, squared, device);
+  return sum_over(model_.parallel().tp_group(), squared, device);
 }
 
 absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::TrainingBatch>& micro_batches, float lr,
@@ -128,11 +151,8 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
   PLM_RETURN_IF_ERROR(distributed::agree_on_status(dp_, passes, "data-parallel rank", device, s));
   stats.loss = sum_over(dp_, local_loss, device) / static_cast<double>(stats.labelled_tokens);
 
-  // The grad norm: of the whole sum (ZeRO-0/1), or summed over the ranks' shards (ZeRO-2).
   Tensor grad_shard = grads.slice(0, shard.begin, shard.end);
-  const double squared = config_.zero_stage == 2 ? sum_over(dp_, squared_norm(grad_shard, s), device)
-                                                 : squared_norm(grads, s);
-  stats.grad_norm = std::sqrt(squared);
+  stats.grad_norm = std::sqrt(squared_grad_norm(shard, s));
   if (config_.grad_clip > 0.0f) {
     stats.clip_coef = std::min(1.0, static_cast<double>(config_.grad_clip) / (stats.grad_norm + 1e-6));
   }

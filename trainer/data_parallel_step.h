@@ -7,6 +7,11 @@
 // The loss is normalised by the labelled tokens of the whole step on all ranks, so any DP / micro-batch
 // split gives the same update. The model's trainable parameters are moved into one flat buffer (their
 // views rebound), which the all-gather fills directly. Collective over the DP group; not thread-safe.
+// Under tensor parallelism (the model's TP group, model/parallel.h) each TP rank runs this step on its shard with
+// the DP group of its TP index (ranks holding the same shard): the flat buffer, the ZeRO shards and the reductions
+// are per TP rank. The grad norm counts each element of the whole model once: a TP-split tensor on every rank, a
+// tensor several TP ranks hold alike (norms, biases, a replicated tower or KV head) on the first of them only
+// (Megatron's param_is_not_tensor_parallel_duplicate), the squares summed over DP (ZeRO-2) and over TP.
 #pragma once
 
 #include <functional>
@@ -57,12 +62,17 @@ class DataParallelStep {
   const model::FlatParameters& params() const { return *params_; }
   const model::FlatParameters& grads() const { return *grads_; }
   ShardedAdamW& optimizer() { return *optimizer_; }
+  const ShardedAdamW& optimizer() const { return *optimizer_; }
   int zero_stage() const { return config_.zero_stage; }
+  const model::PlmModel& model() const { return model_; }
+  distributed::Communicator& dp() const { return dp_; }
   int64_t num_trainable() const { return params_->numel(); }
 
  private:
   // The lowest flat offset of the trainable parameters whose names start with `prefix`, or none.
   std::optional<int64_t> first_offset(const std::string& prefix) const;
+  // The squared L2 norm of the step's gradient over the whole model (each element once).
+  double squared_grad_norm(const Range& shard, Stream s) const;
 
   model::PlmModel& model_;
   distributed::Communicator& dp_;
@@ -70,6 +80,7 @@ class DataParallelStep {
   std::unique_ptr<model::FlatParameters> params_;  // working parameters (the model's views point here)
   std::unique_ptr<model::FlatParameters> grads_;
   std::unique_ptr<ShardedAdamW> optimizer_;
+  std::vector<Range> norm_ranges_;  // the flat ranges this TP rank counts in the grad norm, in order
 };
 
 }  // namespace plm::trainer

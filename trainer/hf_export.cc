@@ -46,41 +46,39 @@ struct ExportTensor {
   OwnedTensor value;  // host, HF shape, export dtype
 };
 
+struct NamedValue {
+  std::string name;
+  Tensor value;  // the whole tensor (any shape with its element count), on any device
+};
+
 absl::StatusOr<std::vector<ExportTensor>> export_tensors(const std::filesystem::path& base_model_dir,
-                                                         model::PlmModel& model, std::optional<DType> dtype) {
-  const model::PlmConfig& config = model.config();
-  model::PlmWeights weights = model.weights();
-  const std::map<std::string, OwnedTensor> merged = merged_lora_weights(model);
+                                                         const model::PlmConfig& config,
+                                                         const std::vector<NamedValue>& values,
+                                                         std::optional<DType> dtype) {
   PLM_ASSIGN_OR_RETURN(const model::WeightStore base, model::WeightStore::open(base_model_dir.string()));
   std::map<std::string, Shape> hf_shapes;
   for (const model::ExpectedTensor& e : model::expected_tensors(config)) hf_shapes[e.name] = e.shape;
   std::vector<ExportTensor> out;
-  absl::Status status;
-  weights.for_each_parameter([&](const std::string& name, Tensor& t) {
-    if (!status.ok() || model::is_lora_parameter(name)) return;
-    const auto shape = hf_shapes.find(name);
+  for (const NamedValue& v : values) {
+    const auto shape = hf_shapes.find(v.name);
     if (shape == hf_shapes.end()) {
-      status = absl::InternalError(absl::StrCat("parameter ", name, " is not one of the HF model's"));
-      return;
+      return absl::InternalError(absl::StrCat("parameter ", v.name, " is not one of the HF model's"));
     }
-    DType target = t.dtype();
+    DType target = v.value.dtype();
     if (dtype.has_value()) {
       target = *dtype;
-    } else if (absl::StatusOr<model::TensorInfo> info = base.info(name); info.ok()) {
+    } else if (absl::StatusOr<model::TensorInfo> info = base.info(v.name); info.ok()) {
       target = info->dtype;
     }
-    const auto merged_weight = merged.find(name);
-    OwnedTensor host = merged_weight != merged.end() ? to_device(merged_weight->second.view(), Device::cpu())
-                                                     : to_device(t, Device::cpu());
+    const OwnedTensor host = to_device(v.value, Device::cpu());
     OwnedTensor converted(shape->second, target);
     cast(converted.view().reshape({host.numel()}), host.view().reshape({host.numel()}));
-    out.push_back({name, std::move(converted)});
+    out.push_back({v.name, std::move(converted)});
     hf_shapes.erase(shape);
-  });
-  PLM_RETURN_IF_ERROR(status);
+  }
   if (!hf_shapes.empty()) {
     return absl::InternalError(absl::StrCat("the model holds no ", hf_shapes.begin()->first, " (", hf_shapes.size(),
-                                            " HF tensors missing): export needs the whole model on one rank"));
+                                            " HF tensors missing): export needs the whole model"));
   }
   return out;
 }
@@ -110,10 +108,10 @@ absl::Status write_weights(const std::filesystem::path& dir, const std::vector<E
   return write_file_durably(dir / "model.safetensors.index.json", index.dump(2) + "\n");
 }
 
-}  // namespace
-
-absl::Status export_hf(const std::filesystem::path& base_model_dir, model::PlmModel& model,
-                       const std::filesystem::path& out_dir, std::optional<DType> dtype) {
+// Writes `values` as out_dir (atomically, next to it first).
+absl::Status write_export(const std::filesystem::path& base_model_dir, const model::PlmConfig& config,
+                          const std::vector<NamedValue>& values, const std::filesystem::path& out_dir,
+                          std::optional<DType> dtype) {
   const std::filesystem::path staging = out_dir.string() + absl::StrCat(".tmp-", getpid());
   const std::filesystem::path old = out_dir.string() + absl::StrCat(".old-", getpid());
   std::error_code ec;
@@ -122,7 +120,8 @@ absl::Status export_hf(const std::filesystem::path& base_model_dir, model::PlmMo
   if (ec) return absl::InternalError(absl::StrCat("creating ", staging.string(), ": ", ec.message()));
   absl::Status status = [&]() -> absl::Status {
     PLM_RETURN_IF_ERROR(copy_non_weight_files(base_model_dir, staging));
-    PLM_ASSIGN_OR_RETURN(const std::vector<ExportTensor> tensors, export_tensors(base_model_dir, model, dtype));
+    PLM_ASSIGN_OR_RETURN(const std::vector<ExportTensor> tensors,
+                         export_tensors(base_model_dir, config, values, dtype));
     PLM_RETURN_IF_ERROR(write_weights(staging, tensors));
     PLM_RETURN_IF_ERROR(fsync_directory(staging));
     if (std::filesystem::exists(out_dir)) PLM_RETURN_IF_ERROR(rename_durably(out_dir, old));
@@ -134,6 +133,29 @@ absl::Status export_hf(const std::filesystem::path& base_model_dir, model::PlmMo
     return absl::Status(status.code(), absl::StrCat("writing ", out_dir.string(), ": ", status.message()));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status export_hf(const std::filesystem::path& base_model_dir, model::PlmModel& model,
+                       const std::filesystem::path& out_dir, std::optional<DType> dtype) {
+  const std::map<std::string, OwnedTensor> merged = merged_lora_weights(model);
+  std::vector<NamedValue> values;
+  model::PlmWeights weights = model.weights();
+  weights.for_each_parameter([&](const std::string& name, Tensor& t) {
+    if (model::is_lora_parameter(name)) return;
+    const auto merged_weight = merged.find(name);
+    values.push_back({name, merged_weight != merged.end() ? merged_weight->second.view() : t});
+  });
+  return write_export(base_model_dir, model.config(), values, out_dir, dtype);
+}
+
+absl::Status export_hf(const std::filesystem::path& base_model_dir, const model::PlmConfig& config,
+                       const std::vector<model::WholeParameter>& params, const std::filesystem::path& out_dir,
+                       std::optional<DType> dtype) {
+  std::vector<NamedValue> values;
+  for (const model::WholeParameter& p : params) values.push_back({p.name, p.value.view()});
+  return write_export(base_model_dir, config, values, out_dir, dtype);
 }
 
 }  // namespace plm::trainer

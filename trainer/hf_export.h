@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "core/dtype.h"
 #include "model/plm_model.h"
+#include "model/whole_parameters.h"
 
 namespace plm::trainer {
 
@@ -23,5 +25,10 @@ inline constexpr uint64_t kMaxShardBytes = uint64_t{5} << 30;
 // merge_and_unload), so the export is a plain HF checkpoint.
 absl::Status export_hf(const std::filesystem::path& base_model_dir, model::PlmModel& model,
                        const std::filesystem::path& out_dir, std::optional<DType> dtype = std::nullopt);
+// The same from every parameter of `config`'s model, whole, by HF name (a tensor-parallel model's, gathered by
+// model/whole_parameters.h).
+absl::Status export_hf(const std::filesystem::path& base_model_dir, const model::PlmConfig& config,
+                       const std::vector<model::WholeParameter>& params, const std::filesystem::path& out_dir,
+                       std::optional<DType> dtype = std::nullopt);
 
 }  // namespace plm::trainer

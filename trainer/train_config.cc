@@ -488,13 +488,13 @@ absl::StatusOr<TrainLayout> validate_layout(const TrainConfig& config, int world
   PLM_CHECK_GE(world_size, 1);
   const Checker check(config);
   const TrainConfig::Layout& layout = config.layout;
-  if (layout.tp > 1) {
-    return check.fail("layout.tp", absl::StrCat(layout.tp, ": tensor-parallel training comes with the next issue "
-                                                           "(TP/PP training); use layout.tp: 1"));
-  }
   if (layout.pp > 1) {
-    return check.fail("layout.pp", absl::StrCat(layout.pp, ": pipeline-parallel training comes with the next "
-                                                           "issue (TP/PP training); use layout.pp: 1"));
+    return check.fail("layout.pp", absl::StrCat(layout.pp, ": pipeline-parallel training is not supported yet "
+                                                           "(tensor and data parallelism are); use layout.pp: 1"));
+  }
+  if (layout.tp > 1 && config.lora.rank > 0) {
+    return check.fail("lora.rank", absl::StrCat(config.lora.rank, ": LoRA trains on layout.tp 1 only, not layout.tp ",
+                                                layout.tp));
   }
   const int model_ranks = layout.tp * layout.pp;
   int dp = 0;

@@ -124,7 +124,8 @@ struct TrainLayout {
 };
 
 // Fails, naming the key and the arithmetic, when tp * pp * dp != world size, when batch.global is not a
-// multiple of batch.micro * dp, or when tp or pp > 1 (TP/PP training comes with the next issue).
+// multiple of batch.micro * dp, when pp > 1 (pipeline training is not there yet) or LoRA asks for tp > 1. Whether
+// the model splits into tp is the model's check (model/parallel.h validate_parallel_layout), at load.
 absl::StatusOr<TrainLayout> validate_layout(const TrainConfig& config, int world_size);
 
 }  // namespace plm::trainer

@@ -16,10 +16,13 @@
 #include "data/sample_order.h"
 #include "data/sft_dataset.h"
 #include "distributed/nccl_communicator.h"
+#include "distributed/process_groups.h"
+#include "distributed/single_rank_communicator.h"
 #include "distributed/status_agreement.h"
 #include "model/lora.h"
 #include "model/plm_model.h"
 #include "model/weights/hf_names.h"
+#include "model/whole_parameters.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "trainer/checkpoint_io.h"
@@ -111,10 +114,43 @@ struct Setup {
   std::optional<data::SampleOrder> order;
 };
 
-absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout) {
+// The run's process groups (TP adjacent, then DP) and the groups the model and the step talk over: on GPUs NCCL
+// communicators over the TP and DP groups (gradients and activations live on the device; the host groups keep the
+// agreements), on the CPU the host groups; a group of one rank needs no communicator at all.
+struct Groups {
+  distributed::ProcessGroups host;
+  std::unique_ptr<distributed::Communicator> nccl_tp, nccl_dp;
+  distributed::Communicator& tp() const { return pick(nccl_tp, *host.tp); }
+  distributed::Communicator& dp() const { return pick(nccl_dp, *host.dp); }
+
+ private:
+  static distributed::Communicator& pick(const std::unique_ptr<distributed::Communicator>& nccl,
+                                         distributed::Communicator& group) {
+    if (group.size() == 1) return distributed::single_rank_group();
+    return nccl ? *nccl : group;
+  }
+};
+
+absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const TrainLayout& layout, Device device) {
+  PLM_ASSIGN_OR_RETURN(distributed::ProcessGroups host,
+                       distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), layout.dims.tp,
+                                                          layout.dims.pp));
+  Groups g{.host = std::move(host), .nccl_tp = nullptr, .nccl_dp = nullptr};
+  if (device.is_cuda() && g.host.tp->size() > 1) {
+    g.nccl_tp = distributed::nccl_communicator(*g.host.tp, device.index, "tp");
+  }
+  if (device.is_cuda() && g.host.dp->size() > 1) {
+    g.nccl_dp = distributed::nccl_communicator(*g.host.dp, device.index, "dp");
+  }
+  return g;
+}
+
+absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout, Device device,
+                             distributed::Communicator& tp) {
   Setup s;
-  PLM_ASSIGN_OR_RETURN(s.device, training_device(config));
-  PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {}, {.for_training = true}));
+  s.device = device;
+  PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {.tp = &tp},
+                                                      {.for_training = true}));
   if (config.lora.rank > 0) PLM_RETURN_IF_ERROR(attach_adapters(config, *s.model));
   PLM_ASSIGN_OR_RETURN(runtime::ModelDirectory model_dir, runtime::open_model_directory(config.model));
   s.model_dir = std::make_unique<runtime::ModelDirectory>(std::move(model_dir));
@@ -186,8 +222,11 @@ absl::Status check_resumable(const TrainConfig& config, const TrainLayout& layou
   return absl::OkStatus();
 }
 
-// output_dir/final-hf (full fine-tuning, or LoRA with lora.merge) and output_dir/final-adapter (LoRA).
-absl::Status write_final_outputs(const TrainConfig& config, model::PlmModel& model, std::ostream* log) {
+// output_dir/final-hf (full fine-tuning, or LoRA with lora.merge) and output_dir/final-adapter (LoRA). gathered:
+// the whole parameters of a tensor-parallel model (model/whole_parameters.h); a rank holding all of the model
+// exports its own tensors.
+absl::Status write_final_outputs(const TrainConfig& config, model::PlmModel& model,
+                                 const std::vector<model::WholeParameter>& gathered, std::ostream* log) {
   std::vector<std::filesystem::path> written;
   if (config.lora.rank > 0) {
     written.push_back(config.output_dir / "final-adapter");
@@ -195,7 +234,10 @@ absl::Status write_final_outputs(const TrainConfig& config, model::PlmModel& mod
   }
   if (config.lora.rank == 0 || config.lora.merge) {
     written.push_back(config.output_dir / "final-hf");
-    PLM_RETURN_IF_ERROR(export_hf(config.model, model, written.back(), export_dtype_value(config.export_dtype)));
+    const std::optional<DType> dtype = export_dtype_value(config.export_dtype);
+    PLM_RETURN_IF_ERROR(model.parallel().tp_size() == 1
+                            ? export_hf(config.model, model, written.back(), dtype)
+                            : export_hf(config.model, model.config(), gathered, written.back(), dtype));
   }
   if (log != nullptr) {
     for (const std::filesystem::path& p : written) *log << "wrote " << p.string() << "\n";
@@ -213,10 +255,13 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                                             const TrainRunHooks& hooks) {
   PLM_ASSIGN_OR_RETURN(const TrainLayout layout, validate_layout(config, world.size()));
   std::ostream* log = world.rank() == 0 ? hooks.log : nullptr;
-  absl::StatusOr<Setup> setup = set_up(config, layout);
+  const absl::StatusOr<Device> device = training_device(config);
+  PLM_RETURN_IF_ERROR(agree(world, device.status()));
+  PLM_ASSIGN_OR_RETURN(const Groups groups, make_groups(world, layout, *device));
+  absl::StatusOr<Setup> setup = set_up(config, layout, *device, groups.tp());
   PLM_RETURN_IF_ERROR(agree(world, setup.status()));
   model::PlmModel& model = *setup->model;
-  const int dp_rank = world.rank();
+  const int dp_rank = groups.host.coords.dp_index;
 
   const DataParallelConfig step_config = {
       .zero_stage = layout.zero,
@@ -226,13 +271,7 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                 .weight_decay = static_cast<float>(config.optimizer.weight_decay)},
       .grad_clip = static_cast<float>(config.optimizer.grad_clip),
       .recompute = config.recompute};
-  // Gradients live on the training device: on GPUs the DP reductions go through NCCL (bootstrapped over the
-  // world communicator, which keeps the host-side agreements, stop flags and checkpoint barriers).
-  std::unique_ptr<distributed::Communicator> nccl_dp;
-  if (setup->device.is_cuda() && world.size() > 1) {
-    nccl_dp = distributed::nccl_communicator(world, setup->device.index, "dp");
-  }
-  DataParallelStep dp_step(model, nccl_dp ? *nccl_dp : world, step_config, trainable_parameters(config));
+  DataParallelStep dp_step(model, groups.dp(), step_config, trainable_parameters(config));
 
   TrainState state{.rng_seed = config.seed};
   TrainRunResult result;
@@ -270,11 +309,12 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
   const LrSchedule schedule = config.lr_schedule();
   const double peak = peak_flops_per_s(setup->device) * world.size();
   const CheckpointSaveOptions save_options = {
-      .layout = {.tp = 1, .pp = 1, .dp = layout.dims.dp, .zero = layout.zero},
+      .layout = {.tp = layout.dims.tp, .pp = 1, .dp = layout.dims.dp, .zero = layout.zero},
       .keep = config.checkpoint.keep,
       .run_info = run_info(config)};
   if (log != nullptr) {
-    *log << "training " << dp_step.num_trainable() << " parameters on " << world.size() << " rank(s), steps "
+    *log << "training " << dp_step.num_trainable() << " parameters per TP rank on " << world.size() << " rank(s) (tp "
+         << layout.dims.tp << " x dp " << layout.dims.dp << "), steps "
          << result.first_step << ".." << config.steps << ", " << layout.global_batch << " samples per step ("
          << layout.accumulation_steps << " micro-batches per rank)\n";
   }
@@ -329,10 +369,15 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
     }
   }
 
+  // final-hf of a tensor-parallel model: its first DP replica gathers the whole parameters to rank 0.
+  std::vector<model::WholeParameter> gathered;
+  if (!result.stopped && model.parallel().tp_size() > 1 && dp_rank == 0) {
+    gathered = model::gather_whole_parameters(model, model.weights());
+  }
   absl::Status finished;
   if (world.rank() == 0) {
     finished = metrics->write_plot();
-    if (finished.ok() && !result.stopped) finished = write_final_outputs(config, model, log);
+    if (finished.ok() && !result.stopped) finished = write_final_outputs(config, model, gathered, log);
   }
   PLM_RETURN_IF_ERROR(agree(world, finished));
   return result;

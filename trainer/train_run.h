@@ -1,11 +1,11 @@
-// run_training: what `plm train` runs on each rank. Loads the model directory (weights in the working dtype,
-// tokenizer, processor), opens the data, resumes from the latest complete checkpoint of output_dir (required
-// when config.resume), then for each optimizer step: loads this rank's cost-balanced micro-batches (the next
+// run_training: what `plm train` runs on each rank. Loads the model directory (this rank's TP shard, in the
+// working dtype; tokenizer, processor), opens the data, resumes from the latest complete checkpoint of output_dir
+// (required when config.resume), then for each optimizer step: loads this rank's cost-balanced micro-batches (the next
 // step's are built in the background), runs the data-parallel step (trainer/data_parallel_step.h), logs the
 // step's metrics on rank 0 (metrics.jsonl, tb/, progress line), checkpoints every checkpoint.every steps, and
 // stops after the step in which any rank saw a stop request (SIGTERM / SIGUSR1), saving a checkpoint first.
-// At the end it writes metrics.png and exports output_dir/final-hf. Errors on any rank are returned on every
-// rank (agreed over the world communicator) so no rank is left waiting.
+// At the end it writes metrics.png and exports output_dir/final-hf (gathered whole under tensor parallelism).
+// Errors on any rank are returned on every rank (agreed over the world communicator) so no rank is left waiting.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +30,7 @@ struct TrainRunResult {
   double final_loss = 0.0;      // the last step's loss
 };
 
-// Collective over `world` (tp * pp * dp ranks; tp = pp = 1 for now).
+// Collective over `world` (tp * dp ranks, TP adjacent: distributed/parallel_dims.h; pp = 1 for now).
 absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distributed::Communicator& world,
                                             const TrainRunHooks& hooks = {});
 

@@ -1,21 +1,28 @@
 // What a training checkpoint holds and how a run saves and restores it (the directory protocol, atomicity and
 // verification are checkpoint_io.h's):
-//   model-rank00000.safetensors  rank 0: every trainable parameter under its HF name, in the working dtype
-//                                (frozen parameters are not saved: they are the base model's)
-//   optim-rankNNNNN.safetensors  each rank holding a distinct optimizer shard (every rank with ZeRO-1/2, rank 0
-//                                with ZeRO-0): "master", "exp_avg", "exp_avg_sq", F32 (shard size), with metadata
-//                                begin / end (its range of the flat trainable vector), numel (the vector's
-//                                length) and steps (AdamW steps taken)
+//   model-rank00000.safetensors  rank 0: every trainable parameter under its HF name, whole (gathered over TP by
+//                                the ranks' tensor slices), in the working dtype (frozen parameters are not saved:
+//                                they are the base model's)
+//   optim-rankNNNNN.safetensors  each rank holding a distinct optimizer shard (every rank with ZeRO-1/2, the first
+//                                DP rank of each TP rank with ZeRO-0): "master", "exp_avg", "exp_avg_sq", F32 (shard
+//                                size), with metadata begin / end (its range of its TP rank's flat trainable vector),
+//                                numel (the vector's length), steps (AdamW steps taken), tp_rank / tp_size (absent:
+//                                0 / 1) and layout: the flat vector's entries as JSON, [{"name", "offset",
+//                                "shape", "slice": {"dim", "parts", "num_parts"}}] (model/weights/tensor_slice.h)
 //   train_state.json             rank 0 (train_state.h)
 //   run.json                     rank 0: what the run was (base model directory, trainable parts, LoRA), for
 //                                `plm convert` and for checking a resume
-// Restoring reads the parameters from rank 0's file and, for this rank's shard under the current layout, the
-// overlapping ranges of whichever optimizer files cover it, so a checkpoint resumes on another DP size or ZeRO
-// stage. The trainable set must be the same (same freeze / LoRA settings): a difference is an error naming it.
+// Restoring reads the parameters from rank 0's file (each rank taking its tensor slices) and, for this rank's shard
+// under the current layout, its optimizer state (trainer/optimizer_state_reader.h): at the saving TP degree the
+// overlapping ranges of whichever files of its TP rank cover it, at another TP degree each parameter's state put
+// together from the saving TP ranks' slices and cut by this rank's slice. So a checkpoint resumes at another DP
+// size, ZeRO stage or TP degree. The trainable set must be the same (same freeze / LoRA settings): a difference is
+// an error naming it.
 #pragma once
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <ostream>
 
@@ -24,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "distributed/communicator.h"
+#include "model/weights/tensor_slice.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/data_parallel_step.h"
 #include "trainer/train_state.h"
@@ -38,8 +46,9 @@ struct CheckpointSaveOptions {
   nlohmann::json run_info;  // written as run.json
 };
 
-// Collective over `world` (the run's ranks). Writes state.step's checkpoint, commits it on rank 0 and prunes old
-// ones; returns its directory. `log` (rank 0's, may be null) gets a line per pruned directory.
+// Collective over `world` (the run's ranks; step's DP group and its model's TP group are groups of it). Writes
+// state.step's checkpoint, commits it on rank 0 and prunes old ones; returns its directory. `log` (rank 0's, may be
+// null) gets a line per pruned directory.
 absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesystem::path& output_dir,
                                                                const TrainState& state, DataParallelStep& step,
                                                                distributed::Communicator& world,
@@ -49,11 +58,18 @@ absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesy
 // Files are verified against the marker's sizes and CRCs before they are read.
 absl::StatusOr<TrainState> restore_training_checkpoint(const std::filesystem::path& dir, DataParallelStep& step);
 
-// Copies rank 0's saved parameters into `targets` (HF name -> destination, any shape of the same size, cast to
-// its dtype). A saved tensor that is not a target is an error, as is (when every_target_saved) a target the
-// checkpoint lacks.
-absl::Status read_checkpoint_parameters(const std::filesystem::path& dir, const std::map<std::string, Tensor>& targets,
-                                        bool every_target_saved);
+// Where a saved parameter goes: `value` (cast to its dtype) receives `slice` of the saved whole tensor.
+struct ParameterTarget {
+  Tensor value;
+  model::TensorSlice slice;  // whole by default
+};
+
+// Copies rank 0's saved parameters into `targets` (HF name -> destination). A saved tensor that is neither a target
+// nor in held_elsewhere (parameters of the model that other ranks hold) is an error, as is (when
+// every_target_saved) a target the checkpoint lacks.
+absl::Status read_checkpoint_parameters(const std::filesystem::path& dir,
+                                        const std::map<std::string, ParameterTarget>& targets, bool every_target_saved,
+                                        const std::set<std::string>& held_elsewhere = {});
 
 // dir/run.json.
 absl::StatusOr<nlohmann::json> read_run_info(const std::filesystem::path& dir);

@@ -48,6 +48,7 @@ struct AdamWOptions {
 struct CrossEntropyOptions {
   int32_t ignore_index = -100;
   int64_t vocab_chunk = 8192;  // logits never exceed (N, vocab_chunk)
+  int64_t vocab_start = 0;     // the id of the weight's first row (a vocab-parallel shard); targets are global ids
 };
 
 }  // namespace plm

@@ -50,29 +50,70 @@ void chunk_logits(Tensor logits, Tensor hidden, Tensor weight, int64_t start, St
   matmul(logits, hidden, weight.slice(0, start, start + logits.size(1)), options, s);
 }
 
+// The online log-sum-exp statistics of every chunk of the head: running (3, N) f32 = max, sum, target logit.
+void running_statistics(Tensor running, Tensor hidden, Tensor weight, Tensor targets,
+                        const CrossEntropyOptions& options, Stream s) {
+  const int64_t vocab = weight.size(0);
+  const Tensor running_max = running.select(0, 0), running_sum = running.select(0, 1);
+  const Tensor target_logit = running.select(0, 2);
+  fill(running_max, -std::numeric_limits<float>::infinity(), s);
+  fill(running_sum, 0.0f, s);
+  fill(target_logit, 0.0f, s);
+  const ChunkScratch scratch(hidden, vocab, options.vocab_chunk);
+  for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
+    const Tensor logits = scratch.logits(std::min(scratch.max_width(), vocab - start));
+    chunk_logits(logits, hidden, weight, start, s);
+    cross_entropy_chunk_forward(running_max, running_sum, target_logit, logits, targets, options.vocab_start + start,
+                                s);
+  }
+}
+
 }  // namespace
 
 void linear_cross_entropy_forward(Tensor loss, Tensor lse, Tensor hidden, Tensor weight, Tensor targets,
                                   const CrossEntropyOptions& options, Stream s) {
   const char* op = "linear_cross_entropy_forward";
   check_shapes(op, hidden, weight, targets, options);
-  const int64_t num_rows = hidden.size(0), vocab = weight.size(0);
+  const int64_t num_rows = hidden.size(0);
   check_row_vector(op, "loss", loss, num_rows);
   check_row_vector(op, "lse", lse, num_rows);
-
-  const ChunkScratch scratch(hidden, vocab, options.vocab_chunk);
   const OwnedTensor running({3, num_rows}, DType::kF32, hidden.device());
-  const Tensor running_max = running.view().select(0, 0);
-  const Tensor running_sum = running.view().select(0, 1);
-  const Tensor target_logit = running.view().select(0, 2);
+  running_statistics(running, hidden, weight, targets, options, s);
+  cross_entropy_finalize(loss, lse, running.view().select(0, 0), running.view().select(0, 1),
+                         running.view().select(0, 2), targets, options.ignore_index, s);
+}
+
+void linear_cross_entropy_shard_forward(Tensor shard_lse, Tensor target_logit, Tensor hidden, Tensor weight,
+                                        Tensor targets, const CrossEntropyOptions& options, Stream s) {
+  const char* op = "linear_cross_entropy_shard_forward";
+  check_shapes(op, hidden, weight, targets, options);
+  const int64_t num_rows = hidden.size(0);
+  check_row_vector(op, "shard_lse", shard_lse, num_rows);
+  check_row_vector(op, "target_logit", target_logit, num_rows);
+  const OwnedTensor running({4, num_rows}, DType::kF32, hidden.device());
+  running_statistics(running.view().slice(0, 0, 3), hidden, weight, targets, options, s);
+  // The shard's lse (its "loss" row is scratch); the target logit as the chunks found it.
+  cross_entropy_finalize(running.view().select(0, 3), shard_lse, running.view().select(0, 0),
+                         running.view().select(0, 1), running.view().select(0, 2), targets, options.ignore_index, s);
+  copy_tensor(target_logit, running.view().select(0, 2), s);
+}
+
+void cross_entropy_merge_shards(Tensor loss, Tensor lse, Tensor shard_lse, Tensor target_logit, Tensor targets,
+                                const CrossEntropyOptions& options, Stream s) {
+  const char* op = "cross_entropy_merge_shards";
+  PLM_CHECK(shard_lse.rank() == 2 && shard_lse.dtype() == DType::kF32)
+      << op << ": shard_lse " << shard_lse.describe() << " must be (N, shards) f32";
+  const int64_t num_rows = shard_lse.size(0);
+  check_row_vector(op, "loss", loss, num_rows);
+  check_row_vector(op, "lse", lse, num_rows);
+  check_row_vector(op, "target_logit", target_logit, num_rows);
+  // The shards' lse values are the logits of one more online log-sum-exp (over P columns); its target logit is
+  // scratch: the target's logit comes from its shard.
+  const OwnedTensor running({3, num_rows}, DType::kF32, shard_lse.device());
+  const Tensor running_max = running.view().select(0, 0), running_sum = running.view().select(0, 1);
   fill(running_max, -std::numeric_limits<float>::infinity(), s);
   fill(running_sum, 0.0f, s);
-  fill(target_logit, 0.0f, s);
-  for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
-    const Tensor logits = scratch.logits(std::min(scratch.max_width(), vocab - start));
-    chunk_logits(logits, hidden, weight, start, s);
-    cross_entropy_chunk_forward(running_max, running_sum, target_logit, logits, targets, start, s);
-  }
+  cross_entropy_chunk_forward(running_max, running_sum, running.view().select(0, 2), shard_lse, targets, 0, s);
   cross_entropy_finalize(loss, lse, running_max, running_sum, target_logit, targets, options.ignore_index, s);
 }
 
@@ -93,7 +134,8 @@ void linear_cross_entropy_backward(Tensor dhidden, Tensor dweight, Tensor dloss,
     const Tensor dlogits = scratch.logits(width);
     chunk_logits(dlogits, hidden, weight, start, s);
     // Element-wise, so the logits become dlogits in place.
-    cross_entropy_chunk_backward(dlogits, dlogits, lse, targets, dloss, start, options.ignore_index, s);
+    cross_entropy_chunk_backward(dlogits, dlogits, lse, targets, dloss, options.vocab_start + start,
+                                 options.ignore_index, s);
 
     // dhidden (N, D) = sum over chunks of dlogits (N, C) · weight[chunk] (C, D): the first chunk writes.
     MatmulOptions dhidden_options;

@@ -75,7 +75,8 @@ void decoder_layer_recompute(const DecoderLayer& layer, const DecoderLayerActiva
 
 void decoder_layer_backward(const DecoderLayer& layer, const DecoderLayer& grad, const DecoderLayerActivations& a,
                             Tensor dx, Tensor positions, Tensor inv_freq, const PackedCausalAttention& attention,
-                            distributed::Communicator& tp, Arena& scratch, Tensor lora_row_keys, Stream s) {
+                            distributed::Communicator& tp, distributed::Communicator& kv_replicas, Arena& scratch,
+                            Tensor lora_row_keys, Stream s) {
   const size_t mark = scratch.mark();
   const LoraPass lora{.scratch = &scratch, .row_keys = lora_row_keys};
   const int64_t t = dx.size(0), ffn = a.gate.size(1);
@@ -102,9 +103,12 @@ void decoder_layer_backward(const DecoderLayer& layer, const DecoderLayer& grad,
   attention.backward(dq, dk, dv, dattn, a.q, a.k, a.v, a.attn, a.lse, s);
   rope_backward(dq, dq, positions, inv_freq, s);
   rope_backward(dk, dk, positions, inv_freq, s);
+  distributed::copy_to_tp_backward(dk, kv_replicas, s);
+  distributed::copy_to_tp_backward(dv, kv_replicas, s);
+  const Tensor dh_kv = kv_replicas.rank() == 0 ? dh : Tensor();
   layer.q_proj.backward(dh, grad.q_proj, dq, a.h1, {}, lora, s);
-  layer.k_proj.backward(dh, grad.k_proj, dk, a.h1, {.accumulate_dx = true}, lora, s);
-  layer.v_proj.backward(dh, grad.v_proj, dv, a.h1, {.accumulate_dx = true}, lora, s);
+  layer.k_proj.backward(dh_kv, grad.k_proj, dk, a.h1, {.accumulate_dx = true}, lora, s);
+  layer.v_proj.backward(dh_kv, grad.v_proj, dv, a.h1, {.accumulate_dx = true}, lora, s);
   distributed::copy_to_tp_backward(dh, tp, s);
   layer.input_norm.backward(dnorm, grad.input_norm, dh, a.x, a.rstd1, s);
   add(dx, dx, dnorm, s);

@@ -2,7 +2,11 @@
 // activation struct that the forward fills and the backward reads, and explicit forward/backward.
 //   x += reduce_from_tp(o(attn(rope(q, k), v)))      over h1 = RMSNorm(x),     h1 through copy_to_tp
 //   x += reduce_from_tp(down(silu(gate) * up))        over h2 = RMSNorm(x),     h2 through copy_to_tp
-// The TP regions are called unconditionally: a size-1 group makes them identities.
+// The TP regions are called unconditionally: a size-1 group makes them identities. When tp exceeds the KV heads,
+// the ranks holding one KV head (its replicas) each hold its k and v, and each attends with its own query heads:
+// in the backward their dk, dv are summed over the replicas (copy_to_tp's backward over the replica group), so
+// every replica gets the head's whole weight gradient, and only the first replica passes dk, dv on to h1 (the TP
+// all-reduce of dh then counts each KV head once).
 // Gradient rule: parameter grads +=, activation grads =, the residual stream's grad flows through dx.
 #pragma once
 
@@ -136,11 +140,12 @@ void decoder_layer_recompute(const DecoderLayer& layer, const DecoderLayerActiva
                              Stream s = {});
 
 // dx: (T, H) gradient w.r.t. the layer's output on entry, w.r.t. its input on return. grad: the layer's
-// gradient views (undefined tensors for frozen parameters). scratch: an arena for temporaries (the
-// adapters' too). lora_row_keys: the forward's dropout keys (undefined: no dropout).
+// gradient views (undefined tensors for frozen parameters). kv_replicas: the ranks holding this rank's KV heads
+// (a size-1 group unless tp > KV heads). scratch: an arena for temporaries (the adapters' too). lora_row_keys:
+// the forward's dropout keys (undefined: no dropout).
 void decoder_layer_backward(const DecoderLayer& layer, const DecoderLayer& grad, const DecoderLayerActivations& a,
                             Tensor dx, Tensor positions, Tensor inv_freq, const PackedCausalAttention& attention,
-                            distributed::Communicator& tp, Arena& scratch, Tensor lora_row_keys = {},
-                            Stream s = {});
+                            distributed::Communicator& tp, distributed::Communicator& kv_replicas, Arena& scratch,
+                            Tensor lora_row_keys = {}, Stream s = {});
 
 }  // namespace plm::model

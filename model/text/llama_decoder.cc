@@ -2,12 +2,12 @@
 
 #include <algorithm>
 
-#include "core/kernels/linear_cross_entropy.h"
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 #include "core/status_macros.h"
 #include "distributed/single_rank_communicator.h"
 #include "distributed/tp_regions.h"
+#include "model/layers/vocab_parallel_cross_entropy.h"
 
 namespace plm::model {
 
@@ -34,6 +34,12 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   const int kv_parts = std::min(tp, config.num_kv_heads);
   const int kv_part = r / (tp / kv_parts);
   d.local_kv_heads_ = config.num_kv_heads / kv_parts;
+  if (kv_parts < tp) {
+    d.kv_replicas_owned_ = d.tp_->split(kv_part, r, "tp_kv_replicas");
+    d.kv_replicas_ = d.kv_replicas_owned_.get();
+  } else {
+    d.kv_replicas_ = &distributed::single_rank_group();
+  }
   const int64_t vocab_shard = config.vocab_size / tp;
   d.vocab_start_ = r * vocab_shard;
   const auto [first, last] = parallel.stage_layer_counts.empty()
@@ -187,13 +193,12 @@ void LlamaDecoder::backward_layers(const DecoderWeights& grad, const DecoderActi
     decoder_layer_recompute(layer, acts.layers[i], acts.recompute, positions, inv_freq_, attention,
                             static_cast<int>(i), *tp_, scratch, lora_row_keys, s);
     decoder_layer_backward(layer, grad.layers[i], acts.layers[i], dhidden, positions, inv_freq_, attention, *tp_,
-                           scratch, lora_row_keys, s);
+                           *kv_replicas_, scratch, lora_row_keys, s);
     if (layer_done) layer_done(weights_.first_layer + static_cast<int>(i));
   }
 }
 
 HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s) const {
-  PLM_CHECK_EQ(tp_->size(), 1) << "the training loss is not vocab-parallel yet";
   const int64_t t = hidden.size(0), h = hidden.size(1);
   HeadActivations a;
   a.x = arena.alloc({t, h}, hidden.dtype());
@@ -203,7 +208,8 @@ HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Ten
   a.loss = arena.alloc({t}, DType::kF32);
   copy_tensor(a.x, hidden, s);
   weights_.norm.forward(a.normed, a.rstd, a.x, s);
-  linear_cross_entropy_forward(a.loss, a.lse, a.normed, weights_.lm_head, targets, {}, s);
+  vocab_parallel_cross_entropy_forward(a.loss, a.lse, a.normed, weights_.lm_head, targets, *tp_,
+                                       {.vocab_start = vocab_start_}, s);
   return a;
 }
 
@@ -211,7 +217,8 @@ void LlamaDecoder::head_loss_backward(const DecoderWeights& grad, const HeadActi
                                       Tensor dloss, Tensor targets, Arena& scratch, Stream s) const {
   const size_t mark = scratch.mark();
   const Tensor dnormed = scratch.alloc(a.normed.shape(), a.normed.dtype());
-  linear_cross_entropy_backward(dnormed, grad.lm_head, dloss, a.normed, weights_.lm_head, targets, a.lse, {}, s);
+  vocab_parallel_cross_entropy_backward(dnormed, grad.lm_head, dloss, a.normed, weights_.lm_head, targets, a.lse, *tp_,
+                                        {.vocab_start = vocab_start_}, s);
   weights_.norm.backward(dhidden, grad.norm, dnormed, a.x, a.rstd, s);
   scratch.release_to(mark);
 }

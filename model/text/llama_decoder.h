@@ -3,10 +3,12 @@
 // (TokenBatch) with a KV cache (kv_cache.h, dense or paged); training on packed sequences from position 0, with the
 // layers' activations saved for the backward and a vocab-chunked loss (logits never whole).
 // Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of every
-// projection and of the vocabulary, and its stage's layers. Training supports tp = 1 for now.
+// projection and of the vocabulary, and its stage's layers. Training runs at any TP degree (the loss is
+// vocab-parallel: model/layers/vocab_parallel_cross_entropy.h); a pipeline schedule is the next step.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -96,7 +98,7 @@ class LlamaDecoder {
   // TP (logits may be undefined).
   void head(Tensor logits, Tensor normed, Tensor hidden, Stream s = {}) const;
 
-  // ---- Training (tp = 1; packed sequences from position 0; activations from `arena`) ----
+  // ---- Training (packed sequences from position 0; activations from `arena`) ----
   // The activations of this rank's layers for T tokens under `recompute`.
   DecoderActivations allocate_activations(Arena& arena, int64_t tokens, DType dtype, Recompute recompute) const;
   size_t activation_bytes(int64_t tokens, DType dtype, Recompute recompute) const;
@@ -112,7 +114,8 @@ class LlamaDecoder {
   void backward_layers(const DecoderWeights& grad, const DecoderActivations& acts, Tensor dhidden, Tensor positions,
                        const PackedCausalAttention& attention, Arena& scratch, Tensor lora_row_keys = {},
                        Stream s = {}, const std::function<void(int)>& layer_done = {}) const;
-  // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena).
+  // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena); the loss is
+  // the whole vocabulary's on every TP rank.
   HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s = {}) const;
   // dloss: (T) f32 d(step loss)/d(per-token loss). dhidden (T, H) =.
   void head_loss_backward(const DecoderWeights& grad, const HeadActivations& a, Tensor dhidden, Tensor dloss,
@@ -123,6 +126,10 @@ class LlamaDecoder {
  private:
   TextConfig config_;
   distributed::Communicator* tp_ = nullptr;  // this rank's TP group (a size-1 group without TP)
+  // The ranks of the TP group holding this rank's KV heads (decoder_layer.h): a split of tp_ when tp > KV heads,
+  // else a size-1 group.
+  std::unique_ptr<distributed::Communicator> kv_replicas_owned_;
+  distributed::Communicator* kv_replicas_ = nullptr;
   int local_heads_ = 0, local_kv_heads_ = 0, local_ffn_ = 0;
   int64_t vocab_start_ = 0;   // first vocabulary id of this rank's shard
   DecoderWeights weights_;

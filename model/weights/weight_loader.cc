@@ -29,6 +29,7 @@ absl::StatusOr<Tensor> WeightLoader::matrix_part(const std::string& name, int di
 absl::StatusOr<Tensor> WeightLoader::load_part(const std::string& name, int dim, int part, int num_parts,
                                                DType dtype) const {
   PLM_ASSIGN_OR_RETURN(OwnedTensor host, store_.load_slice(name, dim, part, num_parts, dtype));
+  slices_[name] = {.dim = dim, .parts = {part}, .num_parts = num_parts};
   if (device_.is_cpu()) return keep(std::move(host));
   return keep(to_device(host, device_));
 }
@@ -50,6 +51,7 @@ absl::StatusOr<Tensor> WeightLoader::stacked_parts(const std::string& name, cons
     copy_tensor(stacked.view().slice(0, at, at + p.size(0)), p);
     at += p.size(0);
   }
+  slices_[name] = {.dim = 0, .parts = parts, .num_parts = num_parts};
   return keep(std::move(stacked));
 }
 

@@ -3,7 +3,8 @@
 // tensors (norm weights, biases, LayerScale, position embeddings) and `matrix dtype` for GEMM weights and
 // embedding tables. On CPU matrices stay bf16 when the checkpoint stores bf16 (no value changes: the CPU
 // GEMM widens them exactly in registers, and decode reads half the bytes); everything else is f32.
-// The loaded bytes live in a WeightStorage owned by the model; layers hold views into it.
+// The loaded bytes live in a WeightStorage owned by the model; layers hold views into it. Every tensor loaded is
+// recorded with the slice of the checkpoint tensor it is (model/weights/tensor_slice.h).
 #pragma once
 
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
 #include "model/layers/linear.h"
+#include "model/weights/tensor_slice.h"
 #include "model/weights/weight_store.h"
 
 namespace plm::model {
@@ -22,9 +24,15 @@ using WeightStorage = std::vector<OwnedTensor>;
 class WeightLoader {
  public:
   // keep_bf16_matrices: on CPU, load bf16-stored matrices as bf16 (else as `dtype`; training needs f32).
-  WeightLoader(const WeightStore& store, WeightStorage& storage, Device device, DType dtype,
+  // slices: receives the slice of every tensor loaded, by name.
+  WeightLoader(const WeightStore& store, WeightStorage& storage, TensorSlices& slices, Device device, DType dtype,
                bool keep_bf16_matrices = true)
-      : store_(store), storage_(storage), device_(device), dtype_(dtype), keep_bf16_matrices_(keep_bf16_matrices) {}
+      : store_(store),
+        storage_(storage),
+        slices_(slices),
+        device_(device),
+        dtype_(dtype),
+        keep_bf16_matrices_(keep_bf16_matrices) {}
 
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
@@ -55,6 +63,7 @@ class WeightLoader {
 
   const WeightStore& store_;
   WeightStorage& storage_;
+  TensorSlices& slices_;
   Device device_;
   DType dtype_;
   bool keep_bf16_matrices_;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # `plm train` end to end under mpirun -n 2 (issue 18): the tiny config trains (the loss falls), final-hf generates
-# with `plm generate`, `plm convert` of the last checkpoint gives the same weights, and bad configs / data are
-# errors naming the problem. Usage: plm_train_cli_test.sh PLM MPIEXEC SOURCE_DIR SCRATCH
+# with `plm generate`, `plm convert` of the last checkpoint gives the same weights, layout.tp=2 gives one rank's
+# losses and a final-hf that generates (issue 20), and bad configs / data are errors naming the problem.
+# Usage: plm_train_cli_test.sh PLM MPIEXEC SOURCE_DIR SCRATCH
 set -eu
 plm=$1 mpiexec=$2 src=$3 scratch=$4
 rm -rf "$scratch" && mkdir -p "$scratch" && cd "$src"
@@ -25,6 +26,19 @@ done
 losses() { sed 's/.*"loss":\([0-9.e+-]*\).*/\1/' "$1/metrics.jsonl"; }
 paste -d' ' <(losses "$out") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }' \
   || fail "mpirun -n 2 losses differ from one rank's"
+# Tensor parallelism: mpirun -n 2 with layout.tp=2 trains the same run (TP sums in another order).
+"$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/tp2" steps=12 \
+  checkpoint.every=0 layout.tp=2 > "$scratch/tp2.log" 2>&1 \
+  || { cat "$scratch/tp2.log"; fail "mpirun -n 2 plm train layout.tp=2"; }
+grep -q "(tp 2 x dp 1)" "$scratch/tp2.log" || fail "not a TP=2 run"
+same_losses() {  # same_losses DIR_A DIR_B: per step within 1e-5 relative
+  paste -d' ' <(losses "$1") <(losses "$2") \
+    | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }'
+}
+same_losses "$scratch/tp2" "$scratch/one" || fail "layout.tp=2 losses differ from one rank's"
+"$plm" generate --model "$scratch/tp2/final-hf" --prompt "What is in the picture?" \
+  --image tests/fixtures/training/sft/media/image_150x100.png --max-new-tokens 4 > "$scratch/generate_tp2.log" 2>&1 \
+  || { cat "$scratch/generate_tp2.log"; fail "plm generate on the TP=2 run's final-hf"; }
 "$plm" generate --model "$out/final-hf" --prompt "What is in the picture?" \
   --image tests/fixtures/training/sft/media/image_150x100.png --max-new-tokens 4 > "$scratch/generate.log" 2>&1 \
   || { cat "$scratch/generate.log"; fail "plm generate on final-hf"; }
@@ -38,7 +52,8 @@ expect_error() {  # expect_error PATTERN ARGS...
   grep -q -- "$pattern" "$scratch/err.log" || { cat "$scratch/err.log"; fail "no '$pattern' for: $*"; }
 }
 expect_error "optimizer.lrr" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" optimizer.lrr=1
-expect_error "layout.tp" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" layout.tp=2
+expect_error "world size (1) is not divisible by layout.tp(2)" --config configs/train/tiny-sft.yaml \
+  output_dir="$scratch/bad" layout.tp=2
 expect_error "batch.global" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" batch.global=3 batch.micro=2
 expect_error "steps" --config configs/train/tiny-sft.yaml output_dir="$scratch/bad" steps=abc
 expect_error "nope.yaml" --config "$scratch/nope.yaml"

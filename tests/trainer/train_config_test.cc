@@ -251,12 +251,19 @@ TEST(ValidateLayout, LayoutsThatDoNotFitNameKeyAndArithmetic) {
   EXPECT_THAT(validate_layout(*batch, 4),
               FailsWith("batch.global", "10 is not divisible by batch.micro(2) * dp(4) = 8"));
 
-  const absl::StatusOr<TrainConfig> tp2 = parse(kMinimal, {"layout.tp=2"});
+  const absl::StatusOr<TrainConfig> tp2 = parse(kMinimal, {"layout.tp=2", "layout.zero=2"});
   ASSERT_TRUE(tp2.ok());
-  EXPECT_THAT(validate_layout(*tp2, 2), FailsWith("layout.tp", "next issue", "TP/PP"));
+  const absl::StatusOr<TrainLayout> tp2_dp2 = validate_layout(*tp2, 4);
+  ASSERT_TRUE(tp2_dp2.ok()) << tp2_dp2.status();
+  EXPECT_EQ(tp2_dp2->dims.tp, 2);
+  EXPECT_EQ(tp2_dp2->dims.dp, 2);
+  EXPECT_THAT(validate_layout(*tp2, 3), FailsWith("layout.tp", "world size (3) is not divisible by layout.tp(2)"));
+  const absl::StatusOr<TrainConfig> tp2_lora = parse(kMinimal, {"layout.tp=2", "lora.rank=4"});
+  ASSERT_TRUE(tp2_lora.ok());
+  EXPECT_THAT(validate_layout(*tp2_lora, 2), FailsWith("lora.rank", "layout.tp 1 only"));
   const absl::StatusOr<TrainConfig> pp2 = parse(std::string(kMinimal) + "layout:\n  pp: 2\n");
   ASSERT_TRUE(pp2.ok());
-  EXPECT_THAT(validate_layout(*pp2, 2), FailsWith("run.yaml:8", "layout.pp", "next issue"));
+  EXPECT_THAT(validate_layout(*pp2, 2), FailsWith("run.yaml:8", "layout.pp", "not supported yet"));
 }
 
 }  // namespace

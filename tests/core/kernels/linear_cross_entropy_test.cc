@@ -1,6 +1,7 @@
 // The vocab-chunked lm_head + cross-entropy on the CPU against a naive full-logits double reference (V not a
 // multiple of the chunk, ignore_index rows), the gradient rule (dhidden written, dweight accumulated), and
-// finite differences on hidden and weight.
+// finite differences on hidden and weight; the vocab-parallel pieces (a shard's statistics and backward at its
+// vocab_start, the shards merged) against the same reference.
 #include "core/kernels/linear_cross_entropy.h"
 
 #include <gtest/gtest.h>
@@ -104,6 +105,53 @@ TEST(LinearCrossEntropy, GradientsMatchFiniteDifferences) {
                                           0.0, "fd_dhidden"));
   EXPECT_TRUE(testing::close_to_reference(dweight, testing::finite_difference(p.weight, weighted_loss, 1e-2f), 1e-4,
                                           0.0, "fd_dweight"));
+}
+
+TEST(LinearCrossEntropy, VocabShardsMergeToTheWholeVocabulary) {
+  const int64_t rows = 9, dim = 6, vocab = 24, shards = 3, width = vocab / shards;
+  const Problem p = make_problem(rows, dim, vocab, 3);
+  const Reference r = reference(p);
+  OwnedTensor shard_lse({rows, shards}, DType::kF32), target_logit({rows}, DType::kF32);
+  OwnedTensor dhidden({rows, dim}, DType::kF32), shard_dhidden({rows, dim}, DType::kF32);
+  OwnedTensor dweight = testing::tensor_from({vocab, dim}, std::vector<float>(vocab * dim, 0.0f));
+  std::vector<double> target_sum(rows, 0.0);
+  for (int64_t k = 0; k < shards; ++k) {
+    const CrossEntropyOptions options{kIgnore, 5, k * width};  // chunks of 5 in shards of 8: a short last chunk
+    OwnedTensor lse({rows}, DType::kF32), target({rows}, DType::kF32);
+    const Tensor weight = p.weight.view().slice(0, k * width, (k + 1) * width);
+    linear_cross_entropy_shard_forward(lse, target, p.hidden, weight, p.targets, options);
+    for (int64_t n = 0; n < rows; ++n) {
+      shard_lse.data_as<float>()[n * shards + k] = lse.data_as<float>()[n];
+      target_sum[n] += target.data_as<float>()[n];
+    }
+  }
+  for (int64_t n = 0; n < rows; ++n) target_logit.data_as<float>()[n] = static_cast<float>(target_sum[n]);
+  OwnedTensor loss({rows}, DType::kF32), lse({rows}, DType::kF32);
+  cross_entropy_merge_shards(loss, lse, shard_lse, target_logit, p.targets, {kIgnore, 5, 0});
+  EXPECT_TRUE(testing::close_to_reference(loss, r.loss, 2e-6, 0.0, "merged_loss"));
+  EXPECT_TRUE(testing::close_to_reference(lse, r.lse, 2e-6, 0.0, "merged_lse"));
+  // Each shard's backward against the whole vocabulary's lse: dhidden sums over the shards, dweight is the shard's rows.
+  std::vector<double> dhidden_sum(rows * dim, 0.0);
+  for (int64_t k = 0; k < shards; ++k) {
+    const CrossEntropyOptions options{kIgnore, 5, k * width};
+    const int64_t begin = k * width, end = (k + 1) * width;
+    linear_cross_entropy_backward(shard_dhidden, dweight.view().slice(0, begin, end), p.dloss, p.hidden,
+                                  p.weight.view().slice(0, begin, end), p.targets, lse, options);
+    for (int64_t i = 0; i < rows * dim; ++i) dhidden_sum[i] += shard_dhidden.data_as<float>()[i];
+  }
+  for (int64_t i = 0; i < rows * dim; ++i) dhidden.data_as<float>()[i] = static_cast<float>(dhidden_sum[i]);
+  EXPECT_TRUE(testing::close_to_reference(dhidden, r.dhidden, 2e-6, 0.0, "sharded_dhidden"));
+  EXPECT_TRUE(testing::close_to_reference(dweight, r.dweight, 2e-6, 0.0, "sharded_dweight"));
+
+  // One shard: the merge gives the unsharded forward bit for bit.
+  OwnedTensor one_lse({rows}, DType::kF32), one_target({rows}, DType::kF32), merged({rows}, DType::kF32);
+  OwnedTensor merged_lse({rows}, DType::kF32), whole({rows}, DType::kF32), whole_lse({rows}, DType::kF32);
+  const CrossEntropyOptions options{kIgnore, 5};
+  linear_cross_entropy_shard_forward(one_lse, one_target, p.hidden, p.weight, p.targets, options);
+  cross_entropy_merge_shards(merged, merged_lse, one_lse.view().reshape({rows, 1}), one_target, p.targets, options);
+  linear_cross_entropy_forward(whole, whole_lse, p.hidden, p.weight, p.targets, options);
+  EXPECT_EQ(testing::to_vector(merged), testing::to_vector(whole));
+  EXPECT_EQ(testing::to_vector(merged_lse), testing::to_vector(whole_lse));
 }
 
 }  // namespace

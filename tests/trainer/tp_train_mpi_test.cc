@@ -1,0 +1,116 @@
+// `plm train` (run_training) under mpirun with tensor parallelism, against one rank: ctest runs TP=2 (-n 2), TP=4
+// (-n 4) and TP=2 x DP=2 with ZeRO-2 (-n 4), e.g. `tp_train_mpi_test SCRATCH 2 2` for tp 2, ZeRO-2. Rank 0 first
+// trains the single-rank run in process, then every rank trains the TP run; rank 0 compares the per-step losses and
+// grad norms and the final-hf weights (the bounds of tp_train_test.cc). Then two data-parallel steps on the same
+// layout check that what the TP ranks hold alike (norms, biases, a replicated tower or KV head) stays bitwise the
+// same on every rank through MPI's all-reduces (checkpoints and exports take TP rank 0's copy). Any failing rank
+// exits non-zero.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "distributed/process_groups.h"
+#include "model/weights/hf_names.h"
+#include "tests/model/training_samples.h"
+#include "trainer/data_parallel_step.h"
+#include "distributed/mpi_communicator.h"
+#include "distributed/single_rank_communicator.h"
+#include "tests/trainer/pytorch_fixtures.h"
+#include "tests/trainer/run_comparison.h"
+#include "trainer/train_run.h"
+
+namespace plm::trainer {
+namespace {
+
+TrainConfig run_config(const std::filesystem::path& out, int tp, int zero) {
+  return testing::fixture_config("full_cls_tied", out,
+                                 {"steps=6", "checkpoint.every=3", "export_dtype=f32", absl::StrCat("layout.tp=", tp),
+                                  absl::StrCat("layout.zero=", zero)});
+}
+
+// Two steps of DataParallelStep on the run's layout; then every parameter this rank holds whole is compared with TP
+// rank 0's copy. Returns what differs ("" when nothing).
+std::string replicas_differ(distributed::Communicator& world, int tp, int zero) {
+  absl::StatusOr<distributed::ProcessGroups> groups =
+      distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), tp, 1);
+  PLM_CHECK(groups.ok()) << groups.status();
+  absl::StatusOr<std::unique_ptr<model::PlmModel>> m = model::PlmModel::load(
+      model::testing::model_fixtures() + "cls_tied", Device::cpu(), {.tp = groups->tp.get()}, {.for_training = true});
+  PLM_CHECK(m.ok()) << m.status();
+  const model::testing::Sample image = model::testing::load_sample("image"), text = model::testing::load_sample("text");
+  std::vector<OwnedTensor> storage;
+  const std::vector<model::TrainingBatch> batches = {model::testing::pack({&image, &text}, storage)};
+  DataParallelStep step(**m, *groups->dp, {.zero_stage = zero, .adamw = {}, .grad_clip = 0.5f},
+                        [](const std::string&) { return true; });
+  for (int k = 1; k <= 2; ++k) PLM_CHECK(step.step(batches, 1e-3f).ok());
+  std::map<std::string, Tensor> held;
+  model::PlmWeights weights = (*m)->weights();
+  weights.for_each_parameter([&](const std::string& name, Tensor& t) { held[name] = t; });
+  std::string differ;
+  int compared = 0;
+  for (const model::ExpectedTensor& e : model::expected_tensors((*m)->config())) {
+    // Whole on every TP rank? (A row-parallel bias is on TP rank 0 only; a split tensor differs by design.)
+    OwnedTensor everywhere({1}, DType::kI32);
+    everywhere.data_as<int32_t>()[0] = held.contains(e.name) && (*m)->tensor_slice(e.name).whole();
+    groups->tp->all_reduce(everywhere, distributed::ReduceOp::kMax);
+    OwnedTensor missing({1}, DType::kI32);
+    missing.data_as<int32_t>()[0] = !held.contains(e.name) || !(*m)->tensor_slice(e.name).whole();
+    groups->tp->all_reduce(missing, distributed::ReduceOp::kMax);
+    if (everywhere.data_as<int32_t>()[0] == 0 || missing.data_as<int32_t>()[0] == 1) continue;
+    const Tensor t = held.at(e.name);
+    OwnedTensor root({t.numel()}, t.dtype());
+    copy_tensor(root, t.reshape({t.numel()}));
+    groups->tp->broadcast(root, 0);
+    if (std::memcmp(root.view().data(), t.data(), t.nbytes()) != 0) differ += e.name + " ";
+    ++compared;
+  }
+  if (world.rank() == 0) std::printf("%d tensors every TP rank holds whole compared after 2 steps\n", compared);
+  return differ.empty() ? "" : "differs from TP rank 0's copy: " + differ;
+}
+
+int run(const std::filesystem::path& scratch, int tp, int zero) {
+  std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
+  const std::filesystem::path one = scratch / "one", parallel = scratch / "parallel";
+  absl::Status status;
+  if (world->rank() == 0) {
+    std::filesystem::remove_all(scratch);
+    distributed::SingleRankCommunicator single("world");
+    status = run_training(run_config(one, 1, 0), single).status();
+  }
+  // The other ranks wait without spinning a core (mpirun oversubscribes this machine's cores).
+  OwnedTensor done({1}, DType::kI32);
+  world->wait_for_broadcast(done, 0);
+  const absl::StatusOr<TrainRunResult> trained = run_training(run_config(parallel, tp, zero), *world);
+  if (!trained.ok()) status = trained.status();
+  if (!status.ok()) {
+    std::fprintf(stderr, "rank %d: FAILED: %s\n", world->rank(), status.ToString().c_str());
+    return 1;
+  }
+  bool ok = true;
+  if (world->rank() == 0) {
+    const testing::RunDifference d = testing::compare_runs(one, parallel);
+    ok = d.error.empty() && d.loss <= 1e-5 && d.grad_norm <= 1e-4 && d.weight <= 1e-5 && d.tensor_weight <= 5e-5;
+    std::printf("tp %d x dp %d, ZeRO-%d vs one rank: %s: %s\n", tp, world->size() / tp, zero,
+                testing::describe(d).c_str(), ok ? "OK" : "FAILED");
+  }
+  const std::string replicas = replicas_differ(*world, tp, zero);
+  if (!replicas.empty()) std::fprintf(stderr, "rank %d: FAILED: %s\n", world->rank(), replicas.c_str());
+  return ok && replicas.empty() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace plm::trainer
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s SCRATCH_DIR TP ZERO\n", argv[0]);
+    return 2;
+  }
+  return plm::trainer::run(argv[1], std::atoi(argv[2]), std::atoi(argv[3]));
+}
