@@ -139,7 +139,7 @@ absl::Status Engine::check_embeddings(const MediaTiles& tiles, const std::string
       return absl::InvalidArgumentError(absl::StrCat(id, ": a ", kind, " embedding is ",
                                                      e ? e->view().describe() : std::string("missing"), "; want (",
                                                      c.tokens_per_tile(), ", ", c.text.hidden_size, ") ",
-                                                     dtype_name(model_.dtype()), " on ", model_.device().to_string()));
+                                                     std::string(dtype_name(model_.dtype())), " on ", model_.device().to_string()));
     }
   }
   return absl::OkStatus();

@@ -23,7 +23,7 @@
 namespace plm::serve::disagg {
 
 struct RemoteEncoderConfig {
-  std::vector<int> encoder_ranks;                      // in the jobs / replies / data groups
+  std::vector<int> encoder_ranks = {};                 // in the jobs / replies / data groups
   int64_t max_in_flight_bytes = int64_t{256} << 20;    // embedding bytes sent for and not yet received
   int64_t rows_per_item = 0, hidden = 0;               // an item's rows: tokens_per_tile x hidden size
   DType dtype = DType::kF32;                           // the decoder model's
@@ -70,7 +70,7 @@ class RemoteEncoder final : public MediaEncoder {
     Done done;
     int encoder = -1;  // index into config_.encoder_ranks once sent
     int64_t bytes = 0;  // its embedding rows
-    std::chrono::steady_clock::time_point sent;
+    std::chrono::steady_clock::time_point sent{};
   };
 
   void dispatch_loop();

@@ -95,7 +95,8 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         Engine::start(**decoder, tiny_model().dir.tokenizer, tiny_model().dir.eos_token_ids(), config);
     ASSERT_TRUE(engine.ok()) << engine.status();
-    const GenerationParams params{.max_tokens = 12};
+    GenerationParams params;
+    params.max_tokens = 12;
     const std::vector<int32_t> expected = serve::testing::solo_tokens(local, params);
     serve::testing::Collector collector;
     ASSERT_TRUE((*engine)->submit({.id = "r", .prompt = std::move(encoded[0]), .params = params, .on_update = collector.callback()}).ok());
