@@ -226,9 +226,10 @@ void Engine::step() {
   totals_.media_items_encoded += out->num_media_encoded;
   totals_.vision_s += out->vision_s;
   totals_.forward_s += out->forward_s;
-  const bool decode_only = std::all_of(plan.chunks.begin(), plan.chunks.end(),
-                                       [](const ScheduledChunk& c) { return c.length == 1 && c.samples; });
-  if (decode_only) {
+  const auto is_decode = [](const ScheduledChunk& c) { return c.length == 1 && c.samples; };
+  const int64_t decodes = std::count_if(plan.chunks.begin(), plan.chunks.end(), is_decode);
+  totals_.decode_tokens += decodes;
+  if (decodes == static_cast<int64_t>(plan.chunks.size())) {
     totals_.decode_forward_s += out->forward_s;
     totals_.decode_step_tokens += static_cast<int64_t>(plan.chunks.size());
   }

@@ -31,6 +31,7 @@ struct EngineStats {
   // apart from prefill's (disaggregated serving sizes its pools from both).
   double decode_forward_s = 0;
   int64_t decode_step_tokens = 0;
+  int64_t decode_tokens = 0;  // one-token chunks that sample, in any step (decode_step_tokens included)
 };
 
 }  // namespace plm::serve

@@ -40,7 +40,7 @@ UnitCosts measure_costs(const EncoderPoolStats& encoders, const EngineStats& eng
   c.frame_s = ratio(encoders.encode_s[1], static_cast<double>(encoders.encoded[1]));
   c.decode_token_s = ratio(engine.decode_forward_s, static_cast<double>(engine.decode_step_tokens));
   // Mixed steps also decode: their prompt tokens carry what remains after the decodes' share.
-  const double mixed_decodes = static_cast<double>(engine.generated_tokens - engine.decode_step_tokens);
+  const double mixed_decodes = static_cast<double>(engine.decode_tokens - engine.decode_step_tokens);
   const double prefill_s = engine.forward_s - engine.decode_forward_s - mixed_decodes * c.decode_token_s;
   c.prefill_token_s = std::max(0.0, ratio(prefill_s, static_cast<double>(engine.prompt_tokens_computed)));
   return c;

@@ -38,7 +38,7 @@ TEST(MeasureCosts, SplitsTheForwardIntoPrefillAndDecode) {
   d.forward_s = 3.0;
   d.decode_forward_s = 1.0;
   d.decode_step_tokens = 100;   // 10 ms per decoded token
-  d.generated_tokens = 150;     // 50 decoded in mixed steps: 0.5 s of the other 2 s
+  d.decode_tokens = 150;        // 50 decoded in mixed steps: 0.5 s of the other 2 s
   d.prompt_tokens_computed = 300;
   const UnitCosts c = measure_costs(e, d);
   EXPECT_DOUBLE_EQ(c.tile_s, 0.1);
