@@ -86,6 +86,10 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   serve->add_option("--requests", load->requests, "Requests in all (default 64)")->check(CLI::PositiveNumber);
   serve->add_option("--image", load->image, "Image file sent with every request (as a data: URL)")->check(CLI::ExistingFile);
   serve->add_option("--video", load->video, "Video file sent with every request (as a data: URL)")->check(CLI::ExistingFile);
+  serve->add_option("--mix", load->mix,
+                    "Request kinds in turn, e.g. image,video,text (default: every request has --image and --video)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"image", "video", "text"}));
   serve->add_option("--prompt", load->prompt, "User text");
   serve->add_option("--max-tokens", load->max_tokens, "Tokens per reply at most (default 64)")->check(CLI::PositiveNumber);
   serve->add_option("--api-key", load->api_key, "Bearer key (default: $PLM_API_KEY)")->envname("PLM_API_KEY");

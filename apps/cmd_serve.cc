@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
+#include "apps/serve_disaggregated.h"
 #include "core/status_macros.h"
 #include "distributed/launch_env.h"
 #include "model/plm_model.h"
@@ -55,6 +56,8 @@ struct ServeOptions {
   int io_threads = 2;
   int media_threads = 2;
   int tp = 1;
+  bool disaggregate = false;
+  DisaggregatedOptions disagg;
 };
 
 // A private directory for data: URL payloads, removed with this object.
@@ -92,7 +95,8 @@ void print_line(const std::string& line) {
 // A replica leader's part: the engine over `model` (stepping the replica's other TP ranks through `publisher`)
 // and the HTTP server on `port`, until drained.
 absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, Device device, int port,
-                         const std::string& replica_label, serve::StepPublisher* publisher) {
+                         const std::string& replica_label, serve::StepPublisher* publisher,
+                         const FrontHooks& hooks = {}) {
   std::optional<std::filesystem::path> media_root;
   if (!o.media_root.empty()) {
     std::error_code error;
@@ -119,12 +123,13 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   serve::Metrics metrics;
   PLM_ASSIGN_OR_RETURN(const std::unique_ptr<serve::Engine> engine,
                        serve::Engine::start(model, model_dir.tokenizer, model_dir.eos_token_ids(), engine_config, &metrics));
+  const std::unique_ptr<serve::disagg::PoolMonitor> pools = hooks.watch_pools ? hooks.watch_pools(*engine, metrics) : nullptr;
   data::MediaOptions media;
   media.video_sampling = {.num_frames = o.max_video_frames, .fps = std::nullopt, .at_most = true};
   media.video_limits.max_output_frames = o.max_video_frames;
   serve::PromptPreparer preparer(
       model_dir, {.media_root = media_root, .scratch_dir = scratch.path(), .max_media_items = o.max_media_items}, media,
-      o.media_threads);
+      o.media_threads, hooks.media_encoder);
 
   serve::http::ServerConfig config;
   config.host = o.host;
@@ -143,7 +148,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   server->drain_on_signals();
   const serve::EngineStats stats = engine->stats();
   print_line(absl::StrCat("plm serve: ready on ", server->url(), " (pid ", ::getpid(), replica_label, ", model ", config.model_name, " on ", device.to_string(),
-                          o.tp > 1 ? absl::StrCat(" x tp ", o.tp) : "",
+                          o.tp > 1 ? absl::StrCat(" x tp ", o.tp) : "", hooks.description,
                           ", ", o.max_num_seqs, " sequences of up to ", engine->max_sequence_tokens(),
                           " tokens, ", o.kv_cache, " KV cache ", stats.kv.bytes >> 20, " MiB (", stats.kv.num_blocks,
                           " blocks of ", stats.kv.block_tokens, " tokens), encoder cache ",
@@ -172,6 +177,20 @@ absl::StatusOr<int> replica_port(const ServeOptions& o, const runtime::ModelPara
 // Every rank loads its replica's share of the model. Ranks beyond --tp make more replicas (mpirun -n 4 --tp 2:
 // two servers); each replica's first rank serves HTTP, its other TP ranks follow its steps.
 absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
+  if (o.disaggregate) {
+    DisaggregatedOptions d = o.disagg;
+    d.model_dir = o.model_dir;
+    d.device = o.device;
+    d.flags = flags;
+    d.encoder_cache_bytes = static_cast<int64_t>(o.encoder_cache_bytes);
+    d.max_media_items_per_step = o.max_media_items_per_step;
+    return run_serve_disaggregated(
+        d,
+        [&o](const model::PlmModel& model, Device device, serve::StepPublisher* publisher, const FrontHooks& hooks) {
+          return serve_model(o, model, device, o.port == 0 ? 0 : o.port + hooks.replica, "", publisher, hooks);
+        },
+        print_line);
+  }
   PLM_ASSIGN_OR_RETURN(const Device device,
                        runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
   PLM_ASSIGN_OR_RETURN(
@@ -241,6 +260,23 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica: launch a multiple of this with mpirun or srun; each replica's first "
                   "rank serves HTTP on --port + its index among the node's replicas")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--disaggregate", o->disaggregate,
+                "Split the job into an encoder pool (vision tower + projector) and a decoder pool (language model); "
+                "launch --encoder-ranks + --decoder-ranks ranks (serve/README.md)");
+  cmd->add_option("--encoder-ranks", o->disagg.pools.encoder_ranks, "With --disaggregate: encoder ranks (default 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--decoder-ranks", o->disagg.pools.decoder_ranks,
+                  "With --disaggregate: decoder ranks, in replicas of --decoder-tp; each replica's first rank serves "
+                  "HTTP on --port + replica (default 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--decoder-tp", o->disagg.pools.decoder_tp, "With --disaggregate: tensor-parallel ranks per decoder replica (default 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-embedding-bytes-in-flight", o->disagg.max_embedding_bytes_in_flight,
+                  "With --disaggregate: embedding bytes a front awaits from encoders before it holds requests back (default 256M)")
+      ->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--pool-stats-interval", o->disagg.pool_stats_interval_s,
+                  "With --disaggregate: seconds between pool reports (log line and suggested split; default 10)")
       ->check(CLI::PositiveNumber);
   cmd->callback([selected, o, cmd] {
     *selected = [o, flags = cmd->config_to_str(true, false)] {

@@ -14,6 +14,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "serve/http/http_client.h"
 
 namespace plm::bench {
@@ -123,22 +124,33 @@ int run_serve_bench(const ServeBenchOptions& o) {
     if (list.is_discarded() || list["data"].empty()) return fail("/v1/models lists no model");
     model = list["data"][0]["id"];
   }
-  json content = json::array();
+  std::map<std::string, json> media_parts;  // "image" / "video": the content part of --image / --video
   for (const auto& [path, kind] : {std::pair{o.image, "image"}, std::pair{o.video, "video"}}) {
     if (path.empty()) continue;
     const absl::StatusOr<std::string> media = data_url(path, kind);
     if (!media.ok()) return fail(std::string(media.status().message()));
     const std::string part = absl::StrCat(kind, "_url");
-    content.push_back({{"type", part}, {part, {{"url", *media}}}});
+    media_parts[kind] = {{"type", part}, {part, {{"url", *media}}}};
   }
-  content.push_back({{"type", "text"}, {"text", o.prompt}});
-  const std::string body = json{{"model", model},
-                                {"messages", json::array({{{"role", "user"}, {"content", content}}})},
-                                {"max_tokens", o.max_tokens},
-                                {"temperature", 0},
-                                {"stream", true},
-                                {"stream_options", {{"include_usage", true}}}}
-                               .dump();
+  // One body per entry of the mix (request i sends bodies[i % n]); without a mix, every request has all media.
+  std::vector<std::string> bodies;
+  for (const std::string& kind : o.mix.empty() ? std::vector<std::string>{"all"} : o.mix) {
+    json content = json::array();
+    for (const auto& [media_kind, part] : media_parts) {
+      if (kind == "all" || kind == media_kind) content.push_back(part);
+    }
+    if (kind != "all" && kind != "text" && !media_parts.contains(kind)) {
+      return fail(absl::StrCat("--mix names ", kind, " but no --", kind, " file was given"));
+    }
+    content.push_back({{"type", "text"}, {"text", o.prompt}});
+    bodies.push_back(json{{"model", model},
+                          {"messages", json::array({{{"role", "user"}, {"content", content}}})},
+                          {"max_tokens", o.max_tokens},
+                          {"temperature", 0},
+                          {"stream", true},
+                          {"stream_options", {{"include_usage", true}}}}
+                         .dump());
+  }
 
   std::atomic<int> next{0};
   std::mutex mutex;
@@ -148,7 +160,8 @@ int run_serve_bench(const ServeBenchOptions& o) {
   for (int w = 0; w < std::min(o.concurrency, o.requests); ++w) {
     workers.emplace_back([&] {
       std::unique_ptr<serve::http::HttpClient> client;
-      while (next.fetch_add(1) < o.requests) {
+      for (int i; (i = next.fetch_add(1)) < o.requests;) {
+        const std::string& body = bodies[static_cast<size_t>(i) % bodies.size()];
         Sample s;
         if (!client) {
           absl::StatusOr<std::unique_ptr<serve::http::HttpClient>> c =
@@ -184,9 +197,10 @@ int run_serve_bench(const ServeBenchOptions& o) {
     tokens += s.output_tokens;
   }
   const int ok = static_cast<int>(latency.size());
-  std::printf("plm bench serve: %s (model %s), %d requests at concurrency %d, max_tokens %d%s%s\n", o.url.c_str(),
-              model.c_str(), o.requests, o.concurrency, o.max_tokens, o.image.empty() ? "" : ", with an image",
-              o.video.empty() ? "" : ", with a video");
+  std::printf("plm bench serve: %s (model %s), %d requests at concurrency %d, max_tokens %d%s\n", o.url.c_str(),
+              model.c_str(), o.requests, o.concurrency, o.max_tokens,
+              o.mix.empty() ? absl::StrCat(o.image.empty() ? "" : ", with an image", o.video.empty() ? "" : ", with a video").c_str()
+                            : absl::StrCat(", mix ", absl::StrJoin(o.mix, ",")).c_str());
   std::printf("%-22s %12.3f\n%-22s %12.2f\n%-22s %12.1f\n", "wall_s", wall_s, "requests_per_s", ok / wall_s,
               "output_tokens_per_s", static_cast<double>(tokens) / wall_s);
   std::printf("%-22s %12s %12s %12s\n", "ms", "p50", "p99", "mean");

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace plm::bench {
 
@@ -14,6 +15,9 @@ struct ServeBenchOptions {
   int requests = 64;         // in all
   std::string image;         // file sent with every request as a data: URL (optional)
   std::string video;         // likewise
+  // Request i carries mix[i % n]: "image" (--image alone), "video" (--video alone) or "text" (no media);
+  // empty: every request carries --image and --video.
+  std::vector<std::string> mix;
   std::string prompt = "Describe what you see in detail.";
   int max_tokens = 64;
   std::string api_key;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,10 @@ class Communicator {
   // Matched by (peer, tag) in order.
   virtual void send(Tensor t, int peer, int tag, Stream s = {}) = 0;
   virtual void recv(Tensor t, int peer, int tag, Stream s = {}) = 0;
+  // The rank of a peer whose message with `tag` is waiting to be received (the oldest such), without
+  // receiving it or blocking; nullopt when none. For receivers that serve several peers (serve/disagg/).
+  // Host transports only: NCCL cannot look at a message before its matching recv.
+  virtual std::optional<int> probe(int tag) = 0;
   virtual void barrier() = 0;
 
   // A sub-group of the ranks that pass the same color, ordered by key (MPI_Comm_split semantics).

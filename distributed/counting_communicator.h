@@ -51,6 +51,7 @@ class CountingCommunicator final : public Communicator {
     count("recv", t);
     inner_.recv(t, peer, tag, s);
   }
+  std::optional<int> probe(int tag) override { return inner_.probe(tag); }
   void barrier() override { inner_.barrier(); }
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
     return inner_.split(color, key, name);

@@ -132,6 +132,15 @@ class LocalCommunicator final : public Communicator {
     queue.pop_front();
   }
 
+  std::optional<int> probe(int tag) override {
+    std::lock_guard<std::mutex> lock(group_->mailbox_mutex);
+    for (const auto& [route, queue] : group_->mailbox) {
+      const auto [src, dst, message_tag] = route;
+      if (dst == rank_ && message_tag == tag && !queue.empty()) return src;
+    }
+    return std::nullopt;
+  }
+
   void barrier() override {
     CommWatchdog::Scope scope(watchdog_, describe("barrier"));
     group_->barrier.arrive_and_wait();

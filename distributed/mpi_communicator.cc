@@ -169,6 +169,14 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
+  std::optional<int> probe(int tag) override {
+    int pending = 0;
+    MPI_Status status;
+    check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &pending, &status), "probe");
+    if (!pending) return std::nullopt;
+    return status.MPI_SOURCE;
+  }
+
   void barrier() override {
     CommWatchdog::Scope scope(watchdog_, describe("barrier"));
     check(MPI_Barrier(comm_), "barrier");

@@ -129,6 +129,12 @@ class NcclCommunicator final : public Communicator {
     mark_enqueued(s, "recv");
   }
 
+  std::optional<int> probe(int tag) override {
+    PLM_CHECK(false) << "probe (tag " << tag << ") on NCCL group " << name_
+                     << ": NCCL cannot look at a message before its recv; probe the MPI group that carries the headers";
+    return std::nullopt;
+  }
+
   // A one-element all-reduce, waited for on the host.
   void barrier() override {
     float* scratch = nullptr;

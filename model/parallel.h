@@ -17,12 +17,18 @@
 
 namespace plm::model {
 
+// Which parts of the model a rank holds: all of them, or one role of disaggregated serving (serve/disagg/):
+// the vision tower and projector alone (an encoder rank) or the language model alone (a decoder rank, which
+// takes the media rows from elsewhere).
+enum class ModelPart { kAll, kVision, kLanguage };
+
 struct ModelParallel {
   distributed::Communicator* tp = nullptr;
   distributed::Communicator* pp = nullptr;
   // Decoder layers per stage, first stage first; empty: stage_layers()' even split.
   std::vector<int> stage_layer_counts = {};
   bool replicate_vision = false;  // keep every vision head on every TP rank
+  ModelPart part = ModelPart::kAll;
 
   int tp_rank() const { return tp ? tp->rank() : 0; }
   int tp_size() const { return tp ? tp->size() : 1; }

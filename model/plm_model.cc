@@ -35,7 +35,10 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   model->device_ = device;
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
   const WeightLoader loader(store, model->storage_, model->slices_, device, model->dtype_, !options.for_training);
-  if (parallel.first_stage()) {
+  if (parallel.part == ModelPart::kVision && parallel.pp_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("a vision-only model has no pipeline stages (pp is ", parallel.pp_size(), ")"));
+  }
+  if (parallel.first_stage() && parallel.part != ModelPart::kLanguage) {
     const bool split_vision = !parallel.replicate_vision && vision_splits(model->config_.vision, parallel.tp_size());
     PLM_ASSIGN_OR_RETURN(VisionTower vision,
                          VisionTower::load(model->config_.vision, loader, split_vision ? parallel.tp : nullptr));
@@ -43,8 +46,10 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
     model->vision_ = std::make_unique<VisionTower>(std::move(vision));
     model->projector_ = std::make_unique<Projector>(std::move(projector));
   }
-  PLM_ASSIGN_OR_RETURN(LlamaDecoder decoder, LlamaDecoder::load(model->config_.text, loader, lm_head, parallel));
-  model->decoder_ = std::make_unique<LlamaDecoder>(std::move(decoder));
+  if (parallel.part != ModelPart::kVision) {
+    PLM_ASSIGN_OR_RETURN(LlamaDecoder decoder, LlamaDecoder::load(model->config_.text, loader, lm_head, parallel));
+    model->decoder_ = std::make_unique<LlamaDecoder>(std::move(decoder));
+  }
   return model;
 }
 
@@ -66,6 +71,7 @@ OwnedTensor PlmModel::model_input(Tensor pixels, Stream s) const {
 
 OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) const {
   if (!parallel_.first_stage()) return OwnedTensor();
+  PLM_CHECK(vision_ != nullptr) << "encode_media on a language-only model (its media rows come from encoder ranks)";
   const int64_t n = pixels.size(0);
   const OwnedTensor input = model_input(pixels, s);
   const VisionConfig& v = config_.vision;
@@ -99,7 +105,7 @@ PlmWeights PlmModel::weights() const {
   PlmWeights w;
   if (vision_) w.vision = vision_->weights();
   if (projector_) w.projector = projector_->weights();
-  w.text = decoder_->weights();
+  if (decoder_) w.text = decoder_->weights();
   return w;
 }
 
@@ -121,6 +127,7 @@ absl::StatusOr<Tensor> PlmModel::run(const std::vector<int32_t>& ids, const Toke
                                      const std::function<absl::Status(Tensor x)>& scatter,
                                      const std::vector<int64_t>& rows, KvCache& cache, OwnedTensor& buffer,
                                      Tracer* tracer, Stream s) const {
+  PLM_CHECK(decoder_ != nullptr) << "a forward on a vision-only model";
   const int64_t t = static_cast<int64_t>(ids.size()), hidden = config_.text.hidden_size;
   const int64_t vocab = config_.text.vocab_size;
   distributed::Communicator* pp = parallel_.pp_size() > 1 ? parallel_.pp : nullptr;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/check.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/lora.h"
@@ -66,7 +67,10 @@ class PlmModel {
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
   // KV caches for this rank's layers, in the model's dtype on its device.
-  KvLayout kv_layout() const { return decoder_->kv_layout(); }
+  KvLayout kv_layout() const {
+    PLM_CHECK(decoder_ != nullptr) << "a vision-only model has no KV cache";
+    return decoder_->kv_layout();
+  }
   std::unique_ptr<DenseKvCache> make_cache(int num_slots, int64_t max_len) const;
   std::unique_ptr<PagedKvCache> make_paged_cache(const PagedKvCacheConfig& config) const;
   const ModelParallel& parallel() const { return parallel_; }
@@ -77,6 +81,7 @@ class PlmModel {
   const Projector& projector() const { return *projector_; }
   const LlamaDecoder& decoder() const { return *decoder_; }
   bool has_vision() const { return vision_ != nullptr; }
+  bool has_decoder() const { return decoder_ != nullptr; }  // false on a vision-only rank (ModelPart::kVision)
 
   // Views of every parameter of this rank (copies of the views: rebind them to make gradient structs).
   PlmWeights weights() const;
@@ -94,7 +99,7 @@ class PlmModel {
   void for_each_parameter(F&& f) {
     if (vision_) vision_->weights().for_each_parameter(f);
     if (projector_) projector_->weights().for_each_parameter(f);
-    decoder_->weights().for_each_parameter(f);
+    if (decoder_) decoder_->weights().for_each_parameter(f);
   }
   // After parameter views were rebound to other memory (a trainer's flat buffer): frees every loaded weight
   // tensor that held one of `moved` (the old views' data) and that no current parameter view points into.

@@ -104,7 +104,15 @@ absl::Status Engine::check(const EngineRequest& r) const {
                                             std::tuple{c.video_token_id, &p.videos, "video"}}) {
     const int64_t placeholders = std::count(p.ids.begin(), p.ids.end(), token);
     const int64_t rows = tiles->count() * c.tokens_per_tile();
-    const int64_t pixel_rows = tiles->pixels.view().defined() ? tiles->pixels.size(0) : 0;
+    if (tiles->has_embeddings()) {
+      if (absl::Status s = check_embeddings(*tiles, r.id, kind); !s.ok()) return s;
+    } else if (tiles->count() > 0 && !model_.has_vision()) {
+      return absl::InvalidArgumentError(absl::StrCat(r.id, ": ", kind, " pixels for a language-only model (its media "
+                                                     "embeddings come from encoder ranks)"));
+    }
+    const int64_t pixel_rows = tiles->has_embeddings()                 ? tiles->count()
+                               : tiles->pixels.view().defined() ? tiles->pixels.size(0)
+                                                                : 0;
     if (placeholders != rows || pixel_rows != tiles->count()) {
       return absl::InvalidArgumentError(absl::StrCat(r.id, ": ", placeholders, " ", kind, " placeholders for ",
                                                      tiles->count(), " ", kind, " items (", pixel_rows,
@@ -114,6 +122,25 @@ absl::Status Engine::check(const EngineRequest& r) const {
   if (prompt + r.params.max_tokens > max_sequence_tokens()) {
     return absl::OutOfRangeError(absl::StrCat("this server's context is ", max_sequence_tokens(), " tokens: the prompt has ",
                                               prompt, " and max_tokens asks for ", r.params.max_tokens, " more"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::check_embeddings(const MediaTiles& tiles, const std::string& id, const char* kind) const {
+  const model::PlmConfig& c = model_.config();
+  if (static_cast<int64_t>(tiles.embeddings.size()) != tiles.count() ||
+      static_cast<int64_t>(tiles.encoded_remotely.size()) != tiles.count()) {
+    return absl::InvalidArgumentError(absl::StrCat(id, ": ", tiles.embeddings.size(), " ", kind, " embeddings for ",
+                                                   tiles.count(), " items"));
+  }
+  for (const auto& e : tiles.embeddings) {
+    if (e == nullptr || e->view().rank() != 2 || e->size(0) != c.tokens_per_tile() || e->size(1) != c.text.hidden_size ||
+        e->dtype() != model_.dtype() || e->device() != model_.device()) {
+      return absl::InvalidArgumentError(absl::StrCat(id, ": a ", kind, " embedding is ",
+                                                     e ? e->view().describe() : std::string("missing"), "; want (",
+                                                     c.tokens_per_tile(), ", ", c.text.hidden_size, ") ",
+                                                     std::string(dtype_name(model_.dtype())), " on ", model_.device().to_string()));
+    }
   }
   return absl::OkStatus();
 }
@@ -199,6 +226,13 @@ void Engine::step() {
   totals_.media_items_encoded += out->num_media_encoded;
   totals_.vision_s += out->vision_s;
   totals_.forward_s += out->forward_s;
+  const auto is_decode = [](const ScheduledChunk& c) { return c.length == 1 && c.samples; };
+  const int64_t decodes = std::count_if(plan.chunks.begin(), plan.chunks.end(), is_decode);
+  totals_.decode_tokens += decodes;
+  if (decodes == static_cast<int64_t>(plan.chunks.size())) {
+    totals_.decode_forward_s += out->forward_s;
+    totals_.decode_step_tokens += static_cast<int64_t>(plan.chunks.size());
+  }
   int64_t generated = 0;  // also the logits row of the next sampling chunk
   const Clock::time_point now = Clock::now();
   for (const ScheduledChunk& c : plan.chunks) {

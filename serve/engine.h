@@ -85,6 +85,7 @@ class Engine {
   Engine(const model::PlmModel& model, const data::Tokenizer& tokenizer, std::vector<int32_t> eos_ids,
          const EngineConfig& config, std::unique_ptr<KvSpace> kv, Metrics* metrics);
   absl::Status check(const EngineRequest& r) const;
+  absl::Status check_embeddings(const MediaTiles& tiles, const std::string& id, const char* kind) const;
   void loop();
   void add(EngineRequest&& r);
   void step();

@@ -27,6 +27,11 @@ struct EngineStats {
   double step_s = 0;
   double vision_s = 0;
   double forward_s = 0;
+  // The forward time and tokens of steps that only decoded (one token per sequence): the per-token decode cost,
+  // apart from prefill's (disaggregated serving sizes its pools from both).
+  double decode_forward_s = 0;
+  int64_t decode_step_tokens = 0;
+  int64_t decode_tokens = 0;  // one-token chunks that sample, in any step (decode_step_tokens included)
 };
 
 }  // namespace plm::serve

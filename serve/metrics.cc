@@ -147,6 +147,7 @@ std::string Metrics::render(const EngineStats& e, const ServerGauges& server) co
   tpot_.render("plm_time_per_output_token_seconds", out);
   header(out, "plm_e2e_request_latency_seconds", "histogram", "Time from arrival to the last token");
   e2e_.render("plm_e2e_request_latency_seconds", out);
+  if (render_extra_) out += render_extra_();
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -46,8 +47,11 @@ class Metrics {
   void record_generated(int64_t tokens, Clock::time_point now);
   void count_response(int http_status);
   std::string render(const EngineStats& engine, const ServerGauges& server) const;
+  // More Prometheus text that render() appends (disaggregated serving's pools). Call before serving starts.
+  void set_extra(std::function<std::string()> render_extra) { render_extra_ = std::move(render_extra); }
 
  private:
+  std::function<std::string()> render_extra_;
   mutable std::mutex mutex_;
   Histogram ttft_, tpot_, e2e_;
   int64_t prompt_tokens_ = 0, completion_tokens_ = 0;

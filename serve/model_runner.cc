@@ -52,6 +52,11 @@ std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, Encoder
           resolved.try_emplace(key, m.pinned);
           continue;
         }
+        if (m.items.has_embeddings()) {  // from an encoder rank (serve/disagg/)
+          if (!counted) (m.items.encoded_remotely[item] ? c.seq->num_media_encoded : c.seq->num_media_cached) += 1;
+          resolved.try_emplace(key, m.items.embeddings[item]);
+          continue;
+        }
         if (const auto it = resolved.find(key); it != resolved.end()) {
           if (!counted) (it->second ? c.seq->num_media_cached : c.seq->num_media_encoded) += 1;
           continue;

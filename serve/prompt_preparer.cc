@@ -35,12 +35,19 @@ PreparedPrompt prepare_text_prompt(const std::string& prompt, const data::Tokeni
 }
 
 PromptPreparer::PromptPreparer(const runtime::ModelDirectory& model, MediaPolicy policy, data::MediaOptions media,
-                               int num_threads)
-    : model_(model), policy_(std::move(policy)), media_(std::move(media)), pool_(num_threads) {}
+                               int num_threads, MediaEncoder* media_encoder)
+    : model_(model),
+      policy_(std::move(policy)),
+      media_(std::move(media)),
+      media_encoder_(media_encoder),
+      pool_(num_threads) {}
 
 void PromptPreparer::prepare_chat(std::vector<data::ChatMessage> messages, Done done) {
   pool_.post([this, messages = std::move(messages), done = std::move(done)]() mutable {
-    done(prepare_chat_prompt(std::move(messages), model_, policy_, media_));
+    absl::StatusOr<PreparedPrompt> prompt = prepare_chat_prompt(std::move(messages), model_, policy_, media_);
+    const bool has_media = prompt.ok() && prompt->images.count() + prompt->videos.count() > 0;
+    if (has_media && media_encoder_ != nullptr) return media_encoder_->encode(std::move(*prompt), std::move(done));
+    done(std::move(prompt));
   });
 }
 

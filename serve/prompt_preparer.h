@@ -30,12 +30,24 @@ absl::StatusOr<PreparedPrompt> prepare_local_chat_prompt(const std::vector<data:
                                                          const data::MediaOptions& media);
 PreparedPrompt prepare_text_prompt(const std::string& prompt, const data::Tokenizer& tokenizer);
 
+// A stage after preparation (disaggregated serving, serve/disagg/): encodes a prepared prompt's media elsewhere
+// and hands the prompt back with MediaTiles::embeddings filled, or an error (Unavailable when no encoder can take
+// it). Thread-safe; `done` may run on any thread, exactly once.
+class MediaEncoder {
+ public:
+  using Done = std::function<void(absl::StatusOr<PreparedPrompt>)>;
+  virtual ~MediaEncoder() = default;
+  virtual void encode(PreparedPrompt prompt, Done done) = 0;
+};
+
 class PromptPreparer {
  public:
   using Done = std::function<void(absl::StatusOr<PreparedPrompt>)>;
 
-  // `model` must outlive the preparer.
-  PromptPreparer(const runtime::ModelDirectory& model, MediaPolicy policy, data::MediaOptions media, int num_threads);
+  // `model` (and `media_encoder`, when given: prompts with media go through it before `done`) must outlive the
+  // preparer.
+  PromptPreparer(const runtime::ModelDirectory& model, MediaPolicy policy, data::MediaOptions media, int num_threads,
+                 MediaEncoder* media_encoder = nullptr);
 
   void prepare_chat(std::vector<data::ChatMessage> messages, Done done);
   void prepare_text(std::string prompt, Done done);
@@ -45,6 +57,7 @@ class PromptPreparer {
   const runtime::ModelDirectory& model_;
   const MediaPolicy policy_;
   const data::MediaOptions media_;
+  MediaEncoder* const media_encoder_;
   WorkerPool pool_;  // last: its threads stop before the members above go
 };
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,9 +22,14 @@ using Clock = std::chrono::steady_clock;
 
 // The tiles of every image (or the frames of every video) of one prompt, in prompt order.
 struct MediaTiles {
-  OwnedTensor pixels;          // f32 (N, 3, h, w) on the host; undefined when N = 0
+  OwnedTensor pixels;          // f32 (N, 3, h, w) on the host; undefined when N = 0 or when `embeddings` came instead
   std::vector<MediaKey> keys;  // N
+  // Disaggregated serving (serve/disagg/): each item's post-projector rows, (tokens_per_tile, H) in the model's
+  // dtype on its device, from an encoder rank; empty when the engine encodes the pixels itself.
+  std::vector<std::shared_ptr<const OwnedTensor>> embeddings;  // N or 0
+  std::vector<bool> encoded_remotely;                          // N or 0: the encoder ran its tower (else its cache hit)
   int64_t count() const { return static_cast<int64_t>(keys.size()); }
+  bool has_embeddings() const { return !embeddings.empty(); }
 };
 
 struct PreparedPrompt {

@@ -65,6 +65,7 @@ int64_t Scheduler::chunk_length(const Sequence& seq, int64_t* tokens, int* media
   std::vector<Need> needs;
   for (MediaKind kind : kMediaKinds) {
     const SequenceMedia& m = seq.media_of(kind);
+    if (m.items.has_embeddings()) continue;  // encoded on an encoder rank: no vision budget here
     const auto [first, last] = m.items_in(start, end);
     for (int64_t item = first; item < last; ++item) {
       const MediaKey& key = m.items.keys[item];

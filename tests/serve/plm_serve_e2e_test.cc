@@ -100,6 +100,10 @@ class ServeProcess {
     const std::string log = read_file(log_);
     PLM_CHECK(std::regex_search(log, m, std::regex("\\(pid ([0-9]+),"))) << log;
     ::kill(std::stoi(m[1]), SIGTERM);
+    return wait_exit(timeout_s);
+  }
+  // The exit status once the process (mpirun under a launcher) has exited; -1 if not within the timeout.
+  int wait_exit(double timeout_s) {
     for (int i = 0; i < timeout_s * 100; ++i) {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -248,6 +252,65 @@ TEST(PlmServe, TensorParallelServerRepliesAsOneRank) {
   const std::vector<std::string> two_ranks = solo_and_concurrent_replies(server, requests);
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(two_ranks[i], one_rank[i]) << "request " << i;
   EXPECT_EQ(server.terminate(), 0) << server.log();
+}
+
+// The value of the unlabelled Prometheus sample `name` in a /metrics body (-1 when absent).
+double metric_value(const std::string& body, const std::string& name) {
+  std::smatch m;
+  if (!std::regex_search(body, m, std::regex("\n" + name + " ([0-9.e+-]+)\n"))) return -1;
+  return std::stod(m[1]);
+}
+
+// `mpirun -n N plm serve --disaggregate ...`: every reply (solo and concurrent: image, video and text-only)
+// equals the co-located single-rank server's, the embeddings crossed ranks, and SIGTERM drains every rank to 0.
+void expect_disaggregated_replies_as_colocated(int num_ranks, const std::vector<std::string>& pool_flags) {
+  const std::vector<json> requests = mixed_requests();
+  std::vector<std::string> colocated;
+  {
+    ServeProcess server({});
+    colocated = solo_and_concurrent_replies(server, requests);
+  }
+  std::vector<std::string> flags = {"--disaggregate", "--pool-stats-interval", "1"};
+  flags.insert(flags.end(), pool_flags.begin(), pool_flags.end());
+  ServeProcess server(flags, {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", std::to_string(num_ranks), "-x",
+                              "OMP_NUM_THREADS=1"});
+  EXPECT_THAT(server.log(), HasSubstr("disaggregated: 2 encoder ranks"));
+  const std::vector<std::string> disaggregated = solo_and_concurrent_replies(server, requests);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(disaggregated[i], colocated[i]) << "request " << i;
+  absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_GT(metric_value(metrics->body, "plm_disagg_embedding_bytes_total"), 0) << metrics->body;
+  // The decoder ranks hold no vision tower: the engine encoded nothing itself.
+  EXPECT_EQ(metric_value(metrics->body, "plm_vision_items_encoded_total"), 0);
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_suggested_ranks{pool=\"encoder\"}"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // one pool report
+  EXPECT_THAT(server.log(), HasSubstr("suggested split"));
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+}
+
+TEST(PlmServe, DisaggregatedServerRepliesAsColocated_np3) {
+  expect_disaggregated_replies_as_colocated(3, {"--encoder-ranks", "2", "--decoder-ranks", "1"});
+}
+
+// Two encoder ranks and one decoder replica of tp 2.
+TEST(PlmServe, DisaggregatedServerRepliesAsColocated_np4) {
+  expect_disaggregated_replies_as_colocated(4, {"--encoder-ranks", "2", "--decoder-ranks", "2", "--decoder-tp", "2"});
+}
+
+// A dead encoder rank ends the whole job promptly with mpirun's message (Open MPI aborts a job whose rank dies;
+// serve/README.md says why staying up is not done): no hang, whatever was in flight.
+TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
+  ServeProcess server({"--disaggregate", "--encoder-ranks", "2", "--decoder-ranks", "1"},
+                      {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "3", "-x", "OMP_NUM_THREADS=1"});
+  std::smatch m;
+  const std::string log = server.log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("is encoder 1 of 2 \\(pid ([0-9]+)\\)"))) << log;
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", mixed_requests()[1].dump())).empty(), false);
+  ::kill(std::stoi(m[1]), SIGKILL);
+  const int status = server.wait_exit(60);
+  EXPECT_NE(status, -1) << "the job did not end within 60 s: " << server.log();
+  EXPECT_NE(status, 0);
+  EXPECT_THAT(server.log(), HasSubstr("exited on signal 9"));
 }
 
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {

@@ -1,0 +1,122 @@
+#include "apps/serve_disaggregated.h"
+
+#include <unistd.h>
+
+#include <csignal>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "distributed/consistency.h"
+#include "distributed/mpi_communicator.h"
+#include "distributed/nccl_communicator.h"
+#include "runtime/local_device.h"
+#include "serve/disagg/encoder_worker.h"
+#include "serve/disagg/remote_encoder.h"
+
+namespace plm::apps {
+
+namespace {
+
+using serve::disagg::PoolLayout;
+using serve::disagg::PoolRole;
+
+// The groups of one rank, created collectively in the same order on every rank.
+struct PoolGroups {
+  std::unique_ptr<distributed::Communicator> world, jobs, replies, tp;
+  std::unique_ptr<distributed::Communicator> data_device, tp_device;  // NCCL twins on a GPU
+  distributed::Communicator* data() const { return data_device ? data_device.get() : replies.get(); }
+};
+
+PoolGroups make_groups(std::unique_ptr<distributed::Communicator> world, const PoolLayout& layout, Device device) {
+  PoolGroups g;
+  const int rank = world->rank();
+  g.jobs = world->split(0, rank, "disagg_jobs");
+  g.replies = world->split(0, rank, "disagg_replies");
+  // Each decoder replica is a TP group; each encoder rank a group of its own.
+  const int color = layout.role(rank) == PoolRole::kDecoder ? layout.decoder_replica(rank)
+                                                            : layout.num_fronts() + layout.encoder_index(rank);
+  g.tp = world->split(color, rank, "tp");
+  if (device.is_cuda()) {
+    g.data_device = distributed::nccl_communicator(*g.replies, device.index, "disagg_data");
+    if (g.tp->size() > 1) g.tp_device = distributed::nccl_communicator(*g.tp, device.index, "tp");
+  }
+  g.world = std::move(world);
+  return g;
+}
+
+absl::Status run_encoder(const DisaggregatedOptions& o, const PoolLayout& layout, const PoolGroups& g, Device device) {
+  // An encoder ends when every front has stopped: a SIGTERM sent to every rank must not end it first.
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
+  model::ModelParallel parallel;
+  parallel.part = model::ModelPart::kVision;
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device, parallel));
+  return serve::disagg::run_encoder_worker(*model, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data()},
+                                           {.num_fronts = layout.num_fronts(),
+                                            .cache_bytes = o.encoder_cache_bytes,
+                                            .max_items_per_batch = o.max_media_items_per_step});
+}
+
+absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout, const PoolGroups& g, Device device,
+                         const ServeFront& serve_front, const std::function<void(const std::string&)>& log) {
+  model::ModelParallel parallel;
+  parallel.part = model::ModelPart::kLanguage;
+  if (g.tp->size() > 1) parallel.tp = g.tp_device ? g.tp_device.get() : g.tp.get();
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device, parallel));
+  const serve::MirrorChannel channel{g.tp->size() > 1 ? g.tp.get() : nullptr, parallel.tp};
+  const int rank = g.world->rank();
+  if (!layout.is_front(rank)) {
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+    return serve::follow_steps(*model, channel);
+  }
+  std::optional<serve::StepPublisher> publisher;
+  if (channel.control != nullptr) publisher.emplace(channel);
+  serve::disagg::RemoteEncoderConfig config{.max_in_flight_bytes = o.max_embedding_bytes_in_flight,
+                                            .rows_per_item = model->config().tokens_per_tile(),
+                                            .hidden = model->config().text.hidden_size,
+                                            .dtype = model->dtype(),
+                                            .device = device};
+  for (int e = 0; e < layout.num_encoders(); ++e) config.encoder_ranks.push_back(layout.encoder_rank(e));
+  serve::disagg::RemoteEncoder encoder(config, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data()});
+  FrontHooks hooks;
+  hooks.media_encoder = &encoder;
+  hooks.replica = layout.decoder_replica(rank);
+  hooks.description = absl::StrCat(", disaggregated: ", layout.num_encoders(), " encoder ranks, decoder replica ",
+                                   hooks.replica, " of ", layout.num_fronts(), " x tp ", layout.decoder_tp());
+  hooks.watch_pools = [&](const serve::Engine& engine, serve::Metrics& metrics) {
+    auto monitor = std::make_unique<serve::disagg::PoolMonitor>(
+        encoder, engine,
+        serve::disagg::PoolMonitorConfig{.world_size = layout.world_size(),
+                                         .decoder_tp = layout.decoder_tp(),
+                                         .interval_s = o.pool_stats_interval_s,
+                                         .log = log});
+    metrics.set_extra([m = monitor.get()] { return m->render(); });
+    return monitor;
+  };
+  const absl::Status served = serve_front(*model, device, publisher ? &*publisher : nullptr, hooks);
+  encoder.stop();  // every encoder hears this front is done
+  if (publisher) publisher->publish_stop();
+  return served;
+}
+
+}  // namespace
+
+absl::Status run_serve_disaggregated(const DisaggregatedOptions& o, const ServeFront& serve_front,
+                                     const std::function<void(const std::string&)>& log) {
+  PLM_ASSIGN_OR_RETURN(const Device device,
+                       runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
+  std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
+  PLM_RETURN_IF_ERROR(distributed::check_same_on_all_ranks(*world, "the plm serve command line", o.flags));
+  PLM_ASSIGN_OR_RETURN(const PoolLayout layout, PoolLayout::create(o.pools, world->size()));
+  const int rank = world->rank();
+  const PoolGroups groups = make_groups(std::move(world), layout, device);
+  if (layout.role(rank) == PoolRole::kEncoder) {
+    log(absl::StrCat("plm serve: rank ", rank, " is encoder ", layout.encoder_index(rank), " of ", layout.num_encoders(),
+                     " (pid ", ::getpid(), ")"));
+    return run_encoder(o, layout, groups, device);
+  }
+  return run_decoder(o, layout, groups, device, serve_front, log);
+}
+
+}  // namespace plm::apps

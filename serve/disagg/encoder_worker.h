@@ -1,0 +1,31 @@
+// The encoder rank of disaggregated serving: it holds only the vision tower and projector (ModelPart::kVision)
+// and an EncoderCache of post-projector rows per tile / frame. A receiving thread takes jobs from every front
+// into a queue; the calling thread encodes them in batches (at most max_items_per_batch items, the cache's
+// misses only, one tower call per kind, each distinct tile once) and sends each job's rows back to its front.
+// It returns when every front has said stop and the queue is empty.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "distributed/communicator.h"
+#include "model/plm_model.h"
+
+namespace plm::serve::disagg {
+
+struct EncoderChannels {
+  distributed::Communicator* jobs = nullptr;     // receiving thread: job headers, keys, pixels (host)
+  distributed::Communicator* replies = nullptr;  // calling thread: reply headers (host)
+  distributed::Communicator* data = nullptr;     // calling thread: the rows (on the model's device)
+};
+
+struct EncoderWorkerConfig {
+  int num_fronts = 1;
+  int64_t cache_bytes = int64_t{512} << 20;
+  int max_items_per_batch = 32;
+};
+
+absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChannels& channels,
+                                const EncoderWorkerConfig& config);
+
+}  // namespace plm::serve::disagg

@@ -1,0 +1,95 @@
+// RemoteEncoder: a front's way to the encoder pool (disaggregated serving). encode() queues a prepared prompt;
+// a dispatcher thread sends it to the least-loaded live encoder (fewest items: those this front has outstanding
+// there plus the queue the encoder last reported), holding it back while the embedding bytes this front awaits
+// exceed max_in_flight_bytes (backpressure); a receiving thread takes the replies from any encoder, fills the
+// prompt's MediaTiles::embeddings (freeing its pixels) and calls its `done`. Thread-safe (MediaEncoder's contract);
+// each thread drives its own group.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/container/node_hash_map.h"
+#include "serve/disagg/encoder_worker.h"
+#include "serve/disagg/wire.h"
+#include "serve/prompt_preparer.h"
+
+namespace plm::serve::disagg {
+
+struct RemoteEncoderConfig {
+  std::vector<int> encoder_ranks = {};                 // in the jobs / replies / data groups
+  int64_t max_in_flight_bytes = int64_t{256} << 20;    // embedding bytes sent for and not yet received
+  int64_t rows_per_item = 0, hidden = 0;               // an item's rows: tokens_per_tile x hidden size
+  DType dtype = DType::kF32;                           // the decoder model's
+  Device device;
+};
+
+// The front's view of the encoder pool, for /metrics and the log.
+struct EncoderPoolStats {
+  struct Encoder {
+    int rank = 0;
+    int64_t outstanding_items = 0;  // sent by this front, not yet answered
+    int64_t queued_items = 0;       // the encoder's queue (all fronts) at its last reply
+    double busy_fraction = 0;       // its tower time over its uptime, at its last reply
+  };
+  std::vector<Encoder> encoders;
+  int64_t jobs_waiting = 0;          // held back by backpressure (or not yet dispatched)
+  int64_t jobs_done = 0;
+  int64_t in_flight_bytes = 0;
+  int64_t embedding_bytes = 0;       // received
+  int64_t transfers = 0;
+  double transfer_s = 0;             // summed over transfers
+  double round_trip_s = 0;           // job sent -> rows received, summed
+  std::array<int64_t, 2> items{};    // per MediaKind, sent
+  std::array<int64_t, 2> encoded{};  // of them, the tower ran on (not the encoder's cache)
+  std::array<double, 2> encode_s{};  // tower time of those
+};
+
+class RemoteEncoder final : public MediaEncoder {
+ public:
+  RemoteEncoder(const RemoteEncoderConfig& config, const EncoderChannels& channels);
+  ~RemoteEncoder() override;  // stop()
+  RemoteEncoder(const RemoteEncoder&) = delete;
+  RemoteEncoder& operator=(const RemoteEncoder&) = delete;
+
+  void encode(PreparedPrompt prompt, Done done) override;
+  // Dispatches what is queued, waits for its replies, then tells every encoder this front is done. Idempotent.
+  void stop();
+  EncoderPoolStats stats() const;
+
+ private:
+  struct Job {
+    int64_t id = 0;
+    PreparedPrompt prompt;
+    Done done;
+    int encoder = -1;  // index into config_.encoder_ranks once sent
+    int64_t bytes = 0;  // its embedding rows
+    std::chrono::steady_clock::time_point sent{};
+  };
+
+  void dispatch_loop();
+  void receive_loop();
+  int least_loaded() const;  // mutex_ held
+  void deliver(Job job, const ReceivedReply& reply);
+
+  const RemoteEncoderConfig config_;
+  const EncoderChannels channels_;
+
+  mutable std::mutex mutex_;  // guards everything below
+  std::condition_variable wake_;
+  std::deque<Job> waiting_;
+  absl::node_hash_map<int64_t, Job> in_flight_;  // node: the dispatcher sends from its entry unlocked
+  int64_t next_id_ = 1;
+  bool stopping_ = false, dispatcher_done_ = false;
+  EncoderPoolStats stats_;
+
+  std::thread dispatcher_, receiver_;  // last: they start after everything above exists
+};
+
+}  // namespace plm::serve::disagg
