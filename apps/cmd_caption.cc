@@ -6,7 +6,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "apps/command.h"
 #include "caption/caption_run.h"
 #include "core/status_macros.h"
@@ -39,22 +41,41 @@ struct CaptionOptions {
   double max_video_seconds = 0.0;  // 0: no limit beyond the decoder's (4 h, then truncated)
   std::string save_embeddings;
   bool merge = false;
+  std::string shard;  // "S/N"
 };
+
+// The exit status of `plm caption --merge` while some item has no line yet (a shard of an array job still running),
+// so a script can tell "not yet" from a failure.
+constexpr int kMergeIncompleteExit = 3;
+
+absl::StatusOr<std::optional<caption::InputShard>> parse_shard(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const std::vector<std::string> parts = absl::StrSplit(text, '/');
+  caption::InputShard shard;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &shard.index) || !absl::SimpleAtoi(parts[1], &shard.count) ||
+      shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
+    return absl::InvalidArgumentError(absl::StrCat("--shard ", text, ": expected S/N with 0 <= S < N, e.g. 0/4"));
+  }
+  return shard;
+}
 
 absl::Status run(const CaptionOptions& o, const std::string& flags) {
   const std::optional<std::filesystem::path> embeddings =
       o.save_embeddings.empty() ? std::nullopt : std::optional<std::filesystem::path>(o.save_embeddings);
   if (o.merge) {
+    if (!o.shard.empty()) return absl::InvalidArgumentError("--merge merges every shard's parts: drop --shard");
     PLM_ASSIGN_OR_RETURN(const caption::MergeSummary s, caption::run_merge(o.inputs, o.out, embeddings));
     std::fprintf(stderr, "plm caption --merge: %s\n", caption::merge_summary_line(s, o.out, embeddings).c_str());
     return absl::OkStatus();
   }
   if (o.model_dir.empty()) return absl::InvalidArgumentError("--model is required (except with --merge)");
+  PLM_ASSIGN_OR_RETURN(const std::optional<caption::InputShard> shard, parse_shard(o.shard));
   caption::CaptionRunConfig config;
   config.model_dir = o.model_dir;
   config.inputs = o.inputs;
   config.out = o.out;
   config.embeddings_out = embeddings;
+  config.shard = shard;
   config.device = o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu;
   config.tp = o.tp;
   config.device_group = [](distributed::Communicator& group, int device) {
@@ -128,13 +149,18 @@ void add_caption_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--save-embeddings", o->save_embeddings,
                   "Also write each item's pooled vision embedding to this HDF5 file (ids in input order)");
-  cmd->add_flag("--merge", o->merge, "Only merge the parts OUT.rank-* into OUT (input order); needs --inputs and --out");
+  cmd->add_option("--shard", o->shard,
+                  "S/N: caption only every N-th item from the S-th (0-based; one task of a Slurm array) into parts "
+                  "OUT.shard-S.rank-*, without the merge");
+  cmd->add_flag("--merge", o->merge,
+                "Only merge the parts into OUT (input order); needs --inputs and --out; exits 3, writing nothing, while "
+                "some item has no line yet");
   cmd->callback([selected, o, cmd] {
     *selected = [o, flags = cmd->config_to_str(true, false)] {
       const absl::Status status = run(*o, flags);
       if (!status.ok()) {
         std::fprintf(stderr, "plm caption: %s\n", std::string(status.message()).c_str());
-        return 1;
+        return o->merge && absl::IsFailedPrecondition(status) ? kMergeIncompleteExit : 1;
       }
       return 0;
     };

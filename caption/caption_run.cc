@@ -72,7 +72,8 @@ struct Replica {
 // The todo list of this replica and, when it is not empty, the model directory's config and tokenizer.
 absl::Status plan_replica(const CaptionRunConfig& config, const std::vector<CaptionItem>& items, int replica,
                           int num_replicas, Replica& r) {
-  const std::filesystem::path own = part_path(config.out, replica);
+  const std::filesystem::path own =
+      part_path(config.out, replica, config.shard ? std::optional<int>(config.shard->index) : std::nullopt);
   PLM_ASSIGN_OR_RETURN(const auto finished, finished_ids(config.out, own));
   for (CaptionItem& item : shard_items(items, replica, num_replicas)) {
     if (finished.contains(item.id)) {
@@ -138,7 +139,8 @@ absl::Status run_caption(const CaptionRunConfig& config, std::unique_ptr<distrib
     broadcast_plan(*groups.tp, plan);
   }
   PLM_RETURN_IF_ERROR(read.status());
-  const std::vector<CaptionItem>& items = *read;
+  const std::vector<CaptionItem> items =
+      config.shard ? shard_items(*read, config.shard->index, config.shard->count) : *std::move(read);
   absl::StatusOr<Replica> set_up = set_up_replica(config, items, replica, sync.num_replicas(), *groups.tp);
   PLM_RETURN_IF_ERROR(distributed::agree_on_status(leaders, set_up.status(), "replica", Device::cpu()));
   Replica& r = *set_up;
@@ -177,6 +179,11 @@ absl::Status run_caption(const CaptionRunConfig& config, std::unique_ptr<distrib
   const double job_s = seconds_since(job_start);
   printer.finish(total, job_s);
   std::fprintf(config.log, "%s\n", summary_text(total, job_s, sync.num_replicas()).c_str());
+  if (config.shard) {
+    std::fprintf(config.log, "plm caption: shard %d/%d done; `plm caption --merge` writes %s once every shard is done\n",
+                 config.shard->index, config.shard->count, config.out.string().c_str());
+    return absl::OkStatus();
+  }
   PLM_ASSIGN_OR_RETURN(const MergeSummary merged, merge_parts(items, config.out, config.embeddings_out));
   std::fprintf(config.log, "%s (all done in %.1f s)\n", merge_summary_line(merged, config.out, config.embeddings_out).c_str(),
                seconds_since(start));

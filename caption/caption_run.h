@@ -21,11 +21,19 @@
 
 namespace plm::caption {
 
+// One of `count` disjoint parts of the input list (round robin), for jobs run separately (a Slurm array): such a
+// run writes OUT.shard-S.rank-R parts and leaves the merge to `plm caption --merge` once every shard is done.
+struct InputShard {
+  int index = 0;
+  int count = 1;
+};
+
 struct CaptionRunConfig {
   std::filesystem::path model_dir;
   std::filesystem::path inputs;
   std::filesystem::path out;
   std::optional<std::filesystem::path> embeddings_out;  // --save-embeddings
+  std::optional<InputShard> shard;                      // --shard S/N
   DeviceType device = DeviceType::kCpu;
   int tp = 1;
   // On a GPU: the device-side twin of a TP group (NCCL over it), which the model and the step mirror's media
@@ -41,6 +49,7 @@ struct CaptionRunConfig {
 absl::Status run_caption(const CaptionRunConfig& config, std::unique_ptr<distributed::Communicator> world);
 
 // `plm caption --merge`: the parts of `out` into `out` (and the embeddings), in the order of `inputs`.
+// FailedPrecondition, writing nothing, while some item has no line (a shard still running).
 absl::StatusOr<MergeSummary> run_merge(const std::filesystem::path& inputs, const std::filesystem::path& out,
                                        const std::optional<std::filesystem::path>& embeddings_out);
 

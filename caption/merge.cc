@@ -99,7 +99,7 @@ absl::StatusOr<MergeSummary> merge_parts(const std::vector<CaptionItem>& items, 
   }
   if (num_missing > 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        num_missing, " of ", items.size(), " items have no line in ", out.string(), ".rank-* (e.g. ",
+        num_missing, " of ", items.size(), " items have no line in the parts of ", out.string(), " (e.g. ",
         absl::StrJoin(missing, ", "), "); run plm caption again to finish them (finished items are skipped)"));
   }
 

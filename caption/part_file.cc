@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "core/status_macros.h"
 
 namespace plm::caption {
@@ -23,25 +25,46 @@ absl::Status io_error(const std::filesystem::path& path, const char* what) {
 
 }  // namespace
 
-std::filesystem::path part_path(const std::filesystem::path& out, int replica) {
-  return std::filesystem::path(absl::StrCat(out.string(), ".rank-", replica));
+std::filesystem::path part_path(const std::filesystem::path& out, int replica, std::optional<int> shard) {
+  return std::filesystem::path(
+      absl::StrCat(out.string(), shard ? absl::StrCat(".shard-", *shard) : std::string(), ".rank-", replica));
 }
+
+namespace {
+
+// The (shard, replica) a part's file name encodes, shard -1 for none; nullopt for other outputs' files and
+// "rank-1.tmp" (list_parts also drops "rank-01", which part_path never writes).
+std::optional<std::pair<int, int>> parse_part_name(absl::string_view name, absl::string_view out_name) {
+  if (!absl::ConsumePrefix(&name, out_name) || !absl::ConsumePrefix(&name, ".")) return std::nullopt;
+  int shard = -1, replica = 0;
+  if (absl::ConsumePrefix(&name, "shard-")) {
+    const size_t dot = name.find('.');
+    if (dot == absl::string_view::npos || !absl::SimpleAtoi(name.substr(0, dot), &shard) || shard < 0) return std::nullopt;
+    name.remove_prefix(dot + 1);
+  }
+  if (!absl::ConsumePrefix(&name, "rank-") || !absl::SimpleAtoi(name, &replica) || replica < 0) return std::nullopt;
+  return std::pair{shard, replica};
+}
+
+}  // namespace
 
 std::vector<std::filesystem::path> list_parts(const std::filesystem::path& out) {
   const std::filesystem::path folder = out.has_parent_path() ? out.parent_path() : ".";
-  const std::string prefix = out.filename().string() + ".rank-";
-  std::vector<std::pair<int, std::filesystem::path>> parts;
+  const std::string out_name = out.filename().string();
+  std::vector<std::pair<std::pair<int, int>, std::filesystem::path>> parts;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
     const std::string name = entry.path().filename().string();
-    int replica = 0;
-    if (!absl::StartsWith(name, prefix) || !absl::SimpleAtoi(name.substr(prefix.size()), &replica) || replica < 0) continue;
-    if (name != prefix + std::to_string(replica)) continue;  // "rank-01", "rank-1.tmp": not ours
-    parts.emplace_back(replica, out.has_parent_path() ? entry.path() : std::filesystem::path(name));
+    const std::optional<std::pair<int, int>> id = parse_part_name(name, out_name);
+    if (!id) continue;
+    const auto [shard, replica] = *id;
+    // "rank-01": not a name part_path writes, so not ours.
+    if (part_path(out_name, replica, shard < 0 ? std::nullopt : std::optional<int>(shard)).string() != name) continue;
+    parts.emplace_back(*id, out.has_parent_path() ? entry.path() : std::filesystem::path(name));
   }
   std::sort(parts.begin(), parts.end());
   std::vector<std::filesystem::path> paths;
-  for (auto& [replica, path] : parts) paths.push_back(std::move(path));
+  for (auto& [id, path] : parts) paths.push_back(std::move(path));
   return paths;
 }
 

@@ -1,5 +1,5 @@
 // The job's journal: each data-parallel replica appends its finished items to its own part, OUT.rank-R (R = the
-// replica index), one JSON line each (caption/caption_record.h), flushed to disk (fdatasync) after every batch of
+// replica index; OUT.shard-S.rank-R in shard S of a job split with --shard, e.g. a Slurm array), one JSON line each (caption/caption_record.h), flushed to disk (fdatasync) after every batch of
 // lines it writes together. A crash can leave only the last line torn (no '\n'): readers ignore it and the owner,
 // reopening its part, truncates it away, so restarting never duplicates or corrupts a line. A complete line that
 // is not a record is data loss (named by file and line). The parts stay after the merge: a rerun reads them and
@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,9 @@
 
 namespace plm::caption {
 
-std::filesystem::path part_path(const std::filesystem::path& out, int replica);
-// Every existing OUT.rank-N, by N.
+// OUT.rank-R, or OUT.shard-S.rank-R for a shard.
+std::filesystem::path part_path(const std::filesystem::path& out, int replica, std::optional<int> shard = std::nullopt);
+// Every existing OUT.rank-R, then every OUT.shard-S.rank-R, by (S, R).
 std::vector<std::filesystem::path> list_parts(const std::filesystem::path& out);
 
 // Where a record's line lies in its part.

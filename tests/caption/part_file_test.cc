@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "tests/core/test_temp_dir.h"
 
@@ -89,6 +92,26 @@ TEST(PartFile, FinishedIdsComeFromEveryPart) {
   const absl::StatusOr<absl::flat_hash_set<std::string>> ids = finished_ids(out, part_path(out, 2));
   ASSERT_TRUE(ids.ok()) << ids.status();
   EXPECT_EQ(*ids, (absl::flat_hash_set<std::string>{"r0", "r1", "r3"}));
+}
+
+TEST(PartFile, ShardPartsAreListedAfterTheUnshardedOnes) {
+  const auto dir = testing::fresh_temp_dir();
+  const std::filesystem::path out = dir / "out.jsonl";
+  EXPECT_EQ(part_path(out, 2, 10), dir / "out.jsonl.shard-10.rank-2");
+  for (const auto& [shard, replica] : std::vector<std::pair<std::optional<int>, int>>{{10, 0}, {2, 1}, {std::nullopt, 4}, {2, 0}}) {
+    auto writer = PartWriter::open(part_path(out, replica, shard));
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->append({record(absl::StrCat(shard.value_or(-1), "/", replica))}).ok());
+  }
+  for (const char* name : {"out.jsonl.shard-01.rank-0", "out.jsonl.shard-1", "out.jsonl.shard-x.rank-0",
+                           "out.jsonl.shard-1.rank-0.tmp-3", "other.jsonl.shard-1.rank-0"}) {
+    std::ofstream(dir / name) << "not ours\n";
+  }
+  EXPECT_EQ(list_parts(out), (std::vector<std::filesystem::path>{part_path(out, 4), part_path(out, 0, 2),
+                                                                  part_path(out, 1, 2), part_path(out, 0, 10)}));
+  const absl::StatusOr<absl::flat_hash_set<std::string>> ids = finished_ids(out, part_path(out, 0, 3));
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, (absl::flat_hash_set<std::string>{"10/0", "2/1", "-1/4", "2/0"}));
 }
 
 }  // namespace
