@@ -1,6 +1,7 @@
 #!/bin/bash
 # slurm/serve.sbatch on a real single-node Slurm (2 CPUs, the tiny model): a 2-task job announces both servers'
 # URLs, each answers a chat completion, and `scancel` stops it (SIGTERM: both servers drain and exit 0); then a
+# 2-task disaggregated job (an encoder task and a decoder task) answers an image request and exits 0 on scancel; a
 # 2-task job of one tensor-parallel replica (--tp 2: one server) stopped with `scancel --signal=TERM` while a
 # streamed reply is in flight finishes that reply, exits 0 and ends COMPLETED. Requests go over bash's /dev/tcp (no curl needed).
 # Usage: serve_sbatch_test.sh PLM SOURCE_DIR SCRATCH. Exits 77 (skipped) without root or slurm-wlm.
@@ -58,6 +59,20 @@ scancel "$pair" || fail "scancel"
 for _ in $(seq 1 100); do grep -q "servers exited" "$scratch/pair.out" && break; sleep 0.1; done
 [[ $(grep -c "plm serve: drained; exiting" "$scratch/pair.out") -eq 2 ]] || fail "not both servers drained"
 grep -q "serve.sbatch: the servers exited with status 0" "$scratch/pair.out" || fail "the servers did not exit 0"
+
+# Disaggregated: task 1 encodes, task 0 decodes and serves; an image request crosses the pools; scancel drains both.
+image=$(base64 -w0 "$src/tests/fixtures/preprocessing/inputs/grey_300x200.png")
+disagg=$(submit disagg 2 --disaggregate --encoder-ranks 1 --decoder-ranks 1) || fail "sbatch disagg"
+wait_urls disagg "$disagg" 1
+url=$(head -n 1 "$scratch/disagg.urls")
+post "$url" /v1/chat/completions "{\"model\": \"cls_tied\", \"max_tokens\": 8, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,$image\"}}, {\"type\": \"text\", \"text\": \"What is this?\"}]}]}" \
+  > "$scratch/disagg.http" || fail "no connection to $url"
+grep -q "^HTTP/1.1 200" "$scratch/disagg.http" || fail "the disaggregated server did not answer 200"
+grep -q "disaggregated: 1 encoder ranks" "$scratch/disagg.out" || fail "not a disaggregated server"
+scancel "$disagg" || fail "scancel disagg"
+[[ $(local_slurm_wait_job "$disagg" 60) == CANCELLED ]] || fail "job $disagg was not cancelled"
+for _ in $(seq 1 100); do grep -q "servers exited" "$scratch/disagg.out" && break; sleep 0.1; done
+grep -q "serve.sbatch: the servers exited with status 0" "$scratch/disagg.out" || fail "the disaggregated pools did not exit 0"
 
 # One server over two tensor-parallel tasks, stopped by SIGTERM while it streams a reply: the reply finishes and
 # the job completes.
