@@ -5,15 +5,10 @@
 # Usage: caption_sbatch_test.sh PLM SOURCE_DIR SCRATCH. Exits 77 (skipped) without root or slurm-wlm.
 set -uo pipefail
 plm=$1 src=$2 scratch=$3
-if [[ $(id -u) -ne 0 ]] || ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
-  echo "skipped: needs root, slurm-wlm and munge (scripts/install-deps.sh installs them)"
-  exit 77
-fi
-fail() { echo "FAIL: $*" >&2; for f in "$scratch"/*.out "$scratch"/*.err; do echo "== $f"; cat "$f"; done; exit 1; }
-rm -rf "$scratch" && mkdir -p "$scratch"
 # shellcheck source=tests/slurm/local_slurm.sh
 source "$(dirname "$0")/local_slurm.sh"
-trap 'local_slurm_stop "$scratch/slurm"' EXIT
+local_slurm_test_begin "$scratch"
+fail() { echo "FAIL: $*" >&2; for f in "$scratch"/*.out "$scratch"/*.err; do echo "== $f"; cat "$f"; done; exit 1; }
 export PLM_BIN=$plm OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 # 24 items: the fixture clips and pictures under distinct ids, and a video without frames (an error line).

@@ -5,6 +5,19 @@
 # two test runs on one machine do not collide.
 # shellcheck shell=bash
 
+# A test's start: exits 77 (skipped, with the reason) without root, slurm-wlm or munge; then an empty SCRATCH and
+# the daemons stopped when the test exits. Call before local_slurm_start.
+local_slurm_test_begin() {
+  local scratch=$1
+  if [[ $(id -u) -ne 0 ]] || ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
+    echo "skipped: needs root, slurm-wlm and munge (scripts/install-deps.sh installs them)"
+    exit 77
+  fi
+  rm -rf "$scratch" && mkdir -p "$scratch"
+  # shellcheck disable=SC2064  # the folder is fixed now
+  trap "local_slurm_stop '$scratch/slurm'" EXIT
+}
+
 local_slurm_start() {
   local dir=$1 cpus=${2:-2}
   mkdir -p "$dir"/{state,spool,log} /run/munge
