@@ -35,10 +35,10 @@ std::string task_name(Task task) {
   return {};
 }
 
-// slurm/serve.sbatch runs one model per task (tp = pp = 1): the fastest fitting plan it can run, if any.
+// plm serve (and slurm/serve.sbatch) runs pp = 1, a replica per --tp tasks: the fastest fitting plan it can run, if any.
 const LayoutPlan* runnable_serving(const std::vector<LayoutPlan>& plans) {
   for (const LayoutPlan& p : plans) {
-    if (p.valid.ok() && p.fits && p.layout.tp == 1 && p.layout.pp == 1) return &p;
+    if (p.valid.ok() && p.fits && p.layout.pp == 1) return &p;
   }
   return nullptr;
 }
@@ -179,7 +179,8 @@ std::string sbatch_line(const PlanRequest& request, const std::string& model_dir
   if (request.task == Task::kServe) {
     return absl::StrCat(slurm, " slurm/serve.sbatch ", model_dir, " --device ", cpu ? "cpu" : "cuda",
                         " --max-num-seqs ", request.micro_batch, " --max-model-len ", request.seq_len,
-                        " --kv-cache-bytes ", plan.kv_cache_budget / kMiB, "M");
+                        " --kv-cache-bytes ", plan.kv_cache_budget / kMiB, "M",
+                        plan.layout.tp > 1 ? absl::StrCat(" --tp ", plan.layout.tp) : "");
   }
   return absl::StrCat(slurm, " slurm/finetune.sbatch CONFIG.yaml model=", model_dir, " device=", cpu ? "cpu" : "cuda",
                       " ", absl::StrJoin(config_overrides(request, plan), " "));
@@ -217,16 +218,16 @@ std::string plan_text(const model::PlmConfig& config, const PlanRequest& r, cons
     }
     if (r.task == Task::kTrain) {
       absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, best));
-      if (best.layout.tp * best.layout.pp > 1) {
-        out += "  note: plm train runs tp = pp = 1 today (layout.tp/pp > 1 waits for TP/PP training): --tp 1 --pp 1 "
+      if (best.layout.pp > 1) {
+        out += "  note: plm train runs layout.pp = 1 today (pipeline-parallel training is not merged yet): --pp 1 "
                "plans what runs now\n";
       }
     } else if (const LayoutPlan* runnable = runnable_serving(plans); runnable == nullptr) {
-      out += "  slurm/serve.sbatch runs one model per task (tp = pp = 1), and no such layout fits: fewer "
-             "--micro-batch sequences or a shorter --seq-len (or mpirun -n N plm serve --tp N by hand)\n";
+      out += "  plm serve runs pp = 1 (a replica per --tp tasks), and no such layout fits: fewer --micro-batch "
+             "sequences or a shorter --seq-len\n";
     } else {
       if (runnable != &best) {
-        absl::StrAppendFormat(&out, "  slurm/serve.sbatch runs one model per task (tp = pp = 1): %s, %.0f tokens/s\n",
+        absl::StrAppendFormat(&out, "  plm serve runs pp = 1 (a replica per --tp tasks): %s, %.0f tokens/s\n",
                               runnable->layout.to_string(), runnable->tokens_per_s);
       }
       absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, *runnable));
