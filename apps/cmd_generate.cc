@@ -44,44 +44,18 @@ struct GenerateOptions {
   bool replicate_vision = false;
 };
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
+// The conversation: the --messages file, or one user turn built from the flags.
+absl::StatusOr<std::vector<data::ChatMessage>> conversation(const GenerateOptions& o) {
+  if (o.messages_file.empty()) {
+    std::vector<std::string> videos;
+    if (!o.video.empty()) videos.push_back(o.video);
+    return data::single_turn_conversation(o.prompt, o.images, videos, o.system);
   }
-  return out + "\"";
-}
-
-// The conversation as OpenAI-style JSON: the --messages file, or one user turn built from the flags.
-absl::StatusOr<std::string> messages_json(const GenerateOptions& o) {
-  if (!o.messages_file.empty()) {
-    std::ifstream in(o.messages_file, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat(o.messages_file, ": cannot open the messages file"));
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-  std::string parts;
-  for (const std::string& image : o.images) parts += "{\"type\":\"image\",\"url\":" + json_string(image) + "},";
-  if (!o.video.empty()) parts += "{\"type\":\"video\",\"url\":" + json_string(o.video) + "},";
-  parts += "{\"type\":\"text\",\"text\":" + json_string(o.prompt) + "}";
-  std::string messages = "[";
-  if (!o.system.empty()) messages += "{\"role\":\"system\",\"content\":" + json_string(o.system) + "},";
-  return messages + "{\"role\":\"user\",\"content\":[" + parts + "]}]";
+  std::ifstream in(o.messages_file, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(o.messages_file, ": cannot open the messages file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return data::parse_chat_messages(text.str());
 }
 
 // This rank's part of the tp x pp layout, with generate's layout options.
@@ -109,14 +83,9 @@ absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   const data::Tokenizer& tokenizer = model_dir.tokenizer;
   const data::ProcessorConfig& processor = model_dir.processor;
   const model::PlmConfig& config = model->config();
-  PLM_ASSIGN_OR_RETURN(const std::string json, messages_json(o));
-  PLM_ASSIGN_OR_RETURN(std::vector<data::ChatMessage> messages, data::parse_chat_messages(json));
+  PLM_ASSIGN_OR_RETURN(const std::vector<data::ChatMessage> messages, conversation(o));
   data::MediaOptions media;
-  if (o.fps > 0) {
-    media.video_sampling = {.num_frames = std::nullopt, .fps = o.fps};
-  } else if (o.num_frames > 0) {
-    media.video_sampling = {.num_frames = o.num_frames};  // exactly this many, as HF: more than the video has is an error
-  }
+  media.video_sampling = data::video_sampling_from_flags(o.num_frames, o.fps);
   PLM_ASSIGN_OR_RETURN(data::PromptInputs inputs,
                        data::build_prompt(messages, /*add_generation_prompt=*/true, tokenizer, processor,
                                           config.tokens_per_tile(), media));

@@ -5,7 +5,8 @@
 # f32 and bf16) and prints the plm / HF ratios. Usage, from the repository root:
 #   bench/compare_serve.sh BUILD_DIR MODEL_DIR [--concurrency C] [--requests R] [--max-tokens N] [--prompt TEXT]
 #       [--image F] [-- plm serve options, e.g. --max-num-seqs 64 --kv-cache-bytes 1G]
-# The reference Python is $PLM_REF_PYTHON (default .venv-ref/bin/python, tools/reference/README.md).
+# The reference Python is $PLM_REF_PYTHON (default .venv-ref/bin/python, tools/reference/README.md). Threads: set
+# OMP_NUM_THREADS for both sides (plm's OpenMP and torch's intra-op pool read it).
 set -eu
 build_dir=$1 model_dir=$2
 shift 2
@@ -37,6 +38,7 @@ done
 [ -n "$url" ] || { echo "plm serve did not get ready"; cat "$scratch/serve.log"; exit 1; }
 eval "set -- $load_args"
 "$build_dir/apps/plm" bench serve --url "$url" "$@" | tee "$scratch/plm.txt"
+grep -q '^{' "$scratch/plm.txt" || { echo "plm bench serve failed"; exit 1; }
 curl -s "$url/metrics" | grep -E '^plm_engine_(steps_total|step_seconds_total)' || true
 kill -TERM "$server_pid"
 wait "$server_pid" || true

@@ -133,6 +133,17 @@ std::string python_strip(const std::string& text) {
   return text.substr(begin, end - begin);
 }
 
+std::vector<ChatMessage> single_turn_conversation(const std::string& prompt, const std::vector<std::string>& images,
+                                                  const std::vector<std::string>& videos, const std::string& system) {
+  std::vector<ChatMessage> messages;
+  if (!system.empty()) messages.push_back({.role = "system", .parts = {{ContentPart::Type::kText, system, ""}}});
+  ChatMessage& user = messages.emplace_back(ChatMessage{.role = "user", .parts = {}});
+  for (const std::string& url : images) user.parts.push_back({ContentPart::Type::kImage, "", url});
+  for (const std::string& url : videos) user.parts.push_back({ContentPart::Type::kVideo, "", url});
+  user.parts.push_back({ContentPart::Type::kText, prompt, ""});
+  return messages;
+}
+
 std::vector<PromptSegment> render_chat_segments(const std::vector<ChatMessage>& messages,
                                                 bool add_generation_prompt) {
   using Kind = PromptSegment::Kind;

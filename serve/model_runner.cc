@@ -23,9 +23,16 @@ struct ToEncode {
   Tensor pixels;  // (3, h, w) row of its sequence's media
 };
 
-// Looks up every item the chunks touch, counting each sequence's new items as cached or encoded; returns the
-// items that must be encoded, per kind.
-std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, EncoderCache& cache, Resolved& resolved) {
+// An item counted for the first time by a sequence that pools its media embeddings.
+struct ToPool {
+  Sequence* seq;
+  MediaKey key;
+};
+
+// Looks up every item the chunks touch, counting each sequence's new items as cached or encoded (and listing
+// them in `to_pool` for a sequence that pools); returns the items that must be encoded, per kind.
+std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, EncoderCache& cache, Resolved& resolved,
+                                                   std::vector<ToPool>& to_pool) {
   std::array<std::vector<ToEncode>, 2> to_encode;
   for (const ScheduledChunk& c : plan.chunks) {
     for (MediaKind kind : kMediaKinds) {
@@ -40,6 +47,7 @@ std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, Encoder
       for (int64_t item = first; item < last; ++item) {
         const MediaKey& key = m.items.keys[item];
         const bool counted = item < m.num_counted;
+        if (!counted && c.seq->pooled_media) to_pool.push_back({c.seq, key});
         if (item == m.pinned_item) {
           resolved.try_emplace(key, m.pinned);
           continue;
@@ -97,7 +105,8 @@ absl::StatusOr<StepResult> ModelRunner::run(const StepPlan& plan) {
   StepResult out;
   const Clock::time_point vision_start = Clock::now();
   Resolved resolved;
-  const std::array<std::vector<ToEncode>, 2> to_encode = resolve_items(plan, encoder_cache_, resolved);
+  std::vector<ToPool> to_pool;
+  const std::array<std::vector<ToEncode>, 2> to_encode = resolve_items(plan, encoder_cache_, resolved, to_pool);
   const std::array<OwnedTensor, 2> pixels = {stack_pixels(to_encode[0]), stack_pixels(to_encode[1])};
   if (publisher_ && (pixels[0].view().defined() || pixels[1].view().defined())) {
     publisher_->publish_encode({pixels[0].view(), pixels[1].view()});
@@ -106,6 +115,7 @@ absl::StatusOr<StepResult> ModelRunner::run(const StepPlan& plan) {
     encode_items(model_, to_encode[kind], pixels[kind], encoder_cache_, resolved);
     out.num_media_encoded += static_cast<int>(to_encode[kind].size());
   }
+  for (const ToPool& p : to_pool) p.seq->pooled_media->add(resolved.at(p.key)->view());
 
   // One chunk per scheduled chunk, with the rows of its placeholders as segments of the resolved items.
   model::StepBatch batch;
