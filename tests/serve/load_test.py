@@ -245,8 +245,8 @@ def request_bytes(kind, rng, index):
         return chat({"max_tokens": max_tokens})
     if kind == "unknown_model":
         return chat(dict(user(text), model="no-such-model"))
-    if kind == "media_dotdot":
-        return chat(image("../secret.png"))
+    if kind == "media_dotdot":  # a file that is there, or one that is not: the same 403
+        return chat(image("../secret.png" if index % 2 else "../no-such-file.png"))
     if kind == "media_symlink":
         return chat(image("link_out.png"))
     if kind == "broken_image":
