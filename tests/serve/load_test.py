@@ -404,7 +404,11 @@ def main():
         plan.append((kind, payload))
 
     failures = []
-    scratch = tempfile.mkdtemp(prefix="plm_load_")
+    # Under ctest, in the build's test_tmp/ like every test's scratch files; kept when a check fails (the server log).
+    parent = os.environ.get("TEST_TMPDIR")
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="plm_load_", dir=parent)
     server = Server(args, scratch)
     try:
         before = asyncio.run(get(server.port, "/metrics"))[1]
