@@ -64,9 +64,21 @@ int interrupt_when_expired(void* deadline) { return static_cast<const Deadline*>
 // torchcodec's get_pts_or_dts.
 int64_t pts_or_dts(int64_t pts, int64_t dts) { return pts == AV_NOPTS_VALUE ? dts : pts; }
 
+// FFmpeg's AVFormatContext::io_open for a video that is one file: the first open (the file itself) goes through,
+// every later one is refused. Playlists (HLS, DASH), concat scripts and image sequences name other files or URLs;
+// following them let a video read what its caller never chose (an HLS playlist sent as a data: URL read a video
+// outside plm serve's media root). `s->opaque` is the Demuxer's flag.
+int open_only_the_file(AVFormatContext* s, AVIOContext** pb, const char* url, int flags, AVDictionary** options) {
+  bool* const opened = static_cast<bool*>(s->opaque);
+  if (*opened) return AVERROR(EPERM);
+  *opened = true;
+  return avio_open2(pb, url, flags, &s->interrupt_callback, options);
+}
+
 // One open file with its best video stream chosen.
 struct Demuxer {
   std::string name;
+  bool opened = false;  // open_only_the_file's state
   const Deadline* deadline = nullptr;
   std::unique_ptr<AVFormatContext, FormatCloser> format;
   int stream_index = -1;
@@ -99,7 +111,11 @@ absl::StatusOr<std::unique_ptr<Demuxer>> open_demuxer(const std::filesystem::pat
   AVFormatContext* format = avformat_alloc_context();
   if (format == nullptr) return absl::ResourceExhaustedError(absl::StrCat(demuxer->name, ": out of memory"));
   format->interrupt_callback = {interrupt_when_expired, const_cast<Deadline*>(&deadline)};
-  if (const int code = avformat_open_input(&format, path.c_str(), nullptr, nullptr); code < 0) {
+  format->opaque = &demuxer->opened;
+  format->io_open = open_only_the_file;
+  // "file:" so that a local name such as "http:x.mp4" is never taken for a URL.
+  const std::string url = "file:" + path.string();
+  if (const int code = avformat_open_input(&format, url.c_str(), nullptr, nullptr); code < 0) {
     return demuxer->error(absl::StatusCode::kInvalidArgument, "cannot open as a video",
                           code);  // avformat_open_input freed `format`
   }

@@ -128,6 +128,9 @@ def seeds():
         yield "video", f"mp4_4f_{chr(mode)}", bytes([mode]) + video
     yield "video", "zero_frames_avi", b"0" + (PREPROCESSING / "zero_frames.avi").read_bytes()
     yield "video", "vp9_webm", b"1" + (PREPROCESSING / "vp9_96x64.webm").read_bytes()
+    # Formats that name other files: the reader must open none of them (data/video.cc, open_only_the_file).
+    yield "video", "hls_playlist", b"0#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nsegment.ts\n#EXT-X-ENDLIST\n"
+    yield "video", "ffconcat", b"2ffconcat version 1.0\nfile segment.mkv\nfile ../outside.mkv\n"
 
     for path in ("configs/train/tiny-sft.yaml", "configs/train/plm-1b-sft.yaml",
                  "tests/fixtures/training/runs/lora_cls_tied/config.yaml",

@@ -56,24 +56,32 @@ absl::StatusOr<const EvaArchitecture*> find_architecture(const JsonFields& field
                                                    absl::StrJoin(supported, ", "), ")"));
 }
 
-// An int field that must fit an int and be > 0.
-absl::StatusOr<int> positive_int(const JsonFields& fields, const std::string& key, int64_t value) {
-  if (value <= 0 || value > INT32_MAX) {
-    return fields.error(key, absl::StrCat("must be a positive integer, got ", value));
+// Bounds no real model comes near (PLM-8B: width 4096, 36 layers, 1024 patches a tile) that keep every size
+// product, the parameter counts and the buffers sized from them, inside int64 arithmetic: a config that passes
+// cannot overflow what is computed from it.
+constexpr int64_t kMaxWidth = int64_t{1} << 20;           // any width, count of heads or vocabulary size
+constexpr int64_t kMaxLayers = int64_t{1} << 16;          // depth, num_hidden_layers
+constexpr int64_t kMaxPatchesPerTile = int64_t{1} << 20;  // (img_size / patch_size)^2
+
+// An int field in [1, max].
+absl::StatusOr<int> positive_int(const JsonFields& fields, const std::string& key, int64_t value,
+                                 int64_t max = kMaxWidth) {
+  if (value <= 0 || value > max) {
+    return fields.error(key, absl::StrCat("must be a positive integer up to ", max, ", got ", value));
   }
   return static_cast<int>(value);
 }
 
-absl::StatusOr<int> optional_positive_int(const JsonFields& fields, const std::string& key,
-                                          int default_value) {
+absl::StatusOr<int> optional_positive_int(const JsonFields& fields, const std::string& key, int default_value,
+                                          int64_t max = kMaxWidth) {
   PLM_ASSIGN_OR_RETURN(const std::optional<int64_t> value, fields.optional_int(key));
   if (!value) return default_value;
-  return positive_int(fields, key, *value);
+  return positive_int(fields, key, *value, max);
 }
 
-absl::StatusOr<int> required_positive_int(const JsonFields& fields, const std::string& key) {
+absl::StatusOr<int> required_positive_int(const JsonFields& fields, const std::string& key, int64_t max = kMaxWidth) {
   PLM_ASSIGN_OR_RETURN(const int64_t value, fields.required_int(key));
-  return positive_int(fields, key, value);
+  return positive_int(fields, key, value, max);
 }
 
 // timm's to_2tuple: an int n means (n, n).
@@ -113,14 +121,14 @@ absl::StatusOr<VisionConfig> parse_vision_config(const JsonFields& vision_fields
   VisionConfig v;
   v.architecture = arch->name;
   PLM_ASSIGN_OR_RETURN(v.embed_dim, required_positive_int(args, "embed_dim"));
-  PLM_ASSIGN_OR_RETURN(v.depth, optional_positive_int(args, "depth", arch->depth));
+  PLM_ASSIGN_OR_RETURN(v.depth, optional_positive_int(args, "depth", arch->depth, kMaxLayers));
   PLM_ASSIGN_OR_RETURN(v.num_heads, optional_positive_int(args, "num_heads", arch->num_heads));
   PLM_ASSIGN_OR_RETURN(v.patch_size, optional_positive_int(args, "patch_size", arch->patch_size));
 
   PLM_ASSIGN_OR_RETURN(const std::optional<double> mlp_ratio, args.optional_double("mlp_ratio"));
   // timm: hidden_features = int(dim * mlp_ratio), double arithmetic truncated toward zero.
   const double mlp_hidden = static_cast<double>(v.embed_dim) * mlp_ratio.value_or(arch->mlp_ratio);
-  if (!(mlp_hidden >= 1.0 && mlp_hidden <= INT32_MAX)) {
+  if (!(mlp_hidden >= 1.0 && mlp_hidden <= kMaxWidth)) {
     return args.error("mlp_ratio", absl::StrCat("gives an MLP width of ", mlp_hidden, " for embed_dim ",
                                                 v.embed_dim));
   }
@@ -173,6 +181,11 @@ absl::Status validate_vision(const VisionConfig& v, const JsonFields& args) {
     return args.error("img_size", absl::StrCat("(", v.img_size, ") is not divisible by patch_size (",
                                                v.patch_size, "): ", v.img_size, " % ", v.patch_size, " = ",
                                                v.img_size % v.patch_size));
+  }
+  const int64_t grid = v.img_size / v.patch_size;
+  if (grid * grid > kMaxPatchesPerTile) {
+    return args.error("img_size", absl::StrCat("/ patch_size = ", grid, " gives ", grid * grid,
+                                               " patches a tile, more than ", kMaxPatchesPerTile));
   }
   return absl::OkStatus();
 }
@@ -245,7 +258,7 @@ absl::StatusOr<TextConfig> parse_text_config(const JsonFields& t) {
 
   TextConfig text;
   PLM_ASSIGN_OR_RETURN(text.hidden_size, required_positive_int(t, "hidden_size"));
-  PLM_ASSIGN_OR_RETURN(text.num_layers, required_positive_int(t, "num_hidden_layers"));
+  PLM_ASSIGN_OR_RETURN(text.num_layers, required_positive_int(t, "num_hidden_layers", kMaxLayers));
   PLM_ASSIGN_OR_RETURN(text.num_heads, required_positive_int(t, "num_attention_heads"));
   PLM_ASSIGN_OR_RETURN(text.intermediate_size, required_positive_int(t, "intermediate_size"));
   PLM_ASSIGN_OR_RETURN(text.vocab_size, required_positive_int(t, "vocab_size"));
@@ -267,6 +280,11 @@ absl::StatusOr<TextConfig> parse_text_config(const JsonFields& t) {
   }
   if (text.head_dim % 2 != 0) {
     return t.error("head_dim", absl::StrCat("(", text.head_dim, ") must be even: RoPE rotates pairs"));
+  }
+  if (int64_t{text.num_heads} * text.head_dim > kMaxWidth) {
+    return t.error("num_attention_heads", absl::StrCat("(", text.num_heads, ") x head_dim (", text.head_dim, ") = ",
+                                                       int64_t{text.num_heads} * text.head_dim,
+                                                       " is wider than ", kMaxWidth));
   }
 
   PLM_ASSIGN_OR_RETURN(const std::optional<double> eps, t.optional_double("rms_norm_eps"));

@@ -116,14 +116,14 @@ absl::StatusOr<std::filesystem::path> confined_media_file(std::string_view refer
   if (error) return absl::FailedPreconditionError(absl::StrCat("the media root is not readable: ", error.message()));
   std::filesystem::path path(path_text);
   if (path.is_relative()) path = canonical_root / path;
-  const std::filesystem::path file = std::filesystem::canonical(path, error);
-  if (error) {
-    // Absent files inside and outside the root look alike, so the error says nothing about the outside.
-    return absl::NotFoundError(absl::StrCat(sv(reference), ": no such media file under the media root"));
-  }
-  if (!is_inside(file, canonical_root)) {
-    return absl::PermissionDeniedError(absl::StrCat(sv(reference), ": outside the media root"));
-  }
+  const auto outside = [&] { return absl::PermissionDeniedError(absl::StrCat(sv(reference), ": outside the media root")); };
+  // Where the path leads as far as it exists (its symlinks and `..` resolved), before asking whether the file does:
+  // a path outside the root is refused alike whether or not something is there, so refusals reveal nothing outside.
+  const std::filesystem::path reached = std::filesystem::weakly_canonical(path, error);
+  if (error || !is_inside(reached, canonical_root)) return outside();
+  const std::filesystem::path file = std::filesystem::canonical(reached, error);
+  if (error) return absl::NotFoundError(absl::StrCat(sv(reference), ": no such media file under the media root"));
+  if (!is_inside(file, canonical_root)) return outside();
   if (!std::filesystem::is_regular_file(file, error)) {
     return absl::InvalidArgumentError(absl::StrCat(sv(reference), ": not a regular file"));
   }

@@ -32,7 +32,8 @@ struct DataUrl {
 absl::StatusOr<DataUrl> parse_data_url(std::string_view url);
 
 // The canonical file `reference` (a path or file:// URL; relative paths are relative to `root`) names, when it
-// is a regular file inside the canonical `root`. PermissionDenied when it resolves outside; NotFound when absent.
+// is a regular file inside the canonical `root`. PermissionDenied when it resolves outside, whether or not a file is
+// there (a refusal tells nothing about the outside); NotFound when absent inside.
 absl::StatusOr<std::filesystem::path> confined_media_file(std::string_view reference, const std::filesystem::path& root);
 
 class LocalMedia {

@@ -224,6 +224,14 @@ absl::StatusOr<fs::path> commit_checkpoint(const fs::path& output_dir, int64_t s
   return final_dir;
 }
 
+absl::Status discard_staging(const fs::path& output_dir, int64_t step, int64_t writer_pid) {
+  const fs::path staging = staging_dir(output_dir, step, writer_pid);
+  std::error_code error;
+  fs::remove_all(staging, error);
+  if (error) return absl::InternalError(absl::StrCat(staging.string(), ": cannot remove: ", error.message()));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CheckpointMarker> read_checkpoint_marker(const fs::path& dir) {
   nlohmann::json storage;
   PLM_ASSIGN_OR_RETURN(const model::JsonFields json, load_json_object(dir / kCompleteMarker, storage));

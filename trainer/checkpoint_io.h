@@ -84,6 +84,10 @@ class CheckpointWriter {
 absl::StatusOr<std::filesystem::path> commit_checkpoint(const std::filesystem::path& output_dir, int64_t step,
                                                         int64_t writer_pid, const CheckpointLayout& layout);
 
+// Rank 0, after the barrier of a save that failed (a full disk, an I/O error on any rank): removes the staging
+// directory with whatever was written, so a failed save takes no space. Earlier checkpoints are not touched.
+absl::Status discard_staging(const std::filesystem::path& output_dir, int64_t step, int64_t writer_pid);
+
 struct CheckpointMarker {
   int64_t step = 0;
   CheckpointLayout layout;

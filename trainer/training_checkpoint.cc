@@ -172,25 +172,37 @@ absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesy
   // Collective over the first DP replica's TP group, before anything that can fail on one rank only.
   std::vector<model::WholeParameter> params;
   if (step.dp().rank() == 0) params = model::gather_whole_parameters(step.model(), step.params().views());
-  absl::Status local = [&]() -> absl::Status {
-    PLM_ASSIGN_OR_RETURN(CheckpointWriter writer,
-                         CheckpointWriter::begin(output_dir, state.step, world.rank(), writer_pid));
-    return write_rank_files(writer, state, step, world.rank(), params, options.run_info);
+  absl::Status saved = [&]() -> absl::Status {
+    absl::Status local = [&]() -> absl::Status {
+      PLM_ASSIGN_OR_RETURN(CheckpointWriter writer,
+                           CheckpointWriter::begin(output_dir, state.step, world.rank(), writer_pid));
+      return write_rank_files(writer, state, step, world.rank(), params, options.run_info);
+    }();
+    PLM_RETURN_IF_ERROR(distributed::agree_on_status(world, local, "rank", Device::cpu()));
+    const absl::Status committed =
+        world.rank() == 0 ? commit_checkpoint(output_dir, state.step, writer_pid, options.layout).status()
+                          : absl::OkStatus();
+    return distributed::agree_on_status(world, committed, "rank", Device::cpu());
   }();
-  PLM_RETURN_IF_ERROR(distributed::agree_on_status(world, local, "rank", Device::cpu()));
-  absl::StatusOr<std::filesystem::path> committed = std::filesystem::path();
+  if (!saved.ok()) {
+    // Every rank is past its writes: the partial files go, so that a full disk is not left fuller.
+    const absl::Status discarded =
+        world.rank() == 0 ? discard_staging(output_dir, state.step, writer_pid) : absl::OkStatus();
+    return absl::Status(saved.code(),
+                        absl::StrCat("checkpoint of step ", state.step, " not saved (",
+                                     discarded.ok() ? "its partial files are removed, "
+                                                    : absl::StrCat(discarded.message(), "; "),
+                                     "the earlier checkpoints are untouched): ", saved.message()));
+  }
+  absl::Status pruned = absl::OkStatus();
   if (world.rank() == 0) {
-    committed = commit_checkpoint(output_dir, state.step, writer_pid, options.layout);
-    if (committed.ok()) {
-      absl::StatusOr<std::vector<std::filesystem::path>> pruned = prune_checkpoints(output_dir, options.keep);
-      if (!pruned.ok()) {
-        committed = pruned.status();
-      } else if (log != nullptr) {
-        for (const std::filesystem::path& p : *pruned) *log << "removed old checkpoint " << p.string() << "\n";
-      }
+    absl::StatusOr<std::vector<std::filesystem::path>> removed = prune_checkpoints(output_dir, options.keep);
+    pruned = removed.status();
+    if (removed.ok() && log != nullptr) {
+      for (const std::filesystem::path& p : *removed) *log << "removed old checkpoint " << p.string() << "\n";
     }
   }
-  PLM_RETURN_IF_ERROR(distributed::agree_on_status(world, committed.status(), "rank", Device::cpu()));
+  PLM_RETURN_IF_ERROR(distributed::agree_on_status(world, pruned, "rank", Device::cpu()));
   return checkpoints_dir(output_dir) / step_dir_name(state.step);
 }
 

@@ -48,7 +48,8 @@ struct CheckpointSaveOptions {
 
 // Collective over `world` (the run's ranks; step's DP group and its model's TP group are groups of it). Writes
 // state.step's checkpoint, commits it on rank 0 and prunes old ones; returns its directory. `log` (rank 0's, may be
-// null) gets a line per pruned directory.
+// null) gets a line per pruned directory. A save that fails on any rank (a full disk) fails on all, after rank 0
+// removed its partial files; earlier checkpoints stay as they were.
 absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesystem::path& output_dir,
                                                                const TrainState& state, DataParallelStep& step,
                                                                distributed::Communicator& world,

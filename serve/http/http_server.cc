@@ -558,9 +558,14 @@ class Session : public std::enable_shared_from_this<Session> {
     return std::chrono::milliseconds(static_cast<int64_t>(server_.config.read_timeout_s * 1000));
   }
 
+  // Bytes read but not yet parsed: a header (Beast's 8 KiB header limit), a chunk header or trailer, the body
+  // bytes of one read. Beast 1.74 bounds neither a chunk header nor a trailer, so without this limit a client could
+  // make the buffer grow for as long as the read timeout lets it send.
+  static constexpr size_t kMaxUnparsedBytes = size_t{1} << 20;
+
   beast::tcp_stream stream_;
   HttpServer::Impl& server_;
-  beast::flat_buffer buffer_;
+  beast::flat_buffer buffer_{kMaxUnparsedBytes};
   std::optional<Parser> parser_;
   std::shared_ptr<Exchange> ex_;      // the current request
   std::deque<std::string> queue_;     // bytes waiting to be written, front first

@@ -342,6 +342,18 @@ TEST_F(MadeVideoTest, PacketsThatDecodeToNothing) {
   expect_refused(rejected, absl::StatusCode::kDataLoss, "cannot decode a packet", {});
 }
 
+TEST_F(MadeVideoTest, PlaylistsMayNotOpenOtherFiles) {
+  // An HLS playlist (FFmpeg recognises it by content, whatever the name) naming an MPEG-TS video elsewhere on this
+  // machine: it decoded to that video's 30 frames, so a data: URL holding it made plm serve read a file outside its
+  // media root. Only the file itself is opened now, and the playlist has nothing to play.
+  const auto elsewhere = write("elsewhere.ts", {.container = "mpegts", .codec = "mpeg2video", .segments = {{30, 64, 48}}});
+  const std::filesystem::path playlist = dir_ / "upload.mp4";
+  write_test_file(playlist, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n" + elsewhere.string() +
+                                "\n#EXT-X-ENDLIST\n");
+  const absl::StatusOr<DecodedVideo> video = decode_video_file(playlist, {});
+  EXPECT_FALSE(video.ok()) << video->frames.size() << " frames read through the playlist";
+}
+
 TEST_F(MadeVideoTest, NoVideoStream) {
   write_test_audio(dir_ / "tone.wav");
   expect_refused(dir_ / "tone.wav", absl::StatusCode::kInvalidArgument, "no video stream");

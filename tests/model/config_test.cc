@@ -296,6 +296,22 @@ TEST(PlmConfigErrors, IntegersBeyondInt64AreRefusedNotWrapped) {
   EXPECT_THAT(parse(j), FailsWith("text_config.eos_token_id must be an integer or a list of integers"));
 }
 
+TEST(PlmConfigErrors, SizesAreBoundedSoCountsCannotOverflow) {
+  // Each of these overflowed int64 (or int) arithmetic in count_parameters or VisionConfig::num_patches.
+  nlohmann::json j = config_json("plm-1b");
+  j["text_config"]["intermediate_size"] = 2147483647;
+  EXPECT_THAT(parse(j), FailsWith("text_config.intermediate_size must be a positive integer up to 1048576, got 2147483647"));
+  j = config_json("plm-1b");
+  j["text_config"]["num_hidden_layers"] = 100000;
+  EXPECT_THAT(parse(j), FailsWith("num_hidden_layers must be a positive integer up to 65536"));
+  j = config_json("plm-1b");
+  j["text_config"]["head_dim"] = 1 << 18;
+  EXPECT_THAT(parse(j), FailsWith("num_attention_heads (32) x head_dim (262144) = 8388608 is wider than 1048576"));
+  j = config_json("plm-1b");
+  j["vision_config"]["model_args"]["mlp_ratio"] = 4096.0;
+  EXPECT_THAT(parse(j), FailsWith("model_args.mlp_ratio gives an MLP width of 4.1943e+06 for embed_dim 1024"));
+}
+
 TEST(PlmConfigErrors, MissingRequiredField) {
   nlohmann::json j = config_json("plm-1b");
   j["text_config"].erase("hidden_size");
@@ -358,7 +374,7 @@ TEST(PlmConfigErrors, UnsupportedValues) {
 
   j = config_json("plm-1b");
   j["text_config"]["num_hidden_layers"] = 0;
-  EXPECT_THAT(parse(j), FailsWith("text_config.num_hidden_layers must be a positive integer, got 0"));
+  EXPECT_THAT(parse(j), FailsWith("text_config.num_hidden_layers must be a positive integer up to 65536, got 0"));
 
   j = config_json("plm-1b");
   j["text_config"]["vocab_size"] = "128256";
@@ -381,6 +397,10 @@ TEST(PlmConfigErrors, VisionGeometry) {
   j = config_json("plm-1b");
   j["vision_config"]["model_args"]["num_heads"] = 12;
   EXPECT_THAT(parse(j), FailsWith("embed_dim (1024) is not divisible by num_heads (12): 1024 % 12 = 4"));
+
+  j = config_json("plm-1b");
+  j["vision_config"]["model_args"]["img_size"] = 14 * 1025;
+  EXPECT_THAT(parse(j), FailsWith("model_args.img_size / patch_size = 1025 gives 1050625 patches a tile, more than 1048576"));
 
   j = config_json("plm-8b");
   j["vision_use_cls_token"] = true;

@@ -2,7 +2,7 @@
 // the solo greedy text, streaming (SSE) returns the same text in chunks with role, finish, usage and [DONE];
 // every bad request gets its status and an OpenAI-style error while the server stays up; the API key, the queue
 // limit (429), client disconnects (cancelled in the engine, its KV blocks freed) and draining behave; a repeated
-// prompt reports its cached tokens and moves the prefix-cache metrics.
+// prompt reports its cached tokens and moves the prefix-cache metrics; an endless chunked trailer is refused.
 #include "serve/http/http_server.h"
 
 #include <arpa/inet.h>
@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -294,6 +295,34 @@ TEST(HttpServer, BadRequestsGetTheirStatusAndTheServerStaysUp) {
   // Still serving.
   EXPECT_EQ(server.get("/health").status, 200);
   EXPECT_EQ(server.post("/v1/chat/completions", chat({})).status, 200);
+}
+
+TEST(HttpServer, EndlessChunkTrailerIsRefusedNotBuffered) {
+  // A chunked body's final chunk, then 4 MiB of trailer that never ends: Beast 1.74 keeps asking for more, so the
+  // server must stop at its unparsed-bytes limit (1 MiB) and answer 400 instead of buffering until the timeout.
+  Server server;
+  const std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" +
+                              std::string(4 << 20, 'a');
+  const auto start = std::chrono::steady_clock::now();
+  const absl::StatusOr<std::string> reply = server.client()->raw(request);
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_THAT(*reply, ::testing::StartsWith("HTTP/1.1 400"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+  EXPECT_EQ(server.get("/health").status, 200);
+
+  // Bodies larger than the limit still arrive, with a length or chunked: the parser consumes body bytes as they come.
+  const std::string body = R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2)" +
+                           std::string(3 << 20, ' ') + "}";
+  EXPECT_EQ(server.client()->request("POST", "/v1/chat/completions", body).value().status, 200);
+  std::string chunked = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+  for (size_t at = 0; at < body.size(); at += 100'000) {
+    const std::string part = body.substr(at, 100'000);
+    chunked += absl::StrCat(absl::Hex(part.size()), "\r\n", part, "\r\n");
+  }
+  const absl::StatusOr<std::string> chunked_reply = server.client()->raw(chunked + "0\r\n\r\n");
+  ASSERT_TRUE(chunked_reply.ok()) << chunked_reply.status();
+  EXPECT_THAT(*chunked_reply, ::testing::StartsWith("HTTP/1.1 200"));
 }
 
 TEST(HttpServer, ApiKeyGuardsTheApiButNotHealth) {

@@ -54,6 +54,14 @@ TEST_F(MediaRoot, FilesInsideResolveAndEverythingElseIsRefused) {
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(confined_media_file("link_out.png", root_).status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(confined_media_file("missing.png", root_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(confined_media_file("sub/missing.png", root_).status().code(), absl::StatusCode::kNotFound);
+  // Outside, an absent file is refused like a present one: the status does not reveal what exists there.
+  EXPECT_EQ(confined_media_file("../missing.png", root_).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(confined_media_file((base_ / "missing.png").string(), root_).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  std::filesystem::create_directory_symlink(base_, root_ / "dir_out");
+  EXPECT_EQ(confined_media_file("dir_out/secret.png", root_).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(confined_media_file("dir_out/missing.png", root_).status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(confined_media_file("sub", root_).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(confined_media_file("file://otherhost/etc/passwd", root_).ok());
 }

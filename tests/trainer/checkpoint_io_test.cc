@@ -177,6 +177,19 @@ TEST(CheckpointIo, CrashBeforeCommitLeavesTheLastCompleteCheckpoint) {
   EXPECT_EQ(latest_step(out), 10);
 }
 
+// A save that failed (a full disk) discards its staging directory and nothing else.
+TEST(CheckpointIo, DiscardStagingRemovesOnlyTheFailedSave) {
+  const fs::path out = fresh_temp_dir();
+  const fs::path kept = write_checkpoint(out, 10);
+  absl::StatusOr<CheckpointWriter> partial = CheckpointWriter::begin(out, 20, 0, ::getpid());
+  ASSERT_TRUE(partial.ok());
+  write_file(partial->dir() / rank_file_name(ShardKind::kModel, 0), "half a file");
+  ASSERT_TRUE(discard_staging(out, 20, ::getpid()).ok());
+  EXPECT_EQ(names_in(checkpoints_dir(out)), std::vector<std::string>{kept.filename().string()});
+  EXPECT_EQ(latest_step(out), 10);
+  EXPECT_TRUE(discard_staging(out, 30, ::getpid()).ok()) << "nothing staged: nothing to do";
+}
+
 // A directory with a final name whose content does not match its marker (what a torn copy, a disk error or a
 // hand edit leaves) is passed over, with the reason.
 TEST(CheckpointIo, DamagedCheckpointsAreIgnoredWithAReason) {
