@@ -1,14 +1,13 @@
 // A self-contained line-plot rasterizer for training curves (metrics.png): panels stacked vertically, one
 // series each, linear axes fitted to the finite values, the series' name and its min/max (y) and first/last
-// (x) printed with a built-in 5x7 pixel font, encoded as an 8-bit RGB PNG with libpng. Non-finite points
-// (a NaN loss) break the line instead of bending the axes.
+// (x) printed with a built-in 5x7 pixel font; data::encode_png (data/image_encode.h) makes the PNG.
+// Non-finite points (a NaN loss) break the line instead of bending the axes.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "data/rgb_image.h"
 
 namespace plm::trainer {
@@ -54,6 +53,5 @@ inline constexpr Rgb kLineColor = {31, 119, 180};
 PlotArea panel_plot_area(int panel);
 // kPlotWidth x (kPanelHeight * panels.size()) pixels.
 RgbCanvas plot_panels(const std::vector<Series>& panels);
-absl::StatusOr<std::string> encode_png(const data::RgbImage& image);
 
 }  // namespace plm::trainer

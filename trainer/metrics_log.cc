@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
 #include "core/status_macros.h"
+#include "data/image_encode.h"
 #include "data/read_file.h"
 #include "trainer/durable_file.h"
 #include "trainer/line_plot.h"
@@ -141,7 +142,7 @@ absl::Status MetricsLog::write_plot() const {
     panels[1].y.push_back(m.grad_norm);
     panels[2].y.push_back(m.lr);
   }
-  PLM_ASSIGN_OR_RETURN(const std::string png, encode_png(plot_panels(panels).image()));
+  PLM_ASSIGN_OR_RETURN(const std::string png, data::encode_png(plot_panels(panels).image()));
   return write_file_durably(output_dir_ / "metrics.png", png);
 }
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "data/image_decode.h"
+#include "data/image_encode.h"
 
 namespace plm::trainer {
 namespace {
@@ -81,7 +82,7 @@ TEST(LinePlot, NonFinitePointsBreakTheLineAndDoNotBendTheAxes) {
 
 TEST(LinePlot, PngRoundTripsThroughTheProjectDecoder) {
   const RgbCanvas canvas = plot_panels({{.name = "grad_norm", .x = {1, 2, 3}, .y = {3, 1, 2}}});
-  const absl::StatusOr<std::string> png = encode_png(canvas.image());
+  const absl::StatusOr<std::string> png = data::encode_png(canvas.image());
   ASSERT_TRUE(png.ok()) << png.status();
   const absl::StatusOr<data::RgbImage> decoded = data::decode_image(*png, "plot.png");
   ASSERT_TRUE(decoded.ok()) << decoded.status();
