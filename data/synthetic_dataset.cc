@@ -25,9 +25,9 @@ namespace fs = std::filesystem;
 
 constexpr int kMinSize = 16;
 constexpr int kColourJitter = 20;        // per channel, either way
-constexpr int kBackgroundLevelMin = 15;  // dark grey backgrounds, so every colour stands out
-constexpr int kBackgroundLevelMax = 75;
-constexpr int kBackgroundTint = 10;
+constexpr int kBackgroundLevelMin = 20;  // dark grey backgrounds, so every colour stands out
+constexpr int kBackgroundLevelMax = 40;
+constexpr int kBackgroundTint = 4;
 
 // Draw t of an item's stream: a pure function of (seed, kind, index, t).
 class Draws {
@@ -78,9 +78,9 @@ SynthItem plan_image(const SynthConfig& config, int64_t index) {
                    *item.attributes.position == ImagePosition::kTopRight;
   item.first = {.shape = item.attributes.shape,
                 .rgb = jittered(base_rgb(item.attributes.colour), draws),
-                .center_x = size * ((left ? 0.25 : 0.75) + draws.between(-0.07, 0.07)),
-                .center_y = size * ((top ? 0.25 : 0.75) + draws.between(-0.07, 0.07)),
-                .radius = size * draws.between(0.11, 0.17)};
+                .center_x = size * ((left ? 0.25 : 0.75) + draws.between(-0.04, 0.04)),
+                .center_y = size * ((top ? 0.25 : 0.75) + draws.between(-0.04, 0.04)),
+                .radius = size * draws.between(0.15, 0.21)};
   item.last = item.first;
   item.media = absl::StrFormat("images/%05d.png", index);
   return item;
@@ -102,7 +102,7 @@ SynthItem plan_video(const SynthConfig& config, int64_t index) {
   const double across = size * draws.between(0.25, 0.75);
   item.first = {.shape = item.attributes.shape,
                 .rgb = jittered(base_rgb(item.attributes.colour), draws),
-                .radius = size * draws.between(0.10, 0.15)};
+                .radius = size * draws.between(0.12, 0.17)};
   item.last = item.first;
   const bool horizontal = motion == Motion::kRight || motion == Motion::kLeft;
   const bool forwards = motion == Motion::kRight || motion == Motion::kDown;  // towards larger x or y
@@ -142,12 +142,13 @@ nlohmann::json attributes_json(const SynthItem& item) {
 }
 
 nlohmann::json conversation_json(const SynthItem& item) {
+  const nlohmann::json system = {{"role", "system"}, {"content", kSyntheticSystemPrompt}};
   const nlohmann::json user = {
       {"role", "user"},
       {"content", {{{"type", name(item.kind)}, {"path", item.media}}, {{"type", "text"}, {"text", synthetic_question(item.kind)}}}}};
   const nlohmann::json assistant = {{"role", "assistant"},
                                     {"content", {{{"type", "text"}, {"text", describe(item.attributes)}}}}};
-  return {{"messages", {user, assistant}}, {"attributes", attributes_json(item)}};
+  return {{"messages", {system, user, assistant}}, {"attributes", attributes_json(item)}};
 }
 
 absl::Status write_text_file(const fs::path& path, const std::string& text) {
@@ -210,6 +211,8 @@ absl::StatusOr<SynthExample> example_from_json(const nlohmann::json& line, const
     for (const ContentPart& part : message.parts) {
       if (part.type != ContentPart::Type::kText) {
         example.media = part.url;
+      } else if (message.role == "system") {
+        example.system += part.text;
       } else if (message.role == "user") {
         example.question += part.text;
       } else if (message.role == "assistant") {

@@ -5,7 +5,8 @@
 //
 //   OUT/images/00012.png  OUT/videos/00003.mp4
 //   OUT/train.jsonl  OUT/validation.jsonl  OUT/test.jsonl
-//   {"messages": [{"role": "user", "content": [{"type": "video", "path": "videos/00003.mp4"},
+//   {"messages": [{"role": "system", "content": "Answer in a few words."},
+//                 {"role": "user", "content": [{"type": "video", "path": "videos/00003.mp4"},
 //                                              {"type": "text", "text": "Describe the shape and how it moves."}]},
 //                 {"role": "assistant", "content": [{"type": "text", "text": "A red circle moving right."}]}],
 //    "attributes": {"kind": "video", "shape": "circle", "colour": "red", "motion": "moving right"}}
@@ -66,7 +67,10 @@ std::vector<SynthItem> plan_synthetic_items(const SynthConfig& config);
 // The pictures of an item: one for an image, num_frames for a video (the sprite moving linearly).
 std::vector<RgbImage> render_synthetic_item(const SynthItem& item, const SynthConfig& config);
 
-// The question the user asks about an item of this kind.
+// The conversation of every item: this system turn (short, so that the picture's tokens are a good part of
+// the prompt; without one PLM's template adds a 40-token default), the user's question with the media, the
+// answer (describe()).
+inline constexpr const char* kSyntheticSystemPrompt = "Answer in a few words.";
 const char* synthetic_question(MediaKind kind);
 
 struct SynthSummary {
@@ -80,10 +84,12 @@ absl::StatusOr<SynthSummary> write_synthetic_dataset(const SynthConfig& config, 
                                                      const std::function<void(int64_t, int64_t)>& progress = {});
 
 // A split file read back (write_synthetic_dataset's format): per line, the media file (resolved against the
-// file's folder), the question, the expected answer and the ground truth. Errors name file:line.
+// file's folder), the system turn, the question, the expected answer and the ground truth. Errors name
+// file:line.
 struct SynthExample {
   MediaKind kind = MediaKind::kImage;
   std::filesystem::path media;
+  std::string system;
   std::string question;
   std::string answer;
   ShapeAttributes attributes;
