@@ -97,7 +97,7 @@ void add_data_command(CLI::App& app, CommandMain* selected) {
   synth->add_option("--images", synth_config->num_images, "PNG images (default 0)")->check(CLI::NonNegativeNumber);
   synth->add_option("--videos", synth_config->num_videos, "MP4 videos (default 0)")->check(CLI::NonNegativeNumber);
   synth->add_option("--seed", synth_config->seed, "seed: the same seed gives the same files (default 0)");
-  synth->add_option("--size", synth_config->size, "width = height in pixels, even (default 64)");
+  synth->add_option("--size", synth_config->size, "width = height in pixels, even (default 112)");
   synth->add_option("--frames", synth_config->num_frames, "frames per video (default 8)");
   synth->add_option("--fps", synth_config->fps, "video frame rate (default 8)");
   synth->add_option("--validation", synth_config->validation_fraction, "fraction of each kind for validation (default 0.1)");

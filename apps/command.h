@@ -14,6 +14,7 @@ using CommandMain = std::function<int()>;
 void add_bench_command(CLI::App& app, CommandMain* selected);
 void add_convert_command(CLI::App& app, CommandMain* selected);
 void add_data_command(CLI::App& app, CommandMain* selected);
+void add_demo_command(CLI::App& app, CommandMain* selected);
 void add_generate_command(CLI::App& app, CommandMain* selected);
 void add_plot_command(CLI::App& app, CommandMain* selected);
 void add_serve_command(CLI::App& app, CommandMain* selected);

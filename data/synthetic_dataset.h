@@ -8,7 +8,7 @@
 //   {"messages": [{"role": "system", "content": "Answer in a few words."},
 //                 {"role": "user", "content": [{"type": "video", "path": "videos/00003.mp4"},
 //                                              {"type": "text", "text": "Describe the shape and how it moves."}]},
-//                 {"role": "assistant", "content": [{"type": "text", "text": "A red circle moving right."}]}],
+//                 {"role": "assistant", "content": [{"type": "text", "text": "red circle moving right"}]}],
 //    "attributes": {"kind": "video", "shape": "circle", "colour": "red", "motion": "moving right"}}
 //
 // Deterministic: item k of a kind depends only on (seed, kind, k), so the same seed gives the same files, and
@@ -34,7 +34,7 @@ struct SynthConfig {
   int64_t num_images = 0;
   int64_t num_videos = 0;
   uint64_t seed = 0;
-  int size = 64;        // width = height of images and frames, pixels; even, at least 16
+  int size = 112;       // width = height of images and frames, pixels; even, at least 16
   int num_frames = 8;   // per video, at least 2
   int fps = 8;
   double validation_fraction = 0.1;  // of each kind, rounded to whole items

@@ -148,10 +148,10 @@ void draw_shape(RgbImage& image, const ShapeSprite& sprite) {
 }
 
 std::string describe(const ShapeAttributes& a) {
-  std::string text = absl::StrCat("A ", name(a.colour), " ", name(a.shape));
-  if (a.position) absl::StrAppend(&text, " at the ", name(*a.position));
+  std::string text = absl::StrCat(name(a.colour), " ", name(a.shape));
+  if (a.position) absl::StrAppend(&text, ", ", name(*a.position));
   if (a.motion) absl::StrAppend(&text, " ", name(*a.motion));
-  return text + ".";
+  return text;
 }
 
 ParsedAttributes parse_attributes(std::string_view reply) {

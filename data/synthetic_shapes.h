@@ -58,7 +58,8 @@ struct ShapeAttributes {
   std::optional<Motion> motion;
 };
 
-// "A red circle at the top left." / "A red circle moving right."
+// The answer the model is taught, terse so that few tokens are labelled: "red circle, top left" (an image),
+// "red circle moving right" (a video).
 std::string describe(const ShapeAttributes& attributes);
 
 // The attributes a free-text reply names: each field is the first vocabulary word (or phrase) of its kind in

@@ -43,7 +43,7 @@ void ProgressBar::update(int64_t done, std::string_view detail) {
 void ProgressBar::finish(std::string_view detail) {
   if (finished_) return;
   finished_ = true;
-  draw(total_, detail, true);
+  draw(done_, detail, true);
 }
 
 void ProgressBar::draw(int64_t done, std::string_view detail, bool last) {

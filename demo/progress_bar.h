@@ -18,7 +18,7 @@ class ProgressBar {
   ProgressBar& operator=(const ProgressBar&) = delete;
 
   void update(int64_t done, std::string_view detail = {});
-  // Draws the bar full and ends the line; further calls do nothing.
+  // Draws the last update() (the whole bar when the work completed) and ends the line; further calls do nothing.
   void finish(std::string_view detail = {});
 
   // The bar itself, for tests: `width` cells of '#' (done) and '-' (to do).
