@@ -9,7 +9,7 @@ namespace plm::demo {
 namespace {
 
 // Measured with 2 ranks (OMP_NUM_THREADS=1) of configs/train/demo.yaml on 2 idle cores: see demo/README.md.
-constexpr double kIdleStepsPerSecond = 4.0;
+constexpr double kIdleStepsPerSecond = 2.0;
 // What is not training: generating the data, writing the model, starting the ranks and the server, asking
 // about the held-out examples, and a margin.
 constexpr double kOtherWorkS = 45.0;
@@ -17,7 +17,7 @@ constexpr double kOtherWorkFraction = 0.15;
 constexpr int64_t kMinSteps = 40;
 constexpr int64_t kMaxSteps = 2000;
 // Distinct pictures and clips: enough that the model sees each one a few times at most.
-constexpr int64_t kMaxItemsPerKind = 3000;
+constexpr int64_t kMaxItemsPerKind = 2500;
 constexpr int64_t kMinItemsPerKind = 200;
 constexpr int64_t kHeldOutPerKind = 100;  // test items of each kind (the demo asks about all of them)
 
