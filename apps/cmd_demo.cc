@@ -21,6 +21,9 @@ void add_demo_command(CLI::App& app, CommandMain* selected) {
                                            "and the training, which stops early on a slower machine")
       ->check(CLI::Range(1.0, 24 * 60.0));
   cmd->add_option("--seed", o->seed, "seed of the generated data (default 1)");
+  cmd->add_flag("--no-time-limit", [o](int64_t) { o->stop_at_budget = false; },
+                "train every step --minutes plans for, however long this machine takes (a busy or slow machine "
+                "then runs past the budget instead of stopping training early)");
   cmd->callback([selected, o, out] {
     *selected = [o, out] {
       o->out_dir = *out;

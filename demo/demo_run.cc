@@ -103,12 +103,12 @@ struct TrainOutcome {
 // `mpirun -n 2 plm train` with the demo's config, a progress bar fed from metrics.jsonl, and SIGUSR1 (which
 // mpirun forwards to the ranks: finish the step, save, exit 0) once the time budget is spent.
 absl::StatusOr<TrainOutcome> train(const DemoAssets& assets, const DemoLayout& layout, const DemoPlan& plan,
-                                   const fs::path& executable) {
+                                   const DemoOptions& options) {
   std::vector<std::string> argv = {PLM_MPIEXEC, "-n", std::to_string(kRanks)};
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");  // containers and CI run as root
   for (const char* a : {"--oversubscribe", "-x", "OMP_NUM_THREADS"}) argv.push_back(a);
   for (const std::string& a :
-       {executable.string(), std::string("train"), std::string("--config"), assets.train_config.string(),
+       {options.executable.string(), std::string("train"), std::string("--config"), assets.train_config.string(),
         absl::StrCat("model=", layout.model_init.string()), absl::StrCat("data.train=", (layout.data / "train.jsonl").string()),
         absl::StrCat("output_dir=", layout.train.string()), absl::StrCat("steps=", plan.steps)}) {
     argv.push_back(a);
@@ -134,7 +134,7 @@ absl::StatusOr<TrainOutcome> train(const DemoAssets& assets, const DemoLayout& l
                                                   last.step, seconds_since(start), plan.steps - last.step))));
       }
     }
-    if (!outcome.stopped_early && seconds_since(start) > plan.training_budget_s) {
+    if (options.stop_at_budget && !outcome.stopped_early && seconds_since(start) > plan.training_budget_s) {
       child->signal(SIGUSR1);
       outcome.stopped_early = true;
     }
@@ -281,7 +281,7 @@ absl::Status run_demo(const DemoOptions& options) {
 
   std::printf("[3/7] training: %lld steps of %lld samples, data parallel over %d ranks (mpirun -n %d plm train)\n",
               static_cast<long long>(plan.steps), static_cast<long long>(kBatchSamples), kRanks, kRanks);
-  PLM_ASSIGN_OR_RETURN(const TrainOutcome trained, train(assets, layout, plan, options.executable));
+  PLM_ASSIGN_OR_RETURN(const TrainOutcome trained, train(assets, layout, plan, options));
 
   std::printf("[4/7] plots: loss, learning rate, gradient norm, tokens/s (plm plot)\n");
   PLM_ASSIGN_OR_RETURN(const std::vector<trainer::StepMetrics> history,
