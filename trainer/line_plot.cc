@@ -87,17 +87,24 @@ void draw_panel(RgbCanvas& canvas, int panel, const Series& series) {
   const PlotArea area = panel_plot_area(panel);
   canvas.line(area.left - 1, area.top, area.left - 1, area.bottom + 1, kAxisColor);
   canvas.line(area.left - 1, area.bottom + 1, area.right, area.bottom + 1, kAxisColor);
-  canvas.text(area.left, panel * kPanelHeight + 6, series.name, kTextColor);
+  canvas.text(area.left, panel * kPanelHeight + 6, series.log_y ? series.name + "  log scale" : series.name,
+              kTextColor);
 
-  Range xs, ys;
+  // Points on the panel's axes: y through log10 on a log-scale panel, where y <= 0 has no place.
+  const auto drawn = [&series](size_t i) {
+    return std::isfinite(series.x[i]) && std::isfinite(series.y[i]) && (!series.log_y || series.y[i] > 0);
+  };
+  const auto axis_y = [&series](double y) { return series.log_y ? std::log10(y) : y; };
+  Range xs, ys, values;
   for (size_t i = 0; i < series.y.size(); ++i) {
-    if (!std::isfinite(series.y[i]) || !std::isfinite(series.x[i])) continue;
+    if (!drawn(i)) continue;
     xs.add(series.x[i]);
-    ys.add(series.y[i]);
+    ys.add(axis_y(series.y[i]));
+    values.add(series.y[i]);
   }
   if (ys.empty()) return;
-  canvas.text(4, area.top, label(ys.hi), kTextColor);
-  canvas.text(4, area.bottom - kGlyphHeight + 1, label(ys.lo), kTextColor);
+  canvas.text(4, area.top, label(values.hi), kTextColor);
+  canvas.text(4, area.bottom - kGlyphHeight + 1, label(values.lo), kTextColor);
   canvas.text(area.left, area.bottom + 6, label(xs.lo), kTextColor);
   const std::string last = label(xs.hi);
   canvas.text(area.right + 1 - kGlyphPitch * static_cast<int>(last.size()), area.bottom + 6, last, kTextColor);
@@ -105,12 +112,13 @@ void draw_panel(RgbCanvas& canvas, int panel, const Series& series) {
   bool have_previous = false;
   int previous_x = 0, previous_y = 0;
   for (size_t i = 0; i < series.y.size(); ++i) {
-    if (!std::isfinite(series.y[i]) || !std::isfinite(series.x[i])) {
+    if (!drawn(i)) {
       have_previous = false;
       continue;
     }
     const int px = area.left + static_cast<int>(std::lround(fraction(series.x[i], xs) * (area.right - area.left)));
-    const int py = area.bottom - static_cast<int>(std::lround(fraction(series.y[i], ys) * (area.bottom - area.top)));
+    const int py =
+        area.bottom - static_cast<int>(std::lround(fraction(axis_y(series.y[i]), ys) * (area.bottom - area.top)));
     if (have_previous) {
       canvas.line(previous_x, previous_y, px, py, kLineColor);
     } else {

@@ -1,7 +1,8 @@
 // A self-contained line-plot rasterizer for training curves (metrics.png): panels stacked vertically, one
 // series each, linear axes fitted to the finite values, the series' name and its min/max (y) and first/last
 // (x) printed with a built-in 5x7 pixel font; data::encode_png (data/image_encode.h) makes the PNG.
-// Non-finite points (a NaN loss) break the line instead of bending the axes.
+// Non-finite points (a NaN loss) break the line instead of bending the axes. A log-scale panel shows a loss
+// that falls from 12 to 0.01 along its whole height.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +40,7 @@ struct Series {
   std::string name;       // lower case, shown at the panel's top left
   std::vector<double> x;  // same length as y
   std::vector<double> y;
+  bool log_y = false;     // y on a log10 axis ("log scale" after the name); y <= 0 breaks the line like NaN
 };
 
 // Where a panel's curve is drawn: pixel columns [left, right], rows [top, bottom] (inclusive).

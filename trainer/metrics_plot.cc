@@ -24,6 +24,8 @@ std::vector<Series> metric_series(const std::vector<StepMetrics>& history) {
   series[1].name = "lr";
   series[2].name = "grad_norm";
   series[3].name = "tokens_per_s";
+  series[0].log_y = true;  // most of a run happens far below its first steps' loss and gradient norm
+  series[2].log_y = true;
   for (const StepMetrics& m : history) {
     for (Series& s : series) s.x.push_back(static_cast<double>(m.step));
     series[0].y.push_back(m.loss);

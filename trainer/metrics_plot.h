@@ -13,7 +13,7 @@
 
 namespace plm::trainer {
 
-// loss, lr, grad_norm and tokens_per_s against step, in that order.
+// loss (log scale), lr, grad_norm (log scale) and tokens_per_s against step, in that order.
 std::vector<Series> metric_series(const std::vector<StepMetrics>& history);
 
 // All the curves stacked in one PNG at `path` (replaced atomically).
