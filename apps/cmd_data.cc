@@ -57,8 +57,9 @@ absl::Status run_pack(const PackCommandOptions& o) {
 absl::Status run_synth(const data::SynthConfig& config, const std::string& out_dir) {
   PLM_RETURN_IF_ERROR(data::validate_synth_config(config));
   demo::ProgressBar bar("synth", config.num_images + config.num_videos);
-  PLM_ASSIGN_OR_RETURN(const data::SynthSummary summary,
-                       data::write_synthetic_dataset(config, out_dir, [&bar](int64_t done, int64_t) { bar.update(done); }));
+  PLM_ASSIGN_OR_RETURN(
+      const data::SynthSummary summary,
+      data::write_synthetic_dataset(config, out_dir, [&bar](int64_t done, int64_t) { bar.update(done); }));
   bar.finish();
   for (const data::SynthSplit split : data::kSynthSplits) {
     int64_t images = 0, videos = 0;
@@ -92,15 +93,18 @@ void add_data_command(CLI::App& app, CommandMain* selected) {
   auto synth_config = std::make_shared<data::SynthConfig>();
   auto synth_out = std::make_shared<std::string>();
   CLI::App* synth = data->add_subcommand(
-      "synth", "Generate pictures and clips of coloured shapes with SFT JSONL splits and ground truth (data/README.md)");
-  synth->add_option("--out", *synth_out, "directory to write (created; files of the same names are replaced)")->required();
+      "synth",
+      "Generate pictures and clips of coloured shapes with SFT JSONL splits and ground truth (data/README.md)");
+  synth->add_option("--out", *synth_out, "directory to write (created; files of the same names are replaced)")
+      ->required();
   synth->add_option("--images", synth_config->num_images, "PNG images (default 0)")->check(CLI::NonNegativeNumber);
   synth->add_option("--videos", synth_config->num_videos, "MP4 videos (default 0)")->check(CLI::NonNegativeNumber);
   synth->add_option("--seed", synth_config->seed, "seed: the same seed gives the same files (default 0)");
   synth->add_option("--size", synth_config->size, "width = height in pixels, even (default 112)");
   synth->add_option("--frames", synth_config->num_frames, "frames per video (default 8)");
   synth->add_option("--fps", synth_config->fps, "video frame rate (default 8)");
-  synth->add_option("--validation", synth_config->validation_fraction, "fraction of each kind for validation (default 0.1)");
+  synth->add_option("--validation", synth_config->validation_fraction,
+                    "fraction of each kind for validation (default 0.1)");
   synth->add_option("--test", synth_config->test_fraction, "fraction of each kind for test (default 0.1)");
   synth->callback([selected, synth_config, synth_out] {
     *selected = [synth_config, synth_out] {

@@ -16,14 +16,17 @@ void add_demo_command(CLI::App& app, CommandMain* selected) {
   auto out = std::make_shared<std::string>(o->out_dir.string());
   CLI::App* cmd = app.add_subcommand(
       "demo", "Fine-tune a tiny PLM on generated shapes on this CPU, serve it and measure what it learned");
-  cmd->add_option("--out", *out, "folder for everything the demo writes (default plm-demo; an earlier demo's is replaced)");
-  cmd->add_option("--minutes", o->minutes, "wall-time budget on 2 idle cores (default 10; at least 1): sizes the data "
-                                           "and the training, which stops early on a slower machine")
+  cmd->add_option("--out", *out,
+                  "folder for everything the demo writes (default plm-demo; an earlier demo's is replaced)");
+  cmd->add_option("--minutes", o->minutes,
+                  "wall-time budget on 2 idle cores (default 10; at least 1): sizes the data "
+                  "and the training, which stops early on a slower machine")
       ->check(CLI::Range(1.0, 24 * 60.0));
   cmd->add_option("--seed", o->seed, "seed of the generated data (default 1)");
-  cmd->add_flag("--no-time-limit", [o](int64_t) { o->stop_at_budget = false; },
-                "train every step --minutes plans for, however long this machine takes (a busy or slow machine "
-                "then runs past the budget instead of stopping training early)");
+  cmd->add_flag(
+      "--no-time-limit", [o](int64_t) { o->stop_at_budget = false; },
+      "train every step --minutes plans for, however long this machine takes (a busy or slow machine "
+      "then runs past the budget instead of stopping training early)");
   cmd->callback([selected, o, out] {
     *selected = [o, out] {
       o->out_dir = *out;

@@ -20,7 +20,8 @@ struct PlotOptions {
 
 absl::Status run_plot(const PlotOptions& o) {
   PLM_ASSIGN_OR_RETURN(const std::vector<trainer::StepMetrics> history, trainer::read_metrics_jsonl(o.metrics));
-  PLM_ASSIGN_OR_RETURN(const std::vector<std::filesystem::path> written, trainer::write_metric_plots(history, o.out_dir));
+  PLM_ASSIGN_OR_RETURN(const std::vector<std::filesystem::path> written,
+                       trainer::write_metric_plots(history, o.out_dir));
   std::printf("%s: %zu steps (%lld to %lld)\n", o.metrics.c_str(), history.size(),
               static_cast<long long>(history.front().step), static_cast<long long>(history.back().step));
   for (const std::filesystem::path& path : written) std::printf("  %s\n", path.c_str());
@@ -31,7 +32,8 @@ absl::Status run_plot(const PlotOptions& o) {
 
 void add_plot_command(CLI::App& app, CommandMain* selected) {
   auto o = std::make_shared<PlotOptions>();
-  CLI::App* plot = app.add_subcommand("plot", "Plot a training run's metrics.jsonl (loss, lr, grad norm, tokens/s) as PNGs");
+  CLI::App* plot =
+      app.add_subcommand("plot", "Plot a training run's metrics.jsonl (loss, lr, grad norm, tokens/s) as PNGs");
   plot->add_option("metrics", o->metrics, "metrics.jsonl of a plm train output_dir")->required();
   plot->add_option("--out", o->out_dir, "directory for the PNGs (created)")->required();
   plot->callback([selected, o] {

@@ -124,7 +124,9 @@ absl::Status override_layers(const fs::path& config_path, const RandomCheckpoint
 struct InitStd {
   float text = kDefaultInitStd;
   float vision = kDefaultInitStd;
-  float of(const std::string& tensor_name) const { return tensor_name.starts_with(model::kVisionPrefix) ? vision : text; }
+  float of(const std::string& tensor_name) const {
+    return tensor_name.starts_with(model::kVisionPrefix) ? vision : text;
+  }
 };
 
 absl::StatusOr<InitStd> read_init_std(const fs::path& config_path) {
@@ -137,7 +139,8 @@ absl::StatusOr<InitStd> read_init_std(const fs::path& config_path) {
     if (sub == config.end() || !sub->contains("initializer_range")) continue;
     const nlohmann::json& value = (*sub)["initializer_range"];
     if (!value.is_number() || value.get<double>() <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(config_path.string(), ": ", key, ".initializer_range must be > 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_path.string(), ": ", key, ".initializer_range must be > 0"));
     }
     *std = value.get<float>();
   }

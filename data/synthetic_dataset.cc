@@ -34,11 +34,13 @@ class Draws {
  public:
   Draws(uint64_t seed, MediaKind kind, int64_t index)
       : key_(mix64(mix64(seed, kind == MediaKind::kImage ? 1 : 2), static_cast<uint64_t>(index))) {}
-  double uniform() { return uniform01(mix64(key_, next_++)); }             // [0, 1)
+  double uniform() { return uniform01(mix64(key_, next_++)); }  // [0, 1)
   double between(double lo, double hi) { return lo + (hi - lo) * uniform(); }
   int below(int n) { return std::min(n - 1, static_cast<int>(uniform() * n)); }  // [0, n)
   template <typename T, size_t N>
-  T pick(const std::array<T, N>& values) { return values[below(static_cast<int>(N))]; }
+  T pick(const std::array<T, N>& values) {
+    return values[below(static_cast<int>(N))];
+  }
 
  private:
   uint64_t key_;
@@ -72,10 +74,10 @@ SynthItem plan_image(const SynthConfig& config, int64_t index) {
   item.attributes.position = draws.pick(kImagePositions);
   item.background = background(draws);
   const double size = config.size;
-  const bool left = *item.attributes.position == ImagePosition::kTopLeft ||
-                    *item.attributes.position == ImagePosition::kBottomLeft;
-  const bool top = *item.attributes.position == ImagePosition::kTopLeft ||
-                   *item.attributes.position == ImagePosition::kTopRight;
+  const bool left =
+      *item.attributes.position == ImagePosition::kTopLeft || *item.attributes.position == ImagePosition::kBottomLeft;
+  const bool top =
+      *item.attributes.position == ImagePosition::kTopLeft || *item.attributes.position == ImagePosition::kTopRight;
   item.first = {.shape = item.attributes.shape,
                 .rgb = jittered(base_rgb(item.attributes.colour), draws),
                 .center_x = size * ((left ? 0.25 : 0.75) + draws.between(-0.04, 0.04)),
@@ -123,7 +125,7 @@ void plan_kind(const SynthConfig& config, MediaKind kind, int64_t count, std::ve
   const int64_t num_train = std::max<int64_t>(0, count - num_test - num_validation);
   for (int64_t k = 0; k < count; ++k) {
     SynthItem item = kind == MediaKind::kImage ? plan_image(config, k) : plan_video(config, k);
-    item.split = k < num_train ? SynthSplit::kTrain
+    item.split = k < num_train                    ? SynthSplit::kTrain
                  : k < num_train + num_validation ? SynthSplit::kValidation
                                                   : SynthSplit::kTest;
     items.push_back(std::move(item));
@@ -133,9 +135,8 @@ void plan_kind(const SynthConfig& config, MediaKind kind, int64_t count, std::ve
 const char* name(MediaKind kind) { return kind == MediaKind::kImage ? "image" : "video"; }
 
 nlohmann::json attributes_json(const SynthItem& item) {
-  nlohmann::json a = {{"kind", name(item.kind)},
-                      {"shape", name(item.attributes.shape)},
-                      {"colour", name(item.attributes.colour)}};
+  nlohmann::json a = {
+      {"kind", name(item.kind)}, {"shape", name(item.attributes.shape)}, {"colour", name(item.attributes.colour)}};
   if (item.attributes.position) a["position"] = name(*item.attributes.position);
   if (item.attributes.motion) a["motion"] = name(*item.attributes.motion);
   return a;
@@ -143,9 +144,10 @@ nlohmann::json attributes_json(const SynthItem& item) {
 
 nlohmann::json conversation_json(const SynthItem& item) {
   const nlohmann::json system = {{"role", "system"}, {"content", kSyntheticSystemPrompt}};
-  const nlohmann::json user = {
-      {"role", "user"},
-      {"content", {{{"type", name(item.kind)}, {"path", item.media}}, {{"type", "text"}, {"text", synthetic_question(item.kind)}}}}};
+  const nlohmann::json user = {{"role", "user"},
+                               {"content",
+                                {{{"type", name(item.kind)}, {"path", item.media}},
+                                 {{"type", "text"}, {"text", synthetic_question(item.kind)}}}}};
   const nlohmann::json assistant = {{"role", "assistant"},
                                     {"content", {{{"type", "text"}, {"text", describe(item.attributes)}}}}};
   return {{"messages", {system, user, assistant}}, {"attributes", attributes_json(item)}};
@@ -178,7 +180,8 @@ std::optional<Enum> named(std::string_view text, const std::array<Enum, N>& valu
 absl::StatusOr<SynthExample> example_from_json(const nlohmann::json& line, const fs::path& base_dir) {
   const auto field = [](const nlohmann::json& object, const char* key) -> absl::StatusOr<std::string> {
     const auto it = object.find(key);
-    if (it == object.end() || !it->is_string()) return absl::InvalidArgumentError(absl::StrCat("no string \"", key, "\""));
+    if (it == object.end() || !it->is_string())
+      return absl::InvalidArgumentError(absl::StrCat("no string \"", key, "\""));
     return it->get<std::string>();
   };
   if (!line.contains("attributes") || !line["attributes"].is_object()) {
@@ -189,7 +192,8 @@ absl::StatusOr<SynthExample> example_from_json(const nlohmann::json& line, const
   PLM_ASSIGN_OR_RETURN(const std::string kind, field(a, "kind"));
   PLM_ASSIGN_OR_RETURN(const std::string shape, field(a, "shape"));
   PLM_ASSIGN_OR_RETURN(const std::string colour, field(a, "colour"));
-  if (kind != "image" && kind != "video") return absl::InvalidArgumentError(absl::StrCat("unknown kind \"", kind, "\""));
+  if (kind != "image" && kind != "video")
+    return absl::InvalidArgumentError(absl::StrCat("unknown kind \"", kind, "\""));
   example.kind = kind == "image" ? MediaKind::kImage : MediaKind::kVideo;
   const std::optional<ShapeKind> shape_kind = named(shape, kShapeKinds);
   const std::optional<ShapeColour> shape_colour = named(colour, kShapeColours);
@@ -200,7 +204,8 @@ absl::StatusOr<SynthExample> example_from_json(const nlohmann::json& line, const
   if (example.kind == MediaKind::kImage) {
     PLM_ASSIGN_OR_RETURN(const std::string position, field(a, "position"));
     example.attributes.position = named(position, kImagePositions);
-    if (!example.attributes.position) return absl::InvalidArgumentError(absl::StrCat("unknown position \"", position, "\""));
+    if (!example.attributes.position)
+      return absl::InvalidArgumentError(absl::StrCat("unknown position \"", position, "\""));
   } else {
     PLM_ASSIGN_OR_RETURN(const std::string motion, field(a, "motion"));
     example.attributes.motion = named(motion, kMotions);
@@ -251,8 +256,8 @@ absl::Status validate_synth_config(const SynthConfig& c) {
   if (c.num_frames < 2) return absl::InvalidArgumentError(absl::StrCat("frames ", c.num_frames, " must be at least 2"));
   if (c.fps < 1) return absl::InvalidArgumentError(absl::StrCat("fps ", c.fps, " must be at least 1"));
   if (c.validation_fraction < 0 || c.test_fraction < 0 || c.validation_fraction + c.test_fraction > 1) {
-    return absl::InvalidArgumentError(absl::StrCat("validation (", c.validation_fraction, ") and test (", c.test_fraction,
-                                                   ") fractions must be >= 0 with a sum <= 1"));
+    return absl::InvalidArgumentError(absl::StrCat("validation (", c.validation_fraction, ") and test (",
+                                                   c.test_fraction, ") fractions must be >= 0 with a sum <= 1"));
   }
   return absl::OkStatus();
 }
@@ -328,7 +333,8 @@ absl::StatusOr<std::vector<SynthExample>> read_synthetic_split(const fs::path& j
     absl::StatusOr<SynthExample> example = line.is_object() ? example_from_json(line, jsonl.parent_path())
                                                             : absl::InvalidArgumentError("not a JSON object");
     if (!example.ok()) {
-      return absl::Status(example.status().code(), absl::StrCat(jsonl.string(), ":", number, ": ", example.status().message()));
+      return absl::Status(example.status().code(),
+                          absl::StrCat(jsonl.string(), ":", number, ": ", example.status().message()));
     }
     examples.push_back(*std::move(example));
   }

@@ -34,8 +34,8 @@ struct SynthConfig {
   int64_t num_images = 0;
   int64_t num_videos = 0;
   uint64_t seed = 0;
-  int size = 112;       // width = height of images and frames, pixels; even, at least 16
-  int num_frames = 8;   // per video, at least 2
+  int size = 112;      // width = height of images and frames, pixels; even, at least 16
+  int num_frames = 8;  // per video, at least 2
   int fps = 8;
   double validation_fraction = 0.1;  // of each kind, rounded to whole items
   double test_fraction = 0.1;

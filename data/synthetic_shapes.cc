@@ -20,8 +20,7 @@ double edge(double ax, double ay, double bx, double by, double px, double py) {
 bool inside(const ShapeSprite& s, double x, double y) {
   const double dx = x - s.center_x, dy = y - s.center_y;
   switch (s.shape) {
-    case ShapeKind::kCircle:
-      return dx * dx + dy * dy <= s.radius * s.radius;
+    case ShapeKind::kCircle: return dx * dx + dy * dy <= s.radius * s.radius;
     case ShapeKind::kSquare: {
       const double half = 0.85 * s.radius;  // about the circle's area
       return std::abs(dx) <= half && std::abs(dy) <= half;

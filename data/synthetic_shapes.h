@@ -18,7 +18,7 @@ namespace plm::data {
 enum class ShapeKind { kCircle, kSquare, kTriangle };
 enum class ShapeColour { kRed, kGreen, kBlue, kYellow, kPurple };
 enum class ImagePosition { kTopLeft, kTopRight, kBottomLeft, kBottomRight };  // the quadrant of the centre
-enum class Motion { kRight, kLeft, kUp, kDown };                               // from one edge towards the other
+enum class Motion { kRight, kLeft, kUp, kDown };                              // from one edge towards the other
 
 inline constexpr std::array kShapeKinds = {ShapeKind::kCircle, ShapeKind::kSquare, ShapeKind::kTriangle};
 inline constexpr std::array kShapeColours = {ShapeColour::kRed, ShapeColour::kGreen, ShapeColour::kBlue,

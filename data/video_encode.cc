@@ -57,7 +57,8 @@ class Mp4Writer {
     if (code < 0) return error("cannot set up the mp4 muxer", code);
     output_.reset(output);
     const AVCodec* codec = avcodec_find_encoder_by_name(kEncoderName);
-    if (codec == nullptr) return absl::UnimplementedError(absl::StrCat(path_.string(), ": FFmpeg has no ", kEncoderName, " encoder"));
+    if (codec == nullptr)
+      return absl::UnimplementedError(absl::StrCat(path_.string(), ": FFmpeg has no ", kEncoderName, " encoder"));
     encoder_.reset(avcodec_alloc_context3(codec));
     if (encoder_ == nullptr) return absl::ResourceExhaustedError(absl::StrCat(path_.string(), ": out of memory"));
     encoder_->width = width_;
@@ -65,8 +66,8 @@ class Mp4Writer {
     encoder_->pix_fmt = AV_PIX_FMT_YUV420P;
     encoder_->time_base = {1, options_.fps};
     encoder_->framerate = {options_.fps, 1};
-    encoder_->max_b_frames = 0;  // packet k is frame k
-    encoder_->thread_count = 1;  // the same bytes on every run
+    encoder_->max_b_frames = 0;                // packet k is frame k
+    encoder_->thread_count = 1;                // the same bytes on every run
     encoder_->colorspace = AVCOL_SPC_BT470BG;  // what swscale's default RGB -> YUV matrix is (BT.601)
     encoder_->color_range = AVCOL_RANGE_MPEG;
     if ((output_->oformat->flags & AVFMT_GLOBALHEADER) != 0) encoder_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
@@ -80,19 +81,22 @@ class Mp4Writer {
       return error("cannot set the stream parameters", code);
     }
     stream_->time_base = encoder_->time_base;
-    if ((code = avio_open(&output_->pb, path_.c_str(), AVIO_FLAG_WRITE)) < 0) return error("cannot open for writing", code);
+    if ((code = avio_open(&output_->pb, path_.c_str(), AVIO_FLAG_WRITE)) < 0)
+      return error("cannot open for writing", code);
     if ((code = avformat_write_header(output_.get(), nullptr)) < 0) return error("cannot write the header", code);
 
     frame_.reset(av_frame_alloc());
     packet_.reset(av_packet_alloc());
-    if (frame_ == nullptr || packet_ == nullptr) return absl::ResourceExhaustedError(absl::StrCat(path_.string(), ": out of memory"));
+    if (frame_ == nullptr || packet_ == nullptr)
+      return absl::ResourceExhaustedError(absl::StrCat(path_.string(), ": out of memory"));
     frame_->format = encoder_->pix_fmt;
     frame_->width = width_;
     frame_->height = height_;
     if ((code = av_frame_get_buffer(frame_.get(), 0)) < 0) return error("cannot allocate a frame", code);
     to_yuv_.reset(sws_getContext(width_, height_, AV_PIX_FMT_RGB24, width_, height_, AV_PIX_FMT_YUV420P,
                                  SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
-    if (to_yuv_ == nullptr) return absl::InternalError(absl::StrCat(path_.string(), ": no RGB24 -> YUV420P conversion"));
+    if (to_yuv_ == nullptr)
+      return absl::InternalError(absl::StrCat(path_.string(), ": no RGB24 -> YUV420P conversion"));
     return absl::OkStatus();
   }
 

@@ -1,7 +1,8 @@
 // Where the files `plm demo` ships with live, so that it runs from any working directory: configs/demo (the
 // tiny PLM's config and processor files), configs/train/demo.yaml (how it is trained) and the Llama 3
-// tokenizer with its license (tests/fixtures/models/tokenizer). They are looked up in the source tree the plm executable was built in
-// (build/apps/plm is two folders below it), then in the source directory compiled into the binary.
+// tokenizer with its license (tests/fixtures/models/tokenizer). They are looked up in the source tree the plm
+// executable was built in (build/apps/plm is two folders below it), then in the source directory compiled into the
+// binary.
 #pragma once
 
 #include <filesystem>

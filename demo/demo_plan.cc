@@ -30,8 +30,8 @@ absl::StatusOr<DemoPlan> plan_demo(double minutes, uint64_t seed) {
   const double budget_s = minutes * 60.0;
   DemoPlan plan;
   plan.training_budget_s = std::max(20.0, budget_s * (1.0 - kOtherWorkFraction) - kOtherWorkS);
-  plan.steps = std::clamp<int64_t>(static_cast<int64_t>(plan.training_budget_s * kIdleStepsPerSecond), kMinSteps,
-                                   kMaxSteps);
+  plan.steps =
+      std::clamp<int64_t>(static_cast<int64_t>(plan.training_budget_s * kIdleStepsPerSecond), kMinSteps, kMaxSteps);
   const int64_t samples = plan.steps * kBatchSamples;
   const int64_t per_kind = std::clamp<int64_t>(samples / 2 / 4, kMinItemsPerKind, kMaxItemsPerKind);
   const int64_t held_out = std::min<int64_t>(kHeldOutPerKind, per_kind / 5);

@@ -15,9 +15,9 @@ inline constexpr double kMinMinutes = 1.0;
 inline constexpr int64_t kBatchSamples = 32;  // configs/train/demo.yaml's batch.global
 
 struct DemoPlan {
-  data::SynthConfig data;         // images, videos, splits, seed
-  int64_t steps = 0;              // optimizer steps of kBatchSamples samples
-  double training_budget_s = 0;   // wall time after which training is stopped
+  data::SynthConfig data;        // images, videos, splits, seed
+  int64_t steps = 0;             // optimizer steps of kBatchSamples samples
+  double training_budget_s = 0;  // wall time after which training is stopped
 };
 
 absl::StatusOr<DemoPlan> plan_demo(double minutes, uint64_t seed);

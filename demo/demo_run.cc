@@ -64,10 +64,11 @@ struct DemoLayout {
 absl::Status prepare_out_dir(const DemoLayout& layout) {
   std::error_code error;
   if (fs::exists(layout.out, error) && !fs::is_empty(layout.out, error) && !fs::exists(layout.out / kMarker, error)) {
-    return absl::AlreadyExistsError(absl::StrCat(layout.out.string(),
-                                                 " exists and is not an earlier plm demo's folder; choose another --out"));
+    return absl::AlreadyExistsError(
+        absl::StrCat(layout.out.string(), " exists and is not an earlier plm demo's folder; choose another --out"));
   }
-  for (const fs::path& p : {layout.data, layout.model_init, layout.train, layout.plots, layout.logs, layout.predictions}) {
+  for (const fs::path& p :
+       {layout.data, layout.model_init, layout.train, layout.plots, layout.logs, layout.predictions}) {
     fs::remove_all(p, error);
     if (error) return absl::InternalError(absl::StrCat(p.string(), ": cannot remove: ", error.message()));
   }
@@ -88,7 +89,10 @@ absl::Status write_initial_model(const DemoAssets& assets, const fs::path& dir) 
   for (const char* file : kTokenizerFiles) {
     std::error_code error;
     fs::copy_file(assets.tokenizer_dir / file, dir / file, fs::copy_options::overwrite_existing, error);
-    if (error) return absl::InternalError(absl::StrCat((assets.tokenizer_dir / file).string(), ": cannot copy: ", error.message()));
+    if (error) {
+      return absl::InternalError(
+          absl::StrCat((assets.tokenizer_dir / file).string(), ": cannot copy: ", error.message()));
+    }
   }
   return absl::OkStatus();
 }
@@ -106,33 +110,39 @@ absl::StatusOr<TrainOutcome> train(const DemoAssets& assets, const DemoLayout& l
                                    const DemoOptions& options) {
   std::vector<std::string> argv = {PLM_MPIEXEC, "-n", std::to_string(kRanks)};
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");  // containers and CI run as root
-  for (const char* a : {"--oversubscribe", "-x", "OMP_NUM_THREADS"}) argv.push_back(a);
   for (const std::string& a :
-       {options.executable.string(), std::string("train"), std::string("--config"), assets.train_config.string(),
-        absl::StrCat("model=", layout.model_init.string()), absl::StrCat("data.train=", (layout.data / "train.jsonl").string()),
+       {std::string("--oversubscribe"), std::string("-x"), std::string("OMP_NUM_THREADS"), options.executable.string(),
+        std::string("train"), std::string("--config"), assets.train_config.string(),
+        absl::StrCat("model=", layout.model_init.string()),
+        absl::StrCat("data.train=", (layout.data / "train.jsonl").string()),
         absl::StrCat("output_dir=", layout.train.string()), absl::StrCat("steps=", plan.steps)}) {
     argv.push_back(a);
   }
   const fs::path log = layout.logs / "train.log";
   // One thread per rank: the ranks are the parallelism.
-  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<ChildProcess> child, ChildProcess::start(argv, {{"OMP_NUM_THREADS", "1"}}, log));
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<ChildProcess> child,
+                       ChildProcess::start(argv, {{"OMP_NUM_THREADS", "1"}}, log));
   const Clock::time_point start = Clock::now();
-  ProgressBar bar("training", plan.steps);
   TrainOutcome outcome;
   const fs::path metrics = layout.train / "metrics.jsonl";
+  // The latest step in metrics.jsonl, once the run has written one.
+  const auto read_progress = [&]() -> bool {
+    std::error_code error;
+    if (!fs::exists(metrics, error)) return false;
+    const absl::StatusOr<std::vector<trainer::StepMetrics>> history = trainer::read_metrics_jsonl(metrics);
+    if (!history.ok()) return false;
+    outcome.steps_done = history->back().step;
+    outcome.last_loss = history->back().loss;
+    return true;
+  };
+  ProgressBar bar("training", plan.steps);
   while (!child->poll()) {
     std::this_thread::sleep_for(kPollInterval);
-    std::error_code error;
-    if (fs::exists(metrics, error)) {
-      const absl::StatusOr<std::vector<trainer::StepMetrics>> history = trainer::read_metrics_jsonl(metrics);
-      if (history.ok()) {
-        const trainer::StepMetrics& last = history->back();
-        outcome.steps_done = last.step;
-        outcome.last_loss = last.loss;
-        bar.update(last.step, absl::StrFormat("loss %.3f  ETA %s", last.loss,
-                                              trainer::format_hms(trainer::eta_seconds(
-                                                  last.step, seconds_since(start), plan.steps - last.step))));
-      }
+    if (read_progress()) {
+      const double eta_s =
+          trainer::eta_seconds(outcome.steps_done, seconds_since(start), plan.steps - outcome.steps_done);
+      bar.update(outcome.steps_done,
+                 absl::StrFormat("loss %.3f  ETA %s", outcome.last_loss, trainer::format_hms(eta_s)));
     }
     if (options.stop_at_budget && !outcome.stopped_early && seconds_since(start) > plan.training_budget_s) {
       child->signal(SIGUSR1);
@@ -145,14 +155,9 @@ absl::StatusOr<TrainOutcome> train(const DemoAssets& assets, const DemoLayout& l
     return absl::InternalError(absl::StrCat("mpirun ... plm train exited with status ", status, "; the end of ",
                                             log.string(), ":\n", log_tail(log)));
   }
-  const absl::StatusOr<std::vector<trainer::StepMetrics>> history = trainer::read_metrics_jsonl(metrics);
-  if (history.ok()) {
-    outcome.steps_done = history->back().step;
-    outcome.last_loss = history->back().loss;
-  }
+  read_progress();
   bar.update(outcome.steps_done);
-  bar.finish(absl::StrFormat("loss %.3f, %s%s", outcome.last_loss,
-                             trainer::format_hms(outcome.seconds),
+  bar.finish(absl::StrFormat("loss %.3f, %s%s", outcome.last_loss, trainer::format_hms(outcome.seconds),
                              outcome.stopped_early ? " (stopped at the time budget)" : ""));
   std::error_code error;
   if (!fs::exists(layout.final_hf / "config.json", error)) {
@@ -195,14 +200,18 @@ absl::StatusOr<Server> start_server(const DemoLayout& layout, const fs::path& ex
     const absl::StatusOr<std::string> text = data::read_file(log);
     std::smatch match;
     if (text.ok() && std::regex_search(*text, match, ready)) {
-      Server server{std::move(child), {.host = match[1], .port = static_cast<uint16_t>(std::stoi(match[2])),
-                                       .model = kServedModel, .media_root = layout.data}};
+      Server server{std::move(child),
+                    {.host = match[1],
+                     .port = static_cast<uint16_t>(std::stoi(match[2])),
+                     .model = kServedModel,
+                     .media_root = layout.data}};
       return server;
     }
     if (child->poll()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  return absl::InternalError(absl::StrCat("plm serve did not get ready; the end of ", log.string(), ":\n", log_tail(log)));
+  return absl::InternalError(
+      absl::StrCat("plm serve did not get ready; the end of ", log.string(), ":\n", log_tail(log)));
 }
 
 absl::Status write_predictions(const fs::path& path, const std::vector<Prediction>& predictions,
@@ -240,7 +249,8 @@ void print_examples(const std::vector<Prediction>& predictions) {
       if (p.example.kind != kind || shown++ >= kExamplesShown) continue;
       const std::string wrong = wrong_attributes(p);
       std::printf("  %-6s %-28s %-28s %s\n", kind == data::MediaKind::kImage ? "image" : "video",
-                  p.example.answer.c_str(), one_line(p.reply, 28).c_str(), wrong.empty() ? "ok" : ("wrong " + wrong).c_str());
+                  p.example.answer.c_str(), one_line(p.reply, 28).c_str(),
+                  wrong.empty() ? "ok" : ("wrong " + wrong).c_str());
     }
   }
 }
@@ -263,9 +273,10 @@ absl::Status run_demo(const DemoOptions& options) {
   PLM_ASSIGN_OR_RETURN(const DemoAssets assets, find_demo_assets(options.executable));
   const DemoLayout layout(fs::absolute(options.out_dir));
   PLM_RETURN_IF_ERROR(prepare_out_dir(layout));
-  std::printf("plm demo: fine-tune a tiny PLM to describe coloured shapes in pictures and clips, on this CPU, then ask\n"
-              "it about held-out ones (budget %.0f min; everything goes to %s)\n\n", options.minutes,
-              layout.out.c_str());
+  std::printf(
+      "plm demo: fine-tune a tiny PLM to describe coloured shapes in pictures and clips, on this CPU, then ask\n"
+      "it about held-out ones (budget %.0f min; everything goes to %s)\n\n",
+      options.minutes, layout.out.c_str());
 
   std::printf("[1/7] data: %lld pictures and %lld clips of coloured shapes (plm data synth)\n",
               static_cast<long long>(plan.data.num_images), static_cast<long long>(plan.data.num_videos));
@@ -298,8 +309,9 @@ absl::Status run_demo(const DemoOptions& options) {
                        data::read_synthetic_split(layout.data / "test.jsonl"));
   std::printf("[6/7] asking: %zu held-out pictures and clips through /v1/chat/completions\n", examples.size());
   ProgressBar ask_bar("asking", static_cast<int64_t>(examples.size()));
-  PLM_ASSIGN_OR_RETURN(const std::vector<Prediction> predictions,
-                       ask_server(server.endpoint, examples, kAskThreads, [&ask_bar](int64_t done) { ask_bar.update(done); }));
+  PLM_ASSIGN_OR_RETURN(
+      const std::vector<Prediction> predictions,
+      ask_server(server.endpoint, examples, kAskThreads, [&ask_bar](int64_t done) { ask_bar.update(done); }));
   ask_bar.finish();
   PLM_RETURN_IF_ERROR(write_predictions(layout.predictions, predictions, layout.data));
 

@@ -20,9 +20,9 @@ namespace plm::demo {
 
 struct DemoOptions {
   std::filesystem::path out_dir = "plm-demo";
-  double minutes = 10;       // wall-time budget (demo/demo_plan.h)
-  bool stop_at_budget = true;  // false: train every planned step, however long this machine takes
-  uint64_t seed = 1;         // of the data; the model's init has its own fixed seed
+  double minutes = 10;               // wall-time budget (demo/demo_plan.h)
+  bool stop_at_budget = true;        // false: train every planned step, however long this machine takes
+  uint64_t seed = 1;                 // of the data; the model's init has its own fixed seed
   std::filesystem::path executable;  // the running plm: runs plm train / plm serve, finds the shipped files
 };
 

@@ -99,11 +99,10 @@ absl::StatusOr<std::vector<Prediction>> ask_server(const ServerEndpoint& server,
 }
 
 std::vector<AttributeScore> score(const std::vector<Prediction>& predictions) {
-  std::vector<AttributeScore> scores = {
-      {.attribute = "shape", .chance = 1.0 / data::kShapeKinds.size()},
-      {.attribute = "colour", .chance = 1.0 / data::kShapeColours.size()},
-      {.attribute = "position", .chance = 1.0 / data::kImagePositions.size()},
-      {.attribute = "motion", .chance = 1.0 / data::kMotions.size()}};
+  std::vector<AttributeScore> scores = {{.attribute = "shape", .chance = 1.0 / data::kShapeKinds.size()},
+                                        {.attribute = "colour", .chance = 1.0 / data::kShapeColours.size()},
+                                        {.attribute = "position", .chance = 1.0 / data::kImagePositions.size()},
+                                        {.attribute = "motion", .chance = 1.0 / data::kMotions.size()}};
   for (const Prediction& p : predictions) {
     const data::ShapeAttributes& truth = p.example.attributes;
     count(scores[0], std::optional(truth.shape), p.parsed.shape);

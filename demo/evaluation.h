@@ -24,8 +24,8 @@ struct Prediction {
 struct ServerEndpoint {
   std::string host;
   uint16_t port = 0;
-  std::string model;                   // the served model name
-  std::filesystem::path media_root;    // the server's --media-root: media paths are sent relative to it
+  std::string model;                 // the served model name
+  std::filesystem::path media_root;  // the server's --media-root: media paths are sent relative to it
 };
 
 // `num_threads` requests in flight at once (the server batches them). progress(done) after each reply, from
@@ -38,7 +38,7 @@ struct AttributeScore {
   std::string attribute;  // shape, colour (all examples), position (images), motion (videos)
   int64_t correct = 0;
   int64_t total = 0;
-  double chance = 0;      // 1 / the number of values: what guessing scores
+  double chance = 0;  // 1 / the number of values: what guessing scores
   double accuracy() const { return total > 0 ? static_cast<double>(correct) / total : 0.0; }
 };
 

@@ -15,7 +15,10 @@ constexpr auto kRedrawInterval = std::chrono::milliseconds(100);
 }  // namespace
 
 ProgressBar::ProgressBar(std::string label, int64_t total, std::FILE* out)
-    : label_(std::move(label)), total_(std::max<int64_t>(total, 1)), out_(out), terminal_(::isatty(::fileno(out)) == 1) {
+    : label_(std::move(label)),
+      total_(std::max<int64_t>(total, 1)),
+      out_(out),
+      terminal_(::isatty(::fileno(out)) == 1) {
   PLM_CHECK_GE(total, 0);
 }
 
@@ -50,7 +53,8 @@ void ProgressBar::draw(int64_t done, std::string_view detail, bool last) {
   const int percent = static_cast<int>(done * 100 / total_);
   std::fprintf(out_, "%s%-10s [%s] %3d%% %lld/%lld%s%.*s%s", terminal_ ? "\r" : "", label_.c_str(),
                cells(done, total_, kBarCells).c_str(), percent, static_cast<long long>(done),
-               static_cast<long long>(total_), detail.empty() ? "" : "  ", static_cast<int>(detail.size()), detail.data(),
+               static_cast<long long>(total_), detail.empty() ? "" : "  ", static_cast<int>(detail.size()),
+               detail.data(),
                terminal_ ? "\033[K" : "");  // \033[K clears what a longer earlier line left
   if (last || !terminal_) std::fputc('\n', out_);
   std::fflush(out_);

@@ -157,8 +157,9 @@ TEST(SynthDataset, PngsDecodeWithTheShapeInItsQuadrantAndColour) {
     ASSERT_EQ(image->width, 64);
     ASSERT_EQ(image->height, 64);
     const Point centre = shape_centre(*image);
-    const ImagePosition position = centre.y < 32 ? (centre.x < 32 ? ImagePosition::kTopLeft : ImagePosition::kTopRight)
-                                                 : (centre.x < 32 ? ImagePosition::kBottomLeft : ImagePosition::kBottomRight);
+    const ImagePosition position = centre.y < 32
+                                       ? (centre.x < 32 ? ImagePosition::kTopLeft : ImagePosition::kTopRight)
+                                       : (centre.x < 32 ? ImagePosition::kBottomLeft : ImagePosition::kBottomRight);
     EXPECT_EQ(name(position), std::string(name(*item.attributes.position))) << item.media;
     EXPECT_EQ(name(nearest_colour(shape_rgb(*image))), std::string(name(item.attributes.colour))) << item.media;
   }
@@ -191,8 +192,8 @@ TEST(SynthDataset, SplitsAreSftJsonlThatTheTrainerLoadsAndThatReadBackAsTheGroun
   const absl::StatusOr<SynthSummary> summary = write_synthetic_dataset(small_config(8), dir);
   ASSERT_TRUE(summary.ok()) << summary.status();
   ASSERT_EQ(summary->jsonl_files.size(), 3u);
-  const absl::StatusOr<std::unique_ptr<SftJsonlDataset>> train = SftJsonlDataset::open(
-      dir / "train.jsonl", plm::testing::llama3_tokenizer(), plm::testing::tiny_processor(), {});
+  const absl::StatusOr<std::unique_ptr<SftJsonlDataset>> train =
+      SftJsonlDataset::open(dir / "train.jsonl", plm::testing::llama3_tokenizer(), plm::testing::tiny_processor(), {});
   ASSERT_TRUE(train.ok()) << train.status();
   EXPECT_EQ((*train)->size(), 16 + 8);
 
@@ -244,14 +245,16 @@ TEST(SynthShapes, DescribeThenParseGivesTheAttributesBack) {
   for (const ShapeKind shape : kShapeKinds) {
     for (const ShapeColour colour : kShapeColours) {
       for (const ImagePosition position : kImagePositions) {
-        const ParsedAttributes p = parse_attributes(describe({.shape = shape, .colour = colour, .position = position, .motion = std::nullopt}));
+        const ParsedAttributes p = parse_attributes(
+            describe({.shape = shape, .colour = colour, .position = position, .motion = std::nullopt}));
         EXPECT_EQ(p.shape, shape);
         EXPECT_EQ(p.colour, colour);
         EXPECT_EQ(p.position, position);
         EXPECT_EQ(p.motion, std::nullopt);
       }
       for (const Motion motion : kMotions) {
-        const ParsedAttributes p = parse_attributes(describe({.shape = shape, .colour = colour, .position = std::nullopt, .motion = motion}));
+        const ParsedAttributes p =
+            parse_attributes(describe({.shape = shape, .colour = colour, .position = std::nullopt, .motion = motion}));
         EXPECT_EQ(p.shape, shape);
         EXPECT_EQ(p.colour, colour);
         EXPECT_EQ(p.position, std::nullopt);

@@ -42,7 +42,8 @@ TEST(Evaluation, ScoresEachAttributeOverTheExamplesThatHaveIt) {
     const char* attribute;
     int64_t correct, total;
     double chance;
-  } expected[] = {{"shape", 2, 4, 1.0 / 3}, {"colour", 3, 4, 1.0 / 5}, {"position", 1, 2, 1.0 / 4}, {"motion", 0, 2, 1.0 / 4}};
+  } expected[] = {
+      {"shape", 2, 4, 1.0 / 3}, {"colour", 3, 4, 1.0 / 5}, {"position", 1, 2, 1.0 / 4}, {"motion", 0, 2, 1.0 / 4}};
   for (size_t i = 0; i < scores.size(); ++i) {
     EXPECT_EQ(scores[i].attribute, expected[i].attribute);
     EXPECT_EQ(scores[i].correct, expected[i].correct) << expected[i].attribute;
@@ -53,12 +54,14 @@ TEST(Evaluation, ScoresEachAttributeOverTheExamplesThatHaveIt) {
 }
 
 TEST(Evaluation, WrongAttributesNamesWhatTheReplyMissed) {
-  EXPECT_EQ(wrong_attributes(image(ShapeKind::kCircle, ShapeColour::kRed, ImagePosition::kTopLeft, "red circle, top left")),
-            "");
-  EXPECT_EQ(wrong_attributes(image(ShapeKind::kSquare, ShapeColour::kBlue, ImagePosition::kBottomRight,
-                                   "blue circle, top right")),
+  EXPECT_EQ(
+      wrong_attributes(image(ShapeKind::kCircle, ShapeColour::kRed, ImagePosition::kTopLeft, "red circle, top left")),
+      "");
+  EXPECT_EQ(wrong_attributes(
+                image(ShapeKind::kSquare, ShapeColour::kBlue, ImagePosition::kBottomRight, "blue circle, top right")),
             "shape, position");
-  EXPECT_EQ(wrong_attributes(video(ShapeKind::kCircle, ShapeColour::kPurple, Motion::kLeft, "?")), "shape, colour, motion");
+  EXPECT_EQ(wrong_attributes(video(ShapeKind::kCircle, ShapeColour::kPurple, Motion::kLeft, "?")),
+            "shape, colour, motion");
 }
 
 }  // namespace

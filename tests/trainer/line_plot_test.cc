@@ -81,11 +81,11 @@ TEST(LinePlot, NonFinitePointsBreakTheLineAndDoNotBendTheAxes) {
 }
 
 TEST(LinePlot, LogScaleMakesPowersOfTenAStraightLineAndBreaksAtZero) {
-  const RgbCanvas canvas =
-      plot_panels({{.name = "loss", .x = {0, 1, 2, 3, 4, 5, 6}, .y = {1e4, 1e3, 1e2, 1e1, 1e0, 0.0, 1e-2}, .log_y = true}});
+  const RgbCanvas canvas = plot_panels(
+      {{.name = "loss", .x = {0, 1, 2, 3, 4, 5, 6}, .y = {1e4, 1e3, 1e2, 1e1, 1e0, 0.0, 1e-2}, .log_y = true}});
   const PlotArea area = panel_plot_area(0);
-  EXPECT_EQ(canvas.at(area.left, area.top), kLineColor);       // 1e4
-  EXPECT_EQ(canvas.at(area.right, area.bottom), kLineColor);   // 1e-2
+  EXPECT_EQ(canvas.at(area.left, area.top), kLineColor);      // 1e4
+  EXPECT_EQ(canvas.at(area.right, area.bottom), kLineColor);  // 1e-2
   // 1e2 at x = 2 sits a third of the way down: log10 spans 4 .. -2.
   const int x2 = area.left + (area.right - area.left) / 3;
   const std::set<int> rows = line_rows_at(canvas, x2, area.top, area.bottom);
