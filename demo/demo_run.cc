@@ -242,14 +242,14 @@ std::string one_line(const std::string& text, size_t width) {
 }
 
 void print_examples(const std::vector<Prediction>& predictions) {
-  std::printf("\n  %-6s %-28s %-28s %s\n", "", "truth", "the model's answer", "");
+  std::printf("\n  %-6s %-30s %-30s %s\n", "", "truth", "the model's answer", "");
   for (const data::MediaKind kind : {data::MediaKind::kImage, data::MediaKind::kVideo}) {
     int shown = 0;
     for (const Prediction& p : predictions) {
       if (p.example.kind != kind || shown++ >= kExamplesShown) continue;
       const std::string wrong = wrong_attributes(p);
-      std::printf("  %-6s %-28s %-28s %s\n", kind == data::MediaKind::kImage ? "image" : "video",
-                  p.example.answer.c_str(), one_line(p.reply, 28).c_str(),
+      std::printf("  %-6s %-30s %-30s %s\n", kind == data::MediaKind::kImage ? "image" : "video",
+                  p.example.answer.c_str(), one_line(p.reply, 30).c_str(),
                   wrong.empty() ? "ok" : ("wrong " + wrong).c_str());
     }
   }
@@ -280,11 +280,13 @@ absl::Status run_demo(const DemoOptions& options) {
 
   std::printf("[1/7] data: %lld pictures and %lld clips of coloured shapes (plm data synth)\n",
               static_cast<long long>(plan.data.num_images), static_cast<long long>(plan.data.num_videos));
+  const Clock::time_point data_start = Clock::now();
   ProgressBar data_bar("generating", plan.data.num_images + plan.data.num_videos);
   PLM_RETURN_IF_ERROR(data::write_synthetic_dataset(plan.data, layout.data, [&data_bar](int64_t done, int64_t) {
                         data_bar.update(done);
                       }).status());
   data_bar.finish(layout.data.string());
+  const double data_s = seconds_since(data_start);
 
   std::printf("[2/7] model: a random-init tiny PLM (configs/demo: vision 2 x 64, text 4 x 32, Llama 3 tokenizer)\n");
   PLM_RETURN_IF_ERROR(write_initial_model(assets, layout.model_init));
@@ -308,11 +310,13 @@ absl::Status run_demo(const DemoOptions& options) {
   PLM_ASSIGN_OR_RETURN(const std::vector<data::SynthExample> examples,
                        data::read_synthetic_split(layout.data / "test.jsonl"));
   std::printf("[6/7] asking: %zu held-out pictures and clips through /v1/chat/completions\n", examples.size());
+  const Clock::time_point ask_start = Clock::now();
   ProgressBar ask_bar("asking", static_cast<int64_t>(examples.size()));
   PLM_ASSIGN_OR_RETURN(
       const std::vector<Prediction> predictions,
       ask_server(server.endpoint, examples, kAskThreads, [&ask_bar](int64_t done) { ask_bar.update(done); }));
   ask_bar.finish();
+  const double ask_s = seconds_since(ask_start);
   PLM_RETURN_IF_ERROR(write_predictions(layout.predictions, predictions, layout.data));
 
   // ---- Step 7: captions. `plm caption` (the captioning subcommand) is being written in parallel; once it is in
@@ -327,15 +331,24 @@ absl::Status run_demo(const DemoOptions& options) {
   for (const Prediction& p : predictions) ++(p.example.kind == data::MediaKind::kImage ? num_images : num_videos);
   print_examples(predictions);
   print_scores(score(predictions), num_images, num_videos);
-  std::printf("\nmodel        %s   (plm generate --model ..., plm serve --model ...)\n", layout.final_hf.c_str());
+  std::printf("\nmodel        %s\n", layout.final_hf.c_str());
   std::printf("plots        %s   (metrics.png; loss.png, lr.png, grad_norm.png, tokens_per_s.png)\n",
               layout.plots.c_str());
   std::printf("answers      %s\n", layout.predictions.c_str());
   std::printf("data         %s   (train/validation/test.jsonl, images/, videos/)\n", layout.data.c_str());
   std::printf("logs         %s   (train.log, serve.log)\n", layout.logs.c_str());
-  std::printf("time         %s in all, training %s (%lld steps%s)\n", trainer::format_hms(seconds_since(start)).c_str(),
+  std::printf("time         %s in all: data %s, training %s (%lld steps%s), asking %s\n",
+              trainer::format_hms(seconds_since(start)).c_str(), trainer::format_hms(data_s).c_str(),
               trainer::format_hms(trained.seconds).c_str(), static_cast<long long>(trained.steps_done),
-              trained.stopped_early ? ", stopped at the time budget" : "");
+              trained.stopped_early ? ", stopped at the time budget" : "", trainer::format_hms(ask_s).c_str());
+  if (!examples.empty()) {
+    const data::SynthExample& e = examples.front();
+    const bool image = e.kind == data::MediaKind::kImage;
+    std::printf("\nask it yourself:\n  %s generate --model %s --system \"%s\" --%s %s%s --prompt \"%s\"\n",
+                options.executable.c_str(), layout.final_hf.c_str(), e.system.c_str(), image ? "image" : "video",
+                e.media.c_str(), image ? "" : absl::StrCat(" --num-frames ", kVideoFrames).c_str(),
+                e.question.c_str());
+  }
   return absl::OkStatus();
 }
 
