@@ -9,13 +9,13 @@ namespace plm::demo {
 namespace {
 
 // Measured with 2 ranks (OMP_NUM_THREADS=1) of configs/train/demo.yaml on 2 idle cores: see demo/README.md.
-constexpr double kIdleStepsPerSecond = 2.0;
+constexpr double kIdleStepsPerSecond = 3.8;
 // What is not training: generating the data, writing the model, starting the ranks and the server, asking
 // about the held-out examples, and a margin.
 constexpr double kOtherWorkS = 45.0;
 constexpr double kOtherWorkFraction = 0.15;
-constexpr int64_t kMinSteps = 40;
-constexpr int64_t kMaxSteps = 2000;
+constexpr int64_t kMinSteps = 100;  // configs/train/demo.yaml's warm-up is 100 steps
+constexpr int64_t kMaxSteps = 4000;
 // Distinct pictures and clips: enough that the model sees each one a few times at most.
 constexpr int64_t kMaxItemsPerKind = 2500;
 constexpr int64_t kMinItemsPerKind = 200;

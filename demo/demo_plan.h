@@ -12,7 +12,7 @@
 namespace plm::demo {
 
 inline constexpr double kMinMinutes = 1.0;
-inline constexpr int64_t kBatchSamples = 32;  // configs/train/demo.yaml's batch.global
+inline constexpr int64_t kBatchSamples = 16;  // configs/train/demo.yaml's batch.global
 
 struct DemoPlan {
   data::SynthConfig data;        // images, videos, splits, seed
