@@ -9,14 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
 #include "core/status_macros.h"
-#include "distributed/consistency.h"
-#include "distributed/launch_env.h"
-#include "distributed/mpi_communicator.h"
-#include "distributed/nccl_communicator.h"
-#include "distributed/process_groups.h"
 #include "data/multimodal_prompt.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
+#include "runtime/model_parallelism.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
 
@@ -48,105 +44,48 @@ struct GenerateOptions {
   bool replicate_vision = false;
 };
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
+// The conversation: the --messages file, or one user turn built from the flags.
+absl::StatusOr<std::vector<data::ChatMessage>> conversation(const GenerateOptions& o) {
+  if (o.messages_file.empty()) {
+    std::vector<std::string> videos;
+    if (!o.video.empty()) videos.push_back(o.video);
+    return data::single_turn_conversation(o.prompt, o.images, videos, o.system);
   }
-  return out + "\"";
+  std::ifstream in(o.messages_file, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(o.messages_file, ": cannot open the messages file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return data::parse_chat_messages(text.str());
 }
 
-// The conversation as OpenAI-style JSON: the --messages file, or one user turn built from the flags.
-absl::StatusOr<std::string> messages_json(const GenerateOptions& o) {
-  if (!o.messages_file.empty()) {
-    std::ifstream in(o.messages_file, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat(o.messages_file, ": cannot open the messages file"));
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-  std::string parts;
-  for (const std::string& image : o.images) parts += "{\"type\":\"image\",\"url\":" + json_string(image) + "},";
-  if (!o.video.empty()) parts += "{\"type\":\"video\",\"url\":" + json_string(o.video) + "},";
-  parts += "{\"type\":\"text\",\"text\":" + json_string(o.prompt) + "}";
-  std::string messages = "[";
-  if (!o.system.empty()) messages += "{\"role\":\"system\",\"content\":" + json_string(o.system) + "},";
-  return messages + "{\"role\":\"user\",\"content\":[" + parts + "]}]";
-}
-
-// This rank's communicators for a tp x pp layout: MPI groups on CPU, NCCL groups over them on CUDA.
-struct Parallelism {
-  std::unique_ptr<distributed::ProcessGroups> groups;
-  std::unique_ptr<distributed::Communicator> tp, pp;  // NCCL (CUDA only)
+// This rank's part of the tp x pp layout, with generate's layout options.
+absl::StatusOr<runtime::ModelParallelism> set_up_parallelism(const GenerateOptions& o, Device device,
+                                                             const std::string& flags) {
   model::ModelParallel layout;
-  bool is_output_rank = true;
-};
-
-absl::StatusOr<Parallelism> set_up_parallelism(const GenerateOptions& o, Device device, const std::string& flags) {
-  Parallelism p;
-  p.layout.replicate_vision = o.replicate_vision;
+  layout.replicate_vision = o.replicate_vision;
   if (!o.pp_layers.empty()) {
-    p.layout.stage_layer_counts = o.pp_layers;
+    layout.stage_layer_counts = o.pp_layers;
   } else if (o.pp_media_fraction >= 0 && o.pp > 1) {
     PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(o.model_dir));
-    p.layout.stage_layer_counts = model::cost_aware_stage_layers(config, o.pp, o.pp_media_fraction);
+    layout.stage_layer_counts = model::cost_aware_stage_layers(config, o.pp, o.pp_media_fraction);
   }
-  const distributed::LaunchEnv env = distributed::read_launch_env();
-  if (o.tp * o.pp == 1 && env.world_size == 1) return p;
-  std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
-  // Every rank must run the same command; a mismatch would hang or diverge later.
-  PLM_RETURN_IF_ERROR(distributed::check_same_on_all_ranks(*world, "the plm generate command line", flags));
-  PLM_ASSIGN_OR_RETURN(distributed::ProcessGroups groups, distributed::ProcessGroups::create(std::move(world), o.tp, o.pp));
-  p.groups = std::make_unique<distributed::ProcessGroups>(std::move(groups));
-  if (p.groups->dims.dp != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("plm generate runs one model: launch tp(", o.tp, ") * pp(", o.pp,
-                                                   ") = ", o.tp * o.pp, " ranks, not ", p.groups->world->size()));
-  }
-  if (device.is_cuda()) {
-    p.tp = distributed::nccl_communicator(*p.groups->tp, device.index, "tp");
-    p.pp = distributed::nccl_communicator(*p.groups->pp, device.index, "pp");
-    p.layout.tp = p.tp.get();
-    p.layout.pp = p.pp.get();
-  } else {
-    p.layout.tp = p.groups->tp.get();
-    p.layout.pp = p.groups->pp.get();
-  }
-  p.is_output_rank = p.groups->world->rank() == 0;
-  return p;
+  return runtime::set_up_model_parallelism({.command = "plm generate", .flags = flags, .tp = o.tp, .pp = o.pp}, device,
+                                           std::move(layout));
 }
 
 absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   PLM_ASSIGN_OR_RETURN(const Device device,
                        runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
-  PLM_ASSIGN_OR_RETURN(Parallelism parallel, set_up_parallelism(o, device, flags));
+  PLM_ASSIGN_OR_RETURN(runtime::ModelParallelism parallel, set_up_parallelism(o, device, flags));
   PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
                        model::PlmModel::load(o.model_dir, device, parallel.layout));
   PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
   const data::Tokenizer& tokenizer = model_dir.tokenizer;
   const data::ProcessorConfig& processor = model_dir.processor;
   const model::PlmConfig& config = model->config();
-  PLM_ASSIGN_OR_RETURN(const std::string json, messages_json(o));
-  PLM_ASSIGN_OR_RETURN(std::vector<data::ChatMessage> messages, data::parse_chat_messages(json));
+  PLM_ASSIGN_OR_RETURN(const std::vector<data::ChatMessage> messages, conversation(o));
   data::MediaOptions media;
-  if (o.fps > 0) {
-    media.video_sampling = {.num_frames = std::nullopt, .fps = o.fps};
-  } else if (o.num_frames > 0) {
-    media.video_sampling = {.num_frames = o.num_frames};  // exactly this many, as HF: more than the video has is an error
-  }
+  media.video_sampling = data::video_sampling_from_flags(o.num_frames, o.fps);
   PLM_ASSIGN_OR_RETURN(data::PromptInputs inputs,
                        data::build_prompt(messages, /*add_generation_prompt=*/true, tokenizer, processor,
                                           config.tokens_per_tile(), media));
@@ -171,7 +110,7 @@ absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   }
   PLM_ASSIGN_OR_RETURN(std::vector<model::GenerationResult> results, model::generate(*model, {request}, options));
   const model::GenerationResult& result = results[0];
-  if (!parallel.is_output_rank) return absl::OkStatus();
+  if (parallel.world_rank() != 0) return absl::OkStatus();
   if (o.output_ids) {
     std::string line;
     for (size_t i = 0; i < result.tokens.size(); ++i) line += (i ? " " : "") + std::to_string(result.tokens[i]);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,9 +19,11 @@
 #include "model/plm_model.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
+#include "runtime/model_parallelism.h"
 #include "serve/engine.h"
 #include "serve/http/http_server.h"
 #include "serve/prompt_preparer.h"
+#include "serve/step_mirror.h"
 
 namespace plm::apps {
 
@@ -49,6 +52,7 @@ struct ServeOptions {
   int max_queue = 256;
   int io_threads = 2;
   int media_threads = 2;
+  int tp = 1;
 };
 
 // A private directory for data: URL payloads, removed with this object.
@@ -83,9 +87,10 @@ void print_line(const std::string& line) {
   std::fflush(stdout);
 }
 
-absl::Status run_serve(const ServeOptions& o) {
-  PLM_ASSIGN_OR_RETURN(const Device device,
-                       runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
+// Rank 0's part: the engine over `model` (stepping the other TP ranks through `publisher`) and the HTTP server,
+// until drained.
+absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, Device device,
+                         serve::StepPublisher* publisher) {
   std::optional<std::filesystem::path> media_root;
   if (!o.media_root.empty()) {
     std::error_code error;
@@ -95,7 +100,6 @@ absl::Status run_serve(const ServeOptions& o) {
     }
   }
   PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
-  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device));
   PLM_ASSIGN_OR_RETURN(const ScratchDir scratch, ScratchDir::create());
 
   serve::EngineConfig engine_config;
@@ -109,9 +113,10 @@ absl::Status run_serve(const ServeOptions& o) {
                       .prefix_caching = !o.no_prefix_caching};
   engine_config.max_model_len = o.max_model_len;
   engine_config.encoder_cache_bytes = static_cast<int64_t>(o.encoder_cache_bytes);
+  engine_config.publisher = publisher;
   serve::Metrics metrics;
   PLM_ASSIGN_OR_RETURN(const std::unique_ptr<serve::Engine> engine,
-                       serve::Engine::start(*model, model_dir.tokenizer, model_dir.eos_token_ids(), engine_config, &metrics));
+                       serve::Engine::start(model, model_dir.tokenizer, model_dir.eos_token_ids(), engine_config, &metrics));
   data::MediaOptions media;
   media.video_sampling = {.num_frames = o.max_video_frames, .fps = std::nullopt, .at_most = true};
   media.video_limits.max_output_frames = o.max_video_frames;
@@ -135,7 +140,8 @@ absl::Status run_serve(const ServeOptions& o) {
                        serve::http::HttpServer::start(config, *engine, preparer, metrics));
   server->drain_on_signals();
   const serve::EngineStats stats = engine->stats();
-  print_line(absl::StrCat("plm serve: ready on ", server->url(), " (model ", config.model_name, " on ", device.to_string(),
+  print_line(absl::StrCat("plm serve: ready on ", server->url(), " (pid ", ::getpid(), ", model ", config.model_name, " on ", device.to_string(),
+                          o.tp > 1 ? absl::StrCat(" x tp ", o.tp) : "",
                           ", ", o.max_num_seqs, " sequences of up to ", engine->max_sequence_tokens(),
                           " tokens, ", o.kv_cache, " KV cache ", stats.kv.bytes >> 20, " MiB (", stats.kv.num_blocks,
                           " blocks of ", stats.kv.block_tokens, " tokens), encoder cache ",
@@ -144,6 +150,29 @@ absl::Status run_serve(const ServeOptions& o) {
   server->wait();
   print_line("plm serve: drained; exiting");
   return absl::OkStatus();
+}
+
+// Every rank loads its share of the model; rank 0 serves, the other TP ranks follow its steps.
+absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
+  PLM_ASSIGN_OR_RETURN(const Device device,
+                       runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
+  PLM_ASSIGN_OR_RETURN(const runtime::ModelParallelism parallel,
+                       runtime::set_up_model_parallelism({.command = "plm serve", .flags = flags, .tp = o.tp}, device));
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model,
+                       model::PlmModel::load(o.model_dir, device, parallel.layout));
+  const serve::MirrorChannel channel{parallel.tp_host(), parallel.tp_device()};
+  if (parallel.world_rank() != 0) {
+    // A follower ends when rank 0 has drained and says stop: a SIGTERM sent to every rank (scancel, srun) must
+    // not end it first.
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+    return serve::follow_steps(*model, channel);
+  }
+  std::optional<serve::StepPublisher> publisher;
+  if (channel.control != nullptr) publisher.emplace(channel);
+  const absl::Status served = serve_model(o, *model, device, publisher ? &*publisher : nullptr);
+  if (publisher) publisher->publish_stop();
+  return served;
 }
 
 }  // namespace
@@ -188,10 +217,12 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads (default 2)")->check(CLI::PositiveNumber);
   cmd->add_option("--media-threads", o->media_threads, "Media decode / preprocessing threads (default 2)")
       ->check(CLI::PositiveNumber);
-  cmd->callback([selected, o] {
-    *selected = [o] {
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks: launch this many with mpirun or srun; rank 0 serves HTTP")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([selected, o, cmd] {
+    *selected = [o, flags = cmd->config_to_str(true, false)] {
       std::signal(SIGPIPE, SIG_IGN);  // a client that goes away is an error value, not a signal
-      const absl::Status status = run_serve(*o);
+      const absl::Status status = run_serve(*o, flags);
       if (!status.ok()) {
         std::fprintf(stderr, "plm serve: %s\n", std::string(status.message()).c_str());
         return 1;

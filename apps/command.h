@@ -12,11 +12,13 @@ namespace plm::apps {
 using CommandMain = std::function<int()>;
 
 void add_bench_command(CLI::App& app, CommandMain* selected);
+void add_caption_command(CLI::App& app, CommandMain* selected);
 void add_convert_command(CLI::App& app, CommandMain* selected);
 void add_data_command(CLI::App& app, CommandMain* selected);
 void add_demo_command(CLI::App& app, CommandMain* selected);
 void add_generate_command(CLI::App& app, CommandMain* selected);
 void add_plot_command(CLI::App& app, CommandMain* selected);
+void add_plan_command(CLI::App& app, CommandMain* selected);
 void add_serve_command(CLI::App& app, CommandMain* selected);
 void add_tokenize_command(CLI::App& app, CommandMain* selected);
 void add_train_command(CLI::App& app, CommandMain* selected);

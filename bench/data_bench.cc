@@ -65,9 +65,10 @@ int run_preprocess_bench(const PreprocessBenchOptions& o) {
       std::fprintf(stderr, "plm bench preprocess: %s\n", std::string(r.status().message()).c_str());
       return 1;
     }
-    std::printf("video %s: %lld frames to %dx%d, best of %d: %.3f s = %.0f frames/s (decode + sample + resize)\n",
+    std::printf("video %s: %lld frames to %dx%d, best of %d: %.3f s = %.0f frames/s (decode + sample + resize); "
+                "decode alone %.3f s\n",
                 o.video.c_str(), static_cast<long long>(r->num_frames), o.tile_size, o.tile_size, o.runs, r->seconds,
-                r->frames_per_second());
+                r->frames_per_second(), r->decode_seconds);
   }
   if (o.image.empty() && o.video.empty()) {
     std::fprintf(stderr, "plm bench preprocess: give --image and/or --video\n");

@@ -31,6 +31,9 @@ struct Sample {
   std::string error_class;  // "http_429", "transport", ...
   double ttft_s = 0, latency_s = 0, tpot_s = -1;  // tpot < 0: fewer than two tokens
   int64_t output_tokens = 0;
+  // Gaps between consecutive content chunks of the stream (inter-token latency: one chunk per token unless
+  // text is held back, e.g. an incomplete UTF-8 sequence): where a long prefill or vision step stalls a stream.
+  std::vector<double> itl_s;
 };
 
 absl::StatusOr<std::string> data_url(const std::string& path, const char* kind) {
@@ -56,7 +59,7 @@ double percentile(std::vector<double> values, double p) {
 Sample run_one(serve::http::HttpClient& client, const std::string& body, const serve::http::Headers& headers) {
   Sample s;
   const Clock::time_point start = Clock::now();
-  Clock::time_point first{};
+  Clock::time_point first{}, last{};
   bool bad_event = false;
   const absl::StatusOr<serve::http::HttpResponse> r =
       client.stream("/v1/chat/completions", body, headers, [&](std::string_view data) {
@@ -66,9 +69,14 @@ Sample run_one(serve::http::HttpClient& client, const std::string& body, const s
           bad_event = true;
           return true;
         }
-        if (!chunk["choices"].empty() && first == Clock::time_point{} &&
-            !chunk["choices"][0]["delta"].value("content", "").empty()) {
-          first = Clock::now();
+        if (!chunk["choices"].empty() && !chunk["choices"][0]["delta"].value("content", "").empty()) {
+          const Clock::time_point now = Clock::now();
+          if (first == Clock::time_point{}) {
+            first = now;
+          } else {
+            s.itl_s.push_back(seconds(now - last));
+          }
+          last = now;
         }
         if (chunk.contains("usage") && chunk["usage"].is_object()) s.output_tokens = chunk["usage"]["completion_tokens"];
         return true;
@@ -161,7 +169,7 @@ int run_serve_bench(const ServeBenchOptions& o) {
   for (std::thread& t : workers) t.join();
   const double wall_s = seconds(Clock::now() - start);
 
-  std::vector<double> ttft, tpot, latency;
+  std::vector<double> ttft, tpot, latency, itl;
   std::map<std::string, int> errors;
   int64_t tokens = 0;
   for (const Sample& s : samples) {
@@ -172,6 +180,7 @@ int run_serve_bench(const ServeBenchOptions& o) {
     ttft.push_back(s.ttft_s);
     latency.push_back(s.latency_s);
     if (s.tpot_s >= 0) tpot.push_back(s.tpot_s);
+    itl.insert(itl.end(), s.itl_s.begin(), s.itl_s.end());
     tokens += s.output_tokens;
   }
   const int ok = static_cast<int>(latency.size());
@@ -181,7 +190,8 @@ int run_serve_bench(const ServeBenchOptions& o) {
   std::printf("%-22s %12.3f\n%-22s %12.2f\n%-22s %12.1f\n", "wall_s", wall_s, "requests_per_s", ok / wall_s,
               "output_tokens_per_s", static_cast<double>(tokens) / wall_s);
   std::printf("%-22s %12s %12s %12s\n", "ms", "p50", "p99", "mean");
-  for (const auto& [name, values] : {std::pair{"ttft", &ttft}, std::pair{"tpot", &tpot}, std::pair{"latency", &latency}}) {
+  for (const auto& [name, values] : {std::pair{"ttft", &ttft}, std::pair{"tpot", &tpot}, std::pair{"itl", &itl},
+                                      std::pair{"latency", &latency}}) {
     double mean = 0;
     for (double v : *values) mean += v;
     mean = values->empty() ? 0 : mean / static_cast<double>(values->size());
@@ -198,6 +208,9 @@ int run_serve_bench(const ServeBenchOptions& o) {
                                  {"ttft_ms_p50", percentile(ttft, 50) * 1e3},
                                  {"ttft_ms_p99", percentile(ttft, 99) * 1e3},
                                  {"tpot_ms_p50", percentile(tpot, 50) * 1e3},
+                                 {"itl_ms_p50", percentile(itl, 50) * 1e3},
+                                 {"itl_ms_p99", percentile(itl, 99) * 1e3},
+                                 {"itl_ms_max", itl.empty() ? 0.0 : *std::max_element(itl.begin(), itl.end()) * 1e3},
                                  {"tpot_ms_p99", percentile(tpot, 99) * 1e3},
                                  {"latency_ms_p50", percentile(latency, 50) * 1e3},
                                  {"latency_ms_p99", percentile(latency, 99) * 1e3},

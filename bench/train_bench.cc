@@ -104,7 +104,8 @@ MemoryEstimate estimate_memory(int64_t trainable, DType dtype, size_t arena_peak
           .moments_mib = 2 * n * 4 / kMiB, .activations_mib = static_cast<double>(arena_peak_bytes) / kMiB};
 }
 
-void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int64_t trainable, const StepTimes& t) {
+void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int64_t trainable, const StepTimes& t,
+                  double rss_before_load_mib) {
   const model::PlmConfig& c = model.config();
   const int64_t tokens = int64_t{o.batch} * o.seq_len, placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
   const auto mean = [](const std::vector<double>& v) {
@@ -128,7 +129,8 @@ void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int6
   std::printf("%-22s %12.1f ms (min %.1f, %zu steps; CPU %.1f ms)\n", "step", 1e3 * mean_s, 1e3 * min_s,
               t.seconds.size(), 1e3 * cpu_s);
   std::printf("%-22s %12.1f tok/s\n", "throughput", tokens / mean_s);
-  std::printf("%-22s %12.1f MiB\n", "peak RSS", rss_mib);
+  std::printf("%-22s %12.1f MiB (%.1f before the model loaded: the run added %.1f)\n", "peak RSS", rss_mib,
+              rss_before_load_mib, rss_mib - rss_before_load_mib);
   std::printf("%-22s %12.1f MiB = weights %.1f + grads %.1f + master %.1f + moments %.1f + activations %.1f\n",
               "estimate", m.total_mib(), m.weights_mib, m.grads_mib, m.master_mib, m.moments_mib, m.activations_mib);
 
@@ -138,7 +140,8 @@ void print_report(const model::PlmModel& model, const TrainBenchOptions& o, int6
       {"seq_len", o.seq_len}, {"image_tiles", o.image_tiles}, {"recompute", o.recompute}, {"seed", o.seed},
       {"parameters", trainable}, {"loss_step1", t.first_loss}, {"steps", t.seconds.size()},
       {"step_ms", 1e3 * mean_s}, {"step_ms_min", 1e3 * min_s}, {"step_cpu_ms", 1e3 * cpu_s}, {"tokens_per_s", tokens / mean_s},
-      {"peak_rss_mib", rss_mib}, {"arena_peak_mib", m.activations_mib}, {"estimate_mib", m.total_mib()}};
+      {"peak_rss_mib", rss_mib}, {"rss_before_load_mib", rss_before_load_mib}, {"arena_peak_mib", m.activations_mib},
+      {"estimate_mib", m.total_mib()}};
   std::printf("%s\n", line.dump().c_str());
 }
 
@@ -152,6 +155,7 @@ int run_train_bench(const TrainBenchOptions& o) {
                  o.batch, o.seq_len, o.image_tiles, o.steps, o.recompute.c_str());
     return 2;
   }
+  const double rss_before_load_mib = current_rss_mib();
   absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
       model::PlmModel::load(o.model_dir, Device::cpu(), {}, {.for_training = true});
   if (!model.ok()) {
@@ -180,7 +184,7 @@ int run_train_bench(const TrainBenchOptions& o) {
     std::fprintf(stderr, "plm bench train: %s\n", times.status().ToString().c_str());
     return 1;
   }
-  print_report(**model, o, step.num_trainable(), *times);
+  print_report(**model, o, step.num_trainable(), *times, rss_before_load_mib);
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 #include "data/chat_messages_json.h"
 
 namespace plm::data {
@@ -77,6 +78,9 @@ absl::StatusOr<ContentPart> parse_part(const nlohmann::json& part, size_t messag
 }  // namespace
 
 absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages(const std::string& messages_json) {
+  if (const std::string problem = json_depth_problem(messages_json); !problem.empty()) {
+    return absl::InvalidArgumentError("messages: " + problem);
+  }
   const nlohmann::json doc = nlohmann::json::parse(messages_json, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return absl::InvalidArgumentError("messages: not valid JSON");
   return parse_chat_messages_json(doc);
@@ -92,7 +96,8 @@ absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages_json(const nlohmann
     }
     ChatMessage message;
     message.role = m["role"].get<std::string>();
-    const nlohmann::json content = m.contains("content") ? m["content"] : nlohmann::json();
+    static const nlohmann::json kNoContent;
+    const nlohmann::json& content = m.contains("content") ? m["content"] : kNoContent;
     if (content.is_string()) {
       message.parts.push_back({ContentPart::Type::kText, content.get<std::string>(), ""});
     } else if (content.is_array()) {
@@ -126,6 +131,17 @@ std::string python_strip(const std::string& text) {
     end = start;
   }
   return text.substr(begin, end - begin);
+}
+
+std::vector<ChatMessage> single_turn_conversation(const std::string& prompt, const std::vector<std::string>& images,
+                                                  const std::vector<std::string>& videos, const std::string& system) {
+  std::vector<ChatMessage> messages;
+  if (!system.empty()) messages.push_back({.role = "system", .parts = {{ContentPart::Type::kText, system, ""}}});
+  ChatMessage& user = messages.emplace_back(ChatMessage{.role = "user", .parts = {}});
+  for (const std::string& url : images) user.parts.push_back({ContentPart::Type::kImage, "", url});
+  for (const std::string& url : videos) user.parts.push_back({ContentPart::Type::kVideo, "", url});
+  user.parts.push_back({ContentPart::Type::kText, prompt, ""});
+  return messages;
 }
 
 std::vector<PromptSegment> render_chat_segments(const std::vector<ChatMessage>& messages,

@@ -31,6 +31,12 @@ struct ChatMessage {
 // (unknown part type, missing role, a non-string text, ...).
 absl::StatusOr<std::vector<ChatMessage>> parse_chat_messages(const std::string& messages_json);
 
+// The conversation `plm generate --image/--video --prompt [--system]` and `plm caption` ask: a system turn when
+// `system` is not empty, then one user turn holding the images, the videos (paths as given) and the text.
+std::vector<ChatMessage> single_turn_conversation(const std::string& prompt, const std::vector<std::string>& images,
+                                                  const std::vector<std::string>& videos,
+                                                  const std::string& system = {});
+
 // One piece of the rendered prompt, in order: per turn a header ("<|start_header_id|>ROLE<|end_header_id|>\n\n",
 // the first one led by <|begin_of_text|>), its media placeholders, its trimmed text and its <|eot_id|>.
 // The training labels are decided per segment (data/sft_sample.h).

@@ -71,6 +71,7 @@ hid_t file_type(Element e) {
     case Element::kI32: return H5T_STD_I32LE;
     case Element::kI64: return H5T_STD_I64LE;
     case Element::kU8: return H5T_STD_U8LE;
+    case Element::kF32: return H5T_IEEE_F32LE;
   }
   return H5I_INVALID_HID;
 }
@@ -80,6 +81,7 @@ hid_t memory_type(Element e) {
     case Element::kI32: return H5T_NATIVE_INT32;
     case Element::kI64: return H5T_NATIVE_INT64;
     case Element::kU8: return H5T_NATIVE_UINT8;
+    case Element::kF32: return H5T_NATIVE_FLOAT;
   }
   return H5I_INVALID_HID;
 }
@@ -89,6 +91,7 @@ size_t element_size(Element e) {
     case Element::kI32: return 4;
     case Element::kI64: return 8;
     case Element::kU8: return 1;
+    case Element::kF32: return 4;
   }
   return 0;
 }
@@ -98,6 +101,7 @@ const char* element_name(Element e) {
     case Element::kI32: return "int32";
     case Element::kI64: return "int64";
     case Element::kU8: return "uint8";
+    case Element::kF32: return "float32";
   }
   return "";
 }
@@ -389,6 +393,71 @@ absl::StatusOr<std::vector<int64_t>> read_i64_vector(const File& file, const std
   if (!dataset.ok()) return dataset.status();
   std::vector<int64_t> values(static_cast<size_t>(dataset->rows()));
   if (absl::Status s = dataset->read(0, dataset->rows(), values.data()); !s.ok()) return s;
+  return values;
+}
+
+namespace {
+
+Handle utf8_string_type() {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  if (type.valid() && (H5Tset_size(type.id(), H5T_VARIABLE) < 0 || H5Tset_cset(type.id(), H5T_CSET_UTF8) < 0)) {
+    return Handle();
+  }
+  return type;
+}
+
+}  // namespace
+
+absl::Status write_string_vector(File& file, const std::string& name, const std::vector<std::string>& values) {
+  constexpr hsize_t kChunk = 1 << 14;
+  const auto guard = lock();
+  const std::string where = absl::StrCat(file.name(), ":/", name);
+  const hsize_t size = values.size(), max_size = H5S_UNLIMITED, chunk = std::clamp<hsize_t>(size, 1, kChunk);
+  Handle type = utf8_string_type();
+  Handle space(H5Screate_simple(1, &size, &max_size), H5Sclose);
+  Handle properties(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (!type.valid() || !space.valid() || !properties.valid() || H5Pset_chunk(properties.id(), 1, &chunk) < 0) {
+    return failure(absl::StatusCode::kInternal, where, "cannot set up a string dataset");
+  }
+  Handle dataset(H5Dcreate2(file.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, properties.id(), H5P_DEFAULT),
+                 H5Dclose);
+  if (!dataset.valid()) return failure(absl::StatusCode::kDataLoss, where, "cannot create");
+  std::vector<const char*> pointers;
+  pointers.reserve(values.size());
+  for (const std::string& v : values) pointers.push_back(v.c_str());
+  if (!values.empty() && H5Dwrite(dataset.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0) {
+    return failure(absl::StatusCode::kDataLoss, where, "cannot write");
+  }
+  return dataset.close(where);
+}
+
+absl::StatusOr<std::vector<std::string>> read_string_vector(const File& file, const std::string& name) {
+  const auto guard = lock();
+  const std::string where = absl::StrCat(file.name(), ":/", name);
+  if (H5Lexists(file.id(), name.c_str(), H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return absl::DataLossError(absl::StrCat(where, ": missing"));
+  }
+  Handle dataset(H5Dopen2(file.id(), name.c_str(), H5P_DEFAULT), H5Dclose);
+  Handle stored(dataset.valid() ? H5Dget_type(dataset.id()) : H5I_INVALID_HID, H5Tclose);
+  if (!stored.valid() || H5Tget_class(stored.id()) != H5T_STRING || H5Tis_variable_str(stored.id()) <= 0) {
+    return absl::DataLossError(absl::StrCat(where, ": not a variable-length string dataset"));
+  }
+  Handle space(H5Dget_space(dataset.id()), H5Sclose);
+  hsize_t size = 0;
+  if (!space.valid() || H5Sget_simple_extent_ndims(space.id()) != 1 ||
+      H5Sget_simple_extent_dims(space.id(), &size, nullptr) < 0) {
+    return absl::DataLossError(absl::StrCat(where, ": expected one dimension"));
+  }
+  Handle type = utf8_string_type();
+  std::vector<char*> pointers(size, nullptr);
+  if (size > 0 && H5Dread(dataset.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0) {
+    return failure(absl::StatusCode::kDataLoss, where, "cannot read");
+  }
+  std::vector<std::string> values;
+  values.reserve(size);
+  for (const char* p : pointers) values.emplace_back(p != nullptr ? p : "");
+  if (size > 0) H5Dvlen_reclaim(type.id(), space.id(), H5P_DEFAULT, pointers.data());
   return values;
 }
 

@@ -57,7 +57,7 @@ class File {
 };
 
 // Element types the stores use; files hold them little-endian.
-enum class Element { kI32, kI64, kU8 };
+enum class Element { kI32, kI64, kU8, kF32 };
 
 struct Compression {
   int deflate_level = 1;  // 0..9; 0: no deflate (byte shuffle and a Fletcher-32 checksum always apply)
@@ -113,5 +113,10 @@ class Dataset {
 absl::Status write_i64_vector(File& file, const std::string& name, const std::vector<int64_t>& values,
                               const Compression& compression);
 absl::StatusOr<std::vector<int64_t>> read_i64_vector(const File& file, const std::string& name);
+
+// A whole 1-D dataset of variable-length UTF-8 strings (ids), chunked, written or read at once (h5py reads it
+// as bytes objects, or str with .asstr()).
+absl::Status write_string_vector(File& file, const std::string& name, const std::vector<std::string>& values);
+absl::StatusOr<std::vector<std::string>> read_string_vector(const File& file, const std::string& name);
 
 }  // namespace plm::data::hdf5

@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 #include "core/status_macros.h"
 #include "data/byte_level.h"
 #include "data/read_file.h"
@@ -170,6 +171,7 @@ template <typename T, typename Read>
 absl::StatusOr<T> read_json_file(const std::filesystem::path& path, Read read) {
   PLM_ASSIGN_OR_RETURN(const std::string text, read_file(path));
   absl::StatusOr<T> result = [&]() -> absl::StatusOr<T> {
+    if (const std::string problem = json_depth_problem(text); !problem.empty()) return invalid(problem);
     try {
       return read(json::parse(text));
     } catch (const json::exception& e) {

@@ -34,6 +34,12 @@ OwnedTensor concat_rows(std::vector<OwnedTensor>& parts) {
 
 }  // namespace
 
+FrameSampling video_sampling_from_flags(int64_t num_frames, double fps) {
+  if (fps > 0) return {.num_frames = std::nullopt, .fps = fps};
+  if (num_frames > 0) return {.num_frames = num_frames};
+  return MediaOptions{}.video_sampling;
+}
+
 absl::StatusOr<std::filesystem::path> media_file_path(const ContentPart& part) {
   std::string url = part.url;
   if (url.empty()) return absl::InvalidArgumentError("no path or URL given");

@@ -24,6 +24,10 @@ struct MediaOptions {
   VideoDecodeLimits video_limits;
 };
 
+// The frame sampling of the --num-frames / --fps flags (generate, caption): `fps` when > 0; else exactly
+// `num_frames` when > 0 (as HF: a shorter video is an error); else the default above (up to 32).
+FrameSampling video_sampling_from_flags(int64_t num_frames, double fps);
+
 struct MediaInputs {
   OwnedTensor image_pixels;   // f32 (tiles of every image, 3, tile, tile), images in prompt order; or empty
   OwnedTensor video_pixels;   // f32 (frames of every video, 3, h, w); or empty

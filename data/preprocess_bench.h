@@ -21,7 +21,8 @@ struct ImageBenchResult {
 
 struct VideoBenchResult {
   int64_t num_frames = 0;  // sampled per run
-  double seconds = 0;      // fastest run of load_and_process_video
+  double seconds = 0;      // fastest run of decode + preprocessing (load_and_process_video's two halves)
+  double decode_seconds = 0;  // fastest decode_video_file alone (demux, decode, sample, RGB)
   double frames_per_second() const { return seconds > 0 ? num_frames / seconds : 0; }
 };
 

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
+#include "core/json_depth.h"
 #include "core/status_macros.h"
 #include "data/chat_messages_json.h"
 
@@ -37,6 +38,7 @@ absl::Status check_media_files(const std::vector<ChatMessage>& messages) {
 }  // namespace
 
 absl::StatusOr<std::vector<ChatMessage>> parse_sft_line(std::string_view line, const std::filesystem::path& base_dir) {
+  if (const std::string problem = json_depth_problem(line); !problem.empty()) return absl::InvalidArgumentError(problem);
   const nlohmann::json doc = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return absl::InvalidArgumentError("not valid JSON");
   if (!doc.is_object() || !doc.contains("messages")) {

@@ -386,6 +386,9 @@ absl::StatusOr<DecodedVideo> decode_video_file(const std::filesystem::path& path
     }
     PLM_ASSIGN_OR_RETURN(index, scan_frames(*demuxer, limits));
   }
+  if (index.info.truncated && limits.refuse_longer) {
+    return absl::OutOfRangeError(absl::StrCat(path.string(), ": longer than the limit of ", limits.max_duration_s, " s"));
+  }
   video.info = index.info;
   absl::StatusOr<std::vector<int64_t>> indices =
       sample_frame_indices(index.info.num_frames, index.info.average_fps, sampling);

@@ -26,6 +26,7 @@ struct FrameSampling {
 
 struct VideoDecodeLimits {
   double max_duration_s = 4 * 3600.0;        // later frames are not part of the video (info.truncated)
+  bool refuse_longer = false;                // instead, a longer video is an error (OutOfRange)
   int64_t max_output_frames = 1024;          // more sampled frames than this is refused
   int64_t max_pixels_per_frame = 7680 * 4320;
   int64_t timeout_ms = 300'000;              // for the whole call; 0: none

@@ -35,6 +35,10 @@ class Communicator {
   virtual void reduce_scatter(Tensor out, Tensor in, const std::vector<int64_t>& counts, ReduceOp op,
                               Stream s = {}) = 0;
   virtual void broadcast(Tensor t, int root, Stream s = {}) = 0;
+  // A host broadcast the other ranks may wait on indefinitely (followers idle until the root has work, e.g.
+  // serve/step_mirror.h): no stall timeout, and an implementation whose waits spin a core polls with short
+  // sleeps instead. Matches only wait_for_broadcast on the other ranks.
+  virtual void wait_for_broadcast(Tensor t, int root) { broadcast(t, root); }
   // Matched by (peer, tag) in order.
   virtual void send(Tensor t, int peer, int tag, Stream s = {}) = 0;
   virtual void recv(Tensor t, int peer, int tag, Stream s = {}) = 0;

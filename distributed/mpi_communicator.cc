@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -130,6 +131,22 @@ class MpiCommunicator final : public Communicator {
     check_host(t, "broadcast");
     CommWatchdog::Scope scope(watchdog_, describe("broadcast"));
     check(MPI_Bcast(t.data(), to_int_count(t.numel(), "broadcast"), mpi_type(t.dtype()), root, comm_), "broadcast");
+  }
+
+  void wait_for_broadcast(Tensor t, int root) override {
+    check_host(t, "broadcast");
+    MPI_Request request;
+    check(MPI_Ibcast(t.data(), to_int_count(t.numel(), "broadcast"), mpi_type(t.dtype()), root, comm_, &request),
+          "broadcast");
+    // Test, then sleep from 20 us up to 2 ms between tests: a woken follower answers within ~2 ms, an idle one
+    // costs no core (a blocking MPI_Bcast spins one).
+    auto pause = std::chrono::microseconds(20);
+    for (int done = 0;;) {
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "broadcast");
+      if (done) return;
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(2000));
+    }
   }
 
   void send(Tensor t, int peer, int tag, Stream) override {

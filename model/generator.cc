@@ -120,7 +120,7 @@ absl::StatusOr<std::vector<GenerationResult>> generate(const PlmModel& model,
                         lengths[i] + 1 >= max_len || (options.should_stop && options.should_stop(i, results[i].tokens));
       if (done) continue;
       still_running.push_back(i);
-      decode.chunks.push_back({.sequence = i, .start = lengths[i], .ids = {token}});
+      decode.chunks.push_back({.sequence = i, .start = lengths[i], .ids = {token}, .media_end = results[i].prompt_tokens});
       ++lengths[i];
     }
     running = std::move(still_running);

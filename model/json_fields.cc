@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 
 namespace plm::model {
 
@@ -19,9 +20,12 @@ absl::StatusOr<std::string> read_text_file(const std::string& path) {
 }
 
 absl::StatusOr<nlohmann::json> parse_json(const std::string& text, const std::string& source) {
+  if (const std::string problem = json_depth_problem(text); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", problem));
+  }
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return absl::InvalidArgumentError(absl::StrCat(source, ": malformed JSON: ", e.what()));
   }
 }
@@ -38,6 +42,16 @@ absl::StatusOr<JsonFields> JsonFields::of(const nlohmann::json& value, std::stri
   }
   return JsonFields(value, std::move(source), std::move(prefix));
 }
+
+namespace {
+
+// An integer JSON number that int64_t holds: get<int64_t>() would wrap one above INT64_MAX to a negative number.
+bool is_int64(const nlohmann::json& value) {
+  return value.is_number_integer() &&
+         !(value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX));
+}
+
+}  // namespace
 
 const nlohmann::json* JsonFields::find(const std::string& key) const {
   const auto it = object_->find(key);
@@ -58,7 +72,7 @@ absl::Status JsonFields::error(const std::string& key, const std::string& proble
 absl::StatusOr<std::optional<int64_t>> JsonFields::optional_int(const std::string& key) const {
   const nlohmann::json* value = find(key);
   if (value == nullptr) return std::optional<int64_t>();
-  if (!value->is_number_integer()) return error(key, "must be an integer, got " + value->dump());
+  if (!is_int64(*value)) return error(key, "must be an integer in the 64-bit range, got " + value->dump());
   return std::optional<int64_t>(value->get<int64_t>());
 }
 
@@ -94,12 +108,12 @@ absl::StatusOr<std::optional<std::vector<int64_t>>> JsonFields::optional_int_lis
     const std::string& key) const {
   const nlohmann::json* value = find(key);
   if (value == nullptr) return std::optional<std::vector<int64_t>>();
-  if (value->is_number_integer()) return std::optional(std::vector<int64_t>{value->get<int64_t>()});
+  if (is_int64(*value)) return std::optional(std::vector<int64_t>{value->get<int64_t>()});
   const auto not_ints = error(key, "must be an integer or a list of integers, got " + value->dump());
   if (!value->is_array()) return not_ints;
   std::vector<int64_t> list;
   for (const auto& item : *value) {
-    if (!item.is_number_integer()) return not_ints;
+    if (!is_int64(item)) return not_ints;
     list.push_back(item.get<int64_t>());
   }
   return std::optional(std::move(list));

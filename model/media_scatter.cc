@@ -84,7 +84,8 @@ absl::Status scatter_media(Tensor embeddings, const std::vector<int32_t>& ids, c
 
 void gather_media_grad(const MediaEmbeddings& dmedia, Tensor dembeddings, const std::vector<int32_t>& ids,
                        const MediaTokens& tokens, Stream s) {
-  for (const auto& [token, rows] : {std::pair{tokens.image, dmedia.image}, std::pair{tokens.video, dmedia.video}}) {
+  for (const auto& [token, rows_binding] : {std::pair{tokens.image, dmedia.image}, std::pair{tokens.video, dmedia.video}}) {
+    const Tensor& rows = rows_binding;  // a plain reference the lambda can capture (clang < 16 cannot capture a binding)
     if (!rows.defined()) continue;
     for_each_run(ids, token, [&](int64_t at, int64_t from, int64_t run) {
       copy_tensor(rows.slice(0, from, from + run), dembeddings.slice(0, at, at + run), s);

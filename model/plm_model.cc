@@ -1,6 +1,7 @@
 #include "model/plm_model.h"
 
 #include <algorithm>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "core/kernels/ops.h"
@@ -234,7 +235,9 @@ absl::Status PlmModel::step(const StepBatch& batch, KvCache& cache, StepOutput& 
     for (size_t i = 0; i < batch.chunks.size(); ++i) {
       const StepChunk& c = batch.chunks[i];
       const int64_t length = static_cast<int64_t>(c.ids.size());
-      const absl::Status status = scatter_media(x.slice(0, at, at + length), c.ids, c.media, media_tokens(), s);
+      const int64_t prompt = std::clamp<int64_t>(c.media_end - c.start, 0, length);
+      const absl::Status status = scatter_media(x.slice(0, at, at + prompt), std::span(c.ids).first(prompt), c.media,
+                                                media_tokens(), s);
       if (!status.ok()) {
         return absl::Status(status.code(),
                             absl::StrCat("chunk ", i, " (sequence ", c.sequence, "): ", status.message()));

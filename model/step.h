@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "core/tensor.h"
@@ -25,6 +26,10 @@ struct StepChunk {
   int64_t start = 0;              // tokens of the sequence already cached (the paged cache's length(sequence))
   std::vector<int32_t> ids = {};  // the chunk's tokens, placeholders expanded; not empty
   MediaRows media = {};           // rows for exactly this chunk's placeholders (first pipeline stage; else empty)
+  // Sequence positions from here on hold generated tokens: an id there that equals a placeholder id is an
+  // ordinary token (embedded from the table, as HF does), not a media slot. The prompt's length; the default
+  // treats every id of the chunk as prompt.
+  int64_t media_end = std::numeric_limits<int64_t>::max();
   ChunkLogits logits = ChunkLogits::kLast;
 };
 

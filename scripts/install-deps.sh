@@ -13,6 +13,7 @@ packages=(
   libpcre2-dev nlohmann-json3-dev libopenblas-dev libopenblas0-openmp libcli11-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev
   slurm-wlm shellcheck  # the Slurm tests start a local single-node cluster; shellcheck checks the scripts
+  python3-h5py  # the caption test reads --save-embeddings files with h5py
 )
 
 missing=()

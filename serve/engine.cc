@@ -38,6 +38,7 @@ Engine::RequestState::RequestState(EngineRequest&& r, const data::Tokenizer& tok
   seq.max_total_tokens = seq.num_prompt_tokens + params.max_tokens;
   seq.media_of(MediaKind::kImage).items = std::move(r.prompt.images);
   seq.media_of(MediaKind::kVideo).items = std::move(r.prompt.videos);
+  if (r.pool_media_embeddings) seq.pooled_media.emplace();
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::start(const model::PlmModel& model, const data::Tokenizer& tokenizer,
@@ -63,7 +64,7 @@ Engine::Engine(const model::PlmModel& model, const data::Tokenizer& tokenizer, s
       kv_(std::move(kv)),
       encoder_cache_(config.encoder_cache_bytes),
       scheduler_(config.scheduler, *kv_, [this](const MediaKey& key) { return encoder_cache_.contains(key); }),
-      runner_(model, kv_->cache(), encoder_cache_),
+      runner_(model, kv_->cache(), encoder_cache_, config.publisher),
       published_(idle_stats(*kv_, encoder_cache_)),
       thread_([this] { loop(); }) {}
 
@@ -82,6 +83,9 @@ absl::Status Engine::check(const EngineRequest& r) const {
   if (r.id.empty()) return absl::InvalidArgumentError("a request needs an id");
   if (!r.on_update) return absl::InvalidArgumentError(absl::StrCat(r.id, ": no update callback"));
   if (prompt == 0) return absl::InvalidArgumentError(absl::StrCat(r.id, ": empty prompt"));
+  if (r.pool_media_embeddings && config_.kv.kind == KvCacheKind::kPaged && config_.kv.prefix_caching) {
+    return absl::InvalidArgumentError(absl::StrCat(r.id, ": pooled media embeddings need prefix caching off"));
+  }
   if (r.params.max_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat(r.id, ": max_tokens is ", r.params.max_tokens, "; it must be >= 1"));
   }
@@ -261,6 +265,7 @@ void Engine::finish(RequestState& state, FinishReason reason, const absl::Status
   if (last_token) u.token_ids = {*last_token};
   u.finish = reason;
   u.error = error;
+  if (state.seq.pooled_media) u.media_embedding = state.seq.pooled_media->mean();
   scheduler_.remove(&state.seq);
   switch (reason) {
     case FinishReason::kStop:

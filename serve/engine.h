@@ -40,6 +40,8 @@ struct EngineConfig {
   KvSpaceConfig kv;           // paged by default
   int64_t max_model_len = 0;  // longest prompt + reply; 0: the model's max_position_embeddings (then capped by bytes)
   int64_t encoder_cache_bytes = int64_t{256} << 20;
+  // The tensor-parallel leader's end of the step mirror (step_mirror.h), outliving the engine; null on one rank.
+  StepPublisher* publisher = nullptr;
 };
 
 class Engine {

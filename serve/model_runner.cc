@@ -23,9 +23,16 @@ struct ToEncode {
   Tensor pixels;  // (3, h, w) row of its sequence's media
 };
 
-// Looks up every item the chunks touch, counting each sequence's new items as cached or encoded; returns the
-// items that must be encoded, per kind.
-std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, EncoderCache& cache, Resolved& resolved) {
+// An item counted for the first time by a sequence that pools its media embeddings.
+struct ToPool {
+  Sequence* seq;
+  MediaKey key;
+};
+
+// Looks up every item the chunks touch, counting each sequence's new items as cached or encoded (and listing
+// them in `to_pool` for a sequence that pools); returns the items that must be encoded, per kind.
+std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, EncoderCache& cache, Resolved& resolved,
+                                                   std::vector<ToPool>& to_pool) {
   std::array<std::vector<ToEncode>, 2> to_encode;
   for (const ScheduledChunk& c : plan.chunks) {
     for (MediaKind kind : kMediaKinds) {
@@ -40,6 +47,7 @@ std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, Encoder
       for (int64_t item = first; item < last; ++item) {
         const MediaKey& key = m.items.keys[item];
         const bool counted = item < m.num_counted;
+        if (!counted && c.seq->pooled_media) to_pool.push_back({c.seq, key});
         if (item == m.pinned_item) {
           resolved.try_emplace(key, m.pinned);
           continue;
@@ -59,14 +67,22 @@ std::array<std::vector<ToEncode>, 2> resolve_items(const StepPlan& plan, Encoder
   return to_encode;
 }
 
-// Runs the vision tower over `items` in one batch and stores each item's rows in the cache and in `resolved`.
-void encode_items(const model::PlmModel& model, const std::vector<ToEncode>& items, EncoderCache& cache,
-                  Resolved& resolved) {
-  if (items.empty()) return;
+// The pixels of `items` as one batch (n, 3, h, w); undefined for none.
+OwnedTensor stack_pixels(const std::vector<ToEncode>& items) {
+  if (items.empty()) return {};
   const Tensor first = items[0].pixels;
   const int64_t n = static_cast<int64_t>(items.size());
   OwnedTensor pixels({n, first.size(0), first.size(1), first.size(2)}, first.dtype());
   for (int64_t i = 0; i < n; ++i) copy_tensor(pixels.view().select(0, i), items[i].pixels);
+  return pixels;
+}
+
+// Runs the vision tower over `items` (their `pixels`) in one batch and stores each item's rows in the cache and
+// in `resolved`.
+void encode_items(const model::PlmModel& model, const std::vector<ToEncode>& items, Tensor pixels,
+                  EncoderCache& cache, Resolved& resolved) {
+  if (items.empty()) return;
+  const int64_t n = static_cast<int64_t>(items.size());
   const OwnedTensor rows = model.encode_media(pixels);  // (n * tokens_per_tile, H)
   const int64_t per_item = rows.size(0) / n;
   for (int64_t i = 0; i < n; ++i) {
@@ -79,18 +95,27 @@ void encode_items(const model::PlmModel& model, const std::vector<ToEncode>& ite
 
 }  // namespace
 
-ModelRunner::ModelRunner(const model::PlmModel& model, model::KvCache& cache, EncoderCache& encoder_cache)
-    : model_(model), cache_(cache), encoder_cache_(encoder_cache) {}
+ModelRunner::ModelRunner(const model::PlmModel& model, model::KvCache& cache, EncoderCache& encoder_cache,
+                         StepPublisher* publisher)
+    : model_(model), cache_(cache), encoder_cache_(encoder_cache), publisher_(publisher) {
+  if (publisher_) publisher_->publish_cache(cache_);
+}
 
 absl::StatusOr<StepResult> ModelRunner::run(const StepPlan& plan) {
   StepResult out;
   const Clock::time_point vision_start = Clock::now();
   Resolved resolved;
-  const std::array<std::vector<ToEncode>, 2> to_encode = resolve_items(plan, encoder_cache_, resolved);
-  for (const std::vector<ToEncode>& items : to_encode) {
-    encode_items(model_, items, encoder_cache_, resolved);
-    out.num_media_encoded += static_cast<int>(items.size());
+  std::vector<ToPool> to_pool;
+  const std::array<std::vector<ToEncode>, 2> to_encode = resolve_items(plan, encoder_cache_, resolved, to_pool);
+  const std::array<OwnedTensor, 2> pixels = {stack_pixels(to_encode[0]), stack_pixels(to_encode[1])};
+  if (publisher_ && (pixels[0].view().defined() || pixels[1].view().defined())) {
+    publisher_->publish_encode({pixels[0].view(), pixels[1].view()});
   }
+  for (int kind = 0; kind < 2; ++kind) {
+    encode_items(model_, to_encode[kind], pixels[kind], encoder_cache_, resolved);
+    out.num_media_encoded += static_cast<int>(to_encode[kind].size());
+  }
+  for (const ToPool& p : to_pool) p.seq->pooled_media->add(resolved.at(p.key)->view());
 
   // One chunk per scheduled chunk, with the rows of its placeholders as segments of the resolved items.
   model::StepBatch batch;
@@ -100,6 +125,7 @@ absl::StatusOr<StepResult> ModelRunner::run(const StepPlan& plan) {
     chunk.start = c.start;
     chunk.ids.assign(c.seq->tokens.begin() + c.start, c.seq->tokens.begin() + c.start + c.length);
     chunk.logits = c.samples ? model::ChunkLogits::kLast : model::ChunkLogits::kNone;
+    chunk.media_end = c.seq->num_prompt_tokens;
     for (MediaKind kind : kMediaKinds) {
       SequenceMedia& m = c.seq->media_of(kind);
       std::vector<Tensor>& segments = kind == MediaKind::kImage ? chunk.media.image : chunk.media.video;
@@ -124,6 +150,15 @@ absl::StatusOr<StepResult> ModelRunner::run(const StepPlan& plan) {
   out.vision_s = seconds_since(vision_start);
 
   const Clock::time_point forward_start = Clock::now();
+  if (publisher_) {
+    // The leader's cache must take the batch before the followers are told its tables (and start the step).
+    model::TokenBatch tokens;
+    for (const model::StepChunk& c : batch.chunks) {
+      tokens.chunks.push_back({c.sequence, c.start, static_cast<int64_t>(c.ids.size())});
+    }
+    PLM_RETURN_IF_ERROR(cache_.check(tokens));
+    publisher_->publish_step(batch, cache_.tables_for(tokens));
+  }
   PLM_RETURN_IF_ERROR(model_.step(batch, cache_, output_));
   out.logits = output_.logits;
   if (out.logits.defined() && !out.logits.device().is_cpu()) {

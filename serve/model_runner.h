@@ -14,6 +14,7 @@
 #include "model/text/kv_cache.h"
 #include "serve/encoder_cache.h"
 #include "serve/scheduler.h"
+#include "serve/step_mirror.h"
 
 namespace plm::serve {
 
@@ -28,7 +29,10 @@ struct StepResult {
 
 class ModelRunner {
  public:
-  ModelRunner(const model::PlmModel& model, model::KvCache& cache, EncoderCache& encoder_cache);
+  // publisher (optional): the tensor-parallel leader's end of the step mirror (step_mirror.h); the runner
+  // publishes the cache now and each encode and step before running it.
+  ModelRunner(const model::PlmModel& model, model::KvCache& cache, EncoderCache& encoder_cache,
+              StepPublisher* publisher = nullptr);
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
 
@@ -40,6 +44,7 @@ class ModelRunner {
   const model::PlmModel& model_;
   model::KvCache& cache_;
   EncoderCache& encoder_cache_;
+  StepPublisher* publisher_;
   model::StepOutput output_;  // the forward's logits buffer, reused
   OwnedTensor host_logits_;   // (>= rows, V) f32: their host copy when the model is on a GPU, reused
 };

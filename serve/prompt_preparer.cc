@@ -8,16 +8,23 @@ absl::StatusOr<PreparedPrompt> prepare_chat_prompt(std::vector<data::ChatMessage
                                                    const runtime::ModelDirectory& model, const MediaPolicy& policy,
                                                    const data::MediaOptions& media) {
   PLM_ASSIGN_OR_RETURN(const LocalMedia local, LocalMedia::localize(messages, policy));
-  absl::StatusOr<data::PromptInputs> inputs =
-      data::build_prompt(messages, /*add_generation_prompt=*/true, model.tokenizer, model.processor,
-                         model.config.tokens_per_tile(), media);
-  if (!inputs.ok()) return absl::Status(inputs.status().code(), local.client_message(std::string(inputs.status().message())));
+  absl::StatusOr<PreparedPrompt> prompt = prepare_local_chat_prompt(messages, model, media);
+  if (!prompt.ok()) return absl::Status(prompt.status().code(), local.client_message(std::string(prompt.status().message())));
+  return prompt;
+}
+
+absl::StatusOr<PreparedPrompt> prepare_local_chat_prompt(const std::vector<data::ChatMessage>& messages,
+                                                         const runtime::ModelDirectory& model,
+                                                         const data::MediaOptions& media) {
+  PLM_ASSIGN_OR_RETURN(data::PromptInputs inputs,
+                       data::build_prompt(messages, /*add_generation_prompt=*/true, model.tokenizer, model.processor,
+                                          model.config.tokens_per_tile(), media));
   PreparedPrompt prompt;
-  prompt.ids = std::move(inputs->ids);
-  prompt.images.keys = media_keys(inputs->image_pixels);
-  prompt.images.pixels = std::move(inputs->image_pixels);
-  prompt.videos.keys = media_keys(inputs->video_pixels);
-  prompt.videos.pixels = std::move(inputs->video_pixels);
+  prompt.ids = std::move(inputs.ids);
+  prompt.images.keys = media_keys(inputs.image_pixels);
+  prompt.images.pixels = std::move(inputs.image_pixels);
+  prompt.videos.keys = media_keys(inputs.video_pixels);
+  prompt.videos.pixels = std::move(inputs.video_pixels);
   return prompt;
 }
 

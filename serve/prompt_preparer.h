@@ -23,6 +23,11 @@ namespace plm::serve {
 absl::StatusOr<PreparedPrompt> prepare_chat_prompt(std::vector<data::ChatMessage> messages,
                                                    const runtime::ModelDirectory& model, const MediaPolicy& policy,
                                                    const data::MediaOptions& media);
+// The same for a conversation whose media are local files the caller trusts (no policy; `plm caption`).
+// Errors name the files.
+absl::StatusOr<PreparedPrompt> prepare_local_chat_prompt(const std::vector<data::ChatMessage>& messages,
+                                                         const runtime::ModelDirectory& model,
+                                                         const data::MediaOptions& media);
 PreparedPrompt prepare_text_prompt(const std::string& prompt, const data::Tokenizer& tokenizer);
 
 class PromptPreparer {

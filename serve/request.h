@@ -59,6 +59,9 @@ struct RequestUpdate {
   Usage usage;                       // so far
   double ttft_s = 0;                 // from arrival to the first token (0 until there is one)
   double latency_s = 0;              // from arrival to this update
+  // The final update of a request with pool_media_embeddings: the mean of the post-projector rows of all its
+  // tiles / frames, (H) f32; empty otherwise.
+  std::vector<float> media_embedding;
 };
 
 // Called on the engine thread: it must return quickly (post the work elsewhere) and must not call the engine
@@ -71,6 +74,9 @@ struct EngineRequest {
   GenerationParams params;
   UpdateCallback on_update;
   Clock::time_point arrival = Clock::now();  // TTFT and latency count from here (e.g. the HTTP request's receipt)
+  // Opt-in: the final update carries media_embedding. Needs an engine without prefix caching (a cached prefix
+  // skips its items' rows).
+  bool pool_media_embeddings = false;
 };
 
 }  // namespace plm::serve

@@ -8,12 +8,14 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "serve/block_hash.h"
 #include "serve/encoder_cache.h"
+#include "serve/pooled_embedding.h"
 #include "serve/request.h"
 
 namespace plm::serve {
@@ -53,6 +55,7 @@ struct Sequence {
   int64_t num_media_encoded = 0;      // items the vision tower encoded for it
   int64_t num_cached_prompt_tokens = 0;  // prompt tokens the prefix cache held when the prompt was (last) admitted
   std::vector<BlockHash> block_hashes;  // of its blocks [0, n) of the KV space's block size (hash_full_blocks)
+  std::optional<PooledEmbedding> pooled_media;  // when the request asked: each item's rows, added once
 
   SequenceMedia& media_of(MediaKind kind) { return media[static_cast<int>(kind)]; }
   const SequenceMedia& media_of(MediaKind kind) const { return media[static_cast<int>(kind)]; }

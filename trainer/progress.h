@@ -5,15 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include "core/progress.h"  // format_hms, eta_seconds
 #include "trainer/metrics_log.h"
 
 namespace plm::trainer {
-
-// "h:mm:ss" (hours unbounded), rounded to the second; "-:--:--" when not finite or negative.
-std::string format_hms(double seconds);
-
-// Seconds for `steps_left` more steps at the average pace of this run's `steps_done` steps.
-double eta_seconds(int64_t steps_done, double seconds_taken, int64_t steps_left);
 
 std::string progress_line(const StepMetrics& metrics, int64_t total_steps, double eta_s);
 

@@ -79,6 +79,12 @@ absl::Status DenseKvCache::check(const TokenBatch& batch) const {
   return absl::OkStatus();
 }
 
+std::vector<std::vector<int32_t>> DenseKvCache::tables_for(const TokenBatch& batch) const {
+  std::vector<std::vector<int32_t>> tables;
+  for (const SequenceChunk& c : batch.chunks) tables.push_back({static_cast<int32_t>(c.sequence)});
+  return tables;
+}
+
 std::span<const int32_t> DenseKvCache::reserve(const SequenceChunk& chunk) {
   return std::span<const int32_t>(slot_blocks_).subspan(static_cast<size_t>(chunk.sequence), 1);
 }

@@ -64,6 +64,9 @@ class KvCache {
   // Books the batch's tokens (check() must have returned OK for it) and returns where they go; the
   // forward's layers write their rows. Chunks of the batch are packed in order.
   KvStep append(const TokenBatch& batch);
+  // The block table append(batch) would give each chunk's sequence (its tokens [0, start + length)), in chunk
+  // order, booking nothing (check() must return OK): what a MirroredKvCache on another rank is told.
+  virtual std::vector<std::vector<int32_t>> tables_for(const TokenBatch& batch) const = 0;
 
  protected:
   KvCache(const KvLayout& layout, int64_t num_blocks, int64_t block_size, DType dtype, Device device);
@@ -88,6 +91,7 @@ class DenseKvCache final : public KvCache {
   int64_t max_len() const override { return block_size(); }
   // InvalidArgument for a slot outside [0, num_slots); ResourceExhausted past max_len.
   absl::Status check(const TokenBatch& batch) const override;
+  std::vector<std::vector<int32_t>> tables_for(const TokenBatch& batch) const override;
 
  private:
   std::span<const int32_t> reserve(const SequenceChunk& chunk) override;

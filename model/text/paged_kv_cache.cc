@@ -167,6 +167,19 @@ void PagedKvCache::free_sequence(SequenceId id) {
   sequences_.erase(it);
 }
 
+std::vector<std::vector<int32_t>> PagedKvCache::tables_for(const TokenBatch& batch) const {
+  std::vector<std::vector<int32_t>> tables;
+  size_t free = free_blocks_.size();  // allocate_block() pops from the back
+  for (const SequenceChunk& c : batch.chunks) {
+    std::vector<int32_t>& table = tables.emplace_back(sequence(c.sequence).blocks);
+    while (static_cast<int64_t>(table.size()) < blocks_for_tokens(c.start + c.length, block_size())) {
+      PLM_CHECK_GT(free, 0u) << "the batch does not fit the free pool (check() first)";
+      table.push_back(free_blocks_[--free]);
+    }
+  }
+  return tables;
+}
+
 std::span<const int32_t> PagedKvCache::reserve(const SequenceChunk& chunk) {
   const auto it = sequences_.find(chunk.sequence);
   PLM_CHECK(it != sequences_.end()) << "no sequence " << chunk.sequence << " in the KV cache (check() first)";

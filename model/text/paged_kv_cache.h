@@ -51,6 +51,8 @@ class PagedKvCache final : public KvCache {
   // Per chunk: its sequence exists, appears once in the batch, and start == length(sequence); the sequence
   // stays within max_len (ResourceExhausted); the batch's new blocks fit the free pool (ResourceExhausted).
   absl::Status check(const TokenBatch& batch) const override;
+  // New blocks come from the top of the free stack, as append() takes them.
+  std::vector<std::vector<int32_t>> tables_for(const TokenBatch& batch) const override;
 
   // ---- The pool ----
   int64_t num_free_blocks() const { return static_cast<int64_t>(free_blocks_.size()); }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 #include "core/status_macros.h"
 
 namespace plm::model {
@@ -244,16 +245,22 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std
 }
 
 absl::Status SafetensorsFile::parse_header(const std::string& header_text, uint64_t data_bytes) {
+  if (const std::string problem = json_depth_problem(header_text); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": header: ", problem));
+  }
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return absl::InvalidArgumentError(absl::StrCat(path_, ": malformed JSON header: ", e.what()));
   }
   if (!header.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": JSON header must be an object"));
   }
-  for (const auto& [name, value] : header.items()) {
+  for (const auto& item : header.items()) {
+    // Named, not a structured binding: the error lambda below captures it (clang before 16 cannot).
+    const std::string& name = item.key();
+    const nlohmann::json& value = item.value();
     if (name == "__metadata__") {
       if (!value.is_object()) {
         return absl::InvalidArgumentError(

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/json_depth.h"
 #include "data/chat_messages_json.h"
 
 namespace plm::serve::http {
@@ -70,7 +71,8 @@ absl::Status refuse_unsupported(const json& doc) {
     return invalid("best_of", "is not supported (only 1)");
   }
   if (const json* v = field(doc, "response_format"); v != nullptr) {
-    if (!v->is_object() || v->value("type", "") != "text") return invalid("response_format", "only {\"type\": \"text\"} is supported");
+    const json* type = v->is_object() ? field(*v, "type") : nullptr;
+    if (type == nullptr || *type != "text") return invalid("response_format", "only {\"type\": \"text\"} is supported");
   }
   return absl::OkStatus();
 }
@@ -146,6 +148,9 @@ std::string event(const json& j) { return absl::StrCat("data: ", dump(j), "\n\n"
 }  // namespace
 
 absl::StatusOr<ApiRequest> parse_api_request(ApiKind kind, std::string_view body, const ApiLimits& limits) {
+  if (const std::string problem = json_depth_problem(body); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("the request body is ", problem));
+  }
   const json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return absl::InvalidArgumentError("the request body is not valid JSON");
   if (!doc.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "core/cuda/runtime.h"
@@ -47,10 +49,15 @@ namespace plm {
 inline void PrintTo(DType dtype, std::ostream* os) { *os << dtype_name(dtype); }
 }  // namespace plm
 
-// Skips a test that needs a GPU, saying why.
-#define PLM_SKIP_WITHOUT_CUDA()                                                    \
-  do {                                                                             \
-    if (::plm::cuda_device_count() == 0) {                                         \
-      GTEST_SKIP() << "needs a CUDA GPU: " << ::plm::cuda_unavailable_reason();    \
-    }                                                                              \
+// Skips a test that needs a GPU, saying why; with PLM_REQUIRE_CUDA=1 in the environment (scripts/gpu-check.sh)
+// it fails instead, so a broken driver cannot pass as "skipped".
+#define PLM_SKIP_WITHOUT_CUDA()                                                                \
+  do {                                                                                         \
+    if (::plm::cuda_device_count() == 0) {                                                     \
+      const char* require = std::getenv("PLM_REQUIRE_CUDA");                                   \
+      if (require != nullptr && std::string(require) == "1") {                                 \
+        FAIL() << "PLM_REQUIRE_CUDA=1 but no CUDA GPU: " << ::plm::cuda_unavailable_reason();  \
+      }                                                                                        \
+      GTEST_SKIP() << "needs a CUDA GPU: " << ::plm::cuda_unavailable_reason();                \
+    }                                                                                          \
   } while (0)

@@ -123,7 +123,7 @@ class VideoWriter {
       frame->height = segment.height;
       PLM_CHECK(av_frame_get_buffer(frame.get(), 0) >= 0);
       for (int i = 0; i < segment.num_frames; ++i, ++frame_index) {
-        fill_frame(*frame, frame_index);
+        fill_frame(*frame, frame_index + spec_.pattern_offset);
         frame->pts = frame_index;
         PLM_CHECK(avcodec_send_frame(encoder.get(), frame.get()) >= 0);
         drain(*encoder);

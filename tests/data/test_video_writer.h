@@ -32,6 +32,8 @@ struct TestVideoSpec {
   std::set<int64_t> zeroed_packets = {};
   // Declare the stream as this FourCC with no codec id (the packets stay `codec`'s): no decoder exists for it.
   std::optional<std::string> unknown_fourcc = std::nullopt;
+  // Frame k shows pattern k + pattern_offset: videos that differ in content at the same length.
+  int64_t pattern_offset = 0;
 };
 
 // Frame k (counted over all segments) shows a pattern of its own: a gradient shifted by k, chroma set by k.

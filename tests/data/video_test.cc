@@ -5,6 +5,7 @@
 // no video stream, a codec without a decoder, the deadline).
 #include "data/video.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -168,6 +169,11 @@ TEST(VideoTest, DurationAndFrameLimits) {
   EXPECT_TRUE(cut->info.truncated);
   EXPECT_EQ(cut->info.num_frames, 10);
   EXPECT_EQ(cut->frame_indices, (std::vector<int64_t>{0, 2, 5, 7}));
+  absl::StatusOr<DecodedVideo> refused =
+      decode_video_file(path, {.num_frames = 4}, {.max_duration_s = 1.0, .refuse_longer = true});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kOutOfRange) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("longer than the limit of 1 s"));
+  EXPECT_TRUE(decode_video_file(path, {.num_frames = 4}, {.max_duration_s = 10.0, .refuse_longer = true}).ok());
 
   absl::StatusOr<DecodedVideo> too_many = decode_video_file(path, {}, {.max_output_frames = 16});
   EXPECT_EQ(too_many.status().code(), absl::StatusCode::kResourceExhausted) << too_many.status();

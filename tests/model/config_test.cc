@@ -280,6 +280,20 @@ TEST(PlmConfigErrors, MissingFileNamesThePath) {
 
 TEST(PlmConfigErrors, MalformedJson) {
   EXPECT_THAT(parse_plm_config("{\"text_config\": ", "x/config.json"), FailsWith("x/config.json", "malformed JSON"));
+  // A number no double holds is nlohmann's out_of_range, not parse_error: it was an uncaught exception.
+  EXPECT_THAT(parse_plm_config("{\"rope_theta\": 1e999}", "x/config.json"), FailsWith("x/config.json", "malformed JSON"));
+  EXPECT_THAT(parse_plm_config("{\"a\": " + std::string(100, '[') + std::string(100, ']') + "}", "x/config.json"),
+              FailsWith("x/config.json: JSON nested deeper than 64 levels"));
+}
+
+TEST(PlmConfigErrors, IntegersBeyondInt64AreRefusedNotWrapped) {
+  // 2^64 - 1 used to read as -1 and 2^63 + 5 as INT64_MIN + 5.
+  nlohmann::json j = config_json("plm-1b");
+  j["text_config"]["bos_token_id"] = UINT64_MAX;
+  EXPECT_THAT(parse(j), FailsWith("text_config.bos_token_id must be an integer in the 64-bit range, got 18446744073709551615"));
+  j = config_json("plm-1b");
+  j["text_config"]["eos_token_id"] = {128001, (uint64_t{1} << 63) + 5};
+  EXPECT_THAT(parse(j), FailsWith("text_config.eos_token_id must be an integer or a list of integers"));
 }
 
 TEST(PlmConfigErrors, MissingRequiredField) {

@@ -8,6 +8,7 @@
 #include "model/generator.h"
 #include "model/plm_model.h"
 #include "model/weights/weight_store.h"
+#include "tests/core/test_util.h"
 
 namespace plm::model {
 namespace {
@@ -26,7 +27,7 @@ OwnedTensor load(const std::string& file, const std::string& name, std::optional
 class PlmCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PlmCuda, Bf16LogitsTrackTheCpuModel) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << "needs a CUDA GPU: " << cuda_unavailable_reason();
+  PLM_SKIP_WITHOUT_CUDA();
   const std::string model_dir = GetParam();
   absl::StatusOr<std::unique_ptr<PlmModel>> cpu = PlmModel::load(kFixtures + model_dir, Device::cpu());
   absl::StatusOr<std::unique_ptr<PlmModel>> gpu = PlmModel::load(kFixtures + model_dir, Device::cuda(0));

@@ -286,6 +286,35 @@ TEST(Step, ChunkErrorsNameTheChunkAndLeaveTheCacheUnchanged) {
   EXPECT_EQ(cache->length(4), 3);
 }
 
+// A generated token that equals a placeholder id (past media_end) is an ordinary token, embedded from the table
+// as HF does: the same logits as the same decode of any other sequence holding that prompt; before media_end
+// the id is still a media slot that needs rows.
+TEST(Step, GeneratedPlaceholderIdsAreOrdinaryTokens) {
+  const std::unique_ptr<PlmModel> model = load_model("cls_tied");
+  ASSERT_NE(model, nullptr);
+  const std::unique_ptr<PagedKvCache> cache =
+      model->make_paged_cache({.block_size = 4, .num_blocks = 8, .max_sequence_len = 16});
+  const std::vector<int32_t> prompt = {128000, 9906, 1917};
+  const int32_t image = model->config().image_token_id;
+  for (SequenceId id : {1, 2}) {
+    ASSERT_TRUE(cache->add_sequence(id).ok());
+    ASSERT_TRUE(model->step({{{.sequence = id, .start = 0, .ids = prompt}}}, *cache).ok());
+  }
+  const StepChunk as_prompt{.sequence = 1, .start = 3, .ids = {image}};
+  EXPECT_THAT(model->step({{as_prompt}}, *cache), FailsWith("the prompt has 1 image placeholder tokens"));
+  const absl::StatusOr<StepOutput> generated =
+      model->step({{{.sequence = 1, .start = 3, .ids = {image}, .media_end = 3},
+                    {.sequence = 2, .start = 3, .ids = {image, 9906}, .media_end = 3}}},
+                  *cache);
+  ASSERT_TRUE(generated.ok()) << generated.status();
+  const absl::StatusOr<StepOutput> whole =
+      model->step({{{.sequence = 1, .start = 4, .ids = {9906}, .media_end = 3}}}, *cache);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_LE(max_abs_diff(plm::testing::to_vector(whole->last_logits(0)),
+                         plm::testing::to_vector(generated->last_logits(1))),
+            1e-5f);
+}
+
 // A prefill chunk that asks for no logits gets no rows (a step of only such chunks returns none), the other
 // chunks' rows are unchanged, and a reused StepOutput keeps its buffer while the rows fit.
 TEST(Step, ChunksWithoutLogitsGetNoRows) {

@@ -453,5 +453,49 @@ TEST_F(EngineTest, PreparerWorksOnItsPoolAndMatchesThePlmGenerateInputs) {
   EXPECT_EQ((*result)->images.keys, media_keys(reference->image_pixels));
 }
 
+// The opt-in pooled embedding: the mean of the request's post-projector rows, each frame once, whether the step
+// encoded it, found it in the encoder cache or resumed it across chunks; refused with prefix caching on.
+TEST_F(EngineTest, PooledMediaEmbeddingIsTheMeanOfTheRequestsRows) {
+  EngineConfig config = small_config();
+  config.scheduler.max_num_seqs = 4;
+  config.scheduler.max_batch_tokens = 7;  // chunks end inside frames (4 rows each): pinned items resume
+  config.kv.prefix_caching = false;
+  start(config);
+  ASSERT_NE(engine_, nullptr);
+  const PreparedPrompt video = prepare(testing::user_turn("What happens?", {}, {"video_64x48_4f.mp4"}));
+  const OwnedTensor rows = tiny_model().model->encode_media(video.videos.pixels);  // (4 * tokens_per_tile, H)
+  const OwnedTensor host = to_device(rows.view(), Device::cpu());
+  ASSERT_EQ(host.dtype(), DType::kF32);
+  std::vector<double> expected(host.size(1), 0.0);
+  for (int64_t r = 0; r < host.size(0); ++r) {
+    for (int64_t c = 0; c < host.size(1); ++c) expected[c] += host.data_as<float>()[r * host.size(1) + c] / host.size(0);
+  }
+  const GenerationParams params{.max_tokens = 2, .sampling = {}, .stop = {}};
+  for (const std::string id : {"encoded", "cached"}) {  // the second finds every frame in the encoder cache
+    Collector c;
+    ASSERT_TRUE(engine_->submit({.id = id, .prompt = copy_of(video), .params = params, .on_update = c.callback(),
+                                 .arrival = Clock::now(), .pool_media_embeddings = true}).ok());
+    const std::optional<RequestUpdate> u = c.wait();
+    ASSERT_TRUE(u.has_value());
+    ASSERT_EQ(u->media_embedding.size(), expected.size()) << id;
+    for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(u->media_embedding[i], expected[i], 1e-5) << id << " " << i;
+  }
+  EXPECT_GE(engine_->stats().encoder_cache.hits, 4);
+
+  Collector plain;
+  ASSERT_TRUE(engine_->submit({.id = "plain", .prompt = copy_of(video), .params = params, .on_update = plain.callback(),
+                               .arrival = Clock::now()}).ok());
+  ASSERT_TRUE(plain.wait().has_value());
+  EXPECT_TRUE(plain.wait()->media_embedding.empty());
+
+  start(small_config());  // prefix caching on
+  Collector refused;
+  const absl::Status s = engine_->submit({.id = "refused", .prompt = copy_of(video), .params = params,
+                                          .on_update = refused.callback(), .arrival = Clock::now(),
+                                          .pool_media_embeddings = true});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("need prefix caching off"));
+}
+
 }  // namespace
 }  // namespace plm::serve

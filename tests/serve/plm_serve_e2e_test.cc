@@ -1,8 +1,8 @@
 // `plm serve` as a process on the tiny cls_tied model and a free port: a chat request with a data: image (and a
 // video under --media-root) returns what `plm generate` prints for the same input, streaming returns the same
 // text, concurrent clients each get their solo text, bad requests get their statuses while the server stays up,
-// the API key is enforced, `plm bench serve` measures it, and SIGTERM lets the request in flight finish before
-// the process exits 0.
+// the API key is enforced, `plm bench serve` measures it, SIGTERM lets the request in flight finish before
+// the process exits 0, and `mpirun -n 2 plm serve --tp 2` replies as one rank.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -41,11 +41,15 @@ std::string read_file(const std::filesystem::path& path) {
 // A `plm serve` child process, its output in a file, killed at the end if still running.
 class ServeProcess {
  public:
-  explicit ServeProcess(const std::vector<std::string>& extra_args) {
+  // launcher: a command that runs plm (mpirun ...), or none.
+  explicit ServeProcess(const std::vector<std::string>& extra_args, std::vector<std::string> launcher = {}) {
     log_ = plm::testing::fresh_temp_dir("serve") / "serve.log";
-    std::vector<std::string> args = {PLM_BINARY, "serve", "--model", (models_dir() / "cls_tied").string(), "--port", "0",
-                                     "--media-root", inputs_dir().string(), "--kv-cache-bytes", "32M",
-                                     "--max-num-seqs", "16", "--max-batch-tokens", "256", "--max-model-len", "2048"};
+    std::vector<std::string> args = std::move(launcher);
+    const std::vector<std::string> serve = {PLM_BINARY, "serve", "--model", (models_dir() / "cls_tied").string(),
+                                            "--port", "0", "--media-root", inputs_dir().string(),
+                                            "--kv-cache-bytes", "32M", "--max-num-seqs", "16",
+                                            "--max-batch-tokens", "256", "--max-model-len", "2048"};
+    args.insert(args.end(), serve.begin(), serve.end());
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -89,9 +93,13 @@ class ServeProcess {
     PLM_CHECK(r.ok()) << r.status().message();
     return *r;
   }
-  // Sends SIGTERM and returns the exit status (-1 if it did not exit within the timeout).
+  // Sends SIGTERM (to the server process: under mpirun, rank 0, as mpirun would abort the job on its own
+  // SIGTERM) and returns the exit status (-1 if it did not exit within the timeout).
   int terminate(double timeout_s = 60) {
-    ::kill(pid_, SIGTERM);
+    std::smatch m;
+    const std::string log = read_file(log_);
+    PLM_CHECK(std::regex_search(log, m, std::regex("\\(pid ([0-9]+),"))) << log;
+    ::kill(std::stoi(m[1]), SIGTERM);
     for (int i = 0; i < timeout_s * 100; ++i) {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -193,8 +201,8 @@ TEST(PlmServe, ImageAndVideoRepliesEqualPlmGenerateAndStreamTheSame) {
   EXPECT_THAT(metrics->body, HasSubstr("plm_vision_items_encoded_total 9"));
 }
 
-TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
-  ServeProcess server({});
+// 16 requests: text, a data: image, a video under --media-root, of different lengths.
+std::vector<json> mixed_requests() {
   const std::string image_url = serve::testing::data_url(inputs_dir() / "image_150x100.png", "image/png");
   std::vector<json> requests;
   for (int i = 0; i < 16; ++i) {
@@ -203,6 +211,11 @@ TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
     if (i % 4 == 2) media.push_back(video_part("video_64x48_4f.mp4"));
     requests.push_back(chat(media, "Request number " + std::to_string(i % 5) + ": describe.", 4 + (i * 5) % 17));
   }
+  return requests;
+}
+
+// The replies to `requests` sent one after the other, then all at once: the same texts.
+std::vector<std::string> solo_and_concurrent_replies(ServeProcess& server, const std::vector<json>& requests) {
   std::vector<std::string> solo;
   for (const json& r : requests) solo.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
   std::vector<std::string> together(requests.size());
@@ -212,6 +225,29 @@ TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
   }
   for (std::thread& t : clients) t.join();
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(together[i], solo[i]) << "request " << i;
+  return solo;
+}
+
+TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
+  ServeProcess server({});
+  solo_and_concurrent_replies(server, mixed_requests());
+}
+
+// `mpirun -n 2 plm serve --tp 2`: rank 0 serves and rank 1 steps with it; every reply (solo and concurrent,
+// image and video included) equals the single-rank server's, and SIGTERM drains both ranks to exit 0.
+TEST(PlmServe, TensorParallelServerRepliesAsOneRank) {
+  const std::vector<json> requests = mixed_requests();
+  std::vector<std::string> one_rank;
+  {
+    ServeProcess server({});
+    one_rank = solo_and_concurrent_replies(server, requests);
+  }
+  ServeProcess server({"--tp", "2"}, {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "2", "-x",
+                                      "OMP_NUM_THREADS=1"});
+  EXPECT_THAT(server.log(), HasSubstr("x tp 2"));
+  const std::vector<std::string> two_ranks = solo_and_concurrent_replies(server, requests);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(two_ranks[i], one_rank[i]) << "request " << i;
+  EXPECT_EQ(server.terminate(), 0) << server.log();
 }
 
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
