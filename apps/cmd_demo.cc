@@ -1,6 +1,6 @@
 // `plm demo [--out DIR] [--minutes M]`: generate coloured-shape pictures and clips, fine-tune a tiny PLM on them
-// data-parallel over 2 ranks, serve it and ask it about held-out ones (demo/demo_run.h). Runs from any
-// working directory: it finds its files through the plm executable.
+// data-parallel over 2 ranks, serve it and ask it about held-out ones, caption the held-out clips
+// (demo/demo_run.h). Runs from any working directory: it finds its files through the plm executable.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -15,7 +15,8 @@ void add_demo_command(CLI::App& app, CommandMain* selected) {
   auto o = std::make_shared<demo::DemoOptions>();
   auto out = std::make_shared<std::string>(o->out_dir.string());
   CLI::App* cmd = app.add_subcommand(
-      "demo", "Fine-tune a tiny PLM on generated shapes on this CPU, serve it and measure what it learned");
+      "demo", "Fine-tune a tiny PLM on generated shapes on this CPU, serve it, caption with it and measure what it "
+      "learned");
   cmd->add_option("--out", *out,
                   "folder for everything the demo writes (default plm-demo; an earlier demo's is replaced)");
   cmd->add_option("--minutes", o->minutes,

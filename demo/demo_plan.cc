@@ -11,7 +11,7 @@ namespace {
 // Measured with 2 ranks (OMP_NUM_THREADS=1) of configs/train/demo.yaml on 2 idle cores: see demo/README.md.
 constexpr double kIdleStepsPerSecond = 3.8;
 // What is not training: generating the data, writing the model, starting the ranks and the server, asking
-// about the held-out examples, and a margin.
+// about the held-out examples, captioning the held-out clips, and a margin.
 constexpr double kOtherWorkS = 45.0;
 constexpr double kOtherWorkFraction = 0.15;
 constexpr int64_t kMinSteps = 100;  // configs/train/demo.yaml's warm-up is 100 steps

@@ -15,10 +15,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "bench/random_checkpoint.h"
+#include "core/progress.h"
 #include "core/status_macros.h"
 #include "data/read_file.h"
 #include "data/synthetic_dataset.h"
+#include "demo/captioning.h"
 #include "demo/child_process.h"
 #include "demo/demo_assets.h"
 #include "demo/demo_plan.h"
@@ -27,7 +30,6 @@
 #include "trainer/checkpoint_export.h"
 #include "trainer/metrics_log.h"
 #include "trainer/metrics_plot.h"
-#include "trainer/progress.h"
 
 namespace plm::demo {
 namespace {
@@ -49,7 +51,7 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 // The folders and files a demo writes: removed before an earlier demo's out_dir is reused.
 struct DemoLayout {
-  fs::path out, data, model_init, train, final_hf, plots, logs, predictions;
+  fs::path out, data, model_init, train, final_hf, plots, logs, predictions, captions;
   explicit DemoLayout(const fs::path& o)
       : out(o),
         data(o / "data"),
@@ -58,7 +60,8 @@ struct DemoLayout {
         final_hf(o / "train" / "final-hf"),
         plots(o / "plots"),
         logs(o / "logs"),
-        predictions(o / "predictions.jsonl") {}
+        predictions(o / "predictions.jsonl"),
+        captions(o / "captions") {}
 };
 
 absl::Status prepare_out_dir(const DemoLayout& layout) {
@@ -68,7 +71,7 @@ absl::Status prepare_out_dir(const DemoLayout& layout) {
         absl::StrCat(layout.out.string(), " exists and is not an earlier plm demo's folder; choose another --out"));
   }
   for (const fs::path& p :
-       {layout.data, layout.model_init, layout.train, layout.plots, layout.logs, layout.predictions}) {
+       {layout.data, layout.model_init, layout.train, layout.plots, layout.logs, layout.predictions, layout.captions}) {
     fs::remove_all(p, error);
     if (error) return absl::InternalError(absl::StrCat(p.string(), ": cannot remove: ", error.message()));
   }
@@ -139,10 +142,8 @@ absl::StatusOr<TrainOutcome> train(const DemoAssets& assets, const DemoLayout& l
   while (!child->poll()) {
     std::this_thread::sleep_for(kPollInterval);
     if (read_progress()) {
-      const double eta_s =
-          trainer::eta_seconds(outcome.steps_done, seconds_since(start), plan.steps - outcome.steps_done);
-      bar.update(outcome.steps_done,
-                 absl::StrFormat("loss %.3f  ETA %s", outcome.last_loss, trainer::format_hms(eta_s)));
+      const double eta_s = eta_seconds(outcome.steps_done, seconds_since(start), plan.steps - outcome.steps_done);
+      bar.update(outcome.steps_done, absl::StrFormat("loss %.3f  ETA %s", outcome.last_loss, format_hms(eta_s)));
     }
     if (options.stop_at_budget && !outcome.stopped_early && seconds_since(start) > plan.training_budget_s) {
       child->signal(SIGUSR1);
@@ -157,7 +158,7 @@ absl::StatusOr<TrainOutcome> train(const DemoAssets& assets, const DemoLayout& l
   }
   read_progress();
   bar.update(outcome.steps_done);
-  bar.finish(absl::StrFormat("loss %.3f, %s%s", outcome.last_loss, trainer::format_hms(outcome.seconds),
+  bar.finish(absl::StrFormat("loss %.3f, %s%s", outcome.last_loss, format_hms(outcome.seconds),
                              outcome.stopped_early ? " (stopped at the time budget)" : ""));
   std::error_code error;
   if (!fs::exists(layout.final_hf / "config.json", error)) {
@@ -241,8 +242,9 @@ std::string one_line(const std::string& text, size_t width) {
   return line.substr(0, cut) + "...";
 }
 
-void print_examples(const std::vector<Prediction>& predictions) {
-  std::printf("\n  %-6s %-30s %-30s %s\n", "", "truth", "the model's answer", "");
+// Up to kExamplesShown pictures and clips of `predictions`: the truth next to `what` the model said.
+void print_examples(const std::vector<Prediction>& predictions, const char* what) {
+  std::printf("\n  %-6s %-30s %-30s %s\n", "", "truth", what, "");
   for (const data::MediaKind kind : {data::MediaKind::kImage, data::MediaKind::kVideo}) {
     int shown = 0;
     for (const Prediction& p : predictions) {
@@ -255,10 +257,15 @@ void print_examples(const std::vector<Prediction>& predictions) {
   }
 }
 
-void print_scores(const std::vector<AttributeScore>& scores, int64_t num_images, int64_t num_videos) {
-  std::printf("\naccuracy on %lld held-out images and %lld held-out videos:\n", static_cast<long long>(num_images),
-              static_cast<long long>(num_videos));
-  for (const AttributeScore& s : scores) {
+// The accuracy per attribute of `what` (the answers, the captions) over the pictures and clips they cover.
+void print_scores(const std::vector<Prediction>& predictions, const char* what) {
+  int64_t num_images = 0, num_videos = 0;
+  for (const Prediction& p : predictions) ++(p.example.kind == data::MediaKind::kImage ? num_images : num_videos);
+  std::vector<std::string> covered;
+  if (num_images > 0) covered.push_back(absl::StrCat(num_images, " held-out pictures"));
+  if (num_videos > 0) covered.push_back(absl::StrCat(num_videos, " held-out clips"));
+  std::printf("\naccuracy of the %s on %s:\n", what, absl::StrJoin(covered, " and ").c_str());
+  for (const AttributeScore& s : score(predictions)) {
     if (s.total == 0) continue;
     std::printf("  %-9s %5.1f%%   (chance %4.1f%%, %lld/%lld)\n", s.attribute.c_str(), 100 * s.accuracy(),
                 100 * s.chance, static_cast<long long>(s.correct), static_cast<long long>(s.total));
@@ -319,35 +326,48 @@ absl::Status run_demo(const DemoOptions& options) {
   const double ask_s = seconds_since(ask_start);
   PLM_RETURN_IF_ERROR(write_predictions(layout.predictions, predictions, layout.data));
 
-  // ---- Step 7: captions. `plm caption` (the captioning subcommand) is being written in parallel; once it is in
-  // ---- the tree, this step runs it on the held-out videos (data/test.jsonl's clips) with the served model and
-  // ---- prints each caption next to the clip's ground truth. Until then the step says so and is skipped.
-  std::printf("[7/7] captions: plm caption is not in this build yet; skipped\n");
-
   server.process->signal(SIGTERM);  // drains and exits
   server.process->wait();
 
-  int64_t num_images = 0, num_videos = 0;
-  for (const Prediction& p : predictions) ++(p.example.kind == data::MediaKind::kImage ? num_images : num_videos);
-  print_examples(predictions);
-  print_scores(score(predictions), num_images, num_videos);
+  std::vector<data::SynthExample> clips;
+  for (const data::SynthExample& e : examples) {
+    if (e.kind == data::MediaKind::kVideo) clips.push_back(e);
+  }
+  std::printf("[7/7] captions: plm caption on the %zu held-out clips (offline, no server)\n", clips.size());
+  const Clock::time_point caption_start = Clock::now();
+  ProgressBar caption_bar("captioning", static_cast<int64_t>(clips.size()));
+  PLM_ASSIGN_OR_RETURN(const std::vector<Prediction> captions,
+                       caption_examples({.executable = options.executable,
+                                         .model_dir = layout.final_hf,
+                                         .data_dir = layout.data,
+                                         .out_dir = layout.captions,
+                                         .log = layout.logs / "caption.log",
+                                         .num_frames = kVideoFrames},
+                                        clips, [&caption_bar](int64_t done) { caption_bar.update(done); }));
+  caption_bar.finish((layout.captions / "captions.jsonl").string());
+  const double caption_s = seconds_since(caption_start);
+
+  print_examples(predictions, "the model's answer (OpenAI API)");
+  print_scores(predictions, "answers");
+  print_examples(captions, "plm caption's caption");
+  print_scores(captions, "captions");
   std::printf("\nmodel        %s\n", layout.final_hf.c_str());
   std::printf("plots        %s   (metrics.png; loss.png, lr.png, grad_norm.png, tokens_per_s.png)\n",
               layout.plots.c_str());
   std::printf("answers      %s\n", layout.predictions.c_str());
+  std::printf("captions     %s\n", (layout.captions / "captions.jsonl").c_str());
   std::printf("data         %s   (train/validation/test.jsonl, images/, videos/)\n", layout.data.c_str());
-  std::printf("logs         %s   (train.log, serve.log)\n", layout.logs.c_str());
-  std::printf("time         %s in all: data %s, training %s (%lld steps%s), asking %s\n",
-              trainer::format_hms(seconds_since(start)).c_str(), trainer::format_hms(data_s).c_str(),
-              trainer::format_hms(trained.seconds).c_str(), static_cast<long long>(trained.steps_done),
-              trained.stopped_early ? ", stopped at the time budget" : "", trainer::format_hms(ask_s).c_str());
+  std::printf("logs         %s   (train.log, serve.log, caption.log)\n", layout.logs.c_str());
+  std::printf("time         %s in all: data %s, training %s (%lld steps%s), asking %s, captions %s\n",
+              format_hms(seconds_since(start)).c_str(), format_hms(data_s).c_str(), format_hms(trained.seconds).c_str(),
+              static_cast<long long>(trained.steps_done), trained.stopped_early ? ", stopped at the time budget" : "",
+              format_hms(ask_s).c_str(), format_hms(caption_s).c_str());
   if (!examples.empty()) {
     const data::SynthExample& e = examples.front();
     const bool image = e.kind == data::MediaKind::kImage;
     std::printf("\nask it yourself:\n  %s generate --model %s --system \"%s\" --%s %s%s --prompt \"%s\"\n",
                 options.executable.c_str(), layout.final_hf.c_str(), e.system.c_str(), image ? "image" : "video",
-                e.media.c_str(), image ? "" : absl::StrCat(" --num-frames ", kVideoFrames).c_str(),
-                e.question.c_str());
+                e.media.c_str(), image ? "" : absl::StrCat(" --num-frames ", kVideoFrames).c_str(), e.question.c_str());
   }
   return absl::OkStatus();
 }

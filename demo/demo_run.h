@@ -2,11 +2,13 @@
 // (data/synthetic_dataset.h), writes a random-init tiny PLM (configs/demo: the real architecture at toy size,
 // the Llama 3 tokenizer), fine-tunes it data-parallel over 2 ranks (`mpirun -n 2 plm train`,
 // configs/train/demo.yaml), plots the training curves, serves the result (`plm serve` on a free loopback port)
-// and asks it about the held-out pictures and clips through the OpenAI API, then prints its answers next to
-// the truth with the accuracy per attribute and the chance level. Everything lands under out_dir:
+// and asks it about the held-out pictures and clips through the OpenAI API, captions the held-out clips
+// (`plm caption`), then prints the answers and captions next to the truth with the accuracy per attribute and
+// the chance level. Everything lands under out_dir:
 //
 //   data/ (train/validation/test.jsonl, images/, videos/)   model-init/   train/ (metrics.jsonl, final-hf/)
-//   plots/ (metrics.png, loss.png, ...)   logs/ (train.log, serve.log)   predictions.jsonl
+//   plots/ (metrics.png, loss.png, ...)   logs/ (train.log, serve.log, caption.log)   predictions.jsonl
+//   captions/ (inputs.jsonl, captions.jsonl)
 //
 // out_dir must be new, empty or an earlier demo's (which is replaced). Progress bars go to stdout.
 #pragma once

@@ -16,7 +16,6 @@
 namespace plm::demo {
 namespace {
 
-constexpr int kMaxReplyTokens = 16;  // the longest answer is 6 tokens
 constexpr double kRequestTimeoutS = 300;
 
 nlohmann::json request_json(const ServerEndpoint& server, const data::SynthExample& e) {
@@ -29,7 +28,7 @@ nlohmann::json request_json(const ServerEndpoint& server, const data::SynthExamp
   nlohmann::json messages = nlohmann::json::array();
   if (!e.system.empty()) messages.push_back({{"role", "system"}, {"content", e.system}});
   messages.push_back({{"role", "user"}, {"content", user_content}});
-  return {{"model", server.model}, {"messages", messages}, {"max_tokens", kMaxReplyTokens}, {"temperature", 0}};
+  return {{"model", server.model}, {"messages", messages}, {"max_tokens", kMaxAnswerTokens}, {"temperature", 0}};
 }
 
 absl::StatusOr<std::string> ask(serve::http::HttpClient& client, const ServerEndpoint& server,

@@ -15,6 +15,8 @@
 
 namespace plm::demo {
 
+inline constexpr int kMaxAnswerTokens = 16;  // per reply or caption; the longest answer is 6 tokens
+
 struct Prediction {
   data::SynthExample example;
   std::string reply;
