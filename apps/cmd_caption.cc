@@ -27,6 +27,7 @@ struct CaptionOptions {
   std::string inputs;
   std::string out;
   std::string prompt;
+  std::string system;
   int64_t num_frames = 0;  // 0: up to 32 (data::MediaOptions' default), as plm generate
   double fps = 0.0;
   int64_t max_new_tokens = 256;
@@ -91,6 +92,7 @@ absl::Status run(const CaptionOptions& o, const std::string& flags) {
                       .block_tokens = 16,
                       .prefix_caching = embeddings == std::nullopt};
   if (!o.prompt.empty()) config.job.prompt = o.prompt;
+  config.job.system = o.system;
   config.job.media.video_sampling = data::video_sampling_from_flags(o.num_frames, o.fps);
   if (o.max_video_seconds > 0) {
     config.job.media.video_limits.max_duration_s = o.max_video_seconds;
@@ -125,6 +127,7 @@ void add_caption_command(CLI::App& app, CommandMain* selected) {
       ->required();
   cmd->add_option("--out", o->out, "Output JSONL, one line per item in input order (parts: OUT.rank-N)")->required();
   cmd->add_option("--prompt", o->prompt, "User text for items without their own (default: describe the video / image)");
+  cmd->add_option("--system", o->system, "System message of every item, as plm generate --system (default: PLM's)");
   CLI::Option* num_frames = cmd->add_option("--num-frames", o->num_frames,
                                             "Frames sampled uniformly per video, exactly (default: up to 32)")
                                 ->check(CLI::PositiveNumber);

@@ -1,6 +1,8 @@
 // `plm data pack IN.jsonl OUT.h5 --model DIR`: preprocess an SFT JSONL file once into a sample store that
 // `data.train` reads directly (data/sft_store_writer.h). The model directory gives the tokenizer and the
 // processor settings the store is made for.
+// `plm data synth --out DIR --images N --videos M --seed S`: generate the coloured-shapes data set
+// (data/synthetic_dataset.h).
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -10,6 +12,8 @@
 #include "apps/command.h"
 #include "core/status_macros.h"
 #include "data/sft_store_writer.h"
+#include "data/synthetic_dataset.h"
+#include "demo/progress_bar.h"
 #include "runtime/model_directory.h"
 
 namespace plm::apps {
@@ -50,6 +54,25 @@ absl::Status run_pack(const PackCommandOptions& o) {
   return absl::OkStatus();
 }
 
+absl::Status run_synth(const data::SynthConfig& config, const std::string& out_dir) {
+  PLM_RETURN_IF_ERROR(data::validate_synth_config(config));
+  demo::ProgressBar bar("synth", config.num_images + config.num_videos);
+  PLM_ASSIGN_OR_RETURN(
+      const data::SynthSummary summary,
+      data::write_synthetic_dataset(config, out_dir, [&bar](int64_t done, int64_t) { bar.update(done); }));
+  bar.finish();
+  for (const data::SynthSplit split : data::kSynthSplits) {
+    int64_t images = 0, videos = 0;
+    for (const data::SynthItem& item : summary.items) {
+      if (item.split != split) continue;
+      ++(item.kind == data::MediaKind::kImage ? images : videos);
+    }
+    std::printf("%s: %lld images, %lld videos\n", summary.jsonl_files[static_cast<size_t>(split)].c_str(),
+                static_cast<long long>(images), static_cast<long long>(videos));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void add_data_command(CLI::App& app, CommandMain* selected) {
@@ -67,6 +90,31 @@ void add_data_command(CLI::App& app, CommandMain* selected) {
   pack->add_option("--max-tokens", options->max_tokens, "a longer sample (placeholders expanded) is an error")
       ->check(CLI::PositiveNumber);
   pack->add_option("--deflate", options->deflate_level, "deflate level 0-9 (default 1)")->check(CLI::Range(0, 9));
+  auto synth_config = std::make_shared<data::SynthConfig>();
+  auto synth_out = std::make_shared<std::string>();
+  CLI::App* synth = data->add_subcommand(
+      "synth",
+      "Generate pictures and clips of coloured shapes with SFT JSONL splits and ground truth (data/README.md)");
+  synth->add_option("--out", *synth_out, "directory to write (created; files of the same names are replaced)")
+      ->required();
+  synth->add_option("--images", synth_config->num_images, "PNG images (default 0)")->check(CLI::NonNegativeNumber);
+  synth->add_option("--videos", synth_config->num_videos, "MP4 videos (default 0)")->check(CLI::NonNegativeNumber);
+  synth->add_option("--seed", synth_config->seed, "seed: the same seed gives the same files (default 0)");
+  synth->add_option("--size", synth_config->size, "width = height in pixels, even (default 112)");
+  synth->add_option("--frames", synth_config->num_frames, "frames per video (default 8)");
+  synth->add_option("--fps", synth_config->fps, "video frame rate (default 8)");
+  synth->add_option("--validation", synth_config->validation_fraction,
+                    "fraction of each kind for validation (default 0.1)");
+  synth->add_option("--test", synth_config->test_fraction, "fraction of each kind for test (default 0.1)");
+  synth->callback([selected, synth_config, synth_out] {
+    *selected = [synth_config, synth_out] {
+      const absl::Status status = run_synth(*synth_config, *synth_out);
+      if (status.ok()) return 0;
+      std::fprintf(stderr, "plm data synth: %s\n", std::string(status.message()).c_str());
+      return 1;
+    };
+  });
+
   pack->callback([selected, options] {
     *selected = [options] {
       const absl::Status status = run_pack(*options);

@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
   plm::apps::add_caption_command(app, &selected);
   plm::apps::add_convert_command(app, &selected);
   plm::apps::add_data_command(app, &selected);
+  plm::apps::add_demo_command(app, &selected);
   plm::apps::add_generate_command(app, &selected);
+  plm::apps::add_plot_command(app, &selected);
   plm::apps::add_plan_command(app, &selected);
   plm::apps::add_serve_command(app, &selected);
   plm::apps::add_tokenize_command(app, &selected);

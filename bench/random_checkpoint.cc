@@ -22,15 +22,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// initializer_range of both sub-configs in every PLM config.json, and timm's std for pos_embed/cls_token.
-constexpr float kInitStd = 0.02f;
+// HF's default initializer_range (PLM's released configs say so for both sub-configs), also timm's std for
+// pos_embed/cls_token.
+constexpr float kDefaultInitStd = 0.02f;
 // What a model directory carries besides the weights; only config.json must exist.
 constexpr const char* kConfigFiles[] = {"config.json", "generation_config.json", "preprocessor_config.json",
                                         "processor_config.json", "video_preprocessor_config.json"};
 constexpr const char* kIndexName = "model.safetensors.index.json";
 
 // HF/timm's constant initialisations. Every rank-1 parameter of PLM is a bias, a LayerScale gamma or a
-// norm weight; nullopt means normal(0, kInitStd) (matrices, embeddings, patch conv, pos_embed, cls_token).
+// norm weight; nullopt means normal(0, std) (matrices, embeddings, patch conv, pos_embed, cls_token).
 std::optional<float> constant_init(const model::ExpectedTensor& t, const model::PlmConfig& config) {
   if (t.shape.rank() != 1) return std::nullopt;
   const std::string& n = t.name;
@@ -118,6 +119,34 @@ absl::Status override_layers(const fs::path& config_path, const RandomCheckpoint
   return absl::OkStatus();
 }
 
+// The normal init's std per sub-model: each sub-config's initializer_range, as HF's _init_weights uses it
+// (the projector follows the text model). A tiny model needs more than the released configs' 0.02.
+struct InitStd {
+  float text = kDefaultInitStd;
+  float vision = kDefaultInitStd;
+  float of(const std::string& tensor_name) const {
+    return tensor_name.starts_with(model::kVisionPrefix) ? vision : text;
+  }
+};
+
+absl::StatusOr<InitStd> read_init_std(const fs::path& config_path) {
+  std::ifstream in(config_path);
+  const nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(config_path.string(), ": not JSON"));
+  InitStd init;
+  for (const auto& [key, std] : {std::pair{"text_config", &init.text}, std::pair{"vision_config", &init.vision}}) {
+    const auto sub = config.find(key);
+    if (sub == config.end() || !sub->contains("initializer_range")) continue;
+    const nlohmann::json& value = (*sub)["initializer_range"];
+    if (!value.is_number() || value.get<double>() <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_path.string(), ": ", key, ".initializer_range must be > 0"));
+    }
+    *std = value.get<float>();
+  }
+  return init;
+}
+
 absl::Status write_index(const fs::path& path, int64_t total_bytes, const nlohmann::json& weight_map) {
   const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
   std::ofstream out(path);
@@ -137,6 +166,7 @@ absl::StatusOr<RandomCheckpointSummary> write_random_checkpoint(const RandomChec
   PLM_RETURN_IF_ERROR(override_layers(out_dir / "config.json", options));
   PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(out_dir.string()));
 
+  PLM_ASSIGN_OR_RETURN(const InitStd init_std, read_init_std(out_dir / "config.json"));
   const std::vector<model::ExpectedTensor> expected = model::expected_tensors(config);
   const std::vector<std::vector<size_t>> shards = plan_shards(expected, options.max_shard_bytes);
   RandomCheckpointSummary summary;
@@ -154,7 +184,8 @@ absl::StatusOr<RandomCheckpointSummary> write_random_checkpoint(const RandomChec
       if (const std::optional<float> value = constant_init(t, config)) {
         std::fill(data, data + n, bf16(*value));
       } else {
-        fill_normal(data, n, stream_key(options.seed, i), kInitStd);  // keyed by HF order: shard-size independent
+        // Keyed by HF order: shard-size independent.
+        fill_normal(data, n, stream_key(options.seed, i), init_std.of(t.name));
       }
       named.push_back({t.name, owned.back()});
       weight_map[t.name] = file;

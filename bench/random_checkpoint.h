@@ -1,9 +1,10 @@
 // `plm bench make-random-model`: a PLM checkpoint with random bf16 weights, written as a Hugging Face model
 // directory (config files copied from a config folder such as configs/plm-1b, safetensors shards plus
 // model.safetensors.index.json when there is more than one), so benchmarks need no download. Weights are
-// initialised like HF/timm (normal(0, 0.02) for matrices, embeddings and pos_embed/cls_token, ones for norm
-// weights, zeros for biases, the config's LayerScale init for gamma_1/gamma_2) from a counter-based
-// generator: the same seed gives the same bytes whatever the thread count or shard size.
+// initialised like HF/timm (normal(0, initializer_range) for matrices, embeddings and pos_embed/cls_token, per
+// sub-config, 0.02 when unset; ones for norm weights, zeros for biases, the config's LayerScale init for
+// gamma_1/gamma_2) from a counter-based generator: the same seed gives the same bytes whatever the thread
+// count or shard size.
 #pragma once
 
 #include <cstdint>

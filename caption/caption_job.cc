@@ -110,8 +110,8 @@ absl::StatusOr<CaptionCounters> CaptionJob::run(const std::vector<CaptionItem>& 
       if (stopping.load()) return mailbox->post(error_record(item, absl::CancelledError("cancelled")), 0);
       const std::vector<std::string> media = {item.path};
       const std::vector<data::ChatMessage> messages =
-          item.type == MediaType::kImage ? data::single_turn_conversation(prompt_of(item), media, {})
-                                         : data::single_turn_conversation(prompt_of(item), {}, media);
+          item.type == MediaType::kImage ? data::single_turn_conversation(prompt_of(item), media, {}, config_.system)
+                                         : data::single_turn_conversation(prompt_of(item), {}, media, config_.system);
       absl::StatusOr<serve::PreparedPrompt> prompt = serve::prepare_local_chat_prompt(messages, model_, config_.media);
       const int64_t prepare_us = microseconds(seconds_since(start));
       if (!prompt.ok()) return mailbox->post(error_record(item, prompt.status()), prepare_us);

@@ -6,8 +6,8 @@
 //   this thread: writes each finished item to the part (caption/part_file.h) and ticks the progress.
 // At most max_in_flight items are between "decode started" and "written", which bounds the pixel memory (a
 // 32-frame 448x448 video is 77 MB of f32) while keeping the decode threads ahead of the engine (bounded prefetch).
-// The prompt is exactly `plm generate --video PATH --prompt TEXT`'s (data::single_turn_conversation), and decoding
-// is greedy, so a caption equals what plm generate prints. Thread-safety: run() on one thread at a time.
+// The prompt is exactly `plm generate --video PATH --prompt TEXT [--system S]`'s (data::single_turn_conversation),
+// and decoding is greedy, so a caption equals what plm generate prints. Thread-safety: run() on one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,7 @@ inline constexpr char kDefaultImagePrompt[] = "Describe this image in detail.";
 
 struct CaptionJobConfig {
   std::optional<std::string> prompt;  // for items without their own; default: kDefault{Video,Image}Prompt
+  std::string system;                 // the system turn of every item; empty: the chat template's default
   data::MediaOptions media;           // frame sampling and decode limits
   int64_t max_new_tokens = 256;
   int num_decode_threads = 2;

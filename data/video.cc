@@ -20,11 +20,11 @@ extern "C" {
 #include <chrono>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "data/ffmpeg_log.h"
 
 namespace plm::data {
 namespace {
@@ -94,10 +94,7 @@ struct Demuxer {
 };
 
 absl::StatusOr<std::unique_ptr<Demuxer>> open_demuxer(const std::filesystem::path& path, const Deadline& deadline) {
-  // Failures reach callers as a Status; FFmpeg's own log lines (concealed slices, deprecated formats) would
-  // only interleave on stderr.
-  static std::once_flag quiet;
-  std::call_once(quiet, [] { av_log_set_level(AV_LOG_FATAL); });
+  quiet_ffmpeg_log();
   auto demuxer = std::make_unique<Demuxer>();
   demuxer->name = path.string();
   demuxer->deadline = &deadline;

@@ -116,7 +116,15 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
 
   // Forward: embedding, scatter, layers, loss.
   const OwnedTensor ids_device = to_device(host_i32(batch.ids), device);
-  const OwnedTensor targets_device = to_device(host_i32(batch.targets), device);
+  std::vector<int32_t> labelled_rows, labelled_targets;  // the rows that reach the head (HeadActivations)
+  for (int64_t i = 0; i < t; ++i) {
+    if (batch.targets[i] == kIgnoreTarget) continue;
+    labelled_rows.push_back(static_cast<int32_t>(i));
+    labelled_targets.push_back(batch.targets[i]);
+  }
+  const auto num_labelled = static_cast<int64_t>(labelled_rows.size());
+  const OwnedTensor rows_device = to_device(host_i32(labelled_rows), device);
+  const OwnedTensor targets_device = to_device(host_i32(labelled_targets), device);
   TokenBatch sequences;
   for (size_t i = 0; i < batch.lengths.size(); ++i) sequences.chunks.push_back({static_cast<int>(i), 0, batch.lengths[i]});
   const OwnedTensor positions = LlamaDecoder::positions(sequences, device);
@@ -127,13 +135,12 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   DecoderActivations acts = decoder.allocate_activations(arena, t, dtype, recompute);
   PLM_ASSIGN_OR_RETURN(const OwnedTensor row_keys, lora_row_keys(model, batch));
   decoder.forward_layers_train(x, positions, attention, acts, {.scratch = &arena, .row_keys = row_keys}, s);
-  const HeadActivations head = decoder.head_loss_forward(arena, x, targets_device, s);
+  const HeadActivations head = decoder.head_loss_forward(arena, x, rows_device, targets_device, s);
 
   MicroBatchLoss result;
   const OwnedTensor losses = to_device(head.loss, Device::cpu());
-  for (int64_t i = 0; i < t; ++i) result.loss_sum += losses.data_as<float>()[i];
-  result.labelled_tokens = std::count_if(batch.targets.begin(), batch.targets.end(),
-                                         [](int32_t target) { return target != kIgnoreTarget; });
+  for (int64_t i = 0; i < num_labelled; ++i) result.loss_sum += losses.data_as<float>()[i];
+  result.labelled_tokens = num_labelled;
   result.vision_tiles = tiles;
   PlmWeights any_grad = grad;
   bool trains_anything = false;
@@ -144,7 +151,7 @@ absl::StatusOr<MicroBatchLoss> train_forward_backward(const PlmModel& model, con
   }
 
   // Backward: loss, layers, embedding; then the media rows through projector and tower.
-  const Tensor dloss = arena.alloc({t}, DType::kF32);
+  const Tensor dloss = arena.alloc({num_labelled}, DType::kF32);
   fill(dloss, loss_scale, s);
   const Tensor dx = arena.alloc({t, hidden}, dtype);
   decoder.head_loss_backward(grad.text, head, dx, dloss, targets_device, arena, s);

@@ -1,14 +1,11 @@
 #include "trainer/line_plot.h"
 
-#include <png.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/check.h"
 
@@ -90,17 +87,24 @@ void draw_panel(RgbCanvas& canvas, int panel, const Series& series) {
   const PlotArea area = panel_plot_area(panel);
   canvas.line(area.left - 1, area.top, area.left - 1, area.bottom + 1, kAxisColor);
   canvas.line(area.left - 1, area.bottom + 1, area.right, area.bottom + 1, kAxisColor);
-  canvas.text(area.left, panel * kPanelHeight + 6, series.name, kTextColor);
+  canvas.text(area.left, panel * kPanelHeight + 6, series.log_y ? series.name + "  log scale" : series.name,
+              kTextColor);
 
-  Range xs, ys;
+  // Points on the panel's axes: y through log10 on a log-scale panel, where y <= 0 has no place.
+  const auto drawn = [&series](size_t i) {
+    return std::isfinite(series.x[i]) && std::isfinite(series.y[i]) && (!series.log_y || series.y[i] > 0);
+  };
+  const auto axis_y = [&series](double y) { return series.log_y ? std::log10(y) : y; };
+  Range xs, ys, values;
   for (size_t i = 0; i < series.y.size(); ++i) {
-    if (!std::isfinite(series.y[i]) || !std::isfinite(series.x[i])) continue;
+    if (!drawn(i)) continue;
     xs.add(series.x[i]);
-    ys.add(series.y[i]);
+    ys.add(axis_y(series.y[i]));
+    values.add(series.y[i]);
   }
   if (ys.empty()) return;
-  canvas.text(4, area.top, label(ys.hi), kTextColor);
-  canvas.text(4, area.bottom - kGlyphHeight + 1, label(ys.lo), kTextColor);
+  canvas.text(4, area.top, label(values.hi), kTextColor);
+  canvas.text(4, area.bottom - kGlyphHeight + 1, label(values.lo), kTextColor);
   canvas.text(area.left, area.bottom + 6, label(xs.lo), kTextColor);
   const std::string last = label(xs.hi);
   canvas.text(area.right + 1 - kGlyphPitch * static_cast<int>(last.size()), area.bottom + 6, last, kTextColor);
@@ -108,12 +112,13 @@ void draw_panel(RgbCanvas& canvas, int panel, const Series& series) {
   bool have_previous = false;
   int previous_x = 0, previous_y = 0;
   for (size_t i = 0; i < series.y.size(); ++i) {
-    if (!std::isfinite(series.y[i]) || !std::isfinite(series.x[i])) {
+    if (!drawn(i)) {
       have_previous = false;
       continue;
     }
     const int px = area.left + static_cast<int>(std::lround(fraction(series.x[i], xs) * (area.right - area.left)));
-    const int py = area.bottom - static_cast<int>(std::lround(fraction(series.y[i], ys) * (area.bottom - area.top)));
+    const int py =
+        area.bottom - static_cast<int>(std::lround(fraction(axis_y(series.y[i]), ys) * (area.bottom - area.top)));
     if (have_previous) {
       canvas.line(previous_x, previous_y, px, py, kLineColor);
     } else {
@@ -123,35 +128,6 @@ void draw_panel(RgbCanvas& canvas, int panel, const Series& series) {
     previous_x = px;
     previous_y = py;
   }
-}
-
-struct PngSink {
-  std::string bytes;
-  std::string error;
-};
-
-void png_on_error(png_structp png, png_const_charp message) {
-  static_cast<PngSink*>(png_get_error_ptr(png))->error = message;
-  png_longjmp(png, 1);
-}
-
-void png_on_warning(png_structp, png_const_charp) {}
-
-void png_on_write(png_structp png, png_bytep data, size_t num_bytes) {
-  static_cast<PngSink*>(png_get_io_ptr(png))->bytes.append(reinterpret_cast<const char*>(data), num_bytes);
-}
-
-void png_on_flush(png_structp) {}
-
-// libpng reports errors by longjmp: nothing with a destructor lives in this frame.
-bool write_png_rows(png_structp png, png_infop info, const data::RgbImage& image) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_set_IHDR(png, info, static_cast<png_uint_32>(image.width), static_cast<png_uint_32>(image.height), 8,
-               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  for (int y = 0; y < image.height; ++y) png_write_row(png, image.row(y));
-  png_write_end(png, nullptr);
-  return true;
 }
 
 }  // namespace
@@ -223,22 +199,6 @@ RgbCanvas plot_panels(const std::vector<Series>& panels) {
   RgbCanvas canvas(kPlotWidth, kPanelHeight * static_cast<int>(panels.size()), kBackground);
   for (size_t i = 0; i < panels.size(); ++i) draw_panel(canvas, static_cast<int>(i), panels[i]);
   return canvas;
-}
-
-absl::StatusOr<std::string> encode_png(const data::RgbImage& image) {
-  PngSink sink;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &sink, png_on_error, png_on_warning);
-  if (png == nullptr) return absl::InternalError("libpng: png_create_write_struct failed");
-  png_infop info = png_create_info_struct(png);
-  if (info == nullptr) {
-    png_destroy_write_struct(&png, nullptr);
-    return absl::InternalError("libpng: png_create_info_struct failed");
-  }
-  png_set_write_fn(png, &sink, png_on_write, png_on_flush);
-  const bool ok = write_png_rows(png, info, image);
-  png_destroy_write_struct(&png, &info);
-  if (!ok) return absl::InternalError(absl::StrCat("libpng: ", sink.error));
-  return std::move(sink.bytes);
 }
 
 }  // namespace plm::trainer

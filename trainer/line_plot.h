@@ -1,14 +1,14 @@
 // A self-contained line-plot rasterizer for training curves (metrics.png): panels stacked vertically, one
 // series each, linear axes fitted to the finite values, the series' name and its min/max (y) and first/last
-// (x) printed with a built-in 5x7 pixel font, encoded as an 8-bit RGB PNG with libpng. Non-finite points
-// (a NaN loss) break the line instead of bending the axes.
+// (x) printed with a built-in 5x7 pixel font; data::encode_png (data/image_encode.h) makes the PNG.
+// Non-finite points (a NaN loss) break the line instead of bending the axes. A log-scale panel shows a loss
+// that falls from 12 to 0.01 along its whole height.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "data/rgb_image.h"
 
 namespace plm::trainer {
@@ -40,6 +40,7 @@ struct Series {
   std::string name;       // lower case, shown at the panel's top left
   std::vector<double> x;  // same length as y
   std::vector<double> y;
+  bool log_y = false;     // y on a log10 axis ("log scale" after the name); y <= 0 breaks the line like NaN
 };
 
 // Where a panel's curve is drawn: pixel columns [left, right], rows [top, bottom] (inclusive).
@@ -54,6 +55,5 @@ inline constexpr Rgb kLineColor = {31, 119, 180};
 PlotArea panel_plot_area(int panel);
 // kPlotWidth x (kPanelHeight * panels.size()) pixels.
 RgbCanvas plot_panels(const std::vector<Series>& panels);
-absl::StatusOr<std::string> encode_png(const data::RgbImage& image);
 
 }  // namespace plm::trainer

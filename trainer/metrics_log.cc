@@ -16,7 +16,7 @@
 #include "core/status_macros.h"
 #include "data/read_file.h"
 #include "trainer/durable_file.h"
-#include "trainer/line_plot.h"
+#include "trainer/metrics_plot.h"
 
 namespace plm::trainer {
 namespace {
@@ -130,19 +130,27 @@ absl::Status MetricsLog::append(const StepMetrics& m) {
   return absl::OkStatus();
 }
 
-absl::Status MetricsLog::write_plot() const {
-  std::vector<Series> panels(3);
-  panels[0].name = "loss";
-  panels[1].name = "grad_norm";
-  panels[2].name = "lr";
-  for (const StepMetrics& m : history_) {
-    for (Series& s : panels) s.x.push_back(static_cast<double>(m.step));
-    panels[0].y.push_back(m.loss);
-    panels[1].y.push_back(m.grad_norm);
-    panels[2].y.push_back(m.lr);
+absl::Status MetricsLog::write_plot() const { return write_metrics_png(history_, output_dir_ / "metrics.png"); }
+
+absl::StatusOr<std::vector<StepMetrics>> read_metrics_jsonl(const std::filesystem::path& path) {
+  PLM_ASSIGN_OR_RETURN(const std::string text, data::read_file(path));
+  std::vector<StepMetrics> history;
+  size_t begin = 0;
+  for (int64_t number = 1; begin < text.size(); ++number) {
+    const size_t end = text.find('\n', begin);
+    if (end == std::string::npos) break;  // a line still being written
+    const std::string_view line(text.data() + begin, end - begin);
+    begin = end + 1;
+    if (line.empty()) continue;
+    const std::optional<StepMetrics> metrics = parse_line(line);
+    if (!metrics) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path.string(), ":", number, ": not a metrics line (a JSON object with an integer step >= 1)"));
+    }
+    history.push_back(*metrics);
   }
-  PLM_ASSIGN_OR_RETURN(const std::string png, encode_png(plot_panels(panels).image()));
-  return write_file_durably(output_dir_ / "metrics.png", png);
+  if (history.empty()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": no steps"));
+  return history;
 }
 
 }  // namespace plm::trainer

@@ -1,6 +1,6 @@
 // MetricsLog: the per-step training record of rank 0. Each append() writes one JSON object as a line of
 // output_dir/metrics.jsonl (flushed at once) and the same scalars to a TensorBoard event file under
-// output_dir/tb/; write_plot() renders loss, grad_norm and lr against step into output_dir/metrics.png.
+// output_dir/tb/; write_plot() renders the curves into output_dir/metrics.png (trainer/metrics_plot.h).
 // Resume-safe: open(output_dir, resumed_step) keeps only the lines with step <= resumed_step (a fresh run
 // passes 0), rewriting metrics.jsonl atomically when it drops any, so a run killed after its last
 // checkpoint leaves no duplicate steps; a torn last line is dropped the same way. Not thread-safe.
@@ -53,5 +53,9 @@ class MetricsLog {
   std::FILE* jsonl_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
+
+// The steps of a metrics.jsonl file, in file order; an unterminated last line (a run still writing) is left
+// out, any other line that is not a metrics object is an error naming file:line.
+absl::StatusOr<std::vector<StepMetrics>> read_metrics_jsonl(const std::filesystem::path& path);
 
 }  // namespace plm::trainer

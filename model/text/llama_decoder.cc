@@ -198,17 +198,23 @@ void LlamaDecoder::backward_layers(const DecoderWeights& grad, const DecoderActi
   }
 }
 
-HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s) const {
-  const int64_t t = hidden.size(0), h = hidden.size(1);
+HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Tensor rows, Tensor targets,
+                                                Stream s) const {
+  const int64_t t = hidden.size(0), h = hidden.size(1), n = rows.size(0);
+  PLM_CHECK_EQ(targets.size(0), n) << "one target per labelled row";
   HeadActivations a;
   a.x = arena.alloc({t, h}, hidden.dtype());
   a.rstd = arena.alloc({t}, DType::kF32);
   a.normed = arena.alloc({t, h}, hidden.dtype());
-  a.lse = arena.alloc({t}, DType::kF32);
-  a.loss = arena.alloc({t}, DType::kF32);
+  a.rows = rows;
+  a.selected = arena.alloc({n, h}, hidden.dtype());
+  a.lse = arena.alloc({n}, DType::kF32);
+  a.loss = arena.alloc({n}, DType::kF32);
   copy_tensor(a.x, hidden, s);
   weights_.norm.forward(a.normed, a.rstd, a.x, s);
-  vocab_parallel_cross_entropy_forward(a.loss, a.lse, a.normed, weights_.lm_head, targets, *tp_,
+  if (n == 0) return a;  // on every TP rank alike: the ranks see the same batch
+  embedding_forward(a.selected, rows, a.normed, 0, s);  // a row gather
+  vocab_parallel_cross_entropy_forward(a.loss, a.lse, a.selected, weights_.lm_head, targets, *tp_,
                                        {.vocab_start = vocab_start_}, s);
   return a;
 }
@@ -217,8 +223,13 @@ void LlamaDecoder::head_loss_backward(const DecoderWeights& grad, const HeadActi
                                       Tensor dloss, Tensor targets, Arena& scratch, Stream s) const {
   const size_t mark = scratch.mark();
   const Tensor dnormed = scratch.alloc(a.normed.shape(), a.normed.dtype());
-  vocab_parallel_cross_entropy_backward(dnormed, grad.lm_head, dloss, a.normed, weights_.lm_head, targets, a.lse, *tp_,
-                                        {.vocab_start = vocab_start_}, s);
+  fill(dnormed, 0.0f, s);
+  if (a.rows.size(0) > 0) {
+    const Tensor dselected = scratch.alloc(a.selected.shape(), a.selected.dtype());
+    vocab_parallel_cross_entropy_backward(dselected, grad.lm_head, dloss, a.selected, weights_.lm_head, targets, a.lse,
+                                          *tp_, {.vocab_start = vocab_start_}, s);
+    embedding_backward(dnormed, a.rows, dselected, 0, s);  // the gather's backward: a row scatter
+  }
   weights_.norm.backward(dhidden, grad.norm, dnormed, a.x, a.rstd, s);
   scratch.release_to(mark);
 }

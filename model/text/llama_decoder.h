@@ -54,12 +54,16 @@ struct DecoderWeights {
 };
 
 // What the training head saves: final norm input and statistics, and the loss' log-sum-exp.
+// Only the N labelled rows reach the vocab-sized head: an unlabelled row has no loss and no gradient, and the
+// head is most of an SFT step (a prompt, media placeholders and a short answer label few of the T rows).
 struct HeadActivations {
-  Tensor x;       // (T, H) the last layer's output
-  Tensor rstd;    // (T) f32
-  Tensor normed;  // (T, H)
-  Tensor lse;     // (T) f32
-  Tensor loss;    // (T) f32 per-token loss, 0 where the target is ignored
+  Tensor x;         // (T, H) the last layer's output
+  Tensor rstd;      // (T) f32
+  Tensor normed;    // (T, H)
+  Tensor rows;      // (N) i32 the labelled rows of the T
+  Tensor selected;  // (N, H) normed's labelled rows
+  Tensor lse;       // (N) f32
+  Tensor loss;      // (N) f32 per-token loss of the labelled rows
 };
 
 // The training activations of a stack of layers: per layer the tensors `recompute` keeps, with the others as
@@ -114,10 +118,11 @@ class LlamaDecoder {
   void backward_layers(const DecoderWeights& grad, const DecoderActivations& acts, Tensor dhidden, Tensor positions,
                        const PackedCausalAttention& attention, Arena& scratch, Tensor lora_row_keys = {},
                        Stream s = {}, const std::function<void(int)>& layer_done = {}) const;
-  // targets: (T) i32 next-token ids, ignore_index where unlabelled. Fills a (allocated from arena); the loss is
-  // the whole vocabulary's on every TP rank.
-  HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor targets, Stream s = {}) const;
-  // dloss: (T) f32 d(step loss)/d(per-token loss). dhidden (T, H) =.
+  // rows: (N) i32 the labelled rows of hidden (N may be 0; the same on every TP rank); targets: (N) i32 their
+  // next-token ids. Fills a (allocated from arena); the loss is the whole vocabulary's on every TP rank.
+  HeadActivations head_loss_forward(Arena& arena, Tensor hidden, Tensor rows, Tensor targets, Stream s = {}) const;
+  // dloss: (N) f32 d(step loss)/d(per-token loss); targets: (N) as in forward. dhidden (T, H) =, zero on the
+  // unlabelled rows.
   void head_loss_backward(const DecoderWeights& grad, const HeadActivations& a, Tensor dhidden, Tensor dloss,
                           Tensor targets, Arena& scratch, Stream s = {}) const;
   // dtable += the rows of dout at ids.

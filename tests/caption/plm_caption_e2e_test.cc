@@ -1,8 +1,8 @@
 // `plm caption` as processes on the tiny cls_tied model and videos made by the test: every caption equals what
-// `plm generate` prints for the same file and prompt; bad files become error lines; a job killed with SIGKILL
-// half-way (and a torn last line) resumes to the same complete output with no duplicates; two ranks under
-// mpirun give the same captions as one; --merge alone rebuilds the output; the embeddings are readable by h5py;
-// --tp 2 replicas (two TP ranks stepping one engine) give the same captions as one rank.
+// `plm generate` prints for the same file, prompt and system turn; bad files become error lines; a job killed
+// with SIGKILL half-way (and a torn last line) resumes to the same complete output with no duplicates; two ranks
+// under mpirun give the same captions as one; --merge alone rebuilds the output; the embeddings are readable by
+// h5py; --tp 2 replicas (two TP ranks stepping one engine) give the same captions as one rank.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -62,9 +62,11 @@ std::string caption_command(const std::filesystem::path& inputs, const std::file
 }
 
 // What `plm generate` prints for one file, without the final newline.
-std::string plm_generate(const std::string& flag, const std::filesystem::path& file, const std::string& prompt) {
+std::string plm_generate(const std::string& flag, const std::filesystem::path& file, const std::string& prompt,
+                         const std::string& system = "") {
   const Result r = run_shell(absl::StrCat(PLM_BINARY, " generate --model ", model(), " ", flag, " ", file.string(),
-                                          " --num-frames 4 --max-new-tokens 16 --prompt '", prompt, "'"));
+                                          " --num-frames 4 --max-new-tokens 16 --prompt '", prompt, "'",
+                                          system.empty() ? "" : absl::StrCat(" --system '", system, "'")));
   EXPECT_EQ(r.code, 0) << r.output;
   std::string text = r.output;
   if (!text.empty() && text.back() == '\n') text.pop_back();
@@ -145,6 +147,42 @@ TEST(PlmCaption, CaptionsEqualPlmGenerateAndBadFilesBecomeErrorLines) {
                                                " --out ", out.string()));
   ASSERT_EQ(merged.code, 0) << merged.output;
   EXPECT_EQ(read_lines(out), lines);
+}
+
+// The records of an output file, in its order.
+std::vector<CaptionRecord> records_of(const std::filesystem::path& out) {
+  std::vector<CaptionRecord> records;
+  for (const std::string& line : read_lines(out)) {
+    absl::StatusOr<CaptionRecord> r = parse_record_line(line);
+    EXPECT_TRUE(r.ok()) << line;
+    if (r.ok()) records.push_back(*std::move(r));
+  }
+  return records;
+}
+
+TEST(PlmCaption, SystemTurnIsPlmGeneratesSystem) {
+  const auto dir = plm::testing::fresh_temp_dir();
+  const std::vector<std::filesystem::path> videos = testing::write_test_videos(dir / "media", 1);
+  const std::filesystem::path image = testing::copy_test_image(dir / "media");
+  write_lines(dir / "list.txt", path_lines({videos[0], image}));
+  const std::string prompt = "Describe the shape.";
+  const std::string system = "Answer in a few words.";
+  const std::string prompt_flag = absl::StrCat("--prompt '", prompt, "'");
+  const Result with = run_shell(
+      caption_command(dir / "list.txt", dir / "system.jsonl", absl::StrCat(prompt_flag, " --system '", system, "'")));
+  ASSERT_EQ(with.code, 0) << with.output;
+  const Result without = run_shell(caption_command(dir / "list.txt", dir / "default.jsonl", prompt_flag));
+  ASSERT_EQ(without.code, 0) << without.output;
+
+  const std::vector<CaptionRecord> records = records_of(dir / "system.jsonl");
+  const std::vector<CaptionRecord> defaults = records_of(dir / "default.jsonl");
+  ASSERT_EQ(records.size(), 2u);
+  ASSERT_EQ(defaults.size(), 2u);
+  EXPECT_EQ(records[0].caption, plm_generate("--video", videos[0], prompt, system));
+  EXPECT_EQ(records[1].caption, plm_generate("--image", image, prompt, system));
+  // The short system turn replaces PLM's default sentence (about 40 tokens).
+  EXPECT_LT(records[0].prompt_tokens, defaults[0].prompt_tokens);
+  EXPECT_LT(records[1].prompt_tokens, defaults[1].prompt_tokens);
 }
 
 // Counts the complete lines of a file.

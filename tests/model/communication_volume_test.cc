@@ -5,6 +5,7 @@
 // and the stages' status agreement).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "distributed/counting_communicator.h"
@@ -73,13 +74,16 @@ TEST(CommunicationVolume, PipelineDecodeMatchesTheFormula) {
 }
 
 // The TP group's payload bytes (rank 0) of one training pass over a micro-batch holding the image and text samples.
-std::map<std::string, int64_t> training_pass_volume(int tp, Recompute recompute, int64_t* tokens, int64_t* tiles) {
+std::map<std::string, int64_t> training_pass_volume(int tp, Recompute recompute, int64_t* tokens, int64_t* labelled,
+                                                    int64_t* tiles) {
   std::map<std::string, int64_t> bytes;
   std::mutex mutex;
   const testing::Sample image = testing::load_sample("image"), text = testing::load_sample("text");
   std::vector<OwnedTensor> storage;
   const TrainingBatch batch = testing::pack({&image, &text}, storage);
   *tokens = static_cast<int64_t>(batch.ids.size());
+  *labelled = static_cast<int64_t>(std::count_if(batch.targets.begin(), batch.targets.end(),
+                                                 [](int32_t target) { return target != kIgnoreTarget; }));
   *tiles = batch.image_pixels.size(0);
   distributed::run_local_ranks(tp, [&](distributed::Communicator& group) {
     distributed::CountingCommunicator counted(group);
@@ -99,26 +103,28 @@ std::map<std::string, int64_t> training_pass_volume(int tp, Recompute recompute,
 
 TEST(CommunicationVolume, TensorParallelTrainingPassMatchesTheFormula) {
   // cls_tied at TP = 2: hidden H 32, L = 2 decoder layers, a vision tower of Lv = 2 blocks (D 32, S = 17 tokens per
-  // tile: 16 patches + CLS) split over the 2 ranks (2 heads), f32 (b = 4 bytes). Per micro-batch of T tokens and
-  // n tiles, the all-reduce payload per rank is
-  //   (1 + 2L + 1 + 2L) T H b     embedding, 2 per layer forward, the loss' dhidden, 2 per layer backward
+  // tile: 16 patches + CLS) split over the 2 ranks (2 heads), f32 (b = 4 bytes). Per micro-batch of T tokens, N of
+  // them labelled (only those reach the head), and n tiles, the all-reduce payload per rank is
+  //   (1 + 2L + 2L) T H b         embedding, 2 per layer forward, 2 per layer backward
+  //   + N H b                     the loss' dhidden of the labelled rows
   //   + 4 Lv n S D b              the tower: 2 per block forward, 2 backward
-  //   + T 4                       the loss: each row's target logit (f32)
-  // and the all-gather payload T 4 (each rank's shard log-sum-exp per row, f32); the logits are never gathered.
+  //   + N 4                       the loss: each labelled row's target logit (f32)
+  // and the all-gather payload N 4 (each rank's shard log-sum-exp per row, f32); the logits are never gathered.
   // Full recomputation replays the forward's all-reduces in the backward: + 2 L T H b + 2 Lv n S D b.
   const int64_t h = 32, layers = 2, vision_blocks = 2, d = 32, seq = 17, b = 4;
   for (const Recompute recompute : {Recompute::kNone, Recompute::kFull}) {
-    int64_t t = 0, n = 0;
-    const std::map<std::string, int64_t> bytes = training_pass_volume(2, recompute, &t, &n);
+    int64_t t = 0, labelled = 0, n = 0;
+    const std::map<std::string, int64_t> bytes = training_pass_volume(2, recompute, &t, &labelled, &n);
     const int64_t layer = t * h * b, block = n * seq * d * b;
     const int64_t replayed = recompute == Recompute::kFull ? 2 * layers * layer + 2 * vision_blocks * block : 0;
-    EXPECT_EQ(bytes.at("all_reduce"), (4 * layers + 2) * layer + 4 * vision_blocks * block + t * 4 + replayed)
+    EXPECT_EQ(bytes.at("all_reduce"),
+              (4 * layers + 1) * layer + labelled * h * b + 4 * vision_blocks * block + labelled * 4 + replayed)
         << recompute_text(recompute);
-    EXPECT_EQ(bytes.at("all_gather"), t * 4) << recompute_text(recompute);
+    EXPECT_EQ(bytes.at("all_gather"), labelled * 4) << recompute_text(recompute);
     EXPECT_EQ(bytes.size(), 2u);
-    std::printf("[volume] TP=2 training pass, T=%lld tokens, %lld tiles, recompute %s: all-reduce payload %lld B, "
-                "all-gather %lld B per rank\n",
-                static_cast<long long>(t), static_cast<long long>(n), std::string(recompute_text(recompute)).c_str(),
+    std::printf("[volume] TP=2 training pass, T=%lld tokens (%lld labelled), %lld tiles, recompute %s: all-reduce "
+                "payload %lld B, all-gather %lld B per rank\n",
+                static_cast<long long>(t), static_cast<long long>(labelled), static_cast<long long>(n), std::string(recompute_text(recompute)).c_str(),
                 static_cast<long long>(bytes.at("all_reduce")), static_cast<long long>(bytes.at("all_gather")));
   }
 }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "data/image_decode.h"
+#include "data/image_encode.h"
 
 namespace plm::trainer {
 namespace {
@@ -79,9 +80,27 @@ TEST(LinePlot, NonFinitePointsBreakTheLineAndDoNotBendTheAxes) {
   EXPECT_TRUE(line_rows_at(canvas, (area.left + area.right) / 2, area.top, area.bottom).empty());
 }
 
+TEST(LinePlot, LogScaleMakesPowersOfTenAStraightLineAndBreaksAtZero) {
+  const RgbCanvas canvas = plot_panels(
+      {{.name = "loss", .x = {0, 1, 2, 3, 4, 5, 6}, .y = {1e4, 1e3, 1e2, 1e1, 1e0, 0.0, 1e-2}, .log_y = true}});
+  const PlotArea area = panel_plot_area(0);
+  EXPECT_EQ(canvas.at(area.left, area.top), kLineColor);      // 1e4
+  EXPECT_EQ(canvas.at(area.right, area.bottom), kLineColor);  // 1e-2
+  // 1e2 at x = 2 sits a third of the way down: log10 spans 4 .. -2.
+  const int x2 = area.left + (area.right - area.left) / 3;
+  const std::set<int> rows = line_rows_at(canvas, x2, area.top, area.bottom);
+  ASSERT_FALSE(rows.empty());
+  EXPECT_NEAR(*rows.begin(), area.top + (area.bottom - area.top) / 3.0, 2.0);
+  // No segment through the 0 at x = 5 (no place on a log axis): the columns between x = 4 and x = 6 are empty.
+  const int x45 = area.left + static_cast<int>((area.right - area.left) * 4.5 / 6);
+  const int x55 = area.left + static_cast<int>((area.right - area.left) * 5.5 / 6);
+  EXPECT_TRUE(line_rows_at(canvas, x45, area.top, area.bottom).empty());
+  EXPECT_TRUE(line_rows_at(canvas, x55, area.top, area.bottom).empty());
+}
+
 TEST(LinePlot, PngRoundTripsThroughTheProjectDecoder) {
   const RgbCanvas canvas = plot_panels({{.name = "grad_norm", .x = {1, 2, 3}, .y = {3, 1, 2}}});
-  const absl::StatusOr<std::string> png = encode_png(canvas.image());
+  const absl::StatusOr<std::string> png = data::encode_png(canvas.image());
   ASSERT_TRUE(png.ok()) << png.status();
   const absl::StatusOr<data::RgbImage> decoded = data::decode_image(*png, "plot.png");
   ASSERT_TRUE(decoded.ok()) << decoded.status();

@@ -173,7 +173,7 @@ TEST(MetricsLog, ResumedRunStartsANewEventFileThatPurgesTheStaleTail) {
   EXPECT_EQ((*second)[2].step, 3);
 }
 
-TEST(MetricsLog, PlotIsAPngOfThreePanels) {
+TEST(MetricsLog, PlotIsAPngOfFourPanels) {
   const std::filesystem::path dir = fresh_temp_dir();
   auto log = MetricsLog::open(dir, 0);
   ASSERT_TRUE(log.ok());
@@ -182,13 +182,13 @@ TEST(MetricsLog, PlotIsAPngOfThreePanels) {
   const absl::StatusOr<data::RgbImage> png = data::decode_image_file(dir / "metrics.png");
   ASSERT_TRUE(png.ok()) << png.status();
   EXPECT_EQ(png->width, kPlotWidth);
-  EXPECT_EQ(png->height, 3 * kPanelHeight);
+  EXPECT_EQ(png->height, 4 * kPanelHeight);  // loss, lr, grad_norm, tokens_per_s
   int line_pixels = 0;
   for (size_t i = 0; i + 2 < png->pixels.size(); i += 3) {
     line_pixels += Rgb{png->pixels[i], png->pixels[i + 1], png->pixels[i + 2]} == kLineColor;
   }
   const PlotArea area = panel_plot_area(0);
-  EXPECT_GE(line_pixels, 3 * (area.right - area.left + 1));  // three curves spanning the plot width
+  EXPECT_GE(line_pixels, 4 * (area.right - area.left + 1));  // four curves spanning the plot width
 }
 
 }  // namespace
