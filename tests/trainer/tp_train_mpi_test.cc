@@ -105,7 +105,12 @@ int run(const std::filesystem::path& scratch, const Layout& l, const std::option
     int steps_seen = 0;
     const TrainRunHooks stop_after_2 = {.log = nullptr, .stop_requested = [&] { return ++steps_seen >= 2 ? 1 : 0; }};
     const absl::StatusOr<TrainRunResult> first = run_training(run_config(parallel, *from), *world, stop_after_2);
-    if (!first.ok()) status = first.status();
+    if (!first.ok()) {
+      status = first.status();
+    } else if (!first->stopped || first->last_step != 2) {
+      status = absl::InternalError(absl::StrCat("the run to reshard ended at step ", first->last_step,
+                                                first->stopped ? " (stopped)" : " (not stopped)", ", not after step 2"));
+    }
   }
   const absl::StatusOr<TrainRunResult> trained =
       run_training(run_config(parallel, l, {from.has_value() ? "resume=true" : "resume=false"}), *world);
