@@ -1,26 +1,34 @@
 // `plm train` (run_training) under mpirun with tensor and pipeline parallelism, against one rank: ctest runs TP=2
-// (-n 2), TP=4 (-n 4), TP=2 x DP=2 with ZeRO-2 (-n 4), PP=2 (1F1B over 4 micro-batches), PP=2 x DP=2 ZeRO-1,
-// TP=2 x PP=2, e.g. `tp_train_mpi_test SCRATCH 2 2 1` for tp 2, ZeRO-2, pp 1. Rank 0 first trains the single-rank run
-// in process, then every rank trains the parallel run; rank 0 compares the per-step losses and grad norms and the
-// final-hf weights (the bounds of tp_train_test.cc). With FROM_TP FROM_PP the parallel run is a resharded one: it
-// trains at tp FROM_TP x pp FROM_PP (dp the rest of the world) until a stop after step 2, then resumes from that
-// checkpoint at TP x PP. Then two data-parallel steps on the layout check that what the TP ranks hold alike (norms,
+// (-n 2), TP=4 (-n 4), TP=2 x DP=2 with ZeRO-2 (-n 4), PP=2 (1F1B over 4 micro-batches), PP=4 (a 4-layer model of
+// the fixture's widths, random weights), PP=2 x DP=2 ZeRO-1, TP=2 x PP=2, e.g. `tp_train_mpi_test SCRATCH 2 2 1` for
+// tp 2, ZeRO-2, pp 1. Rank 0 first trains the single-rank run in process, then every rank trains the parallel run;
+// rank 0 compares the per-step losses and grad norms and the final-hf weights (the bounds of tp_train_test.cc). With
+// FROM_TP FROM_PP the parallel run is a resharded one: it trains at tp FROM_TP x pp FROM_PP (dp the rest of the
+// world) until a stop after step 2, then resumes from that checkpoint at TP x PP. Then two data-parallel steps on the layout check that what the TP ranks hold alike (norms,
 // biases, a replicated tower or KV head) stays bitwise the same on every rank through MPI's all-reduces
-// (checkpoints and exports take TP rank 0's copy). Any failing rank exits non-zero.
+// (checkpoints and exports take TP rank 0's copy). Rank 0 also converts the run's last checkpoint (plm convert) and
+// expects its final-hf, and for a pipeline run stage 0's per-micro-batch times with and without media on every step
+// of metrics.jsonl. Any failing rank exits non-zero.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
+#include "bench/random_checkpoint.h"
 #include "distributed/process_groups.h"
 #include "model/weights/hf_names.h"
 #include "tests/model/training_samples.h"
+#include "trainer/checkpoint_export.h"
 #include "trainer/data_parallel_step.h"
 #include "distributed/mpi_communicator.h"
 #include "distributed/single_rank_communicator.h"
@@ -36,6 +44,22 @@ struct Layout {
   int tp = 1, pp = 1, zero = 0;
 };
 
+// The fixture model has 2 decoder layers; deeper pipelines train a 4-layer model of its widths with random weights
+// (bench/random_checkpoint.h) and its tokenizer, written by rank 0 into `dir`. Returns the "model=" override, or none.
+std::vector<std::string> model_for(int pp, const std::filesystem::path& dir) {
+  if (pp <= 2) return {};
+  const std::filesystem::path fixture = model::testing::model_fixtures() + "cls_tied";
+  if (!std::filesystem::exists(dir / "config.json")) {
+    const absl::StatusOr<bench::RandomCheckpointSummary> written =
+        bench::write_random_checkpoint({.config_dir = fixture.string(), .out_dir = dir.string(), .text_layers = 4});
+    PLM_CHECK(written.ok()) << written.status();
+    for (const char* file : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
+      std::filesystem::copy_file(fixture / file, dir / file);
+    }
+  }
+  return {"model=" + dir.string()};
+}
+
 TrainConfig run_config(const std::filesystem::path& out, const Layout& l, const std::vector<std::string>& more = {}) {
   std::vector<std::string> overrides = {"steps=6",
                                         "checkpoint.every=3",
@@ -49,12 +73,12 @@ TrainConfig run_config(const std::filesystem::path& out, const Layout& l, const 
 
 // Two steps of DataParallelStep on the run's layout; then every parameter this rank holds whole is compared with TP
 // rank 0's copy. Returns what differs ("" when nothing).
-std::string replicas_differ(distributed::Communicator& world, const Layout& l) {
+std::string replicas_differ(distributed::Communicator& world, const Layout& l, const std::string& model_dir) {
   absl::StatusOr<distributed::ProcessGroups> groups =
       distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), l.tp, l.pp);
   PLM_CHECK(groups.ok()) << groups.status();
   absl::StatusOr<std::unique_ptr<model::PlmModel>> m =
-      model::PlmModel::load(model::testing::model_fixtures() + "cls_tied", Device::cpu(),
+      model::PlmModel::load(model_dir, Device::cpu(),
                             {.tp = groups->tp.get(), .pp = groups->pp.get()}, {.for_training = true});
   PLM_CHECK(m.ok()) << m.status();
   const std::unique_ptr<distributed::Communicator> tied = tied_embedding_group(world, groups->dims, true);
@@ -89,22 +113,56 @@ std::string replicas_differ(distributed::Communicator& world, const Layout& l) {
   return differ.empty() ? "" : "differs from TP rank 0's copy: " + differ;
 }
 
+std::string file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// plm convert (one rank) of the run's last checkpoint, whose model file is whole whatever the layout, writes the
+// run's final-hf. Returns what went wrong ("" when nothing).
+std::string converts_to_final_hf(const std::filesystem::path& run) {
+  const std::filesystem::path out = run.parent_path() / "converted";
+  const absl::Status converted = convert_checkpoint_to_hf(run, out, {.base_model = std::nullopt, .dtype = DType::kF32});
+  if (!converted.ok()) return "plm convert: " + converted.ToString();
+  if (file_bytes(out / "model.safetensors") != file_bytes(run / "final-hf" / "model.safetensors")) {
+    return "plm convert of the last checkpoint differs from final-hf";
+  }
+  return "";
+}
+
+// A pipeline run logs stage 0's time per micro-batch with and without media on every step (the fixture's steps mix
+// image and text-only samples, so both kinds ran through the pipeline). Returns what is missing ("" when nothing).
+std::string stage0_times_missing(const std::filesystem::path& run) {
+  std::ifstream in(run / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    for (const char* key : {"stage0_media_s", "stage0_text_s", "stage0_transfer_s"}) {
+      if (!j.contains(key) || !j[key].is_number()) return absl::StrCat("metrics.jsonl line ", lines + 1, ": no ", key);
+    }
+  }
+  return lines == 6 ? "" : absl::StrCat("metrics.jsonl has ", lines, " lines, not 6");
+}
+
 int run(const std::filesystem::path& scratch, const Layout& l, const std::optional<Layout>& from) {
   std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
   const std::filesystem::path one = scratch / "one", parallel = scratch / "parallel";
   absl::Status status;
+  std::vector<std::string> model;
   if (world->rank() == 0) {
     std::filesystem::remove_all(scratch);
+    model = model_for(std::max(l.pp, from ? from->pp : 1), scratch / "model");
     distributed::SingleRankCommunicator single("world");
-    status = run_training(run_config(one, {}), single).status();
+    status = run_training(run_config(one, {}, model), single).status();
   }
   // The other ranks wait without spinning a core (mpirun oversubscribes this machine's cores).
   OwnedTensor done({1}, DType::kI32);
   world->wait_for_broadcast(done, 0);
+  if (world->rank() != 0) model = model_for(std::max(l.pp, from ? from->pp : 1), scratch / "model");
   if (from.has_value()) {  // trained at `from` until a stop after step 2, resumed below at `l`
     int steps_seen = 0;
     const TrainRunHooks stop_after_2 = {.log = nullptr, .stop_requested = [&] { return ++steps_seen >= 2 ? 1 : 0; }};
-    const absl::StatusOr<TrainRunResult> first = run_training(run_config(parallel, *from), *world, stop_after_2);
+    const absl::StatusOr<TrainRunResult> first = run_training(run_config(parallel, *from, model), *world, stop_after_2);
     if (!first.ok()) {
       status = first.status();
     } else if (!first->stopped || first->last_step != 2) {
@@ -112,8 +170,8 @@ int run(const std::filesystem::path& scratch, const Layout& l, const std::option
                                                 first->stopped ? " (stopped)" : " (not stopped)", ", not after step 2"));
     }
   }
-  const absl::StatusOr<TrainRunResult> trained =
-      run_training(run_config(parallel, l, {from.has_value() ? "resume=true" : "resume=false"}), *world);
+  model.push_back(from.has_value() ? "resume=true" : "resume=false");
+  const absl::StatusOr<TrainRunResult> trained = run_training(run_config(parallel, l, model), *world);
   if (!trained.ok()) status = trained.status();
   if (!status.ok()) {
     std::fprintf(stderr, "rank %d: FAILED: %s\n", world->rank(), status.ToString().c_str());
@@ -126,8 +184,16 @@ int run(const std::filesystem::path& scratch, const Layout& l, const std::option
     std::printf("tp %d x pp %d x dp %d, ZeRO-%d%s vs one rank: %s: %s\n", l.tp, l.pp, world->size() / (l.tp * l.pp),
                 l.zero, from ? absl::StrCat(", resumed from tp ", from->tp, " x pp ", from->pp).c_str() : "",
                 testing::describe(d).c_str(), ok ? "OK" : "FAILED");
+    const std::string converted = converts_to_final_hf(parallel);
+    const std::string skew = l.pp > 1 ? stage0_times_missing(parallel) : "";
+    for (const std::string& why : {converted, skew}) {
+      if (!why.empty()) std::fprintf(stderr, "rank 0: FAILED: %s\n", why.c_str());
+    }
+    ok = ok && converted.empty() && skew.empty();
   }
-  const std::string replicas = replicas_differ(*world, l);
+  const std::string model_dir =
+      l.pp > 2 ? (scratch / "model").string() : model::testing::model_fixtures() + "cls_tied";
+  const std::string replicas = replicas_differ(*world, l, model_dir);
   if (!replicas.empty()) std::fprintf(stderr, "rank %d: FAILED: %s\n", world->rank(), replicas.c_str());
   return ok && replicas.empty() ? 0 : 1;
 }

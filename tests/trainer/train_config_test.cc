@@ -267,7 +267,8 @@ TEST(ValidateLayout, LayoutsThatDoNotFitNameKeyAndArithmetic) {
   ASSERT_TRUE(pp2_dp2.ok()) << pp2_dp2.status();
   EXPECT_EQ(pp2_dp2->dims.pp, 2);
   EXPECT_EQ(pp2_dp2->dims.dp, 2);
-  EXPECT_THAT(validate_layout(*pp2, 3), FailsWith("run.yaml:8", "layout.tp", "layout.pp(2) = 2"));
+  EXPECT_THAT(validate_layout(*pp2, 3),
+              FailsWith("layout.tp", "world size (3) is not divisible by layout.tp(1) * layout.pp(2) = 2"));
 }
 
 }  // namespace
