@@ -50,8 +50,8 @@ std::vector<std::string> model_for(int pp, const std::filesystem::path& dir) {
   if (pp <= 2) return {};
   const std::filesystem::path fixture = model::testing::model_fixtures() + "cls_tied";
   if (!std::filesystem::exists(dir / "config.json")) {
-    const absl::StatusOr<bench::RandomCheckpointSummary> written =
-        bench::write_random_checkpoint({.config_dir = fixture.string(), .out_dir = dir.string(), .text_layers = 4});
+    const absl::StatusOr<bench::RandomCheckpointSummary> written = bench::write_random_checkpoint(
+        {.config_dir = fixture.string(), .out_dir = dir.string(), .text_layers = 4, .vision_layers = std::nullopt});
     PLM_CHECK(written.ok()) << written.status();
     for (const char* file : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
       std::filesystem::copy_file(fixture / file, dir / file);
