@@ -1,7 +1,7 @@
 // `plm train` (run_training) under mpirun with tensor and pipeline parallelism, against one rank: ctest runs TP=2
 // (-n 2), TP=4 (-n 4), TP=2 x DP=2 with ZeRO-2 (-n 4), PP=2 (1F1B over 4 micro-batches), PP=4 (a 4-layer model of
-// the fixture's widths, random weights), PP=2 x DP=2 ZeRO-1, TP=2 x PP=2, e.g. `tp_train_mpi_test SCRATCH 2 2 1` for
-// tp 2, ZeRO-2, pp 1. Rank 0 first trains the single-rank run in process, then every rank trains the parallel run;
+// the fixture's widths, random weights), PP=2 x DP=2 ZeRO-1 and ZeRO-2, TP=2 x PP=2, e.g.
+// `tp_train_mpi_test SCRATCH 2 2 1` for tp 2, ZeRO-2, pp 1. Rank 0 first trains the single-rank run in process, then every rank trains the parallel run;
 // rank 0 compares the per-step losses and grad norms and the final-hf weights (the bounds of tp_train_test.cc). With
 // FROM_TP FROM_PP the parallel run is a resharded one: it trains at tp FROM_TP x pp FROM_PP (dp the rest of the
 // world) until a stop after step 2, then resumes from that checkpoint at TP x PP. Then two data-parallel steps on the layout check that what the TP ranks hold alike (norms,
