@@ -1,14 +1,14 @@
 // `plm train` (run_training) under mpirun with tensor and pipeline parallelism, against one rank: ctest runs TP=2
 // (-n 2), TP=4 (-n 4), TP=2 x DP=2 with ZeRO-2 (-n 4), PP=2 (1F1B over 4 micro-batches), PP=4 (a 4-layer model of
 // the fixture's widths, random weights), PP=2 x DP=2 ZeRO-1 and ZeRO-2, TP=2 x PP=2, e.g.
-// `tp_train_mpi_test SCRATCH 2 2 1` for tp 2, ZeRO-2, pp 1. Rank 0 first trains the single-rank run in process, then every rank trains the parallel run;
-// rank 0 compares the per-step losses and grad norms and the final-hf weights (the bounds of tp_train_test.cc). With
-// FROM_TP FROM_PP the parallel run is a resharded one: it trains at tp FROM_TP x pp FROM_PP (dp the rest of the
-// world) until a stop after step 2, then resumes from that checkpoint at TP x PP. Then two data-parallel steps on the layout check that what the TP ranks hold alike (norms,
-// biases, a replicated tower or KV head) stays bitwise the same on every rank through MPI's all-reduces
-// (checkpoints and exports take TP rank 0's copy). Rank 0 also converts the run's last checkpoint (plm convert) and
-// expects its final-hf, and for a pipeline run stage 0's per-micro-batch times with and without media in
-// metrics.jsonl. Any failing rank exits non-zero.
+// `tp_train_mpi_test SCRATCH 2 2 1` for tp 2, ZeRO-2, pp 1. Rank 0 first trains the single-rank run in process, then
+// every rank trains the parallel run; rank 0 compares the per-step losses and grad norms and the final-hf weights (the
+// bounds of tp_train_test.cc). With FROM_TP FROM_PP the parallel run is a resharded one: it trains at tp FROM_TP x pp
+// FROM_PP (dp the rest of the world) until a stop after step 2, then resumes from that checkpoint at TP x PP. Then two
+// data-parallel steps on the layout check that what the TP ranks hold alike (norms, biases, a replicated tower or KV
+// head) stays bitwise the same on every rank through MPI's all-reduces (checkpoints and exports take TP rank 0's
+// copy). Rank 0 also converts the run's last checkpoint (plm convert) and expects its final-hf, and for a pipeline run
+// stage 0's per-micro-batch times with and without media in metrics.jsonl. Any failing rank exits non-zero.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -171,7 +171,8 @@ int run(const std::filesystem::path& scratch, const Layout& l, const std::option
       status = first.status();
     } else if (!first->stopped || first->last_step != 2) {
       status = absl::InternalError(absl::StrCat("the run to reshard ended at step ", first->last_step,
-                                                first->stopped ? " (stopped)" : " (not stopped)", ", not after step 2"));
+                                                first->stopped ? " (stopped)" : " (not stopped)",
+                                                ", not after step 2"));
     }
   }
   model.push_back(from.has_value() ? "resume=true" : "resume=false");
