@@ -147,12 +147,13 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
     stats.peak_arena_bytes = ran->peak_arena_bytes;
   }
   const double local_loss = ran.ok() ? ran->loss_sum : 0.0;
+  // A tied head's two copies: their gradients summed (both train, or neither: they share a name).
   const model::FlatEntry* tied = tied_embedding_ != nullptr && tied_embedding_->size() > 1
                                      ? grads_->find(model::kEmbedTokensName)
                                      : nullptr;
-  if (tied != nullptr) {  // both copies train, or neither (one name)
-    const model::FlatEntry* e = tied;
-    tied_embedding_->all_reduce(grads.slice(0, e->offset, e->offset + e->numel), distributed::ReduceOp::kSum, s);
+  if (tied != nullptr) {
+    tied_embedding_->all_reduce(grads.slice(0, tied->offset, tied->offset + tied->numel), distributed::ReduceOp::kSum,
+                                s);
   }
   // Every rank runs every bucket's collective whatever failed locally (no rank is left waiting), then all agree:
   // a micro-batch one rank rejects fails the step on every rank before the update.

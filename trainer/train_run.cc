@@ -299,7 +299,13 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
   const bool tied_copies = max_over(world, model.decoder().weights().lm_head_copies_embedding) != 0;
   const std::unique_ptr<distributed::Communicator> tied_embedding =
       tied_embedding_group(world, layout.dims, tied_copies);
-  DataParallelStep dp_step(model, groups.dp(), step_config, trainable_parameters(config), tied_embedding.get());
+  // On GPUs the gradients live on the device: an NCCL communicator over the pair (collective over the pair).
+  std::unique_ptr<distributed::Communicator> tied_embedding_nccl;
+  if (tied_embedding != nullptr && tied_embedding->size() > 1 && device->is_cuda()) {
+    tied_embedding_nccl = distributed::nccl_communicator(*tied_embedding, device->index, "tied_embedding");
+  }
+  DataParallelStep dp_step(model, groups.dp(), step_config, trainable_parameters(config),
+                           tied_embedding_nccl ? tied_embedding_nccl.get() : tied_embedding.get());
 
   TrainState state{.rng_seed = config.seed};
   TrainRunResult result;

@@ -4,7 +4,8 @@
 // layers' activations saved for the backward and a vocab-chunked loss (logits never whole).
 // Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of every
 // projection and of the vocabulary, and its stage's layers. Training runs at any TP degree (the loss is
-// vocab-parallel: model/layers/vocab_parallel_cross_entropy.h); a pipeline schedule is the next step.
+// vocab-parallel: model/layers/vocab_parallel_cross_entropy.h) and under a pipeline schedule (model/stage_pass.h,
+// trainer/pipeline_schedule.h).
 #pragma once
 
 #include <functional>
