@@ -347,7 +347,8 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
       .keep = config.checkpoint.keep,
       .run_info = run_info(config)};
   if (log != nullptr) {
-    *log << "training " << dp_step.num_trainable() << " parameters on rank 0 of " << world.size() << " rank(s) (tp "
+    *log << "training " << dp_step.num_trainable() << " parameters on rank 0 (its TP shard of its stage) on "
+         << world.size() << " rank(s) (tp "
          << layout.dims.tp << " x pp " << layout.dims.pp << " x dp " << layout.dims.dp << "), steps "
          << result.first_step << ".." << config.steps << ", " << layout.global_batch << " samples per step ("
          << layout.accumulation_steps << " micro-batches per rank)\n";
