@@ -217,10 +217,6 @@ std::string plan_text(const model::PlmConfig& config, const PlanRequest& r, cons
     }
     if (r.task == Task::kTrain) {
       absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, best));
-      if (best.layout.tp * best.layout.pp > 1) {
-        out += "  note: plm train runs tp = pp = 1 today (layout.tp/pp > 1 waits for TP/PP training): --tp 1 --pp 1 "
-               "plans what runs now\n";
-      }
     } else if (const LayoutPlan* runnable = runnable_serving(plans); runnable == nullptr) {
       out += "  slurm/serve.sbatch runs one model per task (tp = pp = 1), and no such layout fits: fewer "
              "--micro-batch sequences or a shorter --seq-len (or mpirun -n N plm serve --tp N by hand)\n";
