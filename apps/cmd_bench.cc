@@ -48,6 +48,10 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::IsMember({"none", "selective", "full"}));
   train->add_option("--seed", tr->seed, "Seed of the synthetic token ids and pixels");
   train->add_option("--tp", tr->tp, "Tensor-parallel ranks (run under mpirun -n TP)")->check(CLI::PositiveNumber);
+  train->add_option("--pp", tr->pp, "Pipeline stages (run under mpirun -n TP*PP); 1F1B over --micro micro-batches")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--micro", tr->micro, "Micro-batches per step, each of --batch sequences")
+      ->check(CLI::PositiveNumber);
   train->callback([selected, tr] { *selected = [tr] { return bench::run_train_bench(*tr); }; });
 
   auto tok = std::make_shared<bench::TokenizerBenchOptions>();

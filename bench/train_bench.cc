@@ -20,6 +20,7 @@
 #include "model/training_pass.h"
 #include "runtime/model_parallelism.h"
 #include "trainer/data_parallel_step.h"
+#include "trainer/tied_embedding.h"
 
 namespace plm::bench {
 
@@ -79,13 +80,15 @@ struct StepTimes {
   std::vector<double> seconds; // wall time of each timed step
   std::vector<double> cpu_seconds; // process CPU time of each timed step
   size_t arena_peak_bytes = 0;
+  double compute_s = 0.0, transfer_s = 0.0; // this stage's schedule, summed
+                                            // over the timed steps
 };
 
 absl::StatusOr<StepTimes> run_steps(trainer::DataParallelStep &step,
                                     const model::TrainingBatch &batch,
-                                    int steps) {
+                                    int micro, int steps) {
   StepTimes times;
-  const std::vector<model::TrainingBatch> micro_batches = {batch};
+  const std::vector<model::TrainingBatch> micro_batches(micro, batch);
   for (int i = 0; i <= steps; ++i) {
     const auto start = Clock::now();
     const double cpu_start = process_cpu_seconds();
@@ -101,6 +104,9 @@ absl::StatusOr<StepTimes> run_steps(trainer::DataParallelStep &step,
     } else {
       times.seconds.push_back(seconds);
       times.cpu_seconds.push_back(cpu_seconds);
+      const trainer::PipelineStats &p = stats->pipeline;
+      times.compute_s += p.media_compute_s + p.text_compute_s;
+      times.transfer_s += p.transfer_s;
     }
     times.arena_peak_bytes =
         std::max(times.arena_peak_bytes, stats->peak_arena_bytes);
@@ -132,11 +138,13 @@ MemoryEstimate estimate_memory(int64_t trainable, DType dtype,
 
 // rss_mib: the largest peak RSS of the ranks; rss_before_load_mib: rank 0's
 // before the model loaded.
+// bubbles: each stage's share of its schedule spent in transfers (stage order).
 void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
                   int64_t trainable, const StepTimes &t, double rss_mib,
-                  double rss_before_load_mib) {
+                  double rss_before_load_mib,
+                  const std::vector<double> &bubbles) {
   const model::PlmConfig &c = model.config();
-  const int64_t tokens = int64_t{o.batch} * o.seq_len,
+  const int64_t tokens = int64_t{o.batch} * o.seq_len * o.micro,
                 placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
   const auto mean = [](const std::vector<double> &v) {
     double total = 0.0;
@@ -152,10 +160,11 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
   const std::string dtype(dtype_name(model.dtype()));
   std::printf("plm bench train: %s (%d text layers, %d vision blocks)\n",
               o.model_dir.c_str(), c.text.num_layers, c.vision.depth);
-  std::printf("cpu (%s, %d threads, tp %d), batch %d x %d tokens (%lld image "
+  std::printf("cpu (%s, %d threads, tp %d, pp %d), %d micro-batch(es) of "
+              "%d x %d tokens (%lld image "
               "placeholders each), recompute %s, "
-              "AdamW + clip %.1f, %lld trainable parameters per rank\n",
-              dtype.c_str(), threads, o.tp, o.batch, o.seq_len,
+              "AdamW + clip %.1f, %lld trainable parameters on rank 0\n",
+              dtype.c_str(), threads, o.tp, o.pp, o.micro, o.batch, o.seq_len,
               static_cast<long long>(placeholders), o.recompute.c_str(),
               kGradClip, static_cast<long long>(trainable));
   std::printf("%-22s %12.6f\n", "loss (step 1)", t.first_loss);
@@ -164,12 +173,19 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
   std::printf("%-22s %12.1f tok/s\n", "throughput", tokens / mean_s);
   std::printf(
       "%-22s %12.1f MiB%s (%.1f before the model loaded: the run added %.1f)\n",
-      "peak RSS", rss_mib, o.tp > 1 ? " (the largest rank's)" : "",
+      "peak RSS", rss_mib, o.tp * o.pp > 1 ? " (the largest rank's)" : "",
       rss_before_load_mib, rss_mib - rss_before_load_mib);
   std::printf("%-22s %12.1f MiB = weights %.1f + grads %.1f + master %.1f + "
               "moments %.1f + activations %.1f\n",
               "estimate", m.total_mib(), m.weights_mib, m.grads_mib,
               m.master_mib, m.moments_mib, m.activations_mib);
+  const double ideal_bubble =
+      static_cast<double>(o.pp - 1) / static_cast<double>(o.micro + o.pp - 1);
+  std::string stage_bubbles;
+  for (const double b : bubbles)
+    stage_bubbles += (stage_bubbles.empty() ? "" : ", ") + std::to_string(b);
+  std::printf("%-22s stages [%s]; (p-1)/(m+p-1) = %.3f\n", "bubble",
+              stage_bubbles.c_str(), ideal_bubble);
 
   const nlohmann::ordered_json line = {
       {"bench", "train"},
@@ -178,6 +194,8 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
       {"dtype", dtype},
       {"threads", threads},
       {"tp", o.tp},
+      {"pp", o.pp},
+      {"micro", o.micro},
       {"text_layers", c.text.num_layers},
       {"vision_blocks", c.vision.depth},
       {"batch", o.batch},
@@ -195,7 +213,9 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
       {"peak_rss_mib", rss_mib},
       {"rss_before_load_mib", rss_before_load_mib},
       {"arena_peak_mib", m.activations_mib},
-      {"estimate_mib", m.total_mib()}};
+      {"estimate_mib", m.total_mib()},
+      {"bubble", bubbles},
+      {"bubble_ideal", ideal_bubble}};
   std::printf("%s\n", line.dump().c_str());
 }
 
@@ -215,17 +235,36 @@ int run_train_bench(const TrainBenchOptions &o) {
     return 2;
   }
   const double rss_before_load_mib = current_rss_mib();
+  absl::StatusOr<model::PlmConfig> model_config =
+      model::load_plm_config(o.model_dir);
+  if (!model_config.ok()) {
+    std::fprintf(stderr, "plm bench train: %s\n",
+                 model_config.status().ToString().c_str());
+    return 1;
+  }
+  // The decoder layers split by cost: stage 0 also runs the tower for the
+  // sequence's share of placeholders.
+  model::ModelParallel layout;
+  if (o.pp > 1) {
+    const double media_fraction =
+        static_cast<double>(int64_t{o.image_tiles} *
+                            model_config->tokens_per_tile()) /
+        o.seq_len;
+    layout.stage_layer_counts = model::cost_aware_stage_layers(
+        *model_config, o.pp, std::min(media_fraction, 1.0));
+  }
   absl::StatusOr<runtime::ModelParallelism> parallel =
       runtime::set_up_model_parallelism(
           {.command = "plm bench train",
            .flags =
                nlohmann::json({o.model_dir, o.batch, o.seq_len, o.image_tiles,
-                               o.steps, o.recompute, o.seed, o.tp})
+                               o.steps, o.recompute, o.seed, o.tp, o.pp,
+                               o.micro})
                    .dump(),
            .tp = o.tp,
-           .pp = 1,
+           .pp = o.pp,
            .data_parallel = false},
-          Device::cpu());
+          Device::cpu(), layout);
   if (!parallel.ok()) {
     std::fprintf(stderr, "plm bench train: %s\n",
                  parallel.status().ToString().c_str());
@@ -256,13 +295,26 @@ int run_train_bench(const TrainBenchOptions &o) {
                .image_tiles = o.image_tiles,
                .seed = o.seed});
   const model::TrainingBatch batch = make_batch(config, prompts);
+  // A tied head split over stages: its copies' gradients are summed.
+  std::unique_ptr<distributed::Communicator> tied;
+  if (parallel->groups) {
+    OwnedTensor copies({1}, DType::kI32);
+    copies.data_as<int32_t>()[0] =
+        (*model)->decoder().weights().lm_head_copies_embedding;
+    parallel->groups->world->all_reduce(copies, distributed::ReduceOp::kMax);
+    tied = trainer::tied_embedding_group(*parallel->groups->world,
+                                         parallel->groups->dims,
+                                         copies.data_as<int32_t>()[0] != 0);
+  }
   trainer::DataParallelStep step(**model, distributed::single_rank_group(),
                                  {.zero_stage = 0,
                                   .adamw = kAdamW,
                                   .grad_clip = kGradClip,
                                   .recompute = *recompute},
-                                 [](const std::string &) { return true; });
-  const absl::StatusOr<StepTimes> times = run_steps(step, batch, o.steps);
+                                 [](const std::string &) { return true; },
+                                 tied.get());
+  const absl::StatusOr<StepTimes> times =
+      run_steps(step, batch, o.micro, o.steps);
   if (!times.ok()) {
     std::fprintf(stderr, "plm bench train: %s\n",
                  times.status().ToString().c_str());
@@ -270,11 +322,23 @@ int run_train_bench(const TrainBenchOptions &o) {
   }
   OwnedTensor rss({1}, DType::kF32);
   rss.data_as<float>()[0] = static_cast<float>(peak_rss_mib());
-  if (parallel->groups)
+  // Each stage's bubble, in stage order (the stage's TP rank 0 reports it).
+  OwnedTensor bubbles({o.pp}, DType::kF32);
+  std::fill(bubbles.data_as<float>(), bubbles.data_as<float>() + o.pp, 0.0f);
+  if ((*model)->parallel().tp_rank() == 0) {
+    bubbles.data_as<float>()[(*model)->parallel().pp_rank()] =
+        static_cast<float>(times->transfer_s /
+                           (times->compute_s + times->transfer_s));
+  }
+  if (parallel->groups) {
     parallel->groups->world->all_reduce(rss, distributed::ReduceOp::kMax);
+    parallel->groups->world->all_reduce(bubbles, distributed::ReduceOp::kSum);
+  }
   if (parallel->world_rank() == 0)
     print_report(**model, o, step.num_trainable(), *times,
-                 rss.data_as<float>()[0], rss_before_load_mib);
+                 rss.data_as<float>()[0], rss_before_load_mib,
+                 std::vector<double>(bubbles.data_as<float>(),
+                                     bubbles.data_as<float>() + o.pp));
   return 0;
 }
 

@@ -3,7 +3,10 @@
 // tokens/s, peak RSS and arena peak against the analytic estimate (weights + grads + f32 master + 2 moments +
 // activations). bench/torch_train_bench.py runs the same step in PyTorch eager on the same directory and data;
 // both print a table and one JSON line. With --tp N under `mpirun -n N` each rank trains its tensor-parallel shard
-// (model/parallel.h); rank 0 reports its step times and the largest peak RSS of the ranks.
+// (model/parallel.h); rank 0 reports its step times and the largest peak RSS of the ranks. With --pp P (mpirun -n
+// TP * P) each stage runs the 1F1B schedule over --micro micro-batches (trainer/pipeline_schedule.h), and every
+// stage's bubble — its share of the schedule spent in transfers, waiting for a neighbour — is printed against the
+// equal-stage value (P - 1) / (M + P - 1).
 #pragma once
 
 #include <cstdint>
@@ -19,7 +22,9 @@ struct TrainBenchOptions {
   int steps = 3;                 // timed steps, after one warm-up step
   std::string recompute = "none";  // none | selective | full
   uint64_t seed = 0;             // of the synthetic token ids and pixels
-  int tp = 1;                    // tensor-parallel ranks (launch that many under mpirun)
+  int tp = 1;                    // tensor-parallel ranks (launch tp * pp under mpirun)
+  int pp = 1;                    // pipeline stages
+  int micro = 1;                 // micro-batches per step, each of `batch` sequences
 };
 
 // Returns the process exit code; prints the table and the JSON line on stdout.

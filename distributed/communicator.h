@@ -47,6 +47,13 @@ class Communicator {
   // receiving it or blocking; nullopt when none. For receivers that serve several peers (serve/disagg/).
   // Host transports only: NCCL cannot look at a message before its matching recv.
   virtual std::optional<int> probe(int tag) = 0;
+  // Sends `out` to `peer` (send_tag) and receives `in` from it (recv_tag) as one exchange, so two ranks trading
+  // tensors (a pipeline's activation for a gradient) never wait on each other's send: MPI_Sendrecv, one NCCL
+  // group. The default sends, then receives: right where a send never waits for its receiver (the local fake).
+  virtual void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream s = {}) {
+    send(out, peer, send_tag, s);
+    recv(in, peer, recv_tag, s);
+  }
   virtual void barrier() = 0;
 
   // A sub-group of the ranks that pass the same color, ordered by key (MPI_Comm_split semantics).

@@ -52,6 +52,11 @@ class CountingCommunicator final : public Communicator {
     inner_.recv(t, peer, tag, s);
   }
   std::optional<int> probe(int tag) override { return inner_.probe(tag); }
+  void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream s) override {
+    count("send", out);
+    count("recv", in);
+    inner_.send_recv(out, send_tag, in, recv_tag, peer, s);
+  }
   void barrier() override { inner_.barrier(); }
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
     return inner_.split(color, key, name);

@@ -177,6 +177,16 @@ class MpiCommunicator final : public Communicator {
     return status.MPI_SOURCE;
   }
 
+  void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream) override {
+    check_host(out, "send_recv");
+    check_host(in, "send_recv");
+    CommWatchdog::Scope scope(watchdog_, describe("send_recv with rank " + std::to_string(peer)));
+    check(MPI_Sendrecv(out.data(), to_int_count(out.numel(), "send_recv"), mpi_type(out.dtype()), peer, send_tag,
+                       in.data(), to_int_count(in.numel(), "send_recv"), mpi_type(in.dtype()), peer, recv_tag, comm_,
+                       MPI_STATUS_IGNORE),
+          "send_recv");
+  }
+
   void barrier() override {
     CommWatchdog::Scope scope(watchdog_, describe("barrier"));
     check(MPI_Barrier(comm_), "barrier");

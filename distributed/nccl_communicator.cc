@@ -135,6 +135,16 @@ class NcclCommunicator final : public Communicator {
     return std::nullopt;
   }
 
+  void send_recv(Tensor out, int /*send_tag*/, Tensor in, int /*recv_tag*/, int peer, Stream s) override {
+    check_device(out, "send_recv");
+    check_device(in, "send_recv");
+    check(ncclGroupStart(), "send_recv");
+    check(ncclSend(out.data(), out.numel(), nccl_type(out.dtype()), peer, comm_, as_cuda(s)), "send_recv");
+    check(ncclRecv(in.data(), in.numel(), nccl_type(in.dtype()), peer, comm_, as_cuda(s)), "send_recv");
+    check(ncclGroupEnd(), "send_recv");
+    mark_enqueued(s, "send_recv");
+  }
+
   // A one-element all-reduce, waited for on the host.
   void barrier() override {
     float* scratch = nullptr;

@@ -38,6 +38,8 @@ struct ModelParallel {
   bool last_stage() const { return pp_rank() == pp_size() - 1; }
   // The TP group to call the region functions on: a size-1 group without tensor parallelism.
   distributed::Communicator& tp_group() const { return tp ? *tp : distributed::single_rank_group(); }
+  // The pipeline group (stage i is its rank i): a size-1 group without pipeline parallelism.
+  distributed::Communicator& pp_group() const { return pp ? *pp : distributed::single_rank_group(); }
 };
 
 // Decoder layers [first, last) of `stage`: an even split, the first (num_layers % num_stages) stages

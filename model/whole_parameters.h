@@ -25,4 +25,11 @@ std::vector<WholeParameter> gather_whole_parameters(const PlmModel& model, PlmWe
                                                     const std::function<bool(const std::string&)>& select = {},
                                                     Stream s = {});
 
+// Every pipeline stage's whole parameters on stage 0, stage after stage: each later stage sends `mine` (its TP rank
+// 0's gather_whole_parameters) over `pp`, staged through `device` (where the group's tensors live). A name an
+// earlier stage already gave (a tied head's copy of embed_tokens on the last stage) is dropped. Collective over
+// `pp`: stage 0 returns them all, the other stages nothing.
+std::vector<WholeParameter> gather_stages(distributed::Communicator& pp, Device device,
+                                          std::vector<WholeParameter> mine, Stream s = {});
+
 }  // namespace plm::model

@@ -218,10 +218,6 @@ std::string plan_text(const model::PlmConfig& config, const PlanRequest& r, cons
     }
     if (r.task == Task::kTrain) {
       absl::StrAppendFormat(&out, "  %s\n", sbatch_line(r, model_dir, best));
-      if (best.layout.pp > 1) {
-        out += "  note: plm train runs layout.pp = 1 today (pipeline-parallel training is not merged yet): --pp 1 "
-               "plans what runs now\n";
-      }
     } else if (const LayoutPlan* runnable = runnable_serving(plans); runnable == nullptr) {
       out += "  plm serve runs pp = 1 (a replica per --tp tasks), and no such layout fits: fewer --micro-batch "
              "sequences or a shorter --seq-len\n";

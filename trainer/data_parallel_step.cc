@@ -10,6 +10,7 @@
 #include "core/kernels/ops.h"
 #include "core/status_macros.h"
 #include "distributed/status_agreement.h"
+#include "model/weights/hf_names.h"
 #include "trainer/gradient_reducer.h"
 
 namespace plm::trainer {
@@ -52,8 +53,9 @@ std::optional<int64_t> DataParallelStep::first_offset(const std::string& prefix)
 
 DataParallelStep::DataParallelStep(model::PlmModel& model, distributed::Communicator& dp,
                                    const DataParallelConfig& config,
-                                   const std::function<bool(const std::string&)>& trainable)
-    : model_(model), dp_(dp), config_(config) {
+                                   const std::function<bool(const std::string&)>& trainable,
+                                   distributed::Communicator* tied_embedding)
+    : model_(model), dp_(dp), tied_embedding_(tied_embedding), config_(config) {
   PLM_CHECK(config.zero_stage >= 0 && config.zero_stage <= 2) << "ZeRO stage " << config.zero_stage;
   const DType dtype = model.dtype();
   params_ = std::make_unique<model::FlatParameters>(model.weights(), dtype, model.device(), trainable);
@@ -75,6 +77,8 @@ DataParallelStep::DataParallelStep(model::PlmModel& model, distributed::Communic
   const distributed::Communicator& tp = model.parallel().tp_group();
   for (const model::FlatEntry& e : params_->entries()) {
     if (tp.rank() % model.tensor_slice(e.name).holders(tp.size()) != 0) continue;
+    // The last stage's copy of a tied embedding: the first stage counts it.
+    if (e.name == model::kEmbedTokensName && !model.parallel().first_stage()) continue;
     if (!norm_ranges_.empty() && norm_ranges_.back().end == e.offset) {
       norm_ranges_.back().end += e.numel;
     } else {
@@ -93,7 +97,7 @@ double DataParallelStep::squared_grad_norm(const Range& shard, Stream s) const {
   }
   const Device device = model_.device();
   if (config_.zero_stage == 2) squared = sum_over(dp_, squared, device);
-  return sum_over(model_.parallel().tp_group(), squared, device);
+  return sum_over(model_.parallel().pp_group(), sum_over(model_.parallel().tp_group(), squared, device), device);
 }
 
 absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::TrainingBatch>& micro_batches, float lr,
@@ -122,26 +126,34 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
     return std::make_unique<GradientReducer>(dp_, grads, shards, config_.zero_stage, config_.bucket_elements,
                                              /*background=*/!device.is_cuda());
   };
-  double local_loss = 0.0;
-  absl::Status passes;
+  // A rank holding every stage reduces the gradients of the last backward as they become final; a pipeline stage
+  // after its schedule (the tied embedding's copies are summed first).
+  const bool pipelined = model_.parallel().pp_size() > 1;
   std::unique_ptr<GradientReducer> reducer;
-  for (size_t m = 0; m < micro_batches.size() && passes.ok(); ++m) {
-    model::TrainPassOptions options{.recompute = config_.recompute};
-    if (m + 1 == micro_batches.size()) {  // the pass that finishes every gradient
-      reducer = make_reducer();
-      options.gradients_final = [&](const std::string& prefix) {
-        if (const std::optional<int64_t> offset = first_offset(prefix)) reducer->mark_final_from(*offset);
-      };
-    }
-    const absl::StatusOr<model::MicroBatchLoss> r =
-        model::train_forward_backward(model_, grads_->views(), micro_batches[m], loss_scale, options, s);
-    if (!r.ok()) {
-      passes = r.status();
-      break;
-    }
-    local_loss += r->loss_sum;
-    stats.vision_tiles += r->vision_tiles;
-    stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, r->arena_bytes);
+  PipelineOptions options{.recompute = config_.recompute};
+  if (!pipelined) {
+    reducer = make_reducer();
+    options.gradients_final = [&](const std::string& prefix) {
+      if (const std::optional<int64_t> offset = first_offset(prefix)) reducer->mark_final_from(*offset);
+    };
+  }
+  const absl::StatusOr<PipelineStats> ran = run_one_f_one_b(model_, grads_->views(), micro_batches, loss_scale,
+                                                            model_.parallel().pp_group(), options, s);
+  const absl::Status passes = ran.status();
+  if (ran.ok()) {
+    stats.pipeline = *ran;
+    stats.vision_tiles = ran->vision_tiles;
+    stats.vision_passes = ran->vision_passes;
+    stats.peak_arena_bytes = ran->peak_arena_bytes;
+  }
+  const double local_loss = ran.ok() ? ran->loss_sum : 0.0;
+  // A tied head's two copies: their gradients summed (both train, or neither: they share a name).
+  const model::FlatEntry* tied = tied_embedding_ != nullptr && tied_embedding_->size() > 1
+                                     ? grads_->find(model::kEmbedTokensName)
+                                     : nullptr;
+  if (tied != nullptr) {
+    tied_embedding_->all_reduce(grads.slice(0, tied->offset, tied->offset + tied->numel), distributed::ReduceOp::kSum,
+                                s);
   }
   // Every rank runs every bucket's collective whatever failed locally (no rank is left waiting), then all agree:
   // a micro-batch one rank rejects fails the step on every rank before the update.
@@ -149,7 +161,9 @@ absl::StatusOr<StepStats> DataParallelStep::step(const std::vector<model::Traini
   reducer->finish(s);
   reducer.reset();
   PLM_RETURN_IF_ERROR(distributed::agree_on_status(dp_, passes, "data-parallel rank", device, s));
-  stats.loss = sum_over(dp_, local_loss, device) / static_cast<double>(stats.labelled_tokens);
+  // The loss is the last stage's (a sum over the pipeline of what each stage has).
+  stats.loss = sum_over(dp_, sum_over(model_.parallel().pp_group(), local_loss, device), device) /
+               static_cast<double>(stats.labelled_tokens);
 
   Tensor grad_shard = grads.slice(0, shard.begin, shard.end);
   stats.grad_norm = std::sqrt(squared_grad_norm(shard, s));

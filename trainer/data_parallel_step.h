@@ -12,6 +12,10 @@
 // are per TP rank. The grad norm counts each element of the whole model once: a TP-split tensor on every rank, a
 // tensor several TP ranks hold alike (norms, biases, a replicated tower or KV head) on the first of them only
 // (Megatron's param_is_not_tensor_parallel_duplicate), the squares summed over DP (ZeRO-2) and over TP.
+// Under pipeline parallelism (the model's PP group) each stage runs the step's micro-batches through the 1F1B
+// schedule (trainer/pipeline_schedule.h) into its own flat buffer and shards; a tied head's two copies have their
+// gradients summed first (trainer/tied_embedding.h); the squares of the grad norm are summed over the stages too,
+// and the loss comes from the last stage. The DP group is then the ranks of the same TP index and stage.
 #pragma once
 
 #include <functional>
@@ -26,6 +30,7 @@
 #include "model/plm_model.h"
 #include "model/training_pass.h"
 #include "trainer/adamw_zero.h"
+#include "trainer/pipeline_schedule.h"
 
 namespace plm::trainer {
 
@@ -36,7 +41,9 @@ struct StepStats {
   int64_t tokens = 0;           // tokens of the step on all ranks
   int64_t labelled_tokens = 0;  // on all ranks
   int64_t vision_tiles = 0;     // tiles + frames through the ViT on this rank
+  int vision_passes = 0;        // micro-batches that ran the ViT on this rank (none without media)
   size_t peak_arena_bytes = 0;  // this rank's largest micro-batch activation memory
+  PipelineStats pipeline;       // this rank's stage: compute per modality, transfer time, micro-batches in flight
 };
 
 struct DataParallelConfig {
@@ -50,9 +57,11 @@ struct DataParallelConfig {
 
 class DataParallelStep {
  public:
-  // trainable(hf_name): whether a parameter trains (frozen ones get no gradient, state or decay).
+  // trainable(hf_name): whether a parameter trains (frozen ones get no gradient, state or decay). tied_embedding:
+  // trainer/tied_embedding.h's group (pp > 1 with a tied head), else null.
   DataParallelStep(model::PlmModel& model, distributed::Communicator& dp, const DataParallelConfig& config,
-                   const std::function<bool(const std::string&)>& trainable);
+                   const std::function<bool(const std::string&)>& trainable,
+                   distributed::Communicator* tied_embedding = nullptr);
   DataParallelStep(const DataParallelStep&) = delete;
   DataParallelStep& operator=(const DataParallelStep&) = delete;
 
@@ -76,6 +85,7 @@ class DataParallelStep {
 
   model::PlmModel& model_;
   distributed::Communicator& dp_;
+  distributed::Communicator* tied_embedding_;  // null, or the pair of ranks holding the tied embedding's copies
   DataParallelConfig config_;
   std::unique_ptr<model::FlatParameters> params_;  // working parameters (the model's views point here)
   std::unique_ptr<model::FlatParameters> grads_;

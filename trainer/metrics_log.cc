@@ -22,14 +22,21 @@ namespace plm::trainer {
 namespace {
 
 nlohmann::json to_json(const StepMetrics& m) {
-  return {{"step", m.step},
-          {"loss", m.loss},
-          {"grad_norm", m.grad_norm},
-          {"lr", m.lr},
-          {"tokens", m.tokens},
-          {"tokens_per_s", m.tokens_per_s},
-          {"mfu", m.mfu},
-          {"elapsed_s", m.elapsed_s}};
+  nlohmann::json line = {{"step", m.step},
+                         {"loss", m.loss},
+                         {"grad_norm", m.grad_norm},
+                         {"lr", m.lr},
+                         {"tokens", m.tokens},
+                         {"tokens_per_s", m.tokens_per_s},
+                         {"mfu", m.mfu},
+                         {"elapsed_s", m.elapsed_s}};
+  if (m.stage0.has_value()) {
+    const auto value = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+    line["stage0_media_s"] = value(m.stage0->media_s);
+    line["stage0_text_s"] = value(m.stage0->text_s);
+    line["stage0_transfer_s"] = m.stage0->transfer_s;
+  }
+  return line;
 }
 
 double number_or_nan(const nlohmann::json& line, const char* key) {

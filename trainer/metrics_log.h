@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +28,14 @@ struct StepMetrics {
   double tokens_per_s = 0.0;  // tokens / the step's wall time
   double mfu = 0.0;           // model FLOPs utilisation estimate, in [0, 1]
   double elapsed_s = 0.0;     // training wall time since the first run of this output_dir
+  // Pipeline runs (layout.pp > 1): rank 0's stage (stage 0, which alone runs the vision tower) per micro-batch.
+  struct Stage0 {
+    // Mean forward + backward of a micro-batch with media, and of one without (no vision tower); none: there was none.
+    std::optional<double> media_s = std::nullopt;
+    std::optional<double> text_s = std::nullopt;
+    double transfer_s = 0.0;        // the step's time in transfers to and from stage 1 (waiting included)
+  };
+  std::optional<Stage0> stage0 = std::nullopt;
 };
 
 class MetricsLog {

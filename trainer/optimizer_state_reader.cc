@@ -66,6 +66,7 @@ absl::StatusOr<OptimizerStateReader> OptimizerStateReader::open(const std::files
   OptimizerStateReader r;
   r.dir_ = dir;
   r.tp_size_ = marker.layout.tp;
+  r.pp_size_ = marker.layout.pp;
   std::optional<int64_t> steps;
   for (const auto& [name, digest] : marker.files) {
     if (!name.starts_with("optim-rank")) continue;
@@ -73,14 +74,18 @@ absl::StatusOr<OptimizerStateReader> OptimizerStateReader::open(const std::files
     PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::SafetensorsFile> file, model::SafetensorsFile::open(path.string()));
     PLM_ASSIGN_OR_RETURN(const int64_t tp_rank, metadata_int(*file, "tp_rank", 0));
     PLM_ASSIGN_OR_RETURN(const int64_t tp_size, metadata_int(*file, "tp_size", 1));
+    PLM_ASSIGN_OR_RETURN(const int64_t pp_rank, metadata_int(*file, "pp_rank", 0));
+    PLM_ASSIGN_OR_RETURN(const int64_t pp_size, metadata_int(*file, "pp_size", 1));
     PLM_ASSIGN_OR_RETURN(const int64_t begin, metadata_int(*file, "begin"));
     PLM_ASSIGN_OR_RETURN(const int64_t end, metadata_int(*file, "end"));
     PLM_ASSIGN_OR_RETURN(const int64_t numel, metadata_int(*file, "numel"));
     PLM_ASSIGN_OR_RETURN(const int64_t file_steps, metadata_int(*file, "steps"));
-    if (tp_size != r.tp_size_ || tp_rank < 0 || tp_rank >= tp_size || begin < 0 || begin > end || end > numel) {
-      return absl::DataLossError(absl::StrCat(path.string(), ": TP rank ", tp_rank, " of ", tp_size, ", range [",
-                                              begin, ", ", end, ") of ", numel, " in a checkpoint of layout.tp ",
-                                              r.tp_size_));
+    if (tp_size != r.tp_size_ || tp_rank < 0 || tp_rank >= tp_size || pp_size != r.pp_size_ || pp_rank < 0 ||
+        pp_rank >= pp_size || begin < 0 || begin > end || end > numel) {
+      return absl::DataLossError(absl::StrCat(path.string(), ": TP rank ", tp_rank, " of ", tp_size, ", stage ",
+                                              pp_rank, " of ", pp_size, ", range [", begin, ", ", end, ") of ", numel,
+                                              " in a checkpoint of layout.tp ", r.tp_size_, ", layout.pp ",
+                                              r.pp_size_));
     }
     if (steps.has_value() && *steps != file_steps) {
       return absl::DataLossError(absl::StrCat(path.string(), ": AdamW steps ", file_steps, " differ from ", *steps,
@@ -94,10 +99,10 @@ absl::StatusOr<OptimizerStateReader> OptimizerStateReader::open(const std::files
         return absl::DataLossError(absl::StrCat(path.string(), ": '", state, "' is not F32 (", end - begin, ")"));
       }
     }
-    TpRank& rank = r.ranks_[static_cast<int>(tp_rank)];
+    Vector& rank = r.parts_[{.pp_rank = static_cast<int>(pp_rank), .tp_rank = static_cast<int>(tp_rank)}];
     if (!rank.files.empty() && rank.numel != numel) {
       return absl::DataLossError(absl::StrCat(path.string(), ": a vector of ", numel, " elements for TP rank ", tp_rank,
-                                              ", whose other files say ", rank.numel));
+                                              " of stage ", pp_rank, ", whose other files say ", rank.numel));
     }
     rank.numel = numel;
     if (rank.layout.empty()) {
@@ -109,16 +114,30 @@ absl::StatusOr<OptimizerStateReader> OptimizerStateReader::open(const std::files
   return r;
 }
 
-int64_t OptimizerStateReader::numel(int tp_rank) const {
-  const auto it = ranks_.find(tp_rank);
-  return it == ranks_.end() ? 0 : it->second.numel;
+bool OptimizerStateReader::same_layout(const Part& part,
+                                       const std::map<std::string, std::pair<int64_t, int64_t>>& layout) const {
+  const auto it = parts_.find(part);
+  if (it == parts_.end()) return false;
+  const Vector& v = it->second;
+  if (v.layout.empty()) {
+    int64_t numel = 0;
+    for (const auto& [name, place] : layout) numel += place.second;
+    return numel == v.numel;
+  }
+  if (v.layout.size() != layout.size()) return false;
+  for (const auto& [name, e] : v.layout) {
+    const auto mine = layout.find(name);
+    if (mine == layout.end() || mine->second != std::pair(e.offset, e.shape.numel())) return false;
+  }
+  return true;
 }
 
-absl::Status OptimizerStateReader::read_range(int tp_rank, const std::string& state, int64_t begin, Tensor out) const {
+absl::Status OptimizerStateReader::read_range(const Part& part, const std::string& state, int64_t begin,
+                                              Tensor out) const {
   const int64_t end = begin + out.numel();
   int64_t covered = 0;
-  const auto it = ranks_.find(tp_rank);
-  if (it != ranks_.end()) {
+  const auto it = parts_.find(part);
+  if (it != parts_.end()) {
     for (const File& f : it->second.files) {
       const int64_t from = std::max(begin, f.begin), to = std::min(end, f.end);
       if (from >= to) continue;
@@ -130,7 +149,8 @@ absl::Status OptimizerStateReader::read_range(int tp_rank, const std::string& st
   }
   // Shards of one TP rank never overlap, so full coverage is exactly the range's size.
   if (covered != out.numel()) {
-    return absl::DataLossError(absl::StrCat(dir_.string(), ": the optimizer files of TP rank ", tp_rank, " cover ",
+    return absl::DataLossError(absl::StrCat(dir_.string(), ": the optimizer files of TP rank ", part.tp_rank,
+                                            " of stage ", part.pp_rank, " cover ",
                                             covered, " of the ", out.numel(), " elements [", begin, ", ", end, ")"));
   }
   return absl::OkStatus();
@@ -139,7 +159,8 @@ absl::Status OptimizerStateReader::read_range(int tp_rank, const std::string& st
 absl::Status OptimizerStateReader::read_whole(const std::string& name, const std::string& state, Tensor whole) const {
   std::set<int> parts;  // the blocks placed so far
   int num_parts = 0;
-  for (const auto& [tp_rank, rank] : ranks_) {
+  std::optional<int> stage;  // the first stage that holds the parameter
+  for (const auto& [where, rank] : parts_) {
     if (rank.layout.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
           dir_.string(), ": its optimizer files do not record their flat layout (written by an older plm): resume it "
@@ -147,9 +168,11 @@ absl::Status OptimizerStateReader::read_whole(const std::string& name, const std
     }
     const auto entry = rank.layout.find(name);
     if (entry == rank.layout.end()) continue;  // e.g. a row-parallel bias, on TP rank 0 only
+    if (stage.has_value() && *stage != where.pp_rank) continue;  // a tied head's copy of the first stage's
+    stage = where.pp_rank;
     const LayoutEntry& e = entry->second;
     OwnedTensor part(e.shape, DType::kF32);
-    PLM_RETURN_IF_ERROR(read_range(tp_rank, state, e.offset, part.view().reshape({e.shape.numel()})));
+    PLM_RETURN_IF_ERROR(read_range(where, state, e.offset, part.view().reshape({e.shape.numel()})));
     const Shape shape = e.slice.whole_shape(e.shape);
     if (shape.numel() != whole.numel()) {
       return absl::DataLossError(absl::StrCat(dir_.string(), ": ", name, " has ", shape.numel(), " elements in the "

@@ -1,9 +1,10 @@
 // OptimizerStateReader: the AdamW state of a training checkpoint (its optim-rankNNNNN files,
-// trainer/training_checkpoint.h) as the layout that saved it left it: per TP rank, a flat vector split into DP
-// shards, with the vector's layout (each parameter's offset, shape and tensor slice). It reads any range of a TP
-// rank's vector (a run resuming at the saving TP degree, at any DP size or ZeRO stage), and the state of one whole
-// parameter, put together from the TP ranks' slices (model/weights/tensor_slice.h) — from which a run at another
-// TP degree takes its own slice. Files are mapped, not read, until a range is asked for. Immutable after open().
+// trainer/training_checkpoint.h) as the layout that saved it left it: per pipeline stage and TP rank (a "part"), a
+// flat vector split into DP shards, with the vector's layout (each parameter's offset, shape and tensor slice). It
+// reads any range of a part's vector (a run resuming at the saving TP and PP degrees, at any DP size or ZeRO stage),
+// and the state of one whole parameter, put together from the TP ranks' slices (model/weights/tensor_slice.h) of
+// whichever stage held it — from which a run at another TP or PP degree takes its own slice. Files are mapped, not
+// read, until a range is asked for. Immutable after open().
 #pragma once
 
 #include <filesystem>
@@ -31,15 +32,25 @@ class OptimizerStateReader {
   // Opens the optimizer files `marker` lists in `dir`; errors name the file.
   static absl::StatusOr<OptimizerStateReader> open(const std::filesystem::path& dir, const CheckpointMarker& marker);
 
-  int tp_size() const { return tp_size_; }
-  int64_t steps() const { return steps_; }  // AdamW steps taken
-  // The length of TP rank `tp_rank`'s flat vector.
-  int64_t numel(int tp_rank) const;
+  // One flat vector of the saving layout: a pipeline stage's TP rank.
+  struct Part {
+    int pp_rank = 0;
+    int tp_rank = 0;
+    auto operator<=>(const Part&) const = default;
+  };
 
-  // out (n) f32 = elements [begin, begin + n) of `state` (kMasterState, ...) of TP rank `tp_rank`'s vector.
-  absl::Status read_range(int tp_rank, const std::string& state, int64_t begin, Tensor out) const;
+  int tp_size() const { return tp_size_; }
+  int pp_size() const { return pp_size_; }
+  int64_t steps() const { return steps_; }  // AdamW steps taken
+  // Whether `part`'s vector holds exactly the parameters `layout` gives (name -> offset, numel), in the same places:
+  // a range of it is then this run's. Without recorded layouts, whether the lengths agree.
+  bool same_layout(const Part& part, const std::map<std::string, std::pair<int64_t, int64_t>>& layout) const;
+
+  // out (n) f32 = elements [begin, begin + n) of `state` (kMasterState, ...) of `part`'s vector.
+  absl::Status read_range(const Part& part, const std::string& state, int64_t begin, Tensor out) const;
   // whole (the HF tensor's shape or its element count) f32 = `state` of parameter `name`, from every TP rank's
-  // slice of it. An error when no TP rank's layout has the parameter.
+  // slice of it on the first stage that held it (a tied head's copy on the last stage is the same state). An error
+  // when no part's layout has the parameter.
   absl::Status read_whole(const std::string& name, const std::string& state, Tensor whole) const;
 
  private:
@@ -52,16 +63,16 @@ class OptimizerStateReader {
     Shape shape;
     model::TensorSlice slice;
   };
-  struct TpRank {
+  struct Vector {
     int64_t numel = 0;
     std::vector<File> files;
     std::map<std::string, LayoutEntry> layout;  // empty: written before the layout was recorded
   };
 
   std::filesystem::path dir_;
-  int tp_size_ = 1;
+  int tp_size_ = 1, pp_size_ = 1;
   int64_t steps_ = 0;
-  std::map<int, TpRank> ranks_;  // by TP rank
+  std::map<Part, Vector> parts_;
 };
 
 }  // namespace plm::trainer

@@ -197,6 +197,7 @@ const std::vector<Field>& fields() {
       field("schedule.decay_steps", [](C& c) -> auto& { return c.schedule.decay_steps; }),
       field("layout.tp", [](C& c) -> auto& { return c.layout.tp; }),
       field("layout.pp", [](C& c) -> auto& { return c.layout.pp; }),
+      field("layout.pp_media_fraction", [](C& c) -> auto& { return c.layout.pp_media_fraction; }),
       field("layout.dp", [](C& c) -> auto& { return c.layout.dp; }),
       field("layout.zero", [](C& c) -> auto& { return c.layout.zero; }),
       field("freeze.vision", [](C& c) -> auto& { return c.freeze.vision; }),
@@ -378,6 +379,7 @@ absl::Status check_ranges(const TrainConfig& c) {
 
   PLM_RETURN_IF_ERROR(check.at_least("layout.tp", c.layout.tp, 1));
   PLM_RETURN_IF_ERROR(check.at_least("layout.pp", c.layout.pp, 1));
+  PLM_RETURN_IF_ERROR(check.in_range("layout.pp_media_fraction", c.layout.pp_media_fraction, 0.0, 1.0, "[0, 1]"));
   if (c.layout.dp) PLM_RETURN_IF_ERROR(check.at_least("layout.dp", *c.layout.dp, 1));
   if (c.layout.zero < 0 || c.layout.zero > 2) {
     return check.fail("layout.zero", absl::StrCat(c.layout.zero, " must be 0, 1 or 2"));
@@ -488,13 +490,9 @@ absl::StatusOr<TrainLayout> validate_layout(const TrainConfig& config, int world
   PLM_CHECK_GE(world_size, 1);
   const Checker check(config);
   const TrainConfig::Layout& layout = config.layout;
-  if (layout.pp > 1) {
-    return check.fail("layout.pp", absl::StrCat(layout.pp, ": pipeline-parallel training is not supported yet "
-                                                           "(tensor and data parallelism are); use layout.pp: 1"));
-  }
-  if (layout.tp > 1 && config.lora.rank > 0) {
-    return check.fail("lora.rank", absl::StrCat(config.lora.rank, ": LoRA trains on layout.tp 1 only, not layout.tp ",
-                                                layout.tp));
+  if ((layout.tp > 1 || layout.pp > 1) && config.lora.rank > 0) {
+    return check.fail("lora.rank", absl::StrCat(config.lora.rank, ": LoRA trains on layout.tp 1 and layout.pp 1 only, "
+                                                "not layout.tp ", layout.tp, " x layout.pp ", layout.pp));
   }
   const int model_ranks = layout.tp * layout.pp;
   int dp = 0;

@@ -71,6 +71,9 @@ struct TrainConfig {
   struct Layout {
     int tp = 1;
     int pp = 1;
+    // Share of the prompt tokens that are media placeholders, for the cost-aware split of the decoder layers over
+    // the stages (model/parallel.h cost_aware_stage_layers: stage 0 also runs the vision tower).
+    double pp_media_fraction = 0.0;
     std::optional<int> dp;  // unset: world size / (tp * pp)
     int zero = 0;           // 0: replicated AdamW; 1: optimizer state sharded over DP; 2: + gradients
   } layout;
@@ -124,7 +127,7 @@ struct TrainLayout {
 };
 
 // Fails, naming the key and the arithmetic, when tp * pp * dp != world size, when batch.global is not a
-// multiple of batch.micro * dp, when pp > 1 (pipeline training is not there yet) or LoRA asks for tp > 1. Whether
+// multiple of batch.micro * dp, or when LoRA asks for tp > 1 or pp > 1. Whether
 // the model splits into tp is the model's check (model/parallel.h validate_parallel_layout), at load.
 absl::StatusOr<TrainLayout> validate_layout(const TrainConfig& config, int world_size);
 

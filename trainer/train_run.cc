@@ -33,6 +33,7 @@
 #include "trainer/peft_adapter.h"
 #include "trainer/progress.h"
 #include "trainer/step_loader.h"
+#include "trainer/tied_embedding.h"
 #include "trainer/training_checkpoint.h"
 
 namespace plm::trainer {
@@ -119,8 +120,9 @@ struct Setup {
 // agreements), on the CPU the host groups; a group of one rank needs no communicator at all.
 struct Groups {
   distributed::ProcessGroups host;
-  std::unique_ptr<distributed::Communicator> nccl_tp, nccl_dp;
+  std::unique_ptr<distributed::Communicator> nccl_tp, nccl_pp, nccl_dp;
   distributed::Communicator& tp() const { return pick(nccl_tp, *host.tp); }
+  distributed::Communicator& pp() const { return pick(nccl_pp, *host.pp); }
   distributed::Communicator& dp() const { return pick(nccl_dp, *host.dp); }
 
  private:
@@ -135,9 +137,12 @@ absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const Train
   PLM_ASSIGN_OR_RETURN(distributed::ProcessGroups host,
                        distributed::ProcessGroups::create(world.split(0, world.rank(), "world"), layout.dims.tp,
                                                           layout.dims.pp));
-  Groups g{.host = std::move(host), .nccl_tp = nullptr, .nccl_dp = nullptr};
+  Groups g{.host = std::move(host), .nccl_tp = nullptr, .nccl_pp = nullptr, .nccl_dp = nullptr};
   if (device.is_cuda() && g.host.tp->size() > 1) {
     g.nccl_tp = distributed::nccl_communicator(*g.host.tp, device.index, "tp");
+  }
+  if (device.is_cuda() && g.host.pp->size() > 1) {
+    g.nccl_pp = distributed::nccl_communicator(*g.host.pp, device.index, "pp");
   }
   if (device.is_cuda() && g.host.dp->size() > 1) {
     g.nccl_dp = distributed::nccl_communicator(*g.host.dp, device.index, "dp");
@@ -145,12 +150,24 @@ absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const Train
   return g;
 }
 
+// This rank's share of the model: its TP slice of its stage, the decoder layers split over the stages by cost
+// (stage 0 also runs the vision tower: model/parallel.h).
+absl::StatusOr<std::unique_ptr<model::PlmModel>> load_model(const TrainConfig& config, Device device,
+                                                            const Groups& groups) {
+  model::ModelParallel parallel{.tp = &groups.tp(), .pp = &groups.pp()};
+  if (groups.host.pp->size() > 1) {
+    PLM_ASSIGN_OR_RETURN(const model::PlmConfig model_config, model::load_plm_config(config.model.string()));
+    parallel.stage_layer_counts =
+        model::cost_aware_stage_layers(model_config, groups.host.pp->size(), config.layout.pp_media_fraction);
+  }
+  return model::PlmModel::load(config.model.string(), device, parallel, {.for_training = true});
+}
+
 absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout, Device device,
-                             distributed::Communicator& tp) {
+                             const Groups& groups) {
   Setup s;
   s.device = device;
-  PLM_ASSIGN_OR_RETURN(s.model, model::PlmModel::load(config.model.string(), s.device, {.tp = &tp},
-                                                      {.for_training = true}));
+  PLM_ASSIGN_OR_RETURN(s.model, load_model(config, device, groups));
   if (config.lora.rank > 0) PLM_RETURN_IF_ERROR(attach_adapters(config, *s.model));
   PLM_ASSIGN_OR_RETURN(runtime::ModelDirectory model_dir, runtime::open_model_directory(config.model));
   s.model_dir = std::make_unique<runtime::ModelDirectory>(std::move(model_dir));
@@ -235,7 +252,7 @@ absl::Status write_final_outputs(const TrainConfig& config, model::PlmModel& mod
   if (config.lora.rank == 0 || config.lora.merge) {
     written.push_back(config.output_dir / "final-hf");
     const std::optional<DType> dtype = export_dtype_value(config.export_dtype);
-    PLM_RETURN_IF_ERROR(model.parallel().tp_size() == 1
+    PLM_RETURN_IF_ERROR(gathered.empty()
                             ? export_hf(config.model, model, written.back(), dtype)
                             : export_hf(config.model, model.config(), gathered, written.back(), dtype));
   }
@@ -243,6 +260,13 @@ absl::Status write_final_outputs(const TrainConfig& config, model::PlmModel& mod
     for (const std::filesystem::path& p : written) *log << "wrote " << p.string() << "\n";
   }
   return absl::OkStatus();
+}
+
+// Rank 0's stage-0 times (the modality skew: only micro-batches with media run the vision tower).
+StepMetrics::Stage0 stage0_metrics(const PipelineStats& p) {
+  const auto mean = [](double total, int n) { return n > 0 ? std::optional(total / n) : std::nullopt; };
+  return {.media_s = mean(p.media_compute_s, p.media_micro), .text_s = mean(p.text_compute_s, p.text_micro),
+          .transfer_s = p.transfer_s};
 }
 
 double peak_flops_per_s(Device device) {
@@ -258,7 +282,7 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
   const absl::StatusOr<Device> device = training_device(config);
   PLM_RETURN_IF_ERROR(agree(world, device.status()));
   PLM_ASSIGN_OR_RETURN(const Groups groups, make_groups(world, layout, *device));
-  absl::StatusOr<Setup> setup = set_up(config, layout, *device, groups.tp());
+  absl::StatusOr<Setup> setup = set_up(config, layout, *device, groups);
   PLM_RETURN_IF_ERROR(agree(world, setup.status()));
   model::PlmModel& model = *setup->model;
   const int dp_rank = groups.host.coords.dp_index;
@@ -271,7 +295,17 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                 .weight_decay = static_cast<float>(config.optimizer.weight_decay)},
       .grad_clip = static_cast<float>(config.optimizer.grad_clip),
       .recompute = config.recompute};
-  DataParallelStep dp_step(model, groups.dp(), step_config, trainable_parameters(config));
+  // A tied head under pipeline parallelism: its two copies' gradients are summed (trainer/tied_embedding.h).
+  const bool tied_copies = max_over(world, model.decoder().weights().lm_head_copies_embedding) != 0;
+  const std::unique_ptr<distributed::Communicator> tied_embedding =
+      tied_embedding_group(world, layout.dims, tied_copies);
+  // On GPUs the gradients live on the device: an NCCL communicator over the pair (collective over the pair).
+  std::unique_ptr<distributed::Communicator> tied_embedding_nccl;
+  if (tied_embedding != nullptr && tied_embedding->size() > 1 && device->is_cuda()) {
+    tied_embedding_nccl = distributed::nccl_communicator(*tied_embedding, device->index, "tied_embedding");
+  }
+  DataParallelStep dp_step(model, groups.dp(), step_config, trainable_parameters(config),
+                           tied_embedding_nccl ? tied_embedding_nccl.get() : tied_embedding.get());
 
   TrainState state{.rng_seed = config.seed};
   TrainRunResult result;
@@ -309,12 +343,13 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
   const LrSchedule schedule = config.lr_schedule();
   const double peak = peak_flops_per_s(setup->device) * world.size();
   const CheckpointSaveOptions save_options = {
-      .layout = {.tp = layout.dims.tp, .pp = 1, .dp = layout.dims.dp, .zero = layout.zero},
+      .layout = {.tp = layout.dims.tp, .pp = layout.dims.pp, .dp = layout.dims.dp, .zero = layout.zero},
       .keep = config.checkpoint.keep,
       .run_info = run_info(config)};
   if (log != nullptr) {
-    *log << "training " << dp_step.num_trainable() << " parameters per TP rank on " << world.size() << " rank(s) (tp "
-         << layout.dims.tp << " x dp " << layout.dims.dp << "), steps "
+    *log << "training " << dp_step.num_trainable() << " parameters on rank 0 (its TP shard of its stage) on "
+         << world.size() << " rank(s) (tp "
+         << layout.dims.tp << " x pp " << layout.dims.pp << " x dp " << layout.dims.dp << "), steps "
          << result.first_step << ".." << config.steps << ", " << layout.global_batch << " samples per step ("
          << layout.accumulation_steps << " micro-batches per rank)\n";
   }
@@ -347,7 +382,8 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
           .tokens_per_s = static_cast<double>(stats.tokens) / step_s,
           .mfu = training_step_flops(model_config, trained, data->sequence_lengths, data->vision_tiles) /
                  (step_s * peak),
-          .elapsed_s = state.elapsed_s};
+          .elapsed_s = state.elapsed_s,
+          .stage0 = layout.dims.pp > 1 ? std::optional(stage0_metrics(stats.pipeline)) : std::nullopt};
       PLM_RETURN_IF_ERROR(metrics->append(m));
       if (log != nullptr && (step % config.log_every == 0 || step == config.steps)) {
         const int64_t done = step - result.first_step + 1;
@@ -369,10 +405,14 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
     }
   }
 
-  // final-hf of a tensor-parallel model: its first DP replica gathers the whole parameters to rank 0.
+  // final-hf of a tensor- or pipeline-parallel model: its first DP replica gathers the whole parameters to rank 0.
+  const bool split = model.parallel().tp_size() > 1 || model.parallel().pp_size() > 1;
   std::vector<model::WholeParameter> gathered;
-  if (!result.stopped && model.parallel().tp_size() > 1 && dp_rank == 0) {
+  if (!result.stopped && split && dp_rank == 0) {
     gathered = model::gather_whole_parameters(model, model.weights());
+    if (model.parallel().tp_rank() == 0) {
+      gathered = model::gather_stages(*groups.host.pp, Device::cpu(), std::move(gathered));
+    }
   }
   absl::Status finished;
   if (world.rank() == 0) {

@@ -30,7 +30,7 @@ struct TrainRunResult {
   double final_loss = 0.0;      // the last step's loss
 };
 
-// Collective over `world` (tp * dp ranks, TP adjacent: distributed/parallel_dims.h; pp = 1 for now).
+// Collective over `world` (tp * pp * dp ranks, TP adjacent, then stages: distributed/parallel_dims.h).
 absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distributed::Communicator& world,
                                             const TrainRunHooks& hooks = {});
 

@@ -25,6 +25,13 @@ namespace {
 // Whether this rank holds an optimizer shard no other rank of its TP index holds (ZeRO-0 replicates it over DP).
 bool writes_optimizer_shard(const DataParallelStep& step) { return step.dp().rank() == 0 || step.zero_stage() > 0; }
 
+// The flat vector's entries by name: (offset, numel).
+std::map<std::string, std::pair<int64_t, int64_t>> flat_layout(const DataParallelStep& step) {
+  std::map<std::string, std::pair<int64_t, int64_t>> layout;
+  for (const model::FlatEntry& e : step.params().entries()) layout[e.name] = {e.offset, e.numel};
+  return layout;
+}
+
 // The flat vector's entries with their tensor slices (the optimizer files' "layout" metadata).
 std::string flat_layout_json(const DataParallelStep& step) {
   nlohmann::json entries = nlohmann::json::array();
@@ -62,6 +69,8 @@ absl::Status write_rank_files(CheckpointWriter& writer, const TrainState& state,
         {"steps", absl::StrCat(adam.steps_taken())},
         {"tp_rank", absl::StrCat(parallel.tp_rank())},
         {"tp_size", absl::StrCat(parallel.tp_size())},
+        {"pp_rank", absl::StrCat(parallel.pp_rank())},
+        {"pp_size", absl::StrCat(parallel.pp_size())},
         {"layout", flat_layout_json(step)}};
     PLM_RETURN_IF_ERROR(writer.write_tensors(
         rank_file_name(ShardKind::kOptimizer, rank),
@@ -103,15 +112,10 @@ absl::Status restore_optimizer(const std::filesystem::path& dir, const Checkpoin
   const std::pair<const char*, Tensor> states[] = {
       {kMasterState, adam.master()}, {kExpAvgState, adam.exp_avg()}, {kExpAvgSqState, adam.exp_avg_sq()}};
   const model::ModelParallel& parallel = step.model().parallel();
-  if (reader.tp_size() == parallel.tp_size()) {
-    if (reader.numel(parallel.tp_rank()) != step.params().numel()) {
-      return absl::FailedPreconditionError(absl::StrCat(dir.string(), ": optimizer state for ",
-                                                        reader.numel(parallel.tp_rank()), " trainable elements, this "
-                                                        "run trains ", step.params().numel()));
-    }
-    for (const auto& [state, target] : states) {
-      PLM_RETURN_IF_ERROR(reader.read_range(parallel.tp_rank(), state, mine.begin, target));
-    }
+  const OptimizerStateReader::Part part = {.pp_rank = parallel.pp_rank(), .tp_rank = parallel.tp_rank()};
+  if (reader.tp_size() == parallel.tp_size() && reader.pp_size() == parallel.pp_size() &&
+      reader.same_layout(part, flat_layout(step))) {
+    for (const auto& [state, target] : states) PLM_RETURN_IF_ERROR(reader.read_range(part, state, mine.begin, target));
   } else {
     for (const model::FlatEntry& e : step.params().entries()) {
       const int64_t from = std::max(e.offset, mine.begin), to = std::min(e.offset + e.numel, mine.end);
@@ -169,9 +173,16 @@ absl::StatusOr<std::filesystem::path> save_training_checkpoint(const std::filesy
                                                                const CheckpointSaveOptions& options,
                                                                std::ostream* log) {
   const int64_t writer_pid = broadcast_writer_pid(world);
-  // Collective over the first DP replica's TP group, before anything that can fail on one rank only.
+  // Collective over the first DP replica's TP groups, then over its TP rank 0's pipeline, before anything that can
+  // fail on one rank only.
   std::vector<model::WholeParameter> params;
-  if (step.dp().rank() == 0) params = model::gather_whole_parameters(step.model(), step.params().views());
+  const model::ModelParallel& parallel = step.model().parallel();
+  if (step.dp().rank() == 0) {
+    params = model::gather_whole_parameters(step.model(), step.params().views());
+    if (parallel.tp_rank() == 0) {
+      params = model::gather_stages(parallel.pp_group(), step.model().device(), std::move(params));
+    }
+  }
   absl::Status saved = [&]() -> absl::Status {
     absl::Status local = [&]() -> absl::Status {
       PLM_ASSIGN_OR_RETURN(CheckpointWriter writer,

@@ -53,6 +53,7 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   if (parallel.last_stage()) {
     // One tensor (and one gradient) when the head is the embedding of this very stage.
     w.lm_head_tied = lm_head_name == kEmbedTokensName && parallel.first_stage();
+    w.lm_head_copies_embedding = lm_head_name == kEmbedTokensName && !parallel.first_stage();
     if (w.lm_head_tied) {
       w.lm_head = w.embed_tokens;
     } else {

@@ -4,7 +4,8 @@
 // layers' activations saved for the backward and a vocab-chunked loss (logits never whole).
 // Holds this rank's share under tensor/pipeline parallelism (model/parallel.h): its TP slice of every
 // projection and of the vocabulary, and its stage's layers. Training runs at any TP degree (the loss is
-// vocab-parallel: model/layers/vocab_parallel_cross_entropy.h); a pipeline schedule is the next step.
+// vocab-parallel: model/layers/vocab_parallel_cross_entropy.h) and under a pipeline schedule (model/stage_pass.h,
+// trainer/pipeline_schedule.h).
 #pragma once
 
 #include <functional>
@@ -31,6 +32,9 @@ struct DecoderWeights {
   Tensor embed_tokens;               // (V / tp, H), first stage only
   Tensor lm_head;                    // (V / tp, H), last stage only; == embed_tokens when tied on one stage
   bool lm_head_tied = false;         // lm_head is embed_tokens (one tensor, one gradient)
+  // A tied head on a last stage that is not the first: lm_head is this stage's copy of the first stage's
+  // embed_tokens and goes by its name; a pipeline trainer sums the two copies' gradients (trainer/tied_embedding.h).
+  bool lm_head_copies_embedding = false;
   RmsNorm norm;                      // (H), last stage only
   std::vector<DecoderLayer> layers;  // this stage's layers
   int first_layer = 0;               // global index of layers[0]
@@ -48,7 +52,7 @@ struct DecoderWeights {
     if (lm_head_tied) {
       lm_head = embed_tokens;
     } else if (lm_head.defined()) {
-      f(std::string(kLmHeadName), lm_head);
+      f(std::string(lm_head_copies_embedding ? kEmbedTokensName : kLmHeadName), lm_head);
     }
   }
 };

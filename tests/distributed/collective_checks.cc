@@ -134,6 +134,15 @@ std::string check_send_recv(Communicator& comm) {
   return compare("recv tag 2", got_b, std::vector<int32_t>{prev, 2}, me);
 }
 
+std::string check_send_recv_exchange(Communicator& comm) {
+  const int me = comm.rank(), partner = me ^ 1;
+  if (partner >= comm.size()) return "";  // the last rank of an odd group has no partner
+  // Both partners send before they receive, in one call: a blocking send on each side would wait forever.
+  std::vector<int32_t> out = {me, 7}, in(2);
+  comm.send_recv(view_of(out), /*send_tag=*/10 + me, view_of(in), /*recv_tag=*/10 + partner, partner);
+  return compare("send_recv", in, std::vector<int32_t>{partner, 7}, me);
+}
+
 std::string check_process_groups(Communicator& world, int tp, int pp) {
   const int world_rank = world.rank(), world_size = world.size();
   // The world communicator moves into the groups; split a private copy of it first.

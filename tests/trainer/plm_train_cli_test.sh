@@ -30,12 +30,18 @@ paste -d' ' <(losses "$out") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (
 "$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/tp2" steps=12 \
   checkpoint.every=0 layout.tp=2 > "$scratch/tp2.log" 2>&1 \
   || { cat "$scratch/tp2.log"; fail "mpirun -n 2 plm train layout.tp=2"; }
-grep -q "(tp 2 x dp 1)" "$scratch/tp2.log" || fail "not a TP=2 run"
+grep -q "(tp 2 x pp 1 x dp 1)" "$scratch/tp2.log" || fail "not a TP=2 run"
 same_losses() {  # same_losses DIR_A DIR_B: per step within 1e-5 relative
   paste -d' ' <(losses "$1") <(losses "$2") \
     | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }'
 }
 same_losses "$scratch/tp2" "$scratch/one" || fail "layout.tp=2 losses differ from one rank's"
+# Pipeline parallelism: mpirun -n 2 with layout.pp=2 (1F1B over the step's 4 micro-batches) trains the same run.
+"$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/pp2" steps=12 \
+  checkpoint.every=0 layout.pp=2 > "$scratch/pp2.log" 2>&1 \
+  || { cat "$scratch/pp2.log"; fail "mpirun -n 2 plm train layout.pp=2"; }
+grep -q "(tp 1 x pp 2 x dp 1)" "$scratch/pp2.log" || fail "not a PP=2 run"
+same_losses "$scratch/pp2" "$scratch/one" || fail "layout.pp=2 losses differ from one rank's"
 "$plm" generate --model "$scratch/tp2/final-hf" --prompt "What is in the picture?" \
   --image tests/fixtures/training/sft/media/image_150x100.png --max-new-tokens 4 > "$scratch/generate_tp2.log" 2>&1 \
   || { cat "$scratch/generate_tp2.log"; fail "plm generate on the TP=2 run's final-hf"; }

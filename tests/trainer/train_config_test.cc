@@ -260,10 +260,15 @@ TEST(ValidateLayout, LayoutsThatDoNotFitNameKeyAndArithmetic) {
   EXPECT_THAT(validate_layout(*tp2, 3), FailsWith("layout.tp", "world size (3) is not divisible by layout.tp(2)"));
   const absl::StatusOr<TrainConfig> tp2_lora = parse(kMinimal, {"layout.tp=2", "lora.rank=4"});
   ASSERT_TRUE(tp2_lora.ok());
-  EXPECT_THAT(validate_layout(*tp2_lora, 2), FailsWith("lora.rank", "layout.tp 1 only"));
+  EXPECT_THAT(validate_layout(*tp2_lora, 2), FailsWith("lora.rank", "layout.tp 1 and layout.pp 1 only"));
   const absl::StatusOr<TrainConfig> pp2 = parse(std::string(kMinimal) + "layout:\n  pp: 2\n");
   ASSERT_TRUE(pp2.ok());
-  EXPECT_THAT(validate_layout(*pp2, 2), FailsWith("run.yaml:8", "layout.pp", "not supported yet"));
+  const absl::StatusOr<TrainLayout> pp2_dp2 = validate_layout(*pp2, 4);
+  ASSERT_TRUE(pp2_dp2.ok()) << pp2_dp2.status();
+  EXPECT_EQ(pp2_dp2->dims.pp, 2);
+  EXPECT_EQ(pp2_dp2->dims.dp, 2);
+  EXPECT_THAT(validate_layout(*pp2, 3),
+              FailsWith("layout.tp", "world size (3) is not divisible by layout.tp(1) * layout.pp(2) = 2"));
 }
 
 }  // namespace
