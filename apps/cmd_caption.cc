@@ -35,6 +35,7 @@ struct CaptionOptions {
   int decode_threads = 2;
   int tp = 1;
   std::string device = "cpu";
+  std::string dtype;  // --dtype: "" is the device's default
   uint64_t kv_cache_bytes = uint64_t{2} << 30;
   double max_video_seconds = 0.0;  // 0: no limit beyond the decoder's (4 h, then truncated)
   std::string save_embeddings;
@@ -56,6 +57,7 @@ absl::Status run(const CaptionOptions& o, const std::string& flags) {
   config.out = o.out;
   config.embeddings_out = embeddings;
   config.device = o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu;
+  config.dtype = o.dtype;
   config.tp = o.tp;
   config.device_group = [](distributed::Communicator& group, int device) {
     return distributed::nccl_communicator(group, device, "tp");
@@ -126,6 +128,7 @@ void add_caption_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica (launch a multiple of it)")->check(CLI::PositiveNumber);
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dtype", o->dtype, runtime::kDtypeFlagHelp)->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--save-embeddings", o->save_embeddings,
                   "Also write each item's pooled vision embedding to this HDF5 file (ids in input order)");
   cmd->add_flag("--merge", o->merge, "Only merge the parts OUT.rank-* into OUT (input order); needs --inputs and --out");

@@ -45,6 +45,12 @@ float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+float dot_bf16(const float* a, const bf16* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t d = 0; d < n; ++d) s += a[d] * static_cast<float>(b[d]);
+  return s;
+}
+
 }  // namespace scalar
 
 #if defined(__x86_64__)
@@ -57,6 +63,11 @@ struct Simd {
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  // bf16 is the top half of an f32: zero-extend to 32 bits and shift up (exact).
+  static V widen(const bf16* p) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+  }
   // Lanes [0, count) valid, count in [1, kWidth).
   static __m256i tail_mask(int64_t count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -113,6 +124,10 @@ struct Simd {
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V widen(const bf16* p) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  }
   static __mmask16 tail_mask(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }
   static V load_tail(const float* p, int64_t count, float fill) {
     return _mm512_mask_loadu_ps(set1(fill), tail_mask(count), p);
@@ -148,10 +163,10 @@ const AttentionSimd& attention_simd(SimdIsa isa) {
   PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
       << "attention_simd: this CPU cannot run " << simd_isa_name(isa) << " (best: "
       << simd_isa_name(best_simd_isa()) << ")";
-  static const AttentionSimd scalar_kernels{scalar::row_max, scalar::exp_sum, scalar::dot};
+  static const AttentionSimd scalar_kernels{scalar::row_max, scalar::exp_sum, scalar::dot, scalar::dot_bf16};
 #if defined(__x86_64__)
-  static const AttentionSimd avx2_kernels{avx2::row_max, avx2::exp_sum, avx2::dot};
-  static const AttentionSimd avx512_kernels{avx512::row_max, avx512::exp_sum, avx512::dot};
+  static const AttentionSimd avx2_kernels{avx2::row_max, avx2::exp_sum, avx2::dot, avx2::dot_bf16};
+  static const AttentionSimd avx512_kernels{avx512::row_max, avx512::exp_sum, avx512::dot, avx512::dot_bf16};
 #endif
   switch (isa) {
 #if defined(__x86_64__)
