@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "apps/command.h"
 #include "caption/caption_run.h"
+#include "runtime/compute_dtype.h"
 #include "core/status_macros.h"
 #include "distributed/consistency.h"
 #include "distributed/launch_env.h"

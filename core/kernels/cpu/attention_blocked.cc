@@ -1,6 +1,6 @@
 // The CPU attention forwards the model runs, dense (attention_forward) and paged (paged_attention_forward): per
 // (sequence, kv head) and block of ~256 query rows (queries x the query heads sharing the kv head), one GEMM for
-// the scores (sgemm.h), a vectorised row softmax (attention_simd.h), one GEMM with the values; sequences with
+// the scores (sgemm.h), a vectorised row softmax (vector_kernels.h), one GEMM with the values; sequences with
 // decode-sized blocks take the split-keys path (attention_split_keys.h). Both read rows through
 // AttentionGeometry, so a paged sequence gets exactly the dense arithmetic. Same contract as
 // kernel_signatures.inc, tested against the plain loop attention_forward_reference. A paged cache may be bf16
@@ -14,7 +14,7 @@
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_split_keys.h"
 #include "core/kernels/cpu/attention_geometry.h"
-#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/vector_kernels.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/gemm_bf16.h"
 #include "core/kernels/cpu/parallel.h"
@@ -119,7 +119,7 @@ struct Block {
 // The inputs every block reads.
 struct AttentionInputs {
   const AttentionGeometry& g;
-  const AttentionSimd& simd;
+  const VectorKernels& simd;
   const float* q;
   const PackedKv& packed;
   float* out;
@@ -147,7 +147,7 @@ void values_by_gemm(const AttentionInputs& in, const Block& blk, int64_t rows, i
 }
 
 // Turns the scores of query i into exp(s - max) over its visible keys and 0 over the rest of [0, n).
-void softmax_row(const AttentionGeometry& g, const AttentionSimd& simd, int64_t b, int64_t i, int64_t n,
+void softmax_row(const AttentionGeometry& g, const VectorKernels& simd, int64_t b, int64_t i, int64_t n,
                  float* scores, float& max_out, float& sum_out) {
   const VisibleKeys keys = visible_keys(g, b, i);
   if (keys.segments) {
@@ -218,7 +218,7 @@ void attend(const AttentionGeometry& g, const float* q, const KV* k, const KV* v
   if (blocks.empty()) return;
   PackedKv packed(g);
   const AttentionInputs in{
-      .g = g, .simd = attention_simd(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
+      .g = g, .simd = vector_kernels(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
   const SerialBlasScope serial_blas;
 #pragma omp parallel if (g.work() >= kMinParallelWork)
   {

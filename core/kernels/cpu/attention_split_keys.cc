@@ -8,7 +8,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/vector_kernels.h"
 #include "core/kernels/cpu/parallel.h"
 
 namespace plm::cpu {
@@ -24,12 +24,12 @@ struct ChunkPartials {
   std::vector<float> acc;    // (R, Dh) sum of exp(s - max) v
 };
 
-float kv_dot(const AttentionSimd& simd, const float* q, const float* k, int64_t n) { return simd.dot(q, k, n); }
-float kv_dot(const AttentionSimd& simd, const float* q, const bf16* k, int64_t n) { return simd.dot_bf16(q, k, n); }
+float kv_dot(const VectorKernels& simd, const float* q, const float* k, int64_t n) { return simd.dot(q, k, n); }
+float kv_dot(const VectorKernels& simd, const float* q, const bf16* k, int64_t n) { return simd.dot_bf16(q, k, n); }
 
 // Keys [j0, j1) of sequence b for every query row of it; KV is float or bf16.
 template <typename KV>
-void attend_chunk(const AttentionGeometry& g, const AttentionSimd& simd, const float* q, const KV* k, const KV* v,
+void attend_chunk(const AttentionGeometry& g, const VectorKernels& simd, const float* q, const KV* k, const KV* v,
                   int64_t b, int64_t j0, int64_t j1, ChunkPartials& part, std::vector<float>& scores) {
   const int64_t q_len = g.query_len(b), rows = q_len * g.num_q_heads, width = j1 - j0, dim = g.head_dim;
   const int64_t group = g.group_size();
@@ -75,7 +75,7 @@ int64_t range_of(const std::vector<int64_t>& starts, int64_t index) {
 
 template <typename KV>
 void split_keys(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse) {
-  const AttentionSimd& simd = attention_simd(best_simd_isa());
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
   const int64_t dim = g.head_dim;
   // Per sequence of this path: the keys its last query sees (the most any of its queries sees) in chunks, and
   // its query rows (Sq x Hq), both numbered across sequences. Other sequences get none of either.
