@@ -54,7 +54,8 @@ absl::StatusOr<Tensor> WeightLoader::stacked_parts(const std::string& name, cons
 }
 
 absl::StatusOr<Linear> WeightLoader::linear(const std::string& prefix, bool has_bias) const {
-  Linear l{.compute = compute_};
+  Linear l;
+  l.compute = compute_;
   PLM_ASSIGN_OR_RETURN(l.weight, matrix(prefix + "weight"));
   if (has_bias) {
     PLM_ASSIGN_OR_RETURN(l.bias, tensor(prefix + "bias"));
@@ -64,7 +65,8 @@ absl::StatusOr<Linear> WeightLoader::linear(const std::string& prefix, bool has_
 
 absl::StatusOr<Linear> WeightLoader::linear_part(const std::string& prefix, int dim, int part, int num_parts,
                                                  bool has_bias, bool bias_on_this_rank) const {
-  Linear l{.compute = compute_};
+  Linear l;
+  l.compute = compute_;
   PLM_ASSIGN_OR_RETURN(l.weight, matrix_part(prefix + "weight", dim, part, num_parts));
   if (has_bias && dim == 0) {
     PLM_ASSIGN_OR_RETURN(l.bias, tensor_part(prefix + "bias", 0, part, num_parts));
@@ -78,7 +80,8 @@ absl::StatusOr<Linear> WeightLoader::stacked_row_parts(const std::string& prefix
                                                        int num_parts, bool has_bias) const {
   const std::string weight = prefix + "weight";
   PLM_RETURN_IF_ERROR(store_.info(weight).status());
-  Linear l{.compute = compute_};
+  Linear l;
+  l.compute = compute_;
   PLM_ASSIGN_OR_RETURN(l.weight, stacked_parts(weight, parts, num_parts, matrix_dtype(weight)));
   if (has_bias) {
     PLM_ASSIGN_OR_RETURN(l.bias, stacked_parts(prefix + "bias", parts, num_parts, dtype_));
