@@ -7,6 +7,7 @@
 #include "bench/kernel_bench.h"
 #include "bench/random_checkpoint.h"
 #include "bench/train_bench.h"
+#include "runtime/compute_dtype.h"
 #include "bench/serve_bench.h"
 
 namespace plm::apps {
@@ -27,6 +28,7 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
       "generate", "Time load, vision encode, prefill and greedy decode of a model on synthetic prompts");
   generate->add_option("--model", gen->model_dir, "HF model directory")->required()->check(CLI::ExistingDirectory);
   generate->add_option("--device", gen->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  generate->add_option("--dtype", gen->dtype, runtime::kDtypeFlagHelp)->check(CLI::IsMember({"f32", "bf16"}));
   generate->add_option("--prompt-tokens", gen->prompt_tokens, "Text tokens per prompt")->check(CLI::PositiveNumber);
   generate->add_option("--new-tokens", gen->new_tokens, "Greedy tokens per prompt (EOS ignored)")
       ->check(CLI::Range(2, 1 << 20));

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "apps/command.h"
 #include "caption/caption_run.h"
+#include "runtime/compute_dtype.h"
 #include "core/status_macros.h"
 #include "distributed/consistency.h"
 #include "distributed/launch_env.h"
@@ -38,6 +39,7 @@ struct CaptionOptions {
   int decode_threads = 2;
   int tp = 1;
   std::string device = "cpu";
+  std::string dtype;  // --dtype: "" is the device's default
   uint64_t kv_cache_bytes = uint64_t{2} << 30;
   double max_video_seconds = 0.0;  // 0: no limit beyond the decoder's (4 h, then truncated)
   std::string save_embeddings;
@@ -78,6 +80,7 @@ absl::Status run(const CaptionOptions& o, const std::string& flags) {
   config.embeddings_out = embeddings;
   config.shard = shard;
   config.device = o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu;
+  config.dtype = o.dtype;
   config.tp = o.tp;
   config.device_group = [](distributed::Communicator& group, int device) {
     return distributed::nccl_communicator(group, device, "tp");
@@ -150,6 +153,7 @@ void add_caption_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica (launch a multiple of it)")->check(CLI::PositiveNumber);
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dtype", o->dtype, runtime::kDtypeFlagHelp)->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--save-embeddings", o->save_embeddings,
                   "Also write each item's pooled vision embedding to this HDF5 file (ids in input order)");
   cmd->add_option("--shard", o->shard,

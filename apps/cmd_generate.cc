@@ -10,6 +10,7 @@
 #include "apps/command.h"
 #include "core/status_macros.h"
 #include "data/multimodal_prompt.h"
+#include "runtime/compute_dtype.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "runtime/model_parallelism.h"
@@ -36,6 +37,7 @@ struct GenerateOptions {
   uint64_t seed = 0;
   std::vector<std::string> stop;
   std::string device = "cpu";
+  std::string dtype;  // --dtype: "" is the device's default
   bool output_ids = false;
   int tp = 1;
   int pp = 1;
@@ -76,9 +78,10 @@ absl::StatusOr<runtime::ModelParallelism> set_up_parallelism(const GenerateOptio
 absl::Status run_generate(const GenerateOptions& o, const std::string& flags) {
   PLM_ASSIGN_OR_RETURN(const Device device,
                        runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
+  PLM_ASSIGN_OR_RETURN(const model::LoadOptions load_options, runtime::inference_load_options(o.dtype, device));
   PLM_ASSIGN_OR_RETURN(runtime::ModelParallelism parallel, set_up_parallelism(o, device, flags));
   PLM_ASSIGN_OR_RETURN(std::unique_ptr<model::PlmModel> model,
-                       model::PlmModel::load(o.model_dir, device, parallel.layout));
+                       model::PlmModel::load(o.model_dir, device, parallel.layout, load_options));
   PLM_ASSIGN_OR_RETURN(const runtime::ModelDirectory model_dir, runtime::open_model_directory(o.model_dir));
   const data::Tokenizer& tokenizer = model_dir.tokenizer;
   const data::ProcessorConfig& processor = model_dir.processor;
@@ -152,6 +155,7 @@ void add_generate_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--seed", o->seed, "Sampling seed");
   cmd->add_option("--stop", o->stop, "Stop when the reply contains this text (repeatable)");
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dtype", o->dtype, runtime::kDtypeFlagHelp)->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_flag("--output-ids", o->output_ids, "Print the generated token ids instead of text");
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun or srun)")
       ->check(CLI::PositiveNumber);

@@ -20,6 +20,7 @@
 #include "core/status_macros.h"
 #include "distributed/launch_env.h"
 #include "model/plm_model.h"
+#include "runtime/compute_dtype.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "runtime/model_parallelism.h"
@@ -38,6 +39,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8000;
   std::string device = "cpu";
+  std::string dtype;  // --dtype: "" is the device's default
   int max_num_seqs = 32;
   int64_t max_batch_tokens = 2048;
   int max_media_items_per_step = 32;
@@ -197,8 +199,9 @@ absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
       const runtime::ModelParallelism parallel,
       runtime::set_up_model_parallelism({.command = "plm serve", .flags = flags, .tp = o.tp, .data_parallel = true}, device));
   PLM_ASSIGN_OR_RETURN(const int port, replica_port(o, parallel));
+  PLM_ASSIGN_OR_RETURN(const model::LoadOptions load_options, runtime::inference_load_options(o.dtype, device));
   PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model,
-                       model::PlmModel::load(o.model_dir, device, parallel.layout));
+                       model::PlmModel::load(o.model_dir, device, parallel.layout, load_options));
   const serve::MirrorChannel channel{parallel.tp_host(), parallel.tp_device()};
   if (!parallel.is_replica_leader()) {
     // A follower ends when its leader has drained and says stop: a SIGTERM sent to every rank (scancel, srun) must
@@ -227,6 +230,7 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--port", o->port, "Port (default 8000; 0: any free port, printed in the ready line)")
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dtype", o->dtype, runtime::kDtypeFlagHelp)->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--max-num-seqs", o->max_num_seqs, "Sequences decoding together (default 32)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step: decodes plus prefill chunks (default 2048)")
       ->check(CLI::PositiveNumber);

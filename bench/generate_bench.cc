@@ -17,6 +17,7 @@
 #include "core/status_macros.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
+#include "runtime/compute_dtype.h"
 
 namespace plm::bench {
 
@@ -117,9 +118,9 @@ void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, c
   const int64_t prefill_tokens = int64_t{o.batch} * length, decode_tokens = int64_t{o.batch} * (o.new_tokens - 1);
   const int64_t tiles = int64_t{o.batch} * o.image_tiles;
   const int threads = omp_get_max_threads();
-  const std::string dtype(dtype_name(model.dtype()));
+  const std::string dtype(dtype_name(model.compute_dtype()));
   std::printf("plm bench generate: %s\n", o.model_dir.c_str());
-  // On CPU, bf16-stored GEMM weights stay bf16 (widened exactly in the kernel); compute is f32.
+  // On CPU, bf16-stored GEMM weights stay bf16; compute is f32 (weights widened exactly) or bf16 (--dtype bf16).
   std::printf("device %s (%s compute, bf16-stored matrices kept bf16, %d threads), batch %d, prompt %d text + "
               "%lld image tokens, %d new tokens (greedy)\n",
               o.device.c_str(), dtype.c_str(), threads, o.batch, o.prompt_tokens,
@@ -161,10 +162,16 @@ int run_generate_bench(const GenerateBenchOptions& o) {
     std::fprintf(stderr, "plm bench generate: %s\n", cuda_unavailable_reason().c_str());
     return 1;
   }
+  const Device device = on_cuda ? Device::cuda(0) : Device::cpu();
+  const absl::StatusOr<model::LoadOptions> load_options = runtime::inference_load_options(o.dtype, device);
+  if (!load_options.ok()) {
+    std::fprintf(stderr, "plm bench generate: %s\n", load_options.status().ToString().c_str());
+    return 2;
+  }
   GenerateTimes times;
   const auto start = Clock::now();
   absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
-      model::PlmModel::load(o.model_dir, on_cuda ? Device::cuda(0) : Device::cpu());
+      model::PlmModel::load(o.model_dir, device, {}, *load_options);
   if (!model.ok()) {
     std::fprintf(stderr, "plm bench generate: %s\n", model.status().ToString().c_str());
     return 1;

@@ -12,6 +12,7 @@ namespace plm::bench {
 struct GenerateBenchOptions {
   std::string model_dir;       // an HF model directory (bench make-random-model writes one)
   std::string device = "cpu";  // "cpu" or "cuda"
+  std::string dtype;           // --dtype (runtime/compute_dtype.h): "" is the device's default
   int prompt_tokens = 128;     // text tokens per prompt
   int new_tokens = 32;         // greedy tokens per prompt, EOS ignored; >= 2 so that decode runs
   int batch = 1;               // prompts generated together

@@ -12,6 +12,7 @@
 #include "distributed/process_groups.h"
 #include "distributed/status_agreement.h"
 #include "model/plm_model.h"
+#include "runtime/compute_dtype.h"
 #include "runtime/local_device.h"
 #include "runtime/model_directory.h"
 #include "serve/step_mirror.h"
@@ -39,7 +40,8 @@ absl::Status load_share(const CaptionRunConfig& config, distributed::Communicato
     layout.tp = share.device_group ? share.device_group.get() : &tp_group;
     share.channel = {.control = &tp_group, .data = layout.tp};
   }
-  PLM_ASSIGN_OR_RETURN(share.model, model::PlmModel::load(config.model_dir.string(), device, layout));
+  PLM_ASSIGN_OR_RETURN(const model::LoadOptions load_options, runtime::inference_load_options(config.dtype, device));
+  PLM_ASSIGN_OR_RETURN(share.model, model::PlmModel::load(config.model_dir.string(), device, layout, load_options));
   return absl::OkStatus();
 }
 

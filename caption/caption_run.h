@@ -35,6 +35,7 @@ struct CaptionRunConfig {
   std::optional<std::filesystem::path> embeddings_out;  // --save-embeddings
   std::optional<InputShard> shard;                      // --shard S/N
   DeviceType device = DeviceType::kCpu;
+  std::string dtype;  // --dtype (runtime/compute_dtype.h): "" is the device's default
   int tp = 1;
   // On a GPU: the device-side twin of a TP group (NCCL over it), which the model and the step mirror's media
   // rows use; unset on the CPU (the group itself).

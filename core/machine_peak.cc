@@ -76,6 +76,10 @@ MachinePeak cpu_compute_peak() {
   os << cores << " threads x " << ghz << " GHz x " << flops_per_cycle << " f32 flop/cycle ("
      << (avx512 ? "AVX-512, 2 FMA units assumed" : avx2 ? "AVX2+FMA, 2 units" : "SSE") << ")";
   peak.flops_per_s = cores * ghz * 1e9 * flops_per_cycle;
+  // vdpbf16ps issues at the FMA rate with two products per f32 lane.
+  const bool avx512_bf16 = avx512 && cpu_has_flag("avx512_bf16");
+  peak.bf16_flops_per_s = avx512_bf16 ? 2.0 * peak.flops_per_s : peak.flops_per_s;
+  os << "; bf16 " << (avx512_bf16 ? "2x (AVX512-BF16)" : "1x (widened)");
   peak.description = os.str();
   return peak;
 }
@@ -99,6 +103,7 @@ MachinePeak cuda_peak(int device) {
   // Dense bf16 tensor-core FLOP/cycle/SM: 1024 x 2 on Ampere (sm_80), 2048 x 2 on Hopper (sm_90).
   const double flops_per_cycle_per_sm = prop.major >= 9 ? 4096.0 : 2048.0;
   peak.flops_per_s = prop.multiProcessorCount * (clock_khz * 1e3) * flops_per_cycle_per_sm;
+  peak.bf16_flops_per_s = peak.flops_per_s;
   peak.bytes_per_s = 2.0 * (mem_clock_khz * 1e3) * (prop.memoryBusWidth / 8.0);
   std::ostringstream os;
   os << prop.name << ": " << prop.multiProcessorCount << " SMs x " << clock_khz / 1e6 << " GHz, bf16 dense peak "

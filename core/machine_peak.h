@@ -10,6 +10,7 @@ namespace plm {
 struct MachinePeak {
   std::string description;  // "2 cores x 2.1 GHz x 64 f32 flop/cycle (AVX-512, 2 FMA units assumed)"
   double flops_per_s = 0;   // f32 (CPU) or bf16 dense tensor-core (GPU) peak
+  double bf16_flops_per_s = 0;  // CPU: bf16 x bf16 with f32 sums (vdpbf16ps: 2 products per f32 lane), else f32's
   double bytes_per_s = 0;   // measured (CPU) or spec (GPU) memory bandwidth
 };
 

@@ -32,9 +32,16 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   PLM_ASSIGN_OR_RETURN(WeightStore store, WeightStore::open(dir));
   PLM_RETURN_IF_ERROR(validate_checkpoint(store, model->config_));
   PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
+  if (options.cpu_compute != DType::kF32 && (options.cpu_compute != DType::kBF16 || options.for_training)) {
+    return absl::InvalidArgumentError(absl::StrCat("compute dtype ", std::string(dtype_name(options.cpu_compute)),
+                                                   options.for_training ? " for training" : "",
+                                                   ": the CPU computes in f32, or in bf16 for inference"));
+  }
   model->device_ = device;
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;
-  const WeightLoader loader(store, model->storage_, model->slices_, device, model->dtype_, !options.for_training);
+  model->compute_ = device.is_cuda() ? DType::kBF16 : options.cpu_compute;
+  const WeightLoader loader(store, model->storage_, model->slices_, device, model->dtype_, !options.for_training,
+                            device.is_cpu() ? options.cpu_compute : DType::kF32);
   if (parallel.part == ModelPart::kVision && parallel.pp_size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat("a vision-only model has no pipeline stages (pp is ", parallel.pp_size(), ")"));
   }
@@ -54,11 +61,11 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
 }
 
 std::unique_ptr<DenseKvCache> PlmModel::make_cache(int num_slots, int64_t max_len) const {
-  return std::make_unique<DenseKvCache>(kv_layout(), num_slots, max_len, dtype_, device_);
+  return std::make_unique<DenseKvCache>(kv_layout(), num_slots, max_len, kv_dtype(), device_);
 }
 
 std::unique_ptr<PagedKvCache> PlmModel::make_paged_cache(const PagedKvCacheConfig& config) const {
-  return std::make_unique<PagedKvCache>(kv_layout(), config, dtype_, device_);
+  return std::make_unique<PagedKvCache>(kv_layout(), config, kv_dtype(), device_);
 }
 
 OwnedTensor PlmModel::model_input(Tensor pixels, Stream s) const {

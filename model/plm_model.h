@@ -53,6 +53,10 @@ struct LoadOptions {
   // Every tensor in the working dtype (f32 on CPU), as the optimizer updates them; inference keeps
   // bf16-stored matrices bf16 on CPU.
   bool for_training = false;
+  // CPU inference: kF32 is the oracle (f32 activations, bf16 weights widened exactly); kBF16 the bf16 compute
+  // mode: GEMMs (LM head included) on bf16-rounded activations and bf16 weights with f32 sums, a bf16 KV cache,
+  // norms / softmax / RoPE and the residual stream in f32. CUDA always computes in bf16 (kF32 is its default).
+  DType cpu_compute = DType::kF32;
 };
 
 class PlmModel {
@@ -66,6 +70,10 @@ class PlmModel {
   const PlmConfig& config() const { return config_; }
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
+  // LoadOptions::cpu_compute on CPU; dtype() on CUDA.
+  DType compute_dtype() const { return compute_; }
+  // The KV caches' dtype: the activations' (dtype()), bf16 in the CPU bf16 compute mode.
+  DType kv_dtype() const { return compute_ == DType::kBF16 ? DType::kBF16 : dtype_; }
   // KV caches for this rank's layers, in the model's dtype on its device.
   KvLayout kv_layout() const {
     PLM_CHECK(decoder_ != nullptr) << "a vision-only model has no KV cache";
@@ -150,6 +158,7 @@ class PlmModel {
   ModelParallel parallel_;
   Device device_;
   DType dtype_ = DType::kF32;
+  DType compute_ = DType::kF32;
   WeightStorage storage_;  // owns every weight; the layers hold views
   TensorSlices slices_;    // the part of its HF tensor each parameter is
   std::optional<LoraSpec> lora_;

@@ -11,7 +11,7 @@ namespace plm::serve {
 absl::StatusOr<std::unique_ptr<DenseKvSpace>> DenseKvSpace::create(const model::PlmModel& model, int64_t bytes,
                                                                    int max_num_seqs, int64_t context_tokens) {
   const int64_t per_token =
-      static_cast<int64_t>(model::PagedKvCache::block_bytes(model.kv_layout(), 1, model.dtype()));
+      static_cast<int64_t>(model::PagedKvCache::block_bytes(model.kv_layout(), 1, model.kv_dtype()));
   const int64_t slot_tokens = std::min(context_tokens, bytes / (max_num_seqs * per_token));
   if (slot_tokens < kMinSequenceTokens) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -13,9 +13,9 @@ absl::StatusOr<std::unique_ptr<PagedKvSpace>> PagedKvSpace::create(const model::
   const int64_t block_tokens = config.block_tokens, bytes = config.bytes;
   if (block_tokens < 1) return absl::InvalidArgumentError(absl::StrCat("KV block of ", block_tokens, " tokens"));
   const model::KvLayout layout = model.kv_layout();
-  const size_t block_bytes = model::PagedKvCache::block_bytes(layout, block_tokens, model.dtype());
+  const size_t block_bytes = model::PagedKvCache::block_bytes(layout, block_tokens, model.kv_dtype());
   const int64_t num_blocks =
-      model::PagedKvCache::blocks_for_bytes(layout, block_tokens, model.dtype(), static_cast<size_t>(bytes));
+      model::PagedKvCache::blocks_for_bytes(layout, block_tokens, model.kv_dtype(), static_cast<size_t>(bytes));
   const int64_t max_tokens = std::min(context_tokens, num_blocks * block_tokens);
   if (max_tokens < kMinSequenceTokens) {
     return absl::InvalidArgumentError(absl::StrCat("the paged KV cache of ", bytes, " bytes holds ", num_blocks,

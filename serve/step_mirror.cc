@@ -186,7 +186,7 @@ absl::Status follow_steps(const model::PlmModel& model, MirrorChannel channel) {
     return absl::AbortedError("the leader (rank 0) stopped before serving; its log has the reason");
   }
   PLM_CHECK_EQ(h[0], kCache) << "step mirror: unexpected first message";
-  model::MirroredKvCache cache(model.kv_layout(), h[1], h[2], h[3], model.dtype(), model.device());
+  model::MirroredKvCache cache(model.kv_layout(), h[1], h[2], h[3], model.kv_dtype(), model.device());
   model::StepOutput out;
   while (true) {
     broadcast_header(*channel.control, h);

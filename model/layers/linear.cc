@@ -7,7 +7,7 @@ namespace plm::model {
 Linear Linear::rows(int64_t begin, int64_t end) const {
   PLM_CHECK(!lora.attached()) << "rows() of a projection with an adapter";
   return {.weight = weight.slice(0, begin, end), .bias = bias.defined() ? bias.slice(0, begin, end) : Tensor(),
-          .lora = {}};
+          .lora = {}, .compute = compute};
 }
 
 // x, y, dx and dy may carry any leading dims (and head dims): they are flattened to (rows, features).
@@ -15,7 +15,7 @@ void Linear::forward(Tensor y, Tensor x, Stream s) const {
   PLM_CHECK(!lora.attached()) << "an adapted projection's forward needs its LoraPass";
   const int64_t rows = x.numel() / in_features();
   matmul(y.reshape({rows, out_features()}), x.reshape({rows, in_features()}), weight,
-         {.trans_b = true, .bias = bias}, s);
+         {.trans_b = true, .bias = bias, .compute = compute}, s);
 }
 
 void Linear::backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options,

@@ -42,6 +42,7 @@ absl::StatusOr<LlamaDecoder> LlamaDecoder::load(const TextConfig& config, const 
   }
   const int64_t vocab_shard = config.vocab_size / tp;
   d.vocab_start_ = r * vocab_shard;
+  d.head_compute_ = loader.compute();
   const auto [first, last] = parallel.stage_layer_counts.empty()
                                  ? stage_layers(config.num_layers, parallel.pp_rank(), parallel.pp_size())
                                  : stage_layers(parallel.stage_layer_counts, parallel.pp_rank());
@@ -132,11 +133,11 @@ void LlamaDecoder::head(Tensor logits, Tensor normed, Tensor hidden, Stream s) c
   weights_.norm.forward(normed, hidden, s);
   if (!logits.defined()) return;
   if (tp_->size() == 1) {
-    matmul(logits, normed, weights_.lm_head, {.trans_b = true}, s);
+    matmul(logits, normed, weights_.lm_head, {.trans_b = true, .compute = head_compute_}, s);
     return;
   }
   OwnedTensor local({logits.size(0), weights_.lm_head.size(0)}, logits.dtype(), logits.device());
-  matmul(local, normed, weights_.lm_head, {.trans_b = true}, s);
+  matmul(local, normed, weights_.lm_head, {.trans_b = true, .compute = head_compute_}, s);
   distributed::gather_tp_blocks(logits, local, *tp_, s);
 }
 

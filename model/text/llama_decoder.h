@@ -143,6 +143,7 @@ class LlamaDecoder {
   int64_t vocab_start_ = 0;   // first vocabulary id of this rank's shard
   DecoderWeights weights_;
   OwnedTensor inv_freq_;      // (head_dim / 2) f32
+  DType head_compute_ = DType::kF32;  // the LM head GEMM's MatmulOptions::compute (the loader's)
 };
 
 }  // namespace plm::model

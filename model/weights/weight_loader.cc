@@ -18,7 +18,7 @@ absl::StatusOr<Tensor> WeightLoader::tensor_part(const std::string& name, int di
 DType WeightLoader::matrix_dtype(const std::string& name) const {
   const absl::StatusOr<TensorInfo> info = store_.info(name);
   const bool keep_bf16 = info.ok() && device_.is_cpu() && keep_bf16_matrices_ && info->dtype == DType::kBF16;
-  return keep_bf16 ? DType::kBF16 : dtype_;
+  return keep_bf16 || compute_ == DType::kBF16 ? DType::kBF16 : dtype_;
 }
 
 absl::StatusOr<Tensor> WeightLoader::matrix_part(const std::string& name, int dim, int part, int num_parts) const {
@@ -57,6 +57,7 @@ absl::StatusOr<Tensor> WeightLoader::stacked_parts(const std::string& name, cons
 
 absl::StatusOr<Linear> WeightLoader::linear(const std::string& prefix, bool has_bias) const {
   Linear l;
+  l.compute = compute_;
   PLM_ASSIGN_OR_RETURN(l.weight, matrix(prefix + "weight"));
   if (has_bias) {
     PLM_ASSIGN_OR_RETURN(l.bias, tensor(prefix + "bias"));
@@ -67,6 +68,7 @@ absl::StatusOr<Linear> WeightLoader::linear(const std::string& prefix, bool has_
 absl::StatusOr<Linear> WeightLoader::linear_part(const std::string& prefix, int dim, int part, int num_parts,
                                                  bool has_bias, bool bias_on_this_rank) const {
   Linear l;
+  l.compute = compute_;
   PLM_ASSIGN_OR_RETURN(l.weight, matrix_part(prefix + "weight", dim, part, num_parts));
   if (has_bias && dim == 0) {
     PLM_ASSIGN_OR_RETURN(l.bias, tensor_part(prefix + "bias", 0, part, num_parts));
@@ -81,6 +83,7 @@ absl::StatusOr<Linear> WeightLoader::stacked_row_parts(const std::string& prefix
   const std::string weight = prefix + "weight";
   PLM_RETURN_IF_ERROR(store_.info(weight).status());
   Linear l;
+  l.compute = compute_;
   PLM_ASSIGN_OR_RETURN(l.weight, stacked_parts(weight, parts, num_parts, matrix_dtype(weight)));
   if (has_bias) {
     PLM_ASSIGN_OR_RETURN(l.bias, stacked_parts(prefix + "bias", parts, num_parts, dtype_));

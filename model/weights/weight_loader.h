@@ -2,7 +2,9 @@
 // time, so peak memory is the model plus one tensor. Two dtypes: `dtype` for vectors and activations-like
 // tensors (norm weights, biases, LayerScale, position embeddings) and `matrix dtype` for GEMM weights and
 // embedding tables. On CPU matrices stay bf16 when the checkpoint stores bf16 (no value changes: the CPU
-// GEMM widens them exactly in registers, and decode reads half the bytes); everything else is f32.
+// GEMM widens them exactly in registers, and decode reads half the bytes); everything else is f32. In the CPU
+// bf16 compute mode (`compute` kBF16) every matrix is bf16 (rounded when the checkpoint stores f32) and every
+// linear computes in bf16 (Linear::compute).
 // The loaded bytes live in a WeightStorage owned by the model; layers hold views into it. Every tensor loaded is
 // recorded with the slice of the checkpoint tensor it is (model/weights/tensor_slice.h).
 #pragma once
@@ -26,16 +28,18 @@ class WeightLoader {
   // keep_bf16_matrices: on CPU, load bf16-stored matrices as bf16 (else as `dtype`; training needs f32).
   // slices: receives the slice of every tensor loaded, by name.
   WeightLoader(const WeightStore& store, WeightStorage& storage, TensorSlices& slices, Device device, DType dtype,
-               bool keep_bf16_matrices = true)
+               bool keep_bf16_matrices = true, DType compute = DType::kF32)
       : store_(store),
         storage_(storage),
         slices_(slices),
         device_(device),
         dtype_(dtype),
-        keep_bf16_matrices_(keep_bf16_matrices) {}
+        keep_bf16_matrices_(keep_bf16_matrices),
+        compute_(compute) {}
 
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
+  DType compute() const { return compute_; }
 
   absl::StatusOr<Tensor> tensor(const std::string& name) const;
   // Part `part` of `num_parts` equal contiguous parts of dim `dim` (tensor-parallel shards).
@@ -67,6 +71,7 @@ class WeightLoader {
   Device device_;
   DType dtype_;
   bool keep_bf16_matrices_;
+  DType compute_;
 };
 
 }  // namespace plm::model

@@ -1,9 +1,10 @@
 // The CPU attention forwards the model runs, dense (attention_forward) and paged (paged_attention_forward): per
 // (sequence, kv head) and block of ~256 query rows (queries x the query heads sharing the kv head), one GEMM for
-// the scores (sgemm.h), a vectorised row softmax (attention_simd.h), one GEMM with the values; sequences with
+// the scores (sgemm.h), a vectorised row softmax (vector_kernels.h), one GEMM with the values; sequences with
 // decode-sized blocks take the split-keys path (attention_split_keys.h). Both read rows through
 // AttentionGeometry, so a paged sequence gets exactly the dense arithmetic. Same contract as
-// kernel_signatures.inc, tested against the plain loop attention_forward_reference.
+// kernel_signatures.inc, tested against the plain loop attention_forward_reference. A paged cache may be bf16
+// (the bf16 compute mode's KV cache): its rows are widened exactly when packed or read.
 // OpenMP runs over blocks with single-threaded BLAS inside (see SerialBlasScope).
 #include <algorithm>
 #include <cmath>
@@ -13,8 +14,9 @@
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_split_keys.h"
 #include "core/kernels/cpu/attention_geometry.h"
-#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/vector_kernels.h"
 #include "core/kernels/cpu/checks.h"
+#include "core/kernels/cpu/gemm_bf16.h"
 #include "core/kernels/cpu/parallel.h"
 #include "core/kernels/cpu/sgemm.h"
 
@@ -85,11 +87,15 @@ class PackedKv {
     k_ = k_storage.data();
     v_ = v_storage.data();
   }
-  void pack(const float* k, const float* v, int64_t b, int64_t kv_head) {
+  template <typename KV>  // float or bf16
+  void pack(const KV* k, const KV* v, int64_t b, int64_t kv_head) {
     const int64_t offset = this->offset(b, kv_head);
+    const auto widened = [](KV x) { return static_cast<float>(x); };
     for (int64_t j = 0; j < g_.valid_keys(b); ++j) {
-      std::copy_n(k + g_.kv_row(b, j, kv_head), g_.head_dim, k_ + offset + j * g_.head_dim);
-      std::copy_n(v + g_.kv_row(b, j, kv_head), g_.head_dim, v_ + offset + j * g_.head_dim);
+      const KV* k_row = k + g_.kv_row(b, j, kv_head);
+      const KV* v_row = v + g_.kv_row(b, j, kv_head);
+      std::transform(k_row, k_row + g_.head_dim, k_ + offset + j * g_.head_dim, widened);
+      std::transform(v_row, v_row + g_.head_dim, v_ + offset + j * g_.head_dim, widened);
     }
   }
   const float* k(int64_t b, int64_t kv_head) const { return k_ + offset(b, kv_head); }
@@ -113,7 +119,7 @@ struct Block {
 // The inputs every block reads.
 struct AttentionInputs {
   const AttentionGeometry& g;
-  const AttentionSimd& simd;
+  const VectorKernels& simd;
   const float* q;
   const PackedKv& packed;
   float* out;
@@ -141,7 +147,7 @@ void values_by_gemm(const AttentionInputs& in, const Block& blk, int64_t rows, i
 }
 
 // Turns the scores of query i into exp(s - max) over its visible keys and 0 over the rest of [0, n).
-void softmax_row(const AttentionGeometry& g, const AttentionSimd& simd, int64_t b, int64_t i, int64_t n,
+void softmax_row(const AttentionGeometry& g, const VectorKernels& simd, int64_t b, int64_t i, int64_t n,
                  float* scores, float& max_out, float& sum_out) {
   const VisibleKeys keys = visible_keys(g, b, i);
   if (keys.segments) {
@@ -204,14 +210,15 @@ std::vector<Block> make_blocks(const AttentionGeometry& g) {
   return blocks;
 }
 
-// The forward of both entry points on checked inputs.
-void attend(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out, float* lse) {
+// The forward of both entry points on checked inputs; KV is float or bf16.
+template <typename KV>
+void attend(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse) {
   attention_forward_split_keys(g, q, k, v, out, lse);
   const std::vector<Block> blocks = make_blocks(g);
   if (blocks.empty()) return;
   PackedKv packed(g);
   const AttentionInputs in{
-      .g = g, .simd = attention_simd(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
+      .g = g, .simd = vector_kernels(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
   const SerialBlasScope serial_blas;
 #pragma omp parallel if (g.work() >= kMinParallelWork)
   {
@@ -241,13 +248,20 @@ void paged_attention_forward(Tensor out, Tensor q, Tensor k_cache, Tensor v_cach
                              Stream) {
   const AttentionGeometry g = check_paged_attention("paged_attention_forward", q, k_cache, v_cache, batch);
   check_f32("paged_attention_forward", "out", out, q.shape());
-  attend(g, q.data_as<float>(), k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), nullptr);
+  if (k_cache.dtype() == DType::kBF16) {
+    attend(g, q.data_as<float>(), k_cache.data_as<bf16>(), v_cache.data_as<bf16>(), out.data_as<float>(), nullptr);
+  } else {
+    attend(g, q.data_as<float>(), k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), nullptr);
+  }
 }
 
 void paged_kv_write(Tensor k_cache, Tensor v_cache, Tensor k, Tensor v, Tensor slots, Stream) {
   constexpr const char* kOp = "paged_kv_write";
-  check_tensor(kOp, "k_cache", k_cache, DType::kF32);
-  check_f32(kOp, "v_cache", v_cache, k_cache.shape());
+  PLM_CHECK(k_cache.defined() && (k_cache.dtype() == DType::kF32 || k_cache.dtype() == DType::kBF16))
+      << kOp << ": k_cache must be f32 or bf16, got " << k_cache.describe();
+  check_tensor(kOp, "k_cache", k_cache, k_cache.dtype());
+  check_tensor(kOp, "v_cache", v_cache, k_cache.dtype());
+  check_shape(kOp, "v_cache", v_cache, k_cache.shape());
   check_rank(kOp, "k_cache", k_cache, 4);
   const int64_t tokens = k.size(0), row = k_cache.size(2) * k_cache.size(3);
   const int64_t num_rows = k_cache.size(0) * k_cache.size(1);
@@ -259,8 +273,17 @@ void paged_kv_write(Tensor k_cache, Tensor v_cache, Tensor k, Tensor v, Tensor s
   for (int64_t t = 0; t < tokens; ++t) {
     PLM_CHECK(0 <= slot[t] && slot[t] < num_rows)
         << kOp << ": slots[" << t << "] = " << slot[t] << " outside the cache's " << num_rows << " rows";
-    std::copy_n(k.data_as<float>() + t * row, row, k_cache.data_as<float>() + slot[t] * row);
-    std::copy_n(v.data_as<float>() + t * row, row, v_cache.data_as<float>() + slot[t] * row);
+  }
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* k_row = k.data_as<float>() + t * row;
+    const float* v_row = v.data_as<float>() + t * row;
+    if (k_cache.dtype() == DType::kBF16) {  // rounded to nearest even
+      round_to_bf16(k_row, k_cache.data_as<bf16>() + slot[t] * row, row);
+      round_to_bf16(v_row, v_cache.data_as<bf16>() + slot[t] * row, row);
+    } else {
+      std::copy_n(k_row, row, k_cache.data_as<float>() + slot[t] * row);
+      std::copy_n(v_row, row, v_cache.data_as<float>() + slot[t] * row);
+    }
   }
 }
 

@@ -51,11 +51,14 @@ AttentionGeometry check_attention(const char* op, Tensor q, Tensor k, Tensor v, 
 AttentionGeometry check_paged_attention(const char* op, Tensor q, Tensor k_cache, Tensor v_cache,
                                         const PagedAttentionBatch& batch) {
   check_tensor(op, "q", q, DType::kF32);
-  check_tensor(op, "k_cache", k_cache, DType::kF32);
+  PLM_CHECK(k_cache.defined() && (k_cache.dtype() == DType::kF32 || k_cache.dtype() == DType::kBF16))
+      << op << ": k_cache must be f32 or bf16, got " << k_cache.describe();
+  check_tensor(op, "k_cache", k_cache, k_cache.dtype());
   PLM_CHECK(q.rank() == 3 && k_cache.rank() == 4 && q.size(2) == k_cache.size(3))
       << op << ": q " << q.describe() << " must be (T, Hq, Dh) and k_cache " << k_cache.describe()
       << " (num_blocks, block_size, Hkv, Dh)";
-  check_f32(op, "v_cache", v_cache, k_cache.shape());
+  check_tensor(op, "v_cache", v_cache, k_cache.dtype());
+  check_shape(op, "v_cache", v_cache, k_cache.shape());
   check_tensor(op, "block_tables", batch.block_tables, DType::kI32);
   check_rank(op, "block_tables", batch.block_tables, 2);
   const int64_t num_sequences = batch.block_tables.size(0);

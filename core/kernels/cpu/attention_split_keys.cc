@@ -8,7 +8,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/vector_kernels.h"
 #include "core/kernels/cpu/parallel.h"
 
 namespace plm::cpu {
@@ -24,19 +24,23 @@ struct ChunkPartials {
   std::vector<float> acc;    // (R, Dh) sum of exp(s - max) v
 };
 
-// Keys [j0, j1) of sequence b for every query row of it.
-void attend_chunk(const AttentionGeometry& g, const AttentionSimd& simd, const float* q, const float* k,
-                  const float* v, int64_t b, int64_t j0, int64_t j1, ChunkPartials& part, std::vector<float>& scores) {
+float kv_dot(const VectorKernels& simd, const float* q, const float* k, int64_t n) { return simd.dot(q, k, n); }
+float kv_dot(const VectorKernels& simd, const float* q, const bf16* k, int64_t n) { return simd.dot_bf16(q, k, n); }
+
+// Keys [j0, j1) of sequence b for every query row of it; KV is float or bf16.
+template <typename KV>
+void attend_chunk(const AttentionGeometry& g, const VectorKernels& simd, const float* q, const KV* k, const KV* v,
+                  int64_t b, int64_t j0, int64_t j1, ChunkPartials& part, std::vector<float>& scores) {
   const int64_t q_len = g.query_len(b), rows = q_len * g.num_q_heads, width = j1 - j0, dim = g.head_dim;
   const int64_t group = g.group_size();
   scores.resize(static_cast<size_t>(rows * width));
   // Key by key over all kv heads: one contiguous (Hkv, Dh) slab of k per key.
   for (int64_t j = j0; j < j1; ++j) {
-    const float* k_slab = k + g.kv_row(b, j, 0);
+    const KV* k_slab = k + g.kv_row(b, j, 0);
     for (int64_t i = 0; i < q_len; ++i) {
       for (int64_t h = 0; h < g.num_q_heads; ++h) {
         const int64_t r = i * g.num_q_heads + h;
-        scores[r * width + j - j0] = g.scale * simd.dot(q + g.q_row(b, i, h), k_slab + (h / group) * dim, dim);
+        scores[r * width + j - j0] = g.scale * kv_dot(simd, q + g.q_row(b, i, h), k_slab + (h / group) * dim, dim);
       }
     }
   }
@@ -54,12 +58,12 @@ void attend_chunk(const AttentionGeometry& g, const AttentionSimd& simd, const f
   }
   std::fill(part.acc.begin(), part.acc.end(), 0.0f);
   for (int64_t j = j0; j < j1; ++j) {
-    const float* v_slab = v + g.kv_row(b, j, 0);
+    const KV* v_slab = v + g.kv_row(b, j, 0);
     for (int64_t r = 0; r < rows; ++r) {
       const float p = scores[r * width + j - j0];
-      const float* v_row = v_slab + ((r % g.num_q_heads) / group) * dim;
+      const KV* v_row = v_slab + ((r % g.num_q_heads) / group) * dim;
       float* acc = part.acc.data() + r * dim;
-      for (int64_t d = 0; d < dim; ++d) acc[d] += p * v_row[d];
+      for (int64_t d = 0; d < dim; ++d) acc[d] += p * static_cast<float>(v_row[d]);
     }
   }
 }
@@ -69,11 +73,9 @@ int64_t range_of(const std::vector<int64_t>& starts, int64_t index) {
   return std::upper_bound(starts.begin(), starts.end(), index) - starts.begin() - 1;
 }
 
-}  // namespace
-
-void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const float* k, const float* v,
-                                  float* out, float* lse) {
-  const AttentionSimd& simd = attention_simd(best_simd_isa());
+template <typename KV>
+void split_keys(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse) {
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
   const int64_t dim = g.head_dim;
   // Per sequence of this path: the keys its last query sees (the most any of its queries sees) in chunks, and
   // its query rows (Sq x Hq), both numbered across sequences. Other sequences get none of either.
@@ -126,6 +128,18 @@ void attention_forward_split_keys(const AttentionGeometry& g, const float* q, co
       if (lse) lse[g.lse_index(b, h, i)] = max_score + std::log(sum);
     }
   }
+}
+
+}  // namespace
+
+void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const float* k, const float* v,
+                                  float* out, float* lse) {
+  split_keys(g, q, k, v, out, lse);
+}
+
+void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const bf16* k, const bf16* v,
+                                  float* out, float* lse) {
+  split_keys(g, q, k, v, out, lse);
 }
 
 }  // namespace plm::cpu

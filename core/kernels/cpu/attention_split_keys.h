@@ -19,7 +19,10 @@ inline bool takes_split_keys(const AttentionGeometry& g, int64_t b) {
 
 // out (B, Sq, Hq, Dh) or packed, and lse (B, Hq, Sq) or null, from q, k, v as in kernel_signatures.inc, for
 // the sequences that take_split_keys; the other sequences' rows are left as they are.
+// k and v f32, or bf16 (a bf16 KV cache, widened exactly).
 void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const float* k, const float* v,
+                                  float* out, float* lse);
+void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const bf16* k, const bf16* v,
                                   float* out, float* lse);
 
 }  // namespace plm::cpu

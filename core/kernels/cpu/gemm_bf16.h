@@ -1,8 +1,13 @@
-// CPU GEMM with bf16 weights in the nn.Linear layout: c (M, N) = alpha * a (M, K) w (N, K)^T + beta * c, with
+// CPU GEMMs with bf16 weights in the nn.Linear layout: c (M, N) = alpha * a (M, K) w (N, K)^T + beta * c, with
 // a and c f32. The weights stay bf16 in memory, half the bytes of f32 (batch-1 decode is bound by reading
-// them), and are widened to f32 in registers, which is exact: the result differs from the f32 GEMM on the
-// widened weights only in accumulation order. Activations are never rounded. Calls from different threads are
-// independent (the widened-blocks path keeps an 8 MiB scratch per calling thread).
+// them). Two modes:
+// - gemm_bf16_weights (the f32 oracle): weights widened to f32 in registers, which is exact: the result differs
+//   from the f32 GEMM on the widened weights only in accumulation order. Activations are never rounded.
+// - gemm_bf16_inputs (the bf16 compute mode): activations rounded to bf16 first (nearest even, as PyTorch holds
+//   a bf16 activation), then bf16 x bf16 products summed in f32: vdpbf16ps where the CPU has AVX512-BF16, else
+//   the widening kernels on the rounded activations (every product is exact in f32 either way, so the two
+//   differ only in summation order and in vdpbf16ps flushing subnormals).
+// Calls from different threads are independent (scratch buffers are per calling thread).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +21,7 @@ enum class SimdIsa { kScalar, kAvx2, kAvx512 };
 
 SimdIsa best_simd_isa();  // the widest one this CPU (and OS) runs
 const char* simd_isa_name(SimdIsa isa);
+bool cpu_has_avx512_bf16();  // vdpbf16ps (AVX512-BF16 with AVX512-BW for the masks)
 
 struct Bf16WeightGemm {
   const float* a;  // (M, K)
@@ -35,5 +41,14 @@ void gemm_bf16_weights(const Bf16WeightGemm& g);
 //   (core/kernels/cpu/sgemm.h): prefill (large M) runs at BLAS speed.
 void gemm_bf16_tiles(const Bf16WeightGemm& g, SimdIsa isa);
 void gemm_bf16_widened_blocks(const Bf16WeightGemm& g, SimdIsa isa);
+
+// The bf16 compute mode's GEMM. kDotBf16 needs cpu_has_avx512_bf16(); kWidened runs anywhere (and is what
+// the first overload picks without AVX512-BF16).
+enum class Bf16InputKernel { kDotBf16, kWidened };
+void gemm_bf16_inputs(const Bf16WeightGemm& g);
+void gemm_bf16_inputs(const Bf16WeightGemm& g, Bf16InputKernel kernel);
+
+// dst[i] = bf16(src[i]) (nearest even, NaN kept), bit-identical to bf16's constructor, vectorised.
+void round_to_bf16(const float* src, bf16* dst, int64_t count);
 
 }  // namespace plm::cpu

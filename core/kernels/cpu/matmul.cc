@@ -1,6 +1,7 @@
 // CPU GEMM: c (..., M, N) = alpha * op(a) op(b) + beta * c + bias, in f32. An f32 b goes to sgemm (OpenBLAS
 // or a plain loop); a bf16 b (weights, (N, K) with trans_b) stays bf16 and goes to the bf16-weight GEMM,
-// which widens it in registers. With beta == 0, c is overwritten and never read (NaN in c does not leak).
+// which widens it in registers (or, in the bf16 compute mode, rounds a to bf16 and multiplies bf16 pairs). With
+// beta == 0, c is overwritten and never read (NaN in c does not leak).
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/gemm_bf16.h"
@@ -27,15 +28,18 @@ void run_f32(Sgemm g, int64_t batch, bool shared_b) {
   }
 }
 
-// The same for bf16 weights (trans_b, plain a).
-void run_bf16(Bf16WeightGemm g, int64_t batch, bool shared_b) {
+// The same for bf16 weights (trans_b, plain a), exact or with bf16-rounded activations.
+void run_bf16(Bf16WeightGemm g, int64_t batch, bool shared_b, DType compute) {
+  const auto gemm = [compute](const Bf16WeightGemm& one) {
+    compute == DType::kBF16 ? gemm_bf16_inputs(one) : gemm_bf16_weights(one);
+  };
   if (shared_b) {
     g.m *= batch;
-    gemm_bf16_weights(g);
+    gemm(g);
     return;
   }
   for (int64_t i = 0; i < batch; ++i) {
-    gemm_bf16_weights(g);
+    gemm(g);
     g.a += g.m * g.k;
     g.w += g.k * g.n;
     g.c += g.m * g.n;
@@ -53,6 +57,9 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream) 
   PLM_CHECK(b.dtype() == DType::kF32 || (options.trans_b && !options.trans_a))
       << "matmul: bf16 b (weights) needs trans_b and a plain a, got b " << b.describe() << " with trans_a "
       << options.trans_a << ", trans_b " << options.trans_b;
+  PLM_CHECK(options.compute == DType::kF32 || (options.compute == DType::kBF16 && b.dtype() == DType::kBF16))
+      << "matmul: the CPU computes in bf16 only with bf16 weights, got b " << b.describe() << " and compute "
+      << dtype_name(options.compute);
   const int rank = c.rank();
   PLM_CHECK(rank >= 2 && a.rank() == rank && (b.rank() == rank || b.rank() == 2))
       << "matmul: ranks of c " << c.describe() << ", a " << a.describe() << ", b " << b.describe();
@@ -81,7 +88,7 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream) 
   if (b.dtype() == DType::kBF16) {
     run_bf16({.a = a.data_as<float>(), .w = b.data_as<bf16>(), .c = c.data_as<float>(), .m = m, .n = n, .k = k,
               .alpha = options.alpha, .beta = options.beta},
-             batch, shared_b);
+             batch, shared_b, options.compute);
   } else {
     run_f32({.a = a.data_as<float>(), .b = b.data_as<float>(), .c = c.data_as<float>(), .m = m, .n = n, .k = k,
              .trans_a = options.trans_a, .trans_b = options.trans_b, .alpha = options.alpha, .beta = options.beta,

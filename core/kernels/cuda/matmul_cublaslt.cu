@@ -213,6 +213,8 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream s
             b.dtype() == c.dtype())
       << "matmul (CUDA): a, b, c must all be f32 or all bf16, got a " << a.describe() << ", b " << b.describe()
       << ", c " << c.describe();
+  PLM_CHECK(options.compute == DType::kF32 || options.compute == c.dtype())
+      << "matmul (CUDA): compute " << dtype_name(options.compute) << " with " << c.describe() << " operands";
   PLM_CHECK(c.is_contiguous() && a.is_contiguous() && b.is_contiguous())
       << "matmul: needs contiguous tensors, got c " << c.describe() << ", a " << a.describe() << ", b "
       << b.describe();

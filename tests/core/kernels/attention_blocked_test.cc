@@ -15,7 +15,7 @@
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_reference.h"
-#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/vector_kernels.h"
 #include "tests/core/test_util.h"
 
 namespace plm {
@@ -196,7 +196,7 @@ std::vector<SimdIsa> runnable_isas() {
   return isas;
 }
 
-TEST(CpuAttentionSimd, ExpMatchesStdExp) {
+TEST(CpuVectorKernels, ExpMatchesStdExp) {
   // Steps of 1/1024 over the range with normal results, an odd count for the tails.
   std::vector<float> inputs;
   for (double x = -87.3; x <= 88.3; x += 1.0 / 1024) inputs.push_back(static_cast<float>(x));
@@ -205,7 +205,7 @@ TEST(CpuAttentionSimd, ExpMatchesStdExp) {
   inputs.push_back(1e-30f);
   for (const SimdIsa isa : runnable_isas()) {
     SCOPED_TRACE(cpu::simd_isa_name(isa));
-    const cpu::AttentionSimd& simd = cpu::attention_simd(isa);
+    const cpu::VectorKernels& simd = cpu::vector_kernels(isa);
     std::vector<float> y = inputs;
     simd.exp_sum(y.data(), static_cast<int64_t>(y.size()), 0.0f);
     double max_relative = 0.0;
@@ -229,11 +229,11 @@ TEST(CpuAttentionSimd, ExpMatchesStdExp) {
   }
 }
 
-TEST(CpuAttentionSimd, ExpEdgesGiveZeroInfOrNaNNeverGarbage) {
+TEST(CpuVectorKernels, ExpEdgesGiveZeroInfOrNaNNeverGarbage) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (const SimdIsa isa : runnable_isas()) {
     SCOPED_TRACE(cpu::simd_isa_name(isa));
-    const cpu::AttentionSimd& simd = cpu::attention_simd(isa);
+    const cpu::VectorKernels& simd = cpu::vector_kernels(isa);
     // Very negative inputs (all a masked score can be) give 0 or a subnormal (scalar), never NaN.
     std::vector<float> y = {-kInf, -FLT_MAX, -1e30f, -1000.0f, -104.0f, -88.0f, -87.5f};
     const float sum = simd.exp_sum(y.data(), static_cast<int64_t>(y.size()), 0.0f);
@@ -254,10 +254,10 @@ TEST(CpuAttentionSimd, ExpEdgesGiveZeroInfOrNaNNeverGarbage) {
   }
 }
 
-TEST(CpuAttentionSimd, RowMaxAndDotMatchLoopsAtEveryTail) {
+TEST(CpuVectorKernels, RowMaxAndDotMatchLoopsAtEveryTail) {
   for (const SimdIsa isa : runnable_isas()) {
     SCOPED_TRACE(cpu::simd_isa_name(isa));
-    const cpu::AttentionSimd& simd = cpu::attention_simd(isa);
+    const cpu::VectorKernels& simd = cpu::vector_kernels(isa);
     for (int64_t n = 0; n <= 70; ++n) {
       OwnedTensor a = testing::random_tensor({n + 1}, 10 + n, -3.0f, 3.0f), b = testing::random_tensor({n + 1}, 90 + n);
       const std::vector<float> x = testing::to_vector(a), w = testing::to_vector(b);

@@ -50,6 +50,35 @@ TEST_P(PagedAttention, MatchesTheDenseForwardPerSequence) {
   ASSERT_EQ(row * q_row + 2 * q_row, out.numel());
 }
 
+// A bf16 cache (the bf16 compute mode's): paged_kv_write rounds k and v to nearest even, and the forward gives the
+// dense forward on those rounded keys and values (up to the order the compiler sums a widened row in: 1 ulp).
+TEST_P(PagedAttention, Bf16CacheEqualsTheDenseForwardOnRoundedKeys) {
+  const PagedCase& c = GetParam();
+  const PagedInputs in = testing::make_paged_inputs(c, DType::kF32, 43);
+  OwnedTensor k_cache = testing::nan_pool(c, in.num_blocks, DType::kBF16);
+  OwnedTensor v_cache = testing::nan_pool(c, in.num_blocks, DType::kBF16);
+  cpu::paged_kv_write(k_cache, v_cache, in.k_new, in.v_new, in.slots);
+  OwnedTensor out(in.q.shape(), DType::kF32);
+  cpu::paged_attention_forward(out, in.q, k_cache, v_cache, in.batch());
+  const auto rounded = [](Tensor x) {
+    OwnedTensor narrow(x.shape(), DType::kBF16), wide(x.shape(), DType::kF32);
+    cpu::cast(narrow, x);
+    cpu::cast(wide, narrow);
+    return wide;
+  };
+  int64_t row = 0;
+  for (size_t b = 0; b < c.sequences.size(); ++b) {
+    const int64_t q_len = c.sequences[b].q_len;
+    if (q_len == 0) continue;
+    const Tensor got = out.view().slice(0, row, row + q_len).reshape({1, q_len, c.num_q_heads, c.head_dim});
+    OwnedTensor dense(in.queries[b].shape(), DType::kF32);
+    cpu::attention_forward(dense, Tensor(), in.queries[b], rounded(in.keys[b]), rounded(in.values[b]),
+                           {.causal = true});
+    EXPECT_TRUE(testing::all_close(got, dense, 1e-7f, 1e-6f)) << "sequence " << b;
+    row += q_len;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, PagedAttention, ::testing::ValuesIn(testing::paged_cases()),
                          [](const ::testing::TestParamInfo<PagedCase>& info) { return info.param.name; });
 

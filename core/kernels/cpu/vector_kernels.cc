@@ -1,10 +1,11 @@
-// The kernels of core/kernels/cpu/attention_simd.h: scalar loops with std::exp, and one source
-// (attention_simd_kernels.inc) compiled for AVX2+FMA and AVX-512F in target regions, so a build without
+// The kernels of core/kernels/cpu/vector_kernels.h: scalar loops with std::exp, and one source
+// (vector_kernels.inc) compiled for AVX2+FMA and AVX-512F in target regions, so a build without
 // -march=native still runs the widest ISA the CPU has.
-#include "core/kernels/cpu/attention_simd.h"
+#include "core/kernels/cpu/vector_kernels.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "core/check.h"
@@ -21,6 +22,7 @@ namespace {
 // reduction would overflow (n = 128) and they return +inf.
 constexpr float kExpMinInput = -87.3365448f;  // ln(FLT_MIN)
 constexpr float kExpMaxInput = 88.37f;
+constexpr float kInvSqrt2 = 0.70710678118654752f;
 
 namespace scalar {
 
@@ -45,6 +47,20 @@ float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+float dot_bf16(const float* a, const bf16* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t d = 0; d < n; ++d) s += a[d] * static_cast<float>(b[d]);
+  return s;
+}
+
+void gelu(const float* x, float* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = 0.5f * x[j] * (1.0f + std::erf(x[j] * kInvSqrt2));
+}
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = gate[j] / (1.0f + std::exp(-gate[j])) * up[j];
+}
+
 }  // namespace scalar
 
 #if defined(__x86_64__)
@@ -57,6 +73,11 @@ struct Simd {
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  // bf16 is the top half of an f32: zero-extend to 32 bits and shift up (exact).
+  static V widen(const bf16* p) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+  }
   // Lanes [0, count) valid, count in [1, kWidth).
   static __m256i tail_mask(int64_t count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -69,6 +90,11 @@ struct Simd {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V abs(V x) { return _mm256_andnot_ps(set1(-0.0f), x); }
+  static V copy_sign(V magnitude, V sign) {  // magnitude >= 0
+    return _mm256_or_ps(magnitude, _mm256_and_ps(set1(-0.0f), sign));
+  }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a b
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
@@ -95,7 +121,7 @@ struct Simd {
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
   }
 };
-#include "core/kernels/cpu/attention_simd_kernels.inc"
+#include "core/kernels/cpu/vector_kernels.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 
@@ -113,6 +139,10 @@ struct Simd {
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V widen(const bf16* p) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  }
   static __mmask16 tail_mask(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }
   static V load_tail(const float* p, int64_t count, float fill) {
     return _mm512_mask_loadu_ps(set1(fill), tail_mask(count), p);
@@ -121,6 +151,12 @@ struct Simd {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V abs(V x) { return _mm512_abs_ps(x); }
+  static V copy_sign(V magnitude, V sign) {  // magnitude >= 0; integer ops: AVX-512F has no float and/or
+    const __m512i sign_bits = _mm512_and_si512(_mm512_castps_si512(sign), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign_bits));
+  }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a b
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
@@ -136,7 +172,7 @@ struct Simd {
   static float reduce_add(V v) { return _mm512_reduce_add_ps(v); }
   static float reduce_max(V v) { return _mm512_reduce_max_ps(v); }
 };
-#include "core/kernels/cpu/attention_simd_kernels.inc"
+#include "core/kernels/cpu/vector_kernels.inc"
 }  // namespace avx512
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
@@ -144,14 +180,17 @@ struct Simd {
 
 }  // namespace
 
-const AttentionSimd& attention_simd(SimdIsa isa) {
+const VectorKernels& vector_kernels(SimdIsa isa) {
   PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
       << "attention_simd: this CPU cannot run " << simd_isa_name(isa) << " (best: "
       << simd_isa_name(best_simd_isa()) << ")";
-  static const AttentionSimd scalar_kernels{scalar::row_max, scalar::exp_sum, scalar::dot};
+  static const VectorKernels scalar_kernels{scalar::row_max, scalar::exp_sum, scalar::dot, scalar::dot_bf16,
+                                            scalar::gelu,    scalar::swiglu};
 #if defined(__x86_64__)
-  static const AttentionSimd avx2_kernels{avx2::row_max, avx2::exp_sum, avx2::dot};
-  static const AttentionSimd avx512_kernels{avx512::row_max, avx512::exp_sum, avx512::dot};
+  static const VectorKernels avx2_kernels{avx2::row_max, avx2::exp_sum, avx2::dot,   avx2::dot_bf16,
+                                          avx2::gelu,    avx2::swiglu};
+  static const VectorKernels avx512_kernels{avx512::row_max, avx512::exp_sum, avx512::dot,   avx512::dot_bf16,
+                                            avx512::gelu,    avx512::swiglu};
 #endif
   switch (isa) {
 #if defined(__x86_64__)
