@@ -38,7 +38,8 @@ cat "$scratch/full.log"
 [ "$code" -eq 1 ] || fail "exit status $code on a full disk, expected 1"
 grep -qE "^plm train: .*checkpoint of step 4 not saved .*checkpoints/step-00000004\.tmp-[0-9]+/[^ ]+: .*No space left on device" \
   "$scratch/full.log" || fail "no message naming the step, the file and the full disk"
-[ "$(ls "$out/checkpoints")" = step-00000002 ] || fail "checkpoints/ holds $(ls "$out/checkpoints" | tr '\n' ' '), expected step-00000002 only"
+held=$(find "$out/checkpoints" -mindepth 1 -maxdepth 1 -printf '%f ')
+[ "$held" = "step-00000002 " ] || fail "checkpoints/ holds $held, expected step-00000002 only"
 [ -e "$out/checkpoints/step-00000002/COMPLETE" ] || fail "the previous checkpoint has no COMPLETE marker"
 
 # Room again (the run's directory copied to a disk with space): it resumes from step 2 to the same weights.
