@@ -33,8 +33,9 @@ else
 fi
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: needs clang++ (libFuzzer)" >&2; exit 2; }
+# No -Werror here, even in CI: the fuzz build is clang's, whose warnings differ from the GCC build that CI
+# already holds to -Werror; what this build is for is crashes and sanitizer reports.
 werror=OFF
-if [[ "${CI:-}" == "true" ]]; then werror=ON; fi
 # Release keeps the CUDA objects' flags those of build/ (ccache shares them); C++ gets -O1 -g for the sanitizers.
 if [[ ! -f build-fuzz/build.ninja ]]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g" \
