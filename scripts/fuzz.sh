@@ -47,7 +47,9 @@ nice -n 10 cmake --build build-fuzz -j "${PLM_JOBS:-$(nproc)}" --target "${build
 [[ "$what" == build ]] && exit 0
 
 # The targets' scratch files: on tmpfs when there is one (5x the executions of a disk for the file-reading targets).
-if [[ -d /dev/shm && -w /dev/shm ]]; then export TMPDIR="/dev/shm/plm-fuzz-$(id -u)"; else export TMPDIR="$PWD/build-fuzz/tmp"; fi
+TMPDIR="$PWD/build-fuzz/tmp"
+if [[ -d /dev/shm && -w /dev/shm ]]; then TMPDIR="/dev/shm/plm-fuzz-$(id -u)"; fi
+export TMPDIR
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
