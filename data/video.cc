@@ -24,6 +24,7 @@ extern "C" {
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "data/ffmpeg_handles.h"
 #include "data/ffmpeg_log.h"
 
 namespace plm::data {
@@ -38,20 +39,6 @@ std::string av_error_text(int code) {
 struct FormatCloser {
   void operator()(AVFormatContext* c) const { avformat_close_input(&c); }
 };
-struct CodecFreer {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFreer {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFreer {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct SwsFreer {
-  void operator()(SwsContext* c) const { sws_freeContext(c); }
-};
-using PacketPtr = std::unique_ptr<AVPacket, PacketFreer>;
-using FramePtr = std::unique_ptr<AVFrame, FrameFreer>;
 
 // FFmpeg polls this during blocking I/O; a nonzero answer aborts the call.
 struct Deadline {
@@ -254,7 +241,7 @@ class FrameDecoder {
       : demuxer_(std::move(demuxer)), frame_(av_frame_alloc()), packet_(av_packet_alloc()) {}
 
   std::unique_ptr<Demuxer> demuxer_;
-  std::unique_ptr<AVCodecContext, CodecFreer> codec_;
+  CodecPtr codec_;
   FramePtr frame_;
   PacketPtr packet_;
   bool at_end_of_file_ = false;
@@ -304,7 +291,7 @@ class RgbConverter {
 
  private:
   static constexpr int kRowPadding = 64;
-  std::unique_ptr<SwsContext, SwsFreer> context_;
+  SwsPtr context_;
   std::vector<uint8_t> padded_;  // (height + 1, padded row)
   int width_ = 0, height_ = 0;
   AVPixelFormat format_ = AV_PIX_FMT_NONE;

@@ -12,6 +12,7 @@ extern "C" {
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "data/ffmpeg_handles.h"
 #include "data/ffmpeg_log.h"
 
 namespace plm::data {
@@ -30,18 +31,6 @@ struct OutputCloser {
     if (c->pb != nullptr) avio_closep(&c->pb);
     avformat_free_context(c);
   }
-};
-struct CodecFreer {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFreer {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFreer {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct SwsFreer {
-  void operator()(SwsContext* c) const { sws_freeContext(c); }
 };
 
 // One open mp4 file with one H.264 stream; write() encodes a frame, finish() flushes and writes the trailer.
@@ -147,11 +136,11 @@ class Mp4Writer {
   int width_, height_;
   VideoEncodeOptions options_;
   std::unique_ptr<AVFormatContext, OutputCloser> output_;
-  std::unique_ptr<AVCodecContext, CodecFreer> encoder_;
+  CodecPtr encoder_;
   AVStream* stream_ = nullptr;  // owned by output_
-  std::unique_ptr<AVFrame, FrameFreer> frame_;
-  std::unique_ptr<AVPacket, PacketFreer> packet_;
-  std::unique_ptr<SwsContext, SwsFreer> to_yuv_;
+  FramePtr frame_;
+  PacketPtr packet_;
+  SwsPtr to_yuv_;
 };
 
 }  // namespace

@@ -12,6 +12,7 @@ extern "C" {
 #include <memory>
 
 #include "core/check.h"
+#include "data/ffmpeg_handles.h"
 
 namespace plm::testing {
 namespace {
@@ -22,16 +23,7 @@ std::string av_text(int code) {
   return text;
 }
 
-struct CodecFreer {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFreer {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFreer {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-using EncoderPtr = std::unique_ptr<AVCodecContext, CodecFreer>;
+using EncoderPtr = data::CodecPtr;
 
 // One output file with one stream: set up the stream's codecpar, then open(), write(), finish().
 class Muxer {
@@ -112,7 +104,7 @@ class VideoWriter {
   void write() {
     const AVCodec* codec = avcodec_find_encoder_by_name(spec_.codec.c_str());
     PLM_CHECK(codec != nullptr) << "no encoder " << spec_.codec;
-    std::unique_ptr<AVFrame, FrameFreer> frame(av_frame_alloc());
+    data::FramePtr frame(av_frame_alloc());
     int64_t frame_index = 0;
     for (const VideoSegment& segment : spec_.segments) {
       EncoderPtr encoder = open_encoder(codec, segment, spec_, muxer_.wants_global_header());
@@ -150,7 +142,7 @@ class VideoWriter {
 
   // Writes every packet the encoder has ready (packet k is frame k), with the spec's flags and damage.
   void drain(AVCodecContext& encoder) {
-    std::unique_ptr<AVPacket, PacketFreer> packet(av_packet_alloc());
+    data::PacketPtr packet(av_packet_alloc());
     while (avcodec_receive_packet(&encoder, packet.get()) == 0) {
       const int64_t k = num_packets_++;
       PLM_CHECK(packet->pts == k) << "the encoder reordered frames";
@@ -187,7 +179,7 @@ void write_test_audio(const std::filesystem::path& path) {
   av_channel_layout_default(&parameters->ch_layout, 1);
   muxer.stream()->time_base = {1, kSampleRate};
   muxer.open();
-  std::unique_ptr<AVPacket, PacketFreer> packet(av_packet_alloc());
+  data::PacketPtr packet(av_packet_alloc());
   PLM_CHECK(av_new_packet(packet.get(), 2 * kSampleRate) >= 0);
   for (int i = 0; i < kSampleRate; ++i) {
     const auto sample = static_cast<int16_t>(8000 * std::sin(2 * M_PI * 440 * i / kSampleRate));
