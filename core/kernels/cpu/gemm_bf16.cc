@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/kernels/cpu/horizontal.h"
 #include "core/kernels/cpu/parallel.h"
 #include "core/kernels/cpu/sgemm.h"
 
@@ -85,11 +86,7 @@ struct Simd {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
   }
   static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
-  static float sum(V v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-  }
+  static float sum(V v) { return horizontal_sum(v); }
 };
 #include "core/kernels/cpu/gemm_bf16_tiles.inc"
 }  // namespace avx2

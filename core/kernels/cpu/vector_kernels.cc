@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "core/kernels/cpu/horizontal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -110,16 +111,8 @@ struct Simd {
     y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, set1(lo), _CMP_LT_OQ));
     return _mm256_blendv_ps(y, set1(std::numeric_limits<float>::infinity()), _mm256_cmp_ps(x, set1(hi), _CMP_GT_OQ));
   }
-  static float reduce_add(V v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-  }
-  static float reduce_max(V v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-  }
+  static float reduce_add(V v) { return horizontal_sum(v); }
+  static float reduce_max(V v) { return horizontal_max(v); }
 };
 #include "core/kernels/cpu/vector_kernels.inc"
 }  // namespace avx2
