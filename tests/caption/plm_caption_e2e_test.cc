@@ -267,6 +267,43 @@ TEST(PlmCaption, TwoRanksGiveTheSameCaptionsAsOne) {
   EXPECT_EQ(read_lines(part_path(dir / "two.jsonl", 1)).size(), 3u);
 }
 
+// Shards run separately (the tasks of a Slurm array): each writes its own parts and no output; --merge exits 3,
+// writing nothing, until every shard is done, then gives the one-process output. Bad --shard values are refused.
+TEST(PlmCaption, ShardsMergeToTheOneProcessOutput) {
+  const auto dir = plm::testing::fresh_temp_dir();
+  write_lines(dir / "list.txt", path_lines(testing::write_test_videos(dir / "media", 5)));
+  const Result one = run_shell(caption_command(dir / "list.txt", dir / "one.jsonl"));
+  ASSERT_EQ(one.code, 0) << one.output;
+  const std::string merge =
+      absl::StrCat(PLM_BINARY, " caption --merge --inputs ", (dir / "list.txt").string(), " --out ", (dir / "out.jsonl").string());
+
+  const Result first = run_shell(caption_command(dir / "list.txt", dir / "out.jsonl", "--shard 1/2"));
+  ASSERT_EQ(first.code, 0) << first.output;
+  EXPECT_THAT(first.output, HasSubstr("shard 1/2 done"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out.jsonl"));
+  EXPECT_EQ(read_lines(part_path(dir / "out.jsonl", 0, 1)).size(), 2u);
+  const Result early = run_shell(merge);
+  EXPECT_EQ(early.code, 3) << early.output;
+  EXPECT_THAT(early.output, HasSubstr("3 of 5 items have no line"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out.jsonl"));
+
+  const Result second = run_shell(caption_command(dir / "list.txt", dir / "out.jsonl", "--shard 0/2"));
+  ASSERT_EQ(second.code, 0) << second.output;
+  EXPECT_EQ(read_lines(part_path(dir / "out.jsonl", 0, 0)).size(), 3u);
+  const Result merged = run_shell(merge);
+  ASSERT_EQ(merged.code, 0) << merged.output;
+  EXPECT_EQ(untimed(dir / "out.jsonl"), untimed(dir / "one.jsonl"));
+
+  for (const char* bad : {"2/2", "a/b", "1", "-1/2", "0/0"}) {
+    const Result r = run_shell(caption_command(dir / "list.txt", dir / "bad.jsonl", absl::StrCat("--shard ", bad)));
+    EXPECT_EQ(r.code, 1) << bad;
+    EXPECT_THAT(r.output, HasSubstr(absl::StrCat("--shard ", bad, ": expected S/N with 0 <= S < N"))) << r.output;
+  }
+  const Result merge_one_shard = run_shell(merge + " --shard 0/2");
+  EXPECT_EQ(merge_one_shard.code, 1);
+  EXPECT_THAT(merge_one_shard.output, HasSubstr("drop --shard"));
+}
+
 // A replica of two TP ranks (rank 0 drives the engine, rank 1 follows its steps), and two such replicas: the
 // captions of one rank. A world that does not divide by --tp is refused.
 TEST(PlmCaption, TensorParallelReplicasGiveTheSameCaptionsAsOneRank) {
