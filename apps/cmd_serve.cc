@@ -54,6 +54,8 @@ struct ServeOptions {
   std::string media_root;
   int max_media_items = 8;
   int64_t max_video_frames = 32;
+  // 8192 x 8192: an 8K photo fits; a decompression bomb's 179 Mpx (Pillow's limit, 537 MB of RGB) does not.
+  int64_t max_image_pixels = int64_t{8192} * 8192;
   int max_queue = 256;
   int io_threads = 2;
   int media_threads = 2;
@@ -129,6 +131,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   data::MediaOptions media;
   media.video_sampling = {.num_frames = o.max_video_frames, .fps = std::nullopt, .at_most = true};
   media.video_limits.max_output_frames = o.max_video_frames;
+  media.image_limits.max_pixels = o.max_image_pixels;
   serve::PromptPreparer preparer(
       model_dir, {.media_root = media_root, .scratch_dir = scratch.path(), .max_media_items = o.max_media_items}, media,
       o.media_threads, hooks.media_encoder);
@@ -255,6 +258,9 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--media-root", o->media_root, "Directory whose files requests may name (default: none, data: URLs only)");
   cmd->add_option("--max-media-items", o->max_media_items, "Images + videos per request (default 8)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-video-frames", o->max_video_frames, "Frames sampled per video at most (default 32)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-image-pixels", o->max_image_pixels,
+                  "Largest image (width x height) a request may send, checked before decoding (default 8192x8192)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-queue", o->max_queue, "Requests waiting beyond the running batch before 429 (default 256)")
       ->check(CLI::NonNegativeNumber);

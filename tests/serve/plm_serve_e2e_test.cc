@@ -314,7 +314,7 @@ TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
 }
 
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
-  ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K"});
+  ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K", "--max-image-pixels", "10000"});
   const Headers key = {{"Authorization", "Bearer k3y"}};
   const json ok = chat({}, "Hi", 2);
   EXPECT_EQ(server.post("/v1/chat/completions", ok.dump()).status, 401);
@@ -327,6 +327,11 @@ TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
   EXPECT_EQ(json::parse(context.body)["error"]["code"], "context_length_exceeded");
   EXPECT_EQ(server.post("/v1/chat/completions", std::string(100 << 10, ' '), key).status, 413);
   EXPECT_EQ(server.post("/v1/chat/completions", chat({image_part("/etc/passwd")}, "x", 2).dump(), key).status, 403);
+  const std::string image_url = serve::testing::data_url(inputs_dir() / "image_150x100.png", "image/png");
+  const HttpResponse too_large = server.post("/v1/chat/completions", chat({image_part(image_url)}, "x", 2).dump(), key);
+  EXPECT_EQ(too_large.status, 422) << too_large.body;
+  EXPECT_THAT(too_large.body, HasSubstr("150x100"));  // the image's size and the limit are named
+  EXPECT_THAT(too_large.body, HasSubstr("10000"));
   const HttpResponse fine = server.post("/v1/chat/completions", ok.dump(), key);
   EXPECT_EQ(fine.status, 200) << fine.body;
   absl::StatusOr<HttpResponse> health = server.client()->request("GET", "/health");
