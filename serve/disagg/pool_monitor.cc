@@ -98,6 +98,7 @@ void PoolMonitor::account(const Snapshot& before, const Snapshot& now) {
     decoder_busy_fraction_ = decoder_busy;
     if (s.encoder_ranks > 0) last_ = s;
   }
+  if (config_.on_window) config_.on_window(s);
   if (s.encoder_ranks == 0 || !config_.log) return;
   std::string encoders;
   for (const EncoderPoolStats::Encoder& e : now.encoders.encoders) {
@@ -128,9 +129,6 @@ std::string PoolMonitor::render() const {
   }
   const EncoderPoolStats& e = now.encoders;
   std::string out;
-  metric(out, "plm_disagg_pool_ranks", "gauge", "Ranks per pool of this job");
-  sample(out, "plm_disagg_pool_ranks", config_.world_size - static_cast<int>(e.encoders.size()), "pool=\"decoder\"");
-  sample(out, "plm_disagg_pool_ranks", e.encoders.size(), "pool=\"encoder\"");
   metric(out, "plm_disagg_queue_depth", "gauge",
          "Work waiting per pool: the decoder's requests not yet running; per encoder rank the tiles / frames queued "
          "there (all fronts, at its last reply) plus those this front awaits");
