@@ -17,6 +17,7 @@ namespace plm::serve::disagg {
 struct RankMove {
   int rank = 0;
   PoolRole to = PoolRole::kDecoder;
+  bool operator==(const RankMove&) const = default;
 };
 
 // The rank that leaves pool `from` (roles: per rank), or nullopt when that would empty it or it holds only rank 0.
