@@ -135,15 +135,15 @@ absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout
 
 absl::Status run_serve_disaggregated(const DisaggregatedOptions& o, const ServeFront& serve_front,
                                      const std::function<void(const std::string&)>& log) {
+  if (o.rebalance && o.pools.decoder_tp != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--rebalance moves single-rank replicas only, but --decoder-tp is ",
+                                                   o.pools.decoder_tp, " (serve/README.md, \"Rebalancing\")"));
+  }
   PLM_ASSIGN_OR_RETURN(const Device device,
                        runtime::local_device(o.device == "cuda" ? DeviceType::kCuda : DeviceType::kCpu));
   std::unique_ptr<distributed::Communicator> world = distributed::mpi_world();
   PLM_RETURN_IF_ERROR(distributed::check_same_on_all_ranks(*world, "the plm serve command line", o.flags));
   PLM_ASSIGN_OR_RETURN(const PoolLayout layout, PoolLayout::create(o.pools, world->size()));
-  if (o.rebalance && o.pools.decoder_tp != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--rebalance moves single-rank replicas only, but --decoder-tp is ",
-                                                   o.pools.decoder_tp, " (serve/README.md, \"Rebalancing\")"));
-  }
   const int rank = world->rank();
   const PoolGroups groups = make_groups(std::move(world), layout, device);
   PoolControl control(*groups.control, layout,

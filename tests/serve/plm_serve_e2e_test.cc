@@ -469,6 +469,27 @@ TEST(PlmServe, DisaggregatedRebalanceMovesADecoderToTheEncoders_np4) {
   EXPECT_EQ(server.terminate(), 0) << server.log();
 }
 
+// What `--rebalance` cannot do is refused up front, by name.
+TEST(PlmServe, RebalanceNeedsDisaggregationAndSingleRankDecoderReplicas) {
+  const auto run = [](const std::string& flags) {
+    const std::string command = std::string(PLM_BINARY) + " serve --model " + (models_dir() / "cls_tied").string() +
+                                " --port 0 " + flags + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    PLM_CHECK(pipe != nullptr);
+    std::string out;
+    char buffer[4096];
+    for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+    const int status = ::pclose(pipe);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  const auto [plain_status, plain] = run("--rebalance");
+  EXPECT_EQ(plain_status, 1);
+  EXPECT_THAT(plain, HasSubstr("--rebalance needs --disaggregate"));
+  const auto [tp_status, tp] = run("--disaggregate --encoder-ranks 1 --decoder-ranks 2 --decoder-tp 2 --rebalance");
+  EXPECT_EQ(tp_status, 1);
+  EXPECT_THAT(tp, HasSubstr("--rebalance moves single-rank replicas only, but --decoder-tp is 2"));
+}
+
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
   ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K"});
   const Headers key = {{"Authorization", "Bearer k3y"}};
