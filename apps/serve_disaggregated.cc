@@ -22,7 +22,6 @@ using serve::disagg::PoolControl;
 using serve::disagg::PoolLayout;
 using serve::disagg::PoolRole;
 
-const char* role_name(PoolRole role) { return role == PoolRole::kEncoder ? "encoder" : "decoder"; }
 
 // The groups of one rank, created collectively in the same order on every rank.
 struct PoolGroups {
@@ -162,8 +161,8 @@ absl::Status run_serve_disaggregated(const DisaggregatedOptions& o, const ServeF
     }
     const PoolRole next = control.role(rank);
     if (next == role) return absl::OkStatus();  // the job ended
-    log(absl::StrCat("plm serve: rank ", rank, " drained as ", role_name(role), " and freed its weights; moving to the ",
-                     role_name(next), " pool"));
+    log(absl::StrCat("plm serve: rank ", rank, " drained as ", serve::disagg::pool_name(role), " and freed its weights; moving to the ",
+                     serve::disagg::pool_name(next), " pool"));
     role = next;
   }
 }

@@ -4,8 +4,8 @@
 # phase print the last pool report's suggested split and, from rank 0's /metrics, the ranks per pool and the role
 # switches (--rebalance), then stop the server. serve/README.md ("Disaggregated serving: results") has numbers.
 # usage: bench/compare_disagg.sh [MODEL_DIR]
-# env: REQUESTS (48 per phase), CONCURRENCY (8), MAX_TOKENS (16), PHASES (mixes, space-separated; default
-#      "image,video,text"; e.g. "image,image,video text": image-heavy, then text only), LAYOUTS (default
+# env: REQUESTS (48 per phase), CONCURRENCY (8), MAX_TOKENS (16), PHASES (MIX[:REQUESTS] ..., space-separated;
+#      default "image,video,text"; e.g. "image,image,video text:200": image-heavy, then 200 text-only), LAYOUTS (default
 #      "colocated e1d1 e2d1"; also e2d2, e1d3, e2d2_rebalance, e1d3_rebalance), INTERVAL (--pool-stats-interval, 2),
 #      WINDOWS (--rebalance-windows, 3), ENCODER_CACHE (512M; `plm bench serve` sends one image and one video
 #      throughout, so with the cache on the tower runs once per server: 0 prices every request's media), PLM
@@ -47,14 +47,19 @@ run() {
   [ -n "$ready" ] || { cat "$log"; kill "$pid"; return 1; }
   local port
   port=$(grep -oE 'http://[0-9.]+:[0-9]+' <<<"$ready" | grep -oE '[0-9]+$')
-  local phase
+  local phase mix count start result
   for phase in "${phases[@]}"; do
-    local result
-    result=$("$plm" bench serve --url "http://127.0.0.1:$port" --concurrency "$concurrency" --requests "$requests" \
-      --max-tokens "$max_tokens" --image "$inputs/image_150x100.png" --video "$inputs/video_64x48_4f.mp4" --mix "$phase" | tail -1)
+    IFS=: read -r mix count <<<"$phase"
+    start=$(wc -l <"$log")
+    result=$("$plm" bench serve --url "http://127.0.0.1:$port" --concurrency "$concurrency" --requests "${count:-$requests}" \
+      --max-tokens "$max_tokens" --image "$inputs/image_150x100.png" --video "$inputs/video_64x48_4f.mp4" --mix "$mix" | tail -1)
     echo "$name [$phase]: $result"
     sleep "$interval"; sleep 0.5  # the phase's last pool report
-    grep 'suggested split' "$log" | tail -1 | sed "s/^/$name [$phase]: /" || true
+    grep 'suggested split' "$log" | tail -1 | sed "s/^/$name [$phase]: last report: /" || true
+    # The suggestion of each window of the phase, in order, runs counted: "3:1 x4, 1:3 x1".
+    echo "$name [$phase]: suggested E:D per window: $(tail -n +"$((start + 1))" "$log" |
+      grep -oE 'suggested split [0-9]+ encoder : [0-9]+' | awk '{print $3 ":" $6}' | uniq -c |
+      awk '{printf "%s%s x%d", NR > 1 ? ", " : "", $2, $1}')"
     local body
     body=$(curl -s "http://127.0.0.1:$port/metrics" || true)
     grep -q plm_disagg_pool_ranks <<<"$body" || { echo "$name [$phase]: load $(cut -d' ' -f1-3 /proc/loadavg)"; continue; }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/check.h"
+#include "serve/disagg/prometheus_text.h"
 #include "serve/disagg/wire.h"
 
 namespace plm::serve::disagg {
@@ -13,16 +14,6 @@ namespace plm::serve::disagg {
 namespace {
 
 constexpr int kControlTag = 51;
-
-const char* pool_name(PoolRole role) {
-  switch (role) {
-    case PoolRole::kDecoder:
-      return "decoder";
-    case PoolRole::kEncoder:
-      return "encoder";
-  }
-  return "?";
-}
 
 }  // namespace
 
@@ -244,16 +235,15 @@ std::string PoolControl::render() const {
   for (int rank = 0; rank < static_cast<int>(roles_.size()); ++rank) {
     if (rank != moving_) ++ranks[roles_[rank] == PoolRole::kEncoder ? 1 : 0];
   }
-  return absl::StrCat(
-      "# HELP plm_disagg_pool_ranks Ranks per pool of this job (a rank moving between pools is in neither)\n"
-      "# TYPE plm_disagg_pool_ranks gauge\n",
-      "plm_disagg_pool_ranks{pool=\"decoder\"} ", ranks[0], "\n", "plm_disagg_pool_ranks{pool=\"encoder\"} ", ranks[1],
-      "\n# HELP plm_disagg_role_switches_total Ranks moved between the pools (--rebalance), completed\n"
-      "# TYPE plm_disagg_role_switches_total counter\nplm_disagg_role_switches_total ",
-      moves_done_,
-      "\n# HELP plm_disagg_role_switch_in_progress 1 while a rank drains, reloads and rejoins in its new pool\n"
-      "# TYPE plm_disagg_role_switch_in_progress gauge\nplm_disagg_role_switch_in_progress ",
-      moving_ >= 0 ? 1 : 0, "\n");
+  std::string out;
+  metric(out, "plm_disagg_pool_ranks", "gauge", "Ranks per pool of this job (a rank moving between pools is in neither)");
+  sample(out, "plm_disagg_pool_ranks", ranks[0], "pool=\"decoder\"");
+  sample(out, "plm_disagg_pool_ranks", ranks[1], "pool=\"encoder\"");
+  metric(out, "plm_disagg_role_switches_total", "counter", "Ranks moved between the pools (--rebalance), completed");
+  sample(out, "plm_disagg_role_switches_total", moves_done_);
+  metric(out, "plm_disagg_role_switch_in_progress", "gauge", "1 while a rank drains, reloads and rejoins in its new pool");
+  sample(out, "plm_disagg_role_switch_in_progress", moving_ >= 0 ? 1 : 0);
+  return out;
 }
 
 }  // namespace plm::serve::disagg

@@ -5,21 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "serve/disagg/prometheus_text.h"
 
 namespace plm::serve::disagg {
 
 namespace {
 
 double ratio(double num, double den) { return den > 0 ? num / den : 0.0; }
-
-void metric(std::string& out, const char* name, const char* type, const char* help) {
-  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
-}
-
-template <typename T>
-void sample(std::string& out, const char* name, T value, const std::string& labels = "") {
-  absl::StrAppend(&out, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}", " ", value, "\n");
-}
 
 // Rank-seconds of work of the traffic between two snapshots, per pool.
 std::pair<double, double> work_between(const EncoderPoolStats& e0, const EngineStats& d0, const EncoderPoolStats& e1,
