@@ -22,7 +22,6 @@ using serve::disagg::PoolControl;
 using serve::disagg::PoolLayout;
 using serve::disagg::PoolRole;
 
-
 // The groups of one rank, created collectively in the same order on every rank.
 struct PoolGroups {
   std::unique_ptr<distributed::Communicator> world, jobs, replies, control, tp;
@@ -98,7 +97,9 @@ absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout
   serve::disagg::RemoteEncoder encoder(config, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data()});
   control.attach_encoders(&encoder);
   int num_fronts = 0;
-  for (int r = 0; r < g.world->size(); ++r) num_fronts += control.role(r) == PoolRole::kDecoder && r % layout.decoder_tp() == 0 ? 1 : 0;
+  for (int r = 0; r < g.world->size(); ++r) {
+    num_fronts += control.role(r) == PoolRole::kDecoder && r % layout.decoder_tp() == 0 ? 1 : 0;
+  }
   FrontHooks hooks;
   hooks.media_encoder = &encoder;
   hooks.replica = layout.decoder_replica(rank);
@@ -161,8 +162,8 @@ absl::Status run_serve_disaggregated(const DisaggregatedOptions& o, const ServeF
     }
     const PoolRole next = control.role(rank);
     if (next == role) return absl::OkStatus();  // the job ended
-    log(absl::StrCat("plm serve: rank ", rank, " drained as ", serve::disagg::pool_name(role), " and freed its weights; moving to the ",
-                     serve::disagg::pool_name(next), " pool"));
+    log(absl::StrCat("plm serve: rank ", rank, " drained as ", serve::disagg::pool_name(role),
+                     " and freed its weights; moving to the ", serve::disagg::pool_name(next), " pool"));
     role = next;
   }
 }

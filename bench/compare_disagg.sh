@@ -59,7 +59,7 @@ run() {
     # The suggestion of each window of the phase, in order, runs counted: "3:1 x4, 1:3 x1".
     echo "$name [$phase]: suggested E:D per window: $(tail -n +"$((start + 1))" "$log" |
       grep -oE 'suggested split [0-9]+ encoder : [0-9]+' | awk '{print $3 ":" $6}' | uniq -c |
-      awk '{printf "%s%s x%d", NR > 1 ? ", " : "", $2, $1}')"
+      awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}')"
     local body
     body=$(curl -s "http://127.0.0.1:$port/metrics" || true)
     grep -q plm_disagg_pool_ranks <<<"$body" || { echo "$name [$phase]: load $(cut -d' ' -f1-3 /proc/loadavg)"; continue; }
