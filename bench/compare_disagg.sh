@@ -55,14 +55,14 @@ run() {
       --max-tokens "$max_tokens" --image "$inputs/image_150x100.png" --video "$inputs/video_64x48_4f.mp4" --mix "$mix" | tail -1)
     echo "$name [$phase]: $result"
     sleep "$interval"; sleep 0.5  # the phase's last pool report
+    local body
+    body=$(curl -s "http://127.0.0.1:$port/metrics" || true)
+    grep -q plm_disagg_pool_ranks <<<"$body" || { echo "$name [$phase]: load $(cut -d' ' -f1-3 /proc/loadavg)"; continue; }
     grep 'suggested split' "$log" | tail -1 | sed "s/^/$name [$phase]: last report: /" || true
     # The suggestion of each window of the phase, in order, runs counted: "3:1 x4, 1:3 x1".
     echo "$name [$phase]: suggested E:D per window: $(tail -n +"$((start + 1))" "$log" |
       grep -oE 'suggested split [0-9]+ encoder : [0-9]+' | awk '{print $3 ":" $6}' | uniq -c |
       awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}')"
-    local body
-    body=$(curl -s "http://127.0.0.1:$port/metrics" || true)
-    grep -q plm_disagg_pool_ranks <<<"$body" || { echo "$name [$phase]: load $(cut -d' ' -f1-3 /proc/loadavg)"; continue; }
     echo "$name [$phase]: pools now $(metric "$body" 'plm_disagg_pool_ranks\{pool="encoder"\}') encoder :" \
       "$(metric "$body" 'plm_disagg_pool_ranks\{pool="decoder"\}') decoder ranks," \
       "role switches $(metric "$body" plm_disagg_role_switches_total), load $(cut -d' ' -f1-3 /proc/loadavg)"
