@@ -150,7 +150,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   config.log = print_line;
   PLM_ASSIGN_OR_RETURN(const std::unique_ptr<serve::http::HttpServer> server,
                        serve::http::HttpServer::start(config, *engine, preparer, metrics));
-  server->drain_on_signals();
+  if (hooks.drain_on_signals) server->drain_on_signals();
   const serve::EngineStats stats = engine->stats();
   print_line(absl::StrCat("plm serve: ready on ", server->url(), " (pid ", ::getpid(), replica_label, ", model ", config.model_name, " on ", device.to_string(),
                           o.tp > 1 ? absl::StrCat(" x tp ", o.tp) : "", hooks.description,
@@ -159,7 +159,9 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
                           " blocks of ", stats.kv.block_tokens, " tokens), encoder cache ",
                           o.encoder_cache_bytes >> 20, " MiB", o.api_key.empty() ? "" : ", API key required",
                           media_root ? absl::StrCat(", media root ", media_root->string()) : "", ")"));
+  if (hooks.serving) hooks.serving([s = server.get()] { s->drain(); });
   server->wait();
+  if (hooks.serving) hooks.serving({});
   print_line("plm serve: drained; exiting");
   return absl::OkStatus();
 }
@@ -182,6 +184,7 @@ absl::StatusOr<int> replica_port(const ServeOptions& o, const runtime::ModelPara
 // Every rank loads its replica's share of the model. Ranks beyond --tp make more replicas (mpirun -n 4 --tp 2:
 // two servers); each replica's first rank serves HTTP, its other TP ranks follow its steps.
 absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
+  if (o.disagg.rebalance && !o.disaggregate) return absl::InvalidArgumentError("--rebalance needs --disaggregate");
   if (o.disaggregate) {
     DisaggregatedOptions d = o.disagg;
     d.model_dir = o.model_dir;
@@ -287,6 +290,12 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
       ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--pool-stats-interval", o->disagg.pool_stats_interval_s,
                   "With --disaggregate: seconds between pool reports (log line and suggested split; default 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--rebalance", o->disagg.rebalance,
+                "With --disaggregate (and --decoder-tp 1): move a rank between the pools when the suggested split has "
+                "differed from the current one the same way for --rebalance-windows intervals (serve/README.md)");
+  cmd->add_option("--rebalance-windows", o->disagg.rebalance_windows,
+                  "With --rebalance: consecutive --pool-stats-interval windows the suggestion must hold (default 3)")
       ->check(CLI::PositiveNumber);
   cmd->callback([selected, o, cmd] {
     *selected = [o, flags = cmd->config_to_str(true, false)] {

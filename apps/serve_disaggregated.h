@@ -1,7 +1,9 @@
 // `plm serve --disaggregate`: one job split into an encoder pool and a decoder pool (serve/disagg/). Every rank
 // builds the pools' groups and loads the part of the model its role needs; each decoder replica's first rank
 // serves HTTP through `serve_front` (cmd_serve.cc's server) with its prompts' media encoded on the encoder pool,
-// its TP followers step with it, and the encoder ranks serve jobs until every front has stopped.
+// its TP followers step with it, and the encoder ranks serve jobs until every front has stopped. With
+// --rebalance a rank may change roles while the job runs (serve/disagg/pool_control.h): it drains, frees its
+// weights, loads the other role's from the model directory and rejoins.
 #pragma once
 
 #include <functional>
@@ -29,6 +31,8 @@ struct DisaggregatedOptions {
   int max_media_items_per_step = 32;                 // an encoder's batch
   int64_t max_embedding_bytes_in_flight = int64_t{256} << 20;
   double pool_stats_interval_s = 10;
+  bool rebalance = false;     // move ranks between the pools (needs decoder_tp 1)
+  int rebalance_windows = 3;  // consecutive --pool-stats-interval windows the suggestion must hold
 };
 
 // What the front's server takes from the disaggregated run.
@@ -39,6 +43,9 @@ struct FrontHooks {
   std::function<std::unique_ptr<serve::disagg::PoolMonitor>(const serve::Engine&, serve::Metrics&)> watch_pools;
   int replica = 0;           // the front's decoder replica: it listens on --port + replica (when --port is not 0)
   std::string description;   // for the ready line
+  bool drain_on_signals = true;  // false: only PoolControl drains it (a move, or the job's end)
+  // Called once the server is ready with its drain(), and with an empty function before it is destroyed.
+  std::function<void(std::function<void()> drain)> serving;
 };
 
 using ServeFront = std::function<absl::Status(const model::PlmModel& model, Device device,

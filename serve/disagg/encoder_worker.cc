@@ -66,13 +66,18 @@ class JobQueue {
   bool closed_ = false;
 };
 
-// The receiving thread: jobs into the queue until every front has said stop.
-void receive_jobs(distributed::Communicator& jobs, int num_fronts, JobQueue& queue) {
-  for (int stops = 0; stops < num_fronts;) {
-    const std::optional<int> front = wait_for_message(jobs, kJobTag, [] { return false; });
+// The receiving thread: jobs into the queue until every front it knows has said stop and it may exit.
+void receive_jobs(distributed::Communicator& jobs, const EncoderWorkerConfig& config, JobQueue& queue) {
+  int fronts = config.num_fronts, stops = 0;
+  while (true) {
+    const std::optional<int> front =
+        wait_for_message(jobs, kJobTag, [&] { return stops == fronts && config.may_exit(); });
+    if (!front) break;
     ReceivedJob job = recv_job(jobs, *front);
     if (job.stop) {
       ++stops;
+    } else if (job.join) {
+      ++fronts;
     } else {
       queue.push(std::move(job));
     }
@@ -131,7 +136,7 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
   const int64_t rows_per_item = model.config().tokens_per_tile(), hidden = model.config().text.hidden_size;
   EncoderCache cache(config.cache_bytes);
   JobQueue queue;
-  std::thread receiver([&] { receive_jobs(*channels.jobs, config.num_fronts, queue); });
+  std::thread receiver([&] { receive_jobs(*channels.jobs, config, queue); });
   double busy_s = 0;
   while (true) {
     const std::vector<ReceivedJob> jobs = queue.take(config.max_items_per_batch);

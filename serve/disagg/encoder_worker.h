@@ -2,10 +2,12 @@
 // and an EncoderCache of post-projector rows per tile / frame. A receiving thread takes jobs from every front
 // into a queue; the calling thread encodes them in batches (at most max_items_per_batch items, the cache's
 // misses only, one tower call per kind, each distinct tile once) and sends each job's rows back to its front.
-// It returns when every front has said stop and the queue is empty.
+// It returns when every front it knows (num_fronts, plus those that joined later) has said stop, `may_exit` is
+// true, and the queue is empty.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "distributed/communicator.h"
@@ -20,9 +22,12 @@ struct EncoderChannels {
 };
 
 struct EncoderWorkerConfig {
-  int num_fronts = 1;
+  int num_fronts = 1;  // fronts that know this encoder from its start; others send a join first
   int64_t cache_bytes = int64_t{512} << 20;
   int max_items_per_batch = 32;
+  // Polled while every known front has stopped: false keeps the worker waiting for fronts that may still join
+  // (`--rebalance`: until this rank is told to move or the job ends).
+  std::function<bool()> may_exit = [] { return true; };
 };
 
 absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChannels& channels,

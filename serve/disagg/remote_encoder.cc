@@ -18,7 +18,10 @@ int64_t num_items(const PreparedPrompt& p) { return p.images.count() + p.videos.
 RemoteEncoder::RemoteEncoder(const RemoteEncoderConfig& config, const EncoderChannels& channels)
     : config_(config), channels_(channels) {
   PLM_CHECK(!config_.encoder_ranks.empty() && config_.rows_per_item > 0 && config_.hidden > 0);
-  for (int rank : config_.encoder_ranks) stats_.encoders.push_back({.rank = rank});
+  for (int rank : config_.encoder_ranks) {
+    stats_.encoders.push_back({.rank = rank});
+    routing_.push_back(config_.join_encoders ? Routing::kJoining : Routing::kRoutable);
+  }
   dispatcher_ = std::thread([this] { dispatch_loop(); });
   receiver_ = std::thread([this] { receive_loop(); });
 }
@@ -51,17 +54,44 @@ void RemoteEncoder::stop() {
   if (receiver_.joinable()) receiver_.join();
 }
 
+void RemoteEncoder::add_encoder(int rank) {
+  {
+    const std::lock_guard lock(mutex_);
+    stats_.encoders.push_back({.rank = rank});
+    routing_.push_back(Routing::kJoining);
+  }
+  wake_.notify_all();
+}
+
+void RemoteEncoder::retire_encoder(int rank) {
+  {
+    const std::lock_guard lock(mutex_);
+    for (size_t e = 0; e < routing_.size(); ++e) {
+      if (stats_.encoders[e].rank != rank) continue;
+      // One that never got this front's join expects nothing from it.
+      if (routing_[e] == Routing::kJoining) routing_[e] = Routing::kRetired;
+      if (routing_[e] == Routing::kRoutable) routing_[e] = Routing::kRetiring;
+    }
+  }
+  wake_.notify_all();
+}
+
 EncoderPoolStats RemoteEncoder::stats() const {
   const std::lock_guard lock(mutex_);
   EncoderPoolStats s = stats_;
   s.jobs_waiting = static_cast<int64_t>(waiting_.size());
+  s.encoders.clear();  // those this front routes to, or awaits replies from
+  for (size_t e = 0; e < routing_.size(); ++e) {
+    if (routing_[e] == Routing::kRoutable || routing_[e] == Routing::kRetiring) s.encoders.push_back(stats_.encoders[e]);
+  }
   return s;
 }
 
 int RemoteEncoder::least_loaded() const {
-  int best = 0;
+  int best = -1;
   int64_t best_load = std::numeric_limits<int64_t>::max();
   for (int e = 0; e < static_cast<int>(stats_.encoders.size()); ++e) {
+    if (routing_[e] != Routing::kRoutable) continue;
     const EncoderPoolStats::Encoder& s = stats_.encoders[e];
     const int64_t load = s.outstanding_items + s.queued_items;
     if (load < best_load) {
@@ -72,35 +102,73 @@ int RemoteEncoder::least_loaded() const {
   return best;
 }
 
+std::optional<RemoteEncoder::Action> RemoteEncoder::next_action() {
+  for (size_t e = 0; e < routing_.size(); ++e) {
+    if (routing_[e] == Routing::kJoining) {
+      routing_[e] = Routing::kRoutable;  // jobs for it follow the join: only the dispatcher sends
+      return Action{.kind = Action::Kind::kJoin, .rank = stats_.encoders[e].rank};
+    }
+    if (routing_[e] == Routing::kRetiring && stats_.encoders[e].outstanding_items == 0) {
+      routing_[e] = Routing::kRetired;
+      return Action{.kind = Action::Kind::kStop, .rank = stats_.encoders[e].rank};
+    }
+  }
+  if (!waiting_.empty()) {
+    const int e = least_loaded();
+    // Backpressure: the head waits while what is in flight would exceed the bound (a job alone always goes).
+    const bool fits = stats_.in_flight_bytes == 0 ||
+                      stats_.in_flight_bytes + waiting_.front().bytes <= config_.max_in_flight_bytes;
+    if (e < 0 || !fits) return std::nullopt;
+    Job next = std::move(waiting_.front());
+    waiting_.pop_front();
+    next.encoder = e;
+    next.sent = Clock::now();
+    EncoderPoolStats::Encoder& encoder = stats_.encoders[e];
+    encoder.outstanding_items += num_items(next.prompt);
+    stats_.in_flight_bytes += next.bytes;
+    stats_.items[0] += next.prompt.images.count();
+    stats_.items[1] += next.prompt.videos.count();
+    // Registered before the send: the reply may come back before send_job returns.
+    Job* job = &in_flight_.emplace(next.id, std::move(next)).first->second;
+    return Action{.kind = Action::Kind::kJob, .rank = encoder.rank, .job = job};
+  }
+  if (stopping_) return Action{.kind = Action::Kind::kFinish};  // everything is sent
+  return std::nullopt;
+}
+
 void RemoteEncoder::dispatch_loop() {
-  while (true) {
-    Job* job = nullptr;
+  for (bool finished = false; !finished;) {
+    std::optional<Action> action;
     {
       std::unique_lock lock(mutex_);
-      // Backpressure: the head waits while what is in flight would exceed the bound (a job alone always goes).
-      const auto can_send = [&] {
-        if (waiting_.empty()) return false;
-        return stats_.in_flight_bytes == 0 || stats_.in_flight_bytes + waiting_.front().bytes <= config_.max_in_flight_bytes;
-      };
-      wake_.wait(lock, [&] { return can_send() || (stopping_ && waiting_.empty()); });
-      if (waiting_.empty()) break;  // stopping, and everything is sent
-      Job next = std::move(waiting_.front());
-      waiting_.pop_front();
-      next.encoder = least_loaded();
-      next.sent = Clock::now();
-      EncoderPoolStats::Encoder& e = stats_.encoders[next.encoder];
-      e.outstanding_items += num_items(next.prompt);
-      stats_.in_flight_bytes += next.bytes;
-      stats_.items[0] += next.prompt.images.count();
-      stats_.items[1] += next.prompt.videos.count();
-      // Registered before the send: the reply may come back before send_job returns.
-      job = &in_flight_.emplace(next.id, std::move(next)).first->second;
+      while (!(action = next_action())) wake_.wait(lock);
     }
-    // The job stays in in_flight_ until its reply: the receiver erases it only after this send (its reply
-    // cannot come sooner), so the pointer is valid here.
-    send_job(*channels_.jobs, config_.encoder_ranks[job->encoder], job->id, job->prompt);
+    switch (action->kind) {
+      case Action::Kind::kJoin:
+        send_join(*channels_.jobs, action->rank);
+        break;
+      case Action::Kind::kStop:
+        send_stop(*channels_.jobs, action->rank);
+        break;
+      case Action::Kind::kJob:
+        // The job stays in in_flight_ until its reply: the receiver erases it only after this send (its reply
+        // cannot come sooner), so the pointer is valid here.
+        send_job(*channels_.jobs, action->rank, action->job->id, action->job->prompt);
+        break;
+      case Action::Kind::kFinish:
+        finished = true;
+        break;
+    }
   }
-  for (int rank : config_.encoder_ranks) send_stop(*channels_.jobs, rank);
+  std::vector<int> known;  // every encoder that expects a stop from this front
+  {
+    const std::lock_guard lock(mutex_);
+    for (size_t e = 0; e < routing_.size(); ++e) {
+      if (routing_[e] == Routing::kRoutable || routing_[e] == Routing::kRetiring) known.push_back(stats_.encoders[e].rank);
+      routing_[e] = Routing::kRetired;
+    }
+  }
+  for (int rank : known) send_stop(*channels_.jobs, rank);
   {
     const std::lock_guard lock(mutex_);
     dispatcher_done_ = true;

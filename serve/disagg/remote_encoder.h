@@ -2,8 +2,10 @@
 // a dispatcher thread sends it to the least-loaded live encoder (fewest items: those this front has outstanding
 // there plus the queue the encoder last reported), holding it back while the embedding bytes this front awaits
 // exceed max_in_flight_bytes (backpressure); a receiving thread takes the replies from any encoder, fills the
-// prompt's MediaTiles::embeddings (freeing its pixels) and calls its `done`. Thread-safe (MediaEncoder's contract);
-// each thread drives its own group.
+// prompt's MediaTiles::embeddings (freeing its pixels) and calls its `done`. Under `--rebalance` the set of
+// encoders changes: add_encoder() joins one (the dispatcher sends it a join before any job), retire_encoder()
+// stops routing to one and, once its outstanding jobs are answered, tells it this front is done. Thread-safe
+// (MediaEncoder's contract); each thread drives its own group.
 #pragma once
 
 #include <array>
@@ -12,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -24,6 +27,7 @@ namespace plm::serve::disagg {
 
 struct RemoteEncoderConfig {
   std::vector<int> encoder_ranks = {};                 // in the jobs / replies / data groups
+  bool join_encoders = false;                          // they started without knowing this front: join each first
   int64_t max_in_flight_bytes = int64_t{256} << 20;    // embedding bytes sent for and not yet received
   int64_t rows_per_item = 0, hidden = 0;               // an item's rows: tokens_per_tile x hidden size
   DType dtype = DType::kF32;                           // the decoder model's
@@ -59,6 +63,9 @@ class RemoteEncoder final : public MediaEncoder {
   RemoteEncoder& operator=(const RemoteEncoder&) = delete;
 
   void encode(PreparedPrompt prompt, Done done) override;
+  // `--rebalance`: route to encoder `rank` from now on (after a join), or no longer (its jobs in flight finish).
+  void add_encoder(int rank);
+  void retire_encoder(int rank);
   // Dispatches what is queued, waits for its replies, then tells every encoder this front is done. Idempotent.
   void stop();
   EncoderPoolStats stats() const;
@@ -68,14 +75,23 @@ class RemoteEncoder final : public MediaEncoder {
     int64_t id = 0;
     PreparedPrompt prompt;
     Done done;
-    int encoder = -1;  // index into config_.encoder_ranks once sent
+    int encoder = -1;  // index into stats_.encoders (and routing_) once sent
     int64_t bytes = 0;  // its embedding rows
     std::chrono::steady_clock::time_point sent{};
   };
 
   void dispatch_loop();
   void receive_loop();
-  int least_loaded() const;  // mutex_ held
+  // An encoder's part in the routing; kJoining and kRetiring wait for the dispatcher (join sent; jobs answered).
+  enum class Routing { kJoining, kRoutable, kRetiring, kRetired };
+  // Under mutex_: the dispatcher's next message to send, if any (nullopt: wait).
+  struct Action {
+    enum class Kind { kJoin, kStop, kJob, kFinish } kind;
+    int rank = -1;       // the encoder's (kJoin, kStop, kJob)
+    Job* job = nullptr;  // kJob: its entry in in_flight_
+  };
+  std::optional<Action> next_action();
+  int least_loaded() const;  // mutex_ held; -1 when no encoder is routable
   void deliver(Job job, const ReceivedReply& reply);
 
   const RemoteEncoderConfig config_;
@@ -87,7 +103,8 @@ class RemoteEncoder final : public MediaEncoder {
   absl::node_hash_map<int64_t, Job> in_flight_;  // node: the dispatcher sends from its entry unlocked
   int64_t next_id_ = 1;
   bool stopping_ = false, dispatcher_done_ = false;
-  EncoderPoolStats stats_;
+  EncoderPoolStats stats_;  // encoders: every one ever routed to, in order (the index of a Job's encoder)
+  std::vector<Routing> routing_;  // per stats_.encoders
 
   std::thread dispatcher_, receiver_;  // last: they start after everything above exists
 };

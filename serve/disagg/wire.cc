@@ -13,7 +13,7 @@ namespace {
 
 constexpr int kJobKeysTag = 32, kJobPixelsTag = 33, kReplyFlagsTag = 42, kPayloadTag = 43;
 
-// Job header: {stop, id, n_image, n_video, image (c, h, w), video (c, h, w)}.
+// Job header: {kind (0 job, 1 stop, 2 join), id, n_image, n_video, image (c, h, w), video (c, h, w)}.
 using JobHeader = std::array<int64_t, 10>;
 // Reply header: {id, n[2], encoded[2], encode_ns[2], queued, busy_ns, uptime_ns}.
 using ReplyHeader = std::array<int64_t, 10>;
@@ -63,14 +63,20 @@ void send_stop(distributed::Communicator& jobs, int encoder) {
   jobs.send(header_view(h), encoder, kJobTag);
 }
 
+void send_join(distributed::Communicator& jobs, int encoder) {
+  JobHeader h{2};
+  jobs.send(header_view(h), encoder, kJobTag);
+}
+
 ReceivedJob recv_job(distributed::Communicator& jobs, int front) {
   ReceivedJob job;
   job.front = front;
   JobHeader h{};
   jobs.recv(header_view(h), front, kJobTag);
-  job.stop = h[0] != 0;
+  job.stop = h[0] == 1;
+  job.join = h[0] == 2;
   job.id = h[1];
-  if (job.stop) return job;
+  if (job.stop || job.join) return job;
   const int64_t n[2] = {h[2], h[3]};
   std::vector<uint8_t> keys(static_cast<size_t>((n[0] + n[1]) * 32));
   jobs.recv(Tensor(keys.data(), {static_cast<int64_t>(keys.size())}, DType::kU8), front, kJobKeysTag);

@@ -26,7 +26,8 @@ inline constexpr int kReplyTag = 41;  // on `replies`: reply headers (probed)
 struct ReceivedJob {
   int front = 0;      // rank of the sender in the jobs group
   int64_t id = 0;     // the front's request number
-  bool stop = false;  // the front is shutting down: no more jobs from it
+  bool stop = false;  // the front is shutting down (or retires this encoder): no more jobs from it
+  bool join = false;  // a front the encoder did not know at its start: it will send jobs, then a stop
   std::array<OwnedTensor, 2> pixels;         // per MediaKind: f32 (n, 3, h, w) host; undefined for n = 0
   std::array<std::vector<MediaKey>, 2> keys;  // per MediaKind: n
   int64_t num_items() const { return static_cast<int64_t>(keys[0].size() + keys[1].size()); }
@@ -58,6 +59,8 @@ std::optional<int> wait_for_message(distributed::Communicator& comm, int tag, co
 // Front side (its dispatcher thread). `prompt`'s pixels and keys.
 void send_job(distributed::Communicator& jobs, int encoder, int64_t id, const PreparedPrompt& prompt);
 void send_stop(distributed::Communicator& jobs, int encoder);
+// Before its first job to an encoder that started without knowing it (`plm serve --rebalance`).
+void send_join(distributed::Communicator& jobs, int encoder);
 // Encoder side (its receiving thread), after probe(kJobTag) named `front`.
 ReceivedJob recv_job(distributed::Communicator& jobs, int front);
 
