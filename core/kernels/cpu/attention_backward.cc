@@ -26,8 +26,8 @@ namespace plm::cpu {
 
 namespace {
 
-// Query rows per block: the M of the score GEMMs and the K of the dK/dV GEMMs. Measured on the causal 512-token
-// (32q/8kv x 64) and vision 1025-token (16 x 64) cases, 1 thread: 128-512 within 4%, 64 8% slower.
+// Query rows per block: the M of the score GEMMs and the K of the dK/dV GEMMs; the forward's measured choice
+// (attention_blocked.cc), not tuned again for the backward.
 constexpr int64_t kBlockRows = 256;
 
 // The arguments every block reads.
