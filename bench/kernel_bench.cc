@@ -148,6 +148,11 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
     }
     cases.push_back({"attention_backward", "causal S=" + std::to_string(s) + " 32q/8kv x 64", 2.5 * causal_flops, 0,
                      [=] { attention_backward(dq, dk, dv, o, q, k, v, o, lse, causal); }});
+    if (p.dtype() == DType::kF32) {  // CPU: the plain loop the blocked backward is tested against
+      cases.push_back({"attention_backward reference", "causal S=" + std::to_string(s) + " 32q/8kv x 64",
+                       2.5 * causal_flops, 0,
+                       [=] { cpu::attention_backward_reference(dq, dk, dv, o, q, k, v, o, lse, causal); }});
+    }
   }
   {
     const int64_t tiles = quick ? 1 : 2;
@@ -159,6 +164,10 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
       cases.push_back({"attention reference", shape, flops, 0,
                        [=] { cpu::attention_forward_reference(o, Tensor(), q, q, q, {}); }});
     }
+    Tensor lse = p.f32({tiles, vis_heads, vis_tokens}), dq = p.act(q.shape()), dk = p.act(q.shape());
+    Tensor dv = p.act(q.shape());
+    cases.push_back({"attention_backward", shape, 2.5 * flops, 0,
+                     [=] { attention_backward(dq, dk, dv, o, q, q, q, o, lse, {}); }});
   }
   // Decode over a KV cache of B sequences, dense (B, S, Hkv, Dh) against paged: blocks handed out round-robin
   // across the sequences (as decode steps fill a pool), so a sequence's blocks are B blocks apart.

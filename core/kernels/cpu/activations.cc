@@ -1,8 +1,7 @@
-// CPU element-wise activations: exact (erf) GELU and SwiGLU, forward (vectorised: vector_kernels.h) and backward.
-// Every output may alias an input (each element's inputs are read before its outputs are written).
+// CPU element-wise activations: exact (erf) GELU and SwiGLU, forward and backward, on the vector kernels of
+// vector_kernels.h in chunks across threads. Every output may alias an input (each element's inputs are read
+// before its outputs are written).
 #include <algorithm>
-#include <cmath>
-#include <numbers>
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
@@ -13,12 +12,7 @@ namespace plm::cpu {
 
 namespace {
 
-constexpr float kInvSqrt2 = 1.0f / std::numbers::sqrt2_v<float>;
-constexpr float kInvSqrt2Pi = std::numbers::inv_sqrtpi_v<float> * kInvSqrt2;  // the normal pdf at 0
-
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-// Elements per task of the vectorised forwards.
+// Elements per task.
 constexpr int64_t kChunk = 4096;
 
 }  // namespace
@@ -41,14 +35,10 @@ void gelu_backward(Tensor dx, Tensor dy, Tensor x, Stream) {
   const float* x_data = x.data_as<float>();
   const float* dy_data = dy.data_as<float>();
   float* dx_data = dx.data_as<float>();
-#pragma omp parallel for if (x.numel() >= kMinParallelWork)
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const float v = x_data[i];
-    // d/dx [x Phi(x)] = Phi(x) + x phi(x).
-    const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
-    dx_data[i] = dy_data[i] * (cdf + v * pdf);
-  }
+  const auto gelu_backward = vector_kernels(best_simd_isa()).gelu_backward;
+  const int64_t n = x.numel();
+#pragma omp parallel for if (n >= kMinParallelWork)
+  for (int64_t i = 0; i < n; i += kChunk) gelu_backward(x_data + i, dy_data + i, dx_data + i, std::min(kChunk, n - i));
 }
 
 void swiglu_forward(Tensor out, Tensor gate, Tensor up, Stream) {
@@ -75,13 +65,11 @@ void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor 
   const float* dout_data = dout.data_as<float>();
   float* dgate_data = dgate.data_as<float>();
   float* dup_data = dup.data_as<float>();
-#pragma omp parallel for if (gate.numel() >= kMinParallelWork)
-  for (int64_t i = 0; i < gate.numel(); ++i) {
-    const float g = gate_data[i], u = up_data[i], d = dout_data[i];
-    const float s = sigmoid(g);
-    // silu'(g) = s (1 + g (1 - s)).
-    dgate_data[i] = d * u * s * (1.0f + g * (1.0f - s));
-    dup_data[i] = d * g * s;
+  const auto swiglu_backward = vector_kernels(best_simd_isa()).swiglu_backward;
+  const int64_t n = gate.numel();
+#pragma omp parallel for if (n >= kMinParallelWork)
+  for (int64_t i = 0; i < n; i += kChunk) {
+    swiglu_backward(gate_data + i, up_data + i, dout_data + i, dgate_data + i, dup_data + i, std::min(kChunk, n - i));
   }
 }
 

@@ -1,12 +1,11 @@
-// CPU attention: the exact (non-flash) reference forward, one query row at a time in fp32 with a
-// max-subtracted softmax (attention_reference.h; the model runs the blocked attention_blocked.cc), and the
-// backward, which recomputes the probabilities from the saved lse. OpenMP runs over (batch, kv head) so the
-// query heads sharing a kv head accumulate into dk/dv on one thread, without races.
+// The plain CPU attention loops of attention_reference.h, one query row at a time in fp32: the exact (non-flash)
+// forward with a max-subtracted softmax, and the backward, which recomputes the probabilities from the saved
+// lse. The model runs the blocked attention_blocked.cc and attention_backward.cc, tested against these. OpenMP
+// runs over (batch, kv head) so the query heads sharing a kv head accumulate into dk/dv on one thread.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_geometry.h"
 #include "core/kernels/cpu/attention_reference.h"
 #include "core/kernels/cpu/checks.h"
@@ -69,9 +68,9 @@ void attention_forward_reference(Tensor out, Tensor lse, Tensor q, Tensor k, Ten
   }
 }
 
-void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out,
-                        Tensor lse, const AttentionOptions& options, Stream) {
-  const char* op = "attention_backward";
+void attention_backward_reference(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                                  Tensor out, Tensor lse, const AttentionOptions& options, Stream) {
+  const char* op = "attention_backward_reference";
   PLM_CHECK(lse.defined()) << op << ": needs the lse saved by attention_forward";
   const AttentionGeometry g = check_attention(op, q, k, v, lse, options);
   check_f32(op, "dq", dq, q.shape());

@@ -1,6 +1,8 @@
-// The plain CPU attention forward: one query row at a time, scores, max-subtracted softmax and the weighted
-// sum of values in loops. It is the oracle the blocked plm::cpu::attention_forward (attention_blocked.cc) is
-// tested and benchmarked against, never the model's path. Same arguments, checks and semantics.
+// The plain CPU attention forward and backward: one query row at a time, scores, max-subtracted softmax and the
+// weighted sum of values in loops (the backward recomputes the probabilities from the saved lse). They are the
+// oracles the blocked plm::cpu::attention_forward (attention_blocked.cc) and attention_backward
+// (attention_backward.cc) are tested and benchmarked against, never the model's path. Same arguments, checks
+// and semantics.
 #pragma once
 
 #include "core/device.h"
@@ -11,5 +13,7 @@ namespace plm::cpu {
 
 void attention_forward_reference(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v,
                                  const AttentionOptions& options, Stream s = {});
+void attention_backward_reference(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                                  Tensor out, Tensor lse, const AttentionOptions& options, Stream s = {});
 
 }  // namespace plm::cpu

@@ -1,10 +1,12 @@
-// CPU LayerNorm over the last dim: y = (x - mean) * rstd * w + b with the biased variance, row statistics
-// in double (two passes). Backward writes dx (=) and accumulates dw, db (+=) from the saved mean and rstd.
+// CPU LayerNorm over the last dim: y = (x - mean) * rstd * w + b with the biased variance (two passes), on the
+// vector rows of vector_kernels.h. Backward writes dx (=) and accumulates dw, db (+=, column sums in double) from
+// the saved mean and rstd.
 #include <cmath>
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/vector_kernels.h"
 
 namespace plm::cpu {
 
@@ -25,18 +27,14 @@ void layernorm_forward(Tensor y, Tensor mean, Tensor rstd, Tensor x, Tensor w, T
   const float* w_data = w.data_as<float>();
   const float* b_data = b.data_as<float>();
   float* y_data = y.data_as<float>();
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
     const float* x_row = x_data + n * dim;
-    float* y_row = y_data + n * dim;
-    double sum = 0.0;
-    for (int64_t d = 0; d < dim; ++d) sum += x_row[d];
-    const double mu = sum / dim;
-    double sum_squares = 0.0;
-    for (int64_t d = 0; d < dim; ++d) sum_squares += (x_row[d] - mu) * (x_row[d] - mu);
-    const float m = static_cast<float>(mu);
-    const float r = static_cast<float>(1.0 / std::sqrt(sum_squares / dim + eps));
-    for (int64_t d = 0; d < dim; ++d) y_row[d] = (x_row[d] - m) * r * w_data[d] + b_data[d];
+    const float m = simd.sum(x_row, dim) / static_cast<float>(dim);
+    const double variance = static_cast<double>(simd.sum_squares(x_row, dim, m)) / static_cast<double>(dim);
+    const float r = static_cast<float>(1.0 / std::sqrt(variance + eps));
+    simd.norm_affine(x_row, w_data, b_data, y_data + n * dim, dim, m, r);
     if (rstd.defined()) {
       mean.data_as<float>()[n] = m;
       rstd.data_as<float>()[n] = r;
@@ -73,20 +71,15 @@ void layernorm_backward(Tensor dx, Tensor dw, Tensor db, Tensor dy, Tensor x, Te
     add_column_sums(db.data_as<float>(), num_rows, dim, [&](int64_t n, int64_t d) { return dy_data[n * dim + d]; });
   }
   // With g = w dy: dx = rstd * (g - mean(g) - x_hat mean(g x_hat)).
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
+    const float* x_row = x_data + n * dim;
     const float* dy_row = dy_data + n * dim;
-    double sum_g = 0.0, sum_g_x_hat = 0.0;
-    for (int64_t d = 0; d < dim; ++d) {
-      const double g = static_cast<double>(w_data[d]) * dy_row[d];
-      sum_g += g;
-      sum_g_x_hat += g * x_hat(n, d);
-    }
-    const float mean_g = static_cast<float>(sum_g / dim);
-    const float mean_g_x_hat = static_cast<float>(sum_g_x_hat / dim);
-    for (int64_t d = 0; d < dim; ++d) {
-      dx_data[n * dim + d] = rstd_data[n] * (w_data[d] * dy_row[d] - mean_g - x_hat(n, d) * mean_g_x_hat);
-    }
+    float sum_g = 0.0f, sum_g_x_hat = 0.0f;
+    simd.norm_grad_sums(x_row, w_data, dy_row, dim, mean_data[n], rstd_data[n], &sum_g, &sum_g_x_hat);
+    simd.norm_backward(x_row, w_data, dy_row, dx_data + n * dim, dim, mean_data[n], rstd_data[n],
+                       sum_g / static_cast<float>(dim), sum_g_x_hat / static_cast<float>(dim));
   }
 }
 

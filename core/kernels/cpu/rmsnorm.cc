@@ -1,10 +1,12 @@
-// CPU RMSNorm over the last dim: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps). Row statistics sum
-// in double. Backward writes dx (=) and accumulates dw (+=); rstd must be the one forward saved.
+// CPU RMSNorm over the last dim: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), on the vector rows of
+// vector_kernels.h (LayerNorm's with mean 0 and no bias). Backward writes dx (=) and accumulates dw (+=, column
+// sums in double); rstd must be the one forward saved.
 #include <cmath>
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/vector_kernels.h"
 
 namespace plm::cpu {
 
@@ -22,14 +24,13 @@ void rmsnorm_forward(Tensor y, Tensor rstd, Tensor x, Tensor w, float eps, Strea
   const float* x_data = x.data_as<float>();
   const float* w_data = w.data_as<float>();
   float* y_data = y.data_as<float>();
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
     const float* x_row = x_data + n * dim;
-    float* y_row = y_data + n * dim;
-    double sum_squares = 0.0;
-    for (int64_t d = 0; d < dim; ++d) sum_squares += static_cast<double>(x_row[d]) * x_row[d];
-    const float r = static_cast<float>(1.0 / std::sqrt(sum_squares / dim + eps));
-    for (int64_t d = 0; d < dim; ++d) y_row[d] = x_row[d] * r * w_data[d];
+    const double mean_square = static_cast<double>(simd.sum_squares(x_row, dim, 0.0f)) / static_cast<double>(dim);
+    const float r = static_cast<float>(1.0 / std::sqrt(mean_square + eps));
+    simd.norm_affine(x_row, w_data, nullptr, y_data + n * dim, dim, 0.0f, r);
     if (rstd_data != nullptr) rstd_data[n] = r;
   }
 }
@@ -55,17 +56,16 @@ void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dy, Tensor x, Tensor w, Tenso
       return dy_data[n * dim + d] * x_data[n * dim + d] * rstd_data[n];
     });
   }
-  // dx = rstd * (w dy - x rstd^2 mean(w dy x)).
+  // With x_hat = x rstd and g = w dy: dx = rstd * (g - x_hat mean(g x_hat)).
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
     const float* x_row = x_data + n * dim;
     const float* dy_row = dy_data + n * dim;
-    float* dx_row = dx_data + n * dim;
-    const float r = rstd_data[n];
-    double dot = 0.0;
-    for (int64_t d = 0; d < dim; ++d) dot += static_cast<double>(w_data[d]) * dy_row[d] * x_row[d];
-    const float x_coeff = static_cast<float>(dot / dim) * r * r * r;
-    for (int64_t d = 0; d < dim; ++d) dx_row[d] = r * w_data[d] * dy_row[d] - x_coeff * x_row[d];
+    float sum_g = 0.0f, sum_g_x_hat = 0.0f;
+    simd.norm_grad_sums(x_row, w_data, dy_row, dim, 0.0f, rstd_data[n], &sum_g, &sum_g_x_hat);
+    simd.norm_backward(x_row, w_data, dy_row, dx_data + n * dim, dim, 0.0f, rstd_data[n], 0.0f,
+                       sum_g_x_hat / static_cast<float>(dim));
   }
 }
 

@@ -1,12 +1,9 @@
-// CPU softmax over the last dim, stable (the row max is subtracted before exp), row sums in double.
-// y may alias x and dx may alias dy.
-#include <algorithm>
-#include <cmath>
-#include <limits>
-
+// CPU softmax over the last dim, stable (the row max is subtracted before exp), on the vector rows of
+// vector_kernels.h. y may alias x and dx may alias dy.
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/vector_kernels.h"
 
 namespace plm::cpu {
 
@@ -18,19 +15,13 @@ void softmax_forward(Tensor y, Tensor x, Stream) {
   const int64_t num_rows = x_rows.size(0), dim = x_rows.size(1);
   const float* x_data = x.data_as<float>();
   float* y_data = y.data_as<float>();
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
 #pragma omp parallel for if (x.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
     const float* x_row = x_data + n * dim;
-    float* y_row = y_data + n * dim;
-    float row_max = -std::numeric_limits<float>::infinity();
-    for (int64_t d = 0; d < dim; ++d) row_max = std::max(row_max, x_row[d]);
-    double sum = 0.0;
-    for (int64_t d = 0; d < dim; ++d) {
-      y_row[d] = std::exp(x_row[d] - row_max);
-      sum += y_row[d];
-    }
-    const float inv_sum = static_cast<float>(1.0 / sum);
-    for (int64_t d = 0; d < dim; ++d) y_row[d] *= inv_sum;
+    const float row_max = simd.row_max(x_row, dim);
+    const float sum = simd.sum_exp(x_row, dim, row_max);
+    simd.scaled_exp(x_row, y_data + n * dim, dim, row_max, 1.0f / sum);
   }
 }
 
@@ -44,16 +35,13 @@ void softmax_backward(Tensor dx, Tensor dy, Tensor y, Stream) {
   const float* y_data = y.data_as<float>();
   const float* dy_data = dy.data_as<float>();
   float* dx_data = dx.data_as<float>();
+  const VectorKernels& simd = vector_kernels(best_simd_isa());
   // dx = y * (dy - sum(dy * y)).
 #pragma omp parallel for if (y.numel() >= kMinParallelWork)
   for (int64_t n = 0; n < num_rows; ++n) {
     const float* y_row = y_data + n * dim;
     const float* dy_row = dy_data + n * dim;
-    float* dx_row = dx_data + n * dim;
-    double dot = 0.0;
-    for (int64_t d = 0; d < dim; ++d) dot += static_cast<double>(dy_row[d]) * y_row[d];
-    const float row_dot = static_cast<float>(dot);
-    for (int64_t d = 0; d < dim; ++d) dx_row[d] = y_row[d] * (dy_row[d] - row_dot);
+    simd.softmax_grad(y_row, dy_row, simd.dot(dy_row, y_row, dim), dx_data + n * dim, dim);
   }
 }
 

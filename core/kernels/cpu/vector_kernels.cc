@@ -24,6 +24,7 @@ namespace {
 constexpr float kExpMinInput = -87.3365448f;  // ln(FLT_MIN)
 constexpr float kExpMaxInput = 88.37f;
 constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // the normal pdf at 0
 
 namespace scalar {
 
@@ -60,6 +61,68 @@ void gelu(const float* x, float* y, int64_t n) {
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t j = 0; j < n; ++j) out[j] = gate[j] / (1.0f + std::exp(-gate[j])) * up[j];
+}
+
+float sum_exp(const float* x, int64_t n, float shift) {
+  double s = 0.0;
+  for (int64_t j = 0; j < n; ++j) s += std::exp(x[j] - shift);
+  return static_cast<float>(s);
+}
+
+void scaled_exp(const float* x, float* y, int64_t n, float shift, float scale) {
+  for (int64_t j = 0; j < n; ++j) y[j] = scale * std::exp(x[j] - shift);
+}
+
+void softmax_grad(const float* p, const float* dp, float delta, float* ds, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (dp[j] - delta);
+}
+
+float sum(const float* x, int64_t n) {
+  double s = 0.0;
+  for (int64_t j = 0; j < n; ++j) s += x[j];
+  return static_cast<float>(s);
+}
+
+float sum_squares(const float* x, int64_t n, float center) {
+  double s = 0.0;
+  for (int64_t j = 0; j < n; ++j) s += (x[j] - center) * (x[j] - center);
+  return static_cast<float>(s);
+}
+
+void norm_affine(const float* x, const float* w, const float* b, float* y, int64_t n, float mean, float rstd) {
+  for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mean) * rstd * w[j] + (b ? b[j] : 0.0f);
+}
+
+void norm_grad_sums(const float* x, const float* w, const float* dy, int64_t n, float mean, float rstd, float* sum_g,
+                    float* sum_g_x_hat) {
+  double g_total = 0.0, g_x_hat_total = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    g_total += w[j] * dy[j];
+    g_x_hat_total += w[j] * dy[j] * (x[j] - mean) * rstd;
+  }
+  *sum_g = static_cast<float>(g_total);
+  *sum_g_x_hat = static_cast<float>(g_x_hat_total);
+}
+
+void norm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t n, float mean, float rstd,
+                   float mean_g, float mean_g_x_hat) {
+  for (int64_t j = 0; j < n; ++j) dx[j] = rstd * (w[j] * dy[j] - mean_g - (x[j] - mean) * rstd * mean_g_x_hat);
+}
+
+void gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float cdf = 0.5f * (1.0f + std::erf(x[j] * kInvSqrt2));
+    dx[j] = dy[j] * (cdf + x[j] * kInvSqrt2Pi * std::exp(-0.5f * x[j] * x[j]));
+  }
+}
+
+void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float g = gate[j], u = up[j], d = dout[j];
+    const float s = 1.0f / (1.0f + std::exp(-g));
+    dgate[j] = d * u * s * (1.0f + g * (1.0f - s));  // silu'(g) = s (1 + g (1 - s))
+    dup[j] = d * g * s;
+  }
 }
 
 }  // namespace scalar
@@ -177,14 +240,21 @@ const VectorKernels& vector_kernels(SimdIsa isa) {
   PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
       << "attention_simd: this CPU cannot run " << simd_isa_name(isa) << " (best: "
       << simd_isa_name(best_simd_isa()) << ")";
-  static const VectorKernels scalar_kernels{scalar::row_max, scalar::exp_sum, scalar::dot, scalar::dot_bf16,
-                                            scalar::gelu,    scalar::swiglu};
+// Every member of VectorKernels from the functions of one namespace (scalar, avx2, avx512).
+#define PLM_VECTOR_KERNELS(ns)                                                                                   \
+  VectorKernels {                                                                                                \
+    .row_max = ns::row_max, .exp_sum = ns::exp_sum, .dot = ns::dot, .dot_bf16 = ns::dot_bf16, .gelu = ns::gelu,  \
+    .swiglu = ns::swiglu, .sum_exp = ns::sum_exp, .scaled_exp = ns::scaled_exp, .softmax_grad = ns::softmax_grad, \
+    .sum = ns::sum, .sum_squares = ns::sum_squares, .norm_affine = ns::norm_affine,                              \
+    .norm_grad_sums = ns::norm_grad_sums, .norm_backward = ns::norm_backward, .gelu_backward = ns::gelu_backward, \
+    .swiglu_backward = ns::swiglu_backward                                                                       \
+  }
+  static const VectorKernels scalar_kernels = PLM_VECTOR_KERNELS(scalar);
 #if defined(__x86_64__)
-  static const VectorKernels avx2_kernels{avx2::row_max, avx2::exp_sum, avx2::dot,   avx2::dot_bf16,
-                                          avx2::gelu,    avx2::swiglu};
-  static const VectorKernels avx512_kernels{avx512::row_max, avx512::exp_sum, avx512::dot,   avx512::dot_bf16,
-                                            avx512::gelu,    avx512::swiglu};
+  static const VectorKernels avx2_kernels = PLM_VECTOR_KERNELS(avx2);
+  static const VectorKernels avx512_kernels = PLM_VECTOR_KERNELS(avx512);
 #endif
+#undef PLM_VECTOR_KERNELS
   switch (isa) {
 #if defined(__x86_64__)
     case SimdIsa::kAvx512: return avx512_kernels;

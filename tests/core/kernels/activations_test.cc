@@ -8,6 +8,7 @@
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/vector_kernels.h"
 #include "tests/core/kernels/reference_check.h"
+#include "tests/core/kernels/simd_isas.h"
 #include "tests/core/test_util.h"
 
 namespace plm {
@@ -121,8 +122,7 @@ TEST(CpuActivationKernelsTest, EveryIsaMatchesReference) {
   std::vector<float> up = testing::to_vector(random_tensor({1001}, 16, -8.0f, 8.0f));
   const float specials[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 30.0f, -30.0f, 100.0f, -100.0f, 1e20f, -1e20f};
   for (size_t i = 0; i < std::size(specials); ++i) x[i * 3] = specials[i];
-  for (const cpu::SimdIsa isa : {cpu::SimdIsa::kScalar, cpu::SimdIsa::kAvx2, cpu::SimdIsa::kAvx512}) {
-    if (static_cast<int>(isa) > static_cast<int>(cpu::best_simd_isa())) continue;
+  for (const cpu::SimdIsa isa : testing::runnable_isas()) {
     SCOPED_TRACE(cpu::simd_isa_name(isa));
     const cpu::VectorKernels& kernels = cpu::vector_kernels(isa);
     std::vector<float> y(x.size()), out(x.size());

@@ -16,12 +16,14 @@
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_reference.h"
 #include "core/kernels/cpu/vector_kernels.h"
+#include "tests/core/kernels/simd_isas.h"
 #include "tests/core/test_util.h"
 
 namespace plm {
 namespace {
 
 using cpu::SimdIsa;
+using testing::runnable_isas;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -186,14 +188,6 @@ TEST(CpuAttentionBlocked, LseOptional) {
   cpu::attention_forward(with, lse, q, kv, kv, {.causal = true});
   cpu::attention_forward(without, Tensor(), q, kv, kv, {.causal = true});
   EXPECT_EQ(testing::max_abs_diff(with, without), 0.0f);
-}
-
-std::vector<SimdIsa> runnable_isas() {
-  std::vector<SimdIsa> isas;
-  for (const SimdIsa isa : {SimdIsa::kScalar, SimdIsa::kAvx2, SimdIsa::kAvx512}) {
-    if (static_cast<int>(isa) <= static_cast<int>(cpu::best_simd_isa())) isas.push_back(isa);
-  }
-  return isas;
 }
 
 TEST(CpuVectorKernels, ExpMatchesStdExp) {

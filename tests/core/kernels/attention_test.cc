@@ -1,7 +1,7 @@
 // CPU attention against a naive double reference over GQA ratios, causal masks, kv_lens (chunked prefill and
 // decode), packed segments and queries that see no key: the forward of both the reference loop and the
-// blocked kernel; backward (from the blocked forward's saved lse) against the double analytic gradient and
-// against central finite differences.
+// blocked kernel; backward, blocked and the reference loop (from the blocked forward's saved lse), against the
+// double analytic gradient, and the blocked one against central finite differences.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -171,12 +171,20 @@ TEST_P(CpuAttention, ForwardAndBackwardMatchDoubleReference) {
   check_forward("");
 
   // Gradients start as garbage: they are written, not accumulated.
-  OwnedTensor dq = random_tensor(in.q.shape(), 7), dk = random_tensor(in.k.shape(), 8),
-              dv = random_tensor(in.k.shape(), 9);
-  cpu::attention_backward(dq, dk, dv, dout, in.q, in.k, in.v, out, lse, in.options);
-  EXPECT_TRUE(testing::close_to_reference(dq, r.dq, 4e-6, 0.0, c.name + "_dq"));
-  EXPECT_TRUE(testing::close_to_reference(dk, r.dk, 4e-6, 0.0, c.name + "_dk"));
-  EXPECT_TRUE(testing::close_to_reference(dv, r.dv, 4e-6, 0.0, c.name + "_dv"));
+  for (const bool blocked : {true, false}) {
+    const std::string label = blocked ? "" : "_reference";
+    SCOPED_TRACE(label);
+    OwnedTensor dq = random_tensor(in.q.shape(), 7), dk = random_tensor(in.k.shape(), 8),
+                dv = random_tensor(in.k.shape(), 9);
+    if (blocked) {
+      cpu::attention_backward(dq, dk, dv, dout, in.q, in.k, in.v, out, lse, in.options);
+    } else {
+      cpu::attention_backward_reference(dq, dk, dv, dout, in.q, in.k, in.v, out, lse, in.options);
+    }
+    EXPECT_TRUE(testing::close_to_reference(dq, r.dq, 4e-6, 0.0, c.name + "_dq" + label));
+    EXPECT_TRUE(testing::close_to_reference(dk, r.dk, 4e-6, 0.0, c.name + "_dk" + label));
+    EXPECT_TRUE(testing::close_to_reference(dv, r.dv, 4e-6, 0.0, c.name + "_dv" + label));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, CpuAttention, ::testing::ValuesIn(cases()),

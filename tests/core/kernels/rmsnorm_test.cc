@@ -47,7 +47,7 @@ Reference reference(Tensor x, Tensor w, Tensor dy) {
 }
 
 // The last shape exceeds kMinParallelWork, so the threaded path runs too.
-const int64_t kShapes[][2] = {{1, 1}, {3, 17}, {17, 65}, {4, 33}, {65, 3}, {257, 129}};
+const int64_t kShapes[][2] = {{1, 1}, {3, 17}, {17, 65}, {4, 33}, {65, 3}, {257, 129}, {5, 2049}};
 
 std::string shape_label(const char* what, int64_t rows, int64_t dim) {
   return std::string(what) + "_" + std::to_string(rows) + "x" + std::to_string(dim);
