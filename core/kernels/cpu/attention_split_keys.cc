@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/kernels/cpu/vector_kernels.h"
@@ -27,21 +28,46 @@ struct ChunkPartials {
 float kv_dot(const VectorKernels& simd, const float* q, const float* k, int64_t n) { return simd.dot(q, k, n); }
 float kv_dot(const VectorKernels& simd, const float* q, const bf16* k, int64_t n) { return simd.dot_bf16(q, k, n); }
 
-// Keys [j0, j1) of sequence b for every query row of it; KV is float or bf16.
+float rounded_to_bf16(float x) { return static_cast<float>(bf16(x)); }
+
+// The (Hkv, Dh) slab of key or value j as the chunk reads it: itself, or rounded to bf16 into `rounded` (f32 rows
+// in the bf16 compute mode; a bf16 cache is rounded already).
+template <typename KV>
+const KV* kv_slab(const AttentionGeometry& g, const KV* kv, int64_t b, int64_t j, DType compute,
+                  std::vector<float>& rounded) {
+  const KV* slab = kv + g.kv_row(b, j, 0);
+  if constexpr (std::is_same_v<KV, float>) {
+    if (compute == DType::kBF16) {
+      rounded.resize(static_cast<size_t>(g.num_kv_heads * g.head_dim));
+      std::transform(slab, slab + rounded.size(), rounded.begin(), rounded_to_bf16);
+      return rounded.data();
+    }
+  }
+  return slab;
+}
+
+// Keys [j0, j1) of sequence b for every query row of it; KV is float or bf16. compute kBF16: q, k, v and the
+// probabilities rounded to bf16, the sums in f32.
 template <typename KV>
 void attend_chunk(const AttentionGeometry& g, const VectorKernels& simd, const float* q, const KV* k, const KV* v,
-                  int64_t b, int64_t j0, int64_t j1, ChunkPartials& part, std::vector<float>& scores) {
+                  int64_t b, int64_t j0, int64_t j1, DType compute, ChunkPartials& part, std::vector<float>& scores) {
   const int64_t q_len = g.query_len(b), rows = q_len * g.num_q_heads, width = j1 - j0, dim = g.head_dim;
   const int64_t group = g.group_size();
   scores.resize(static_cast<size_t>(rows * width));
+  // Sequence b's query rows r = i * Hq + h, (q_len, Hq, Dh) from q_row(b, 0, 0) in both layouts.
+  thread_local std::vector<float> q_rounded, slab_rounded;
+  const float* q_rows = q + g.q_row(b, 0, 0);
+  if (compute == DType::kBF16) {
+    q_rounded.resize(static_cast<size_t>(rows * dim));
+    std::transform(q_rows, q_rows + rows * dim, q_rounded.begin(), rounded_to_bf16);
+    q_rows = q_rounded.data();
+  }
   // Key by key over all kv heads: one contiguous (Hkv, Dh) slab of k per key.
   for (int64_t j = j0; j < j1; ++j) {
-    const KV* k_slab = k + g.kv_row(b, j, 0);
-    for (int64_t i = 0; i < q_len; ++i) {
-      for (int64_t h = 0; h < g.num_q_heads; ++h) {
-        const int64_t r = i * g.num_q_heads + h;
-        scores[r * width + j - j0] = g.scale * kv_dot(simd, q + g.q_row(b, i, h), k_slab + (h / group) * dim, dim);
-      }
+    const KV* k_slab = kv_slab(g, k, b, j, compute, slab_rounded);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t h = r % g.num_q_heads;
+      scores[r * width + j - j0] = g.scale * kv_dot(simd, q_rows + r * dim, k_slab + (h / group) * dim, dim);
     }
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -55,10 +81,11 @@ void attend_chunk(const AttentionGeometry& g, const VectorKernels& simd, const f
     const bool sees_keys = part.maxes[r] != kAttentionNegInf;
     part.sums[r] = sees_keys ? simd.exp_sum(row, end, part.maxes[r]) : 0.0f;
     std::fill(row + (sees_keys ? end : 0), row + width, 0.0f);
+    if (compute == DType::kBF16) std::transform(row, row + end, row, rounded_to_bf16);  // after the f32 sum
   }
   std::fill(part.acc.begin(), part.acc.end(), 0.0f);
   for (int64_t j = j0; j < j1; ++j) {
-    const KV* v_slab = v + g.kv_row(b, j, 0);
+    const KV* v_slab = kv_slab(g, v, b, j, compute, slab_rounded);
     for (int64_t r = 0; r < rows; ++r) {
       const float p = scores[r * width + j - j0];
       const KV* v_row = v_slab + ((r % g.num_q_heads) / group) * dim;
@@ -74,7 +101,8 @@ int64_t range_of(const std::vector<int64_t>& starts, int64_t index) {
 }
 
 template <typename KV>
-void split_keys(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse) {
+void split_keys(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse,
+                DType compute) {
   const VectorKernels& simd = vector_kernels(best_simd_isa());
   const int64_t dim = g.head_dim;
   // Per sequence of this path: the keys its last query sees (the most any of its queries sees) in chunks, and
@@ -101,7 +129,7 @@ void split_keys(const AttentionGeometry& g, const float* q, const KV* k, const K
       part.maxes.resize(static_cast<size_t>(rows));
       part.sums.resize(static_cast<size_t>(rows));
       part.acc.resize(static_cast<size_t>(rows * dim));
-      attend_chunk(g, simd, q, k, v, b, j0, std::max(j0, j1), part, scores);
+      attend_chunk(g, simd, q, k, v, b, j0, std::max(j0, j1), compute, part, scores);
     }
 #pragma omp for
     for (int64_t row = 0; row < first_row[g.batch]; ++row) {
@@ -133,13 +161,13 @@ void split_keys(const AttentionGeometry& g, const float* q, const KV* k, const K
 }  // namespace
 
 void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const float* k, const float* v,
-                                  float* out, float* lse) {
-  split_keys(g, q, k, v, out, lse);
+                                  float* out, float* lse, DType compute) {
+  split_keys(g, q, k, v, out, lse, compute);
 }
 
 void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const bf16* k, const bf16* v,
-                                  float* out, float* lse) {
-  split_keys(g, q, k, v, out, lse);
+                                  float* out, float* lse, DType compute) {
+  split_keys(g, q, k, v, out, lse, compute);
 }
 
 }  // namespace plm::cpu
