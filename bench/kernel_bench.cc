@@ -1,13 +1,13 @@
 #include "bench/kernel_bench.h"
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/cpu_time.h"
 #include "core/machine_peak.h"
 #include "core/cuda/runtime.h"
 #include "core/kernels/cpu/attention_reference.h"
@@ -272,12 +272,6 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
                      2.0 * a * tiles * 3 * 448 * 448, [=] { im2col_patches(patches, images, 14); }});
   }
   return cases;
-}
-
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 // Wall and process CPU seconds per call (the CPU time is the steadier number of a one-thread run on a shared
