@@ -111,28 +111,41 @@ struct Simd {
 #pragma GCC pop_options
 #endif
 
-}  // namespace
-
-void pair_gemm(const PairGemm& g, Bf16InputKernel kernel) {
+void check_shape(const PairGemm& g) {
   PLM_CHECK(g.n % kPairLanes == 0 && g.k % 2 == 0 && g.ldb >= 2 * g.n && g.lda >= g.k && g.ldc >= g.n)
       << "pair_gemm: n " << g.n << " (a multiple of " << kPairLanes << "), k " << g.k << " (even), lda " << g.lda
       << ", ldb " << g.ldb << ", ldc " << g.ldc;
+}
+
+}  // namespace
+
+void pair_gemm_widened(const PairGemm& g, SimdIsa isa) {
+  check_shape(g);
+  PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
+      << "pair_gemm: this CPU cannot run " << simd_isa_name(isa) << " (best: " << simd_isa_name(best_simd_isa())
+      << ")";
   if (g.m == 0 || g.n == 0) return;
+#if defined(__x86_64__)
+  if (isa == SimdIsa::kAvx512) {
+    avx512::run(g);
+    return;
+  }
+#endif
+  scalar::run(g);
+}
+
+void pair_gemm(const PairGemm& g, Bf16InputKernel kernel) {
   switch (kernel) {
     case Bf16InputKernel::kDotBf16:
+      check_shape(g);
       PLM_CHECK(cpu_has_avx512_bf16()) << "pair_gemm: this CPU has no AVX512-BF16";
+      if (g.m == 0 || g.n == 0) return;
 #if defined(__x86_64__)
       avx512_bf16::run(g);
 #endif
       return;
     case Bf16InputKernel::kWidened:
-#if defined(__x86_64__)
-      if (best_simd_isa() == SimdIsa::kAvx512) {
-        avx512::run(g);
-        return;
-      }
-#endif
-      scalar::run(g);
+      pair_gemm_widened(g, best_simd_isa());
       return;
   }
 }

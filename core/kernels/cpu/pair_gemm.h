@@ -27,6 +27,9 @@ struct PairGemm {
 // kDotBf16 (vdpbf16ps) needs cpu_has_avx512_bf16(); kWidened widens both operands to f32 (exact products, f32
 // sums, so the two differ in summation order only) with AVX-512F where the CPU has it, else in scalar code.
 void pair_gemm(const PairGemm& g, Bf16InputKernel kernel);
+// The kWidened kernel with an ISA of the caller's choice (one this CPU runs: AVX-512 or scalar; AVX2 runs the
+// scalar code), so tests reach the scalar code on any CPU.
+void pair_gemm_widened(const PairGemm& g, SimdIsa isa);
 
 // Packs `count` rows of `width` elements (f32 rounded to nearest even, or bf16 copied; row r at src + r * stride)
 // as the pair rows of b for pair_gemm, zero-filled to `padded_count` x `padded_width`:

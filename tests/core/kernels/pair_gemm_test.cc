@@ -1,10 +1,12 @@
 // pair_gemm (core/kernels/cpu/pair_gemm.h), the bf16 attention's GEMM, with each kernel (vdpbf16ps, skipped where
-// the CPU lacks AVX512-BF16; the widened fallback, which runs everywhere) against a double reference on odd shapes,
-// with b packed by both packers from f32 rows (rounded) and leading dimensions wider than the matrices.
+// the CPU lacks AVX512-BF16; the widened fallback with the CPU's widest ISA, and with scalar code, both of which run
+// everywhere) against a double reference on odd shapes, with b packed by both packers from f32 rows (rounded) and
+// leading dimensions wider than the matrices.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/kernels/cpu/pair_gemm.h"
@@ -16,12 +18,20 @@ namespace {
 using cpu::Bf16InputKernel;
 using cpu::kPairLanes;
 
-class PairGemmTest : public ::testing::TestWithParam<Bf16InputKernel> {
+enum class Variant { kDotBf16, kWidened, kWidenedScalar };
+
+void run(const cpu::PairGemm& g, Variant variant) {
+  switch (variant) {
+    case Variant::kDotBf16: return cpu::pair_gemm(g, Bf16InputKernel::kDotBf16);
+    case Variant::kWidened: return cpu::pair_gemm(g, Bf16InputKernel::kWidened);
+    case Variant::kWidenedScalar: return cpu::pair_gemm_widened(g, cpu::SimdIsa::kScalar);
+  }
+}
+
+class PairGemmTest : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
-    if (GetParam() == Bf16InputKernel::kDotBf16 && !cpu::cpu_has_avx512_bf16()) {
-      GTEST_SKIP() << "this CPU has no AVX512-BF16";
-    }
+    if (GetParam() == Variant::kDotBf16 && !cpu::cpu_has_avx512_bf16()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
   }
 };
 
@@ -60,9 +70,9 @@ TEST_P(PairGemmTest, MatchesDoubleReferenceOnRoundedOperands) {
           std::vector<float> c = c0;
           const bool accumulate = cases % 2 == 0;
           const float alpha = cases % 3 == 0 ? 0.125f : 1.0f;
-          cpu::pair_gemm({.a = a.data(), .b = b.data(), .c = c.data(), .m = m, .n = padded_n, .k = padded_k,
-                          .lda = lda, .ldb = 2 * padded_n, .ldc = ldc, .alpha = alpha, .accumulate = accumulate},
-                         GetParam());
+          run({.a = a.data(), .b = b.data(), .c = c.data(), .m = m, .n = padded_n, .k = padded_k, .lda = lda,
+               .ldb = 2 * padded_n, .ldc = ldc, .alpha = alpha, .accumulate = accumulate},
+              GetParam());
           for (int64_t i = 0; i < m; ++i) {
             for (int64_t j = 0; j < padded_n; ++j) {
               double dot = 0.0, magnitude = 0.0;
@@ -90,9 +100,14 @@ TEST_P(PairGemmTest, MatchesDoubleReferenceOnRoundedOperands) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryKernel, PairGemmTest,
-                         ::testing::Values(Bf16InputKernel::kDotBf16, Bf16InputKernel::kWidened),
-                         [](const ::testing::TestParamInfo<Bf16InputKernel>& info) {
-                           return info.param == Bf16InputKernel::kDotBf16 ? "DotBf16" : "Widened";
+                         ::testing::Values(Variant::kDotBf16, Variant::kWidened, Variant::kWidenedScalar),
+                         [](const ::testing::TestParamInfo<Variant>& info) -> std::string {
+                           switch (info.param) {
+                             case Variant::kDotBf16: return "DotBf16";
+                             case Variant::kWidened: return "Widened";
+                             case Variant::kWidenedScalar: return "WidenedScalar";
+                           }
+                           return "?";
                          });
 
 }  // namespace
