@@ -83,10 +83,11 @@ class TokenClock(StoppingCriteria):
     """Called after every new token: the first call ends the prefill, the last one the decode."""
 
     def __init__(self):
-        self.times = []
+        self.times, self.cpu_times = [], []
 
     def __call__(self, input_ids, scores, **kwargs):
         self.times.append(time.perf_counter())
+        self.cpu_times.append(time.process_time())
         return torch.zeros(input_ids.shape[0], dtype=torch.bool)
 
 
@@ -111,22 +112,24 @@ def run_one(args, dtype_name):
         text_start = length - args.prompt_tokens
         greedy(model, input_ids[:1, text_start:text_start + min(WARMUP_TOKENS, args.prompt_tokens)], None, 2)
 
-        vision_s, mm = 0.0, None
+        vision_s, vision_cpu_s, mm = 0.0, 0.0, None
         if pixel_values is not None:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             mm = {"image": model.model.get_image_features(pixel_values=pixel_values, return_dict=True)}
-            vision_s = time.perf_counter() - start
+            vision_s, vision_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
 
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), mm_encoder_outputs=mm,
               use_cache=True, logits_to_keep=1)
-        prefill_s = time.perf_counter() - start
+        prefill_s, prefill_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
 
         clock = TokenClock()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = greedy(model, input_ids, pixel_values, args.new_tokens, clock)
     first_token_s = clock.times[0] - start
     decode_s = clock.times[-1] - clock.times[0]
+    first_token_cpu_s = clock.cpu_times[0] - cpu_start
+    decode_cpu_s = clock.cpu_times[-1] - clock.cpu_times[0]
 
     tiles = args.batch * args.image_tiles
     prefill_tokens, decode_tokens = args.batch * length, args.batch * (args.new_tokens - 1)
@@ -134,21 +137,24 @@ def run_one(args, dtype_name):
     print(f"transformers {transformers.__version__}, torch {torch.__version__} ({short} weights, "
           f"{torch.get_num_threads()} threads), batch {args.batch}, prompt {args.prompt_tokens} text + "
           f"{length - args.prompt_tokens} image tokens, {args.new_tokens} new tokens (greedy)")
-    print(f"{'stage':<12} {'work':<28} {'time_s':>10} {'rate':>12}")
+    print(f"{'stage':<12} {'work':<28} {'time_s':>10} {'cpu_s':>10} {'rate':>12}")
     print(f"{'load':<12} {str(model.num_parameters()) + ' parameters':<28} {load_s:10.3f}")
     if tiles:
-        print(f"{'vision':<12} {str(tiles) + ' tiles':<28} {vision_s:10.3f} {1e3 * vision_s / tiles:9.1f} ms/tile")
-    print(f"{'prefill':<12} {str(prefill_tokens) + ' tokens':<28} {prefill_s:10.3f} "
+        print(f"{'vision':<12} {str(tiles) + ' tiles':<28} {vision_s:10.3f} {vision_cpu_s:10.3f} "
+              f"{1e3 * vision_s / tiles:9.1f} ms/tile")
+    print(f"{'prefill':<12} {str(prefill_tokens) + ' tokens':<28} {prefill_s:10.3f} {prefill_cpu_s:10.3f} "
           f"{prefill_tokens / prefill_s:9.1f} tok/s")
-    print(f"{'first token':<12} {'generate: media + prefill':<28} {first_token_s:10.3f}")
-    print(f"{'decode':<12} {str(decode_tokens) + ' tokens':<28} {decode_s:10.3f} {decode_tokens / decode_s:9.2f} tok/s")
+    print(f"{'first token':<12} {'generate: media + prefill':<28} {first_token_s:10.3f} {first_token_cpu_s:10.3f}")
+    print(f"{'decode':<12} {str(decode_tokens) + ' tokens':<28} {decode_s:10.3f} {decode_cpu_s:10.3f} "
+          f"{decode_tokens / decode_s:9.2f} tok/s")
     line = {
         "bench": "generate", "impl": "hf", "model": args.model, "device": "cpu", "dtype": short,
         "threads": torch.get_num_threads(), "batch": args.batch, "prompt_tokens": args.prompt_tokens,
         "image_tiles": args.image_tiles, "prompt_length": length, "new_tokens": args.new_tokens, "seed": args.seed,
         "load_s": load_s, "vision_ms_per_tile": 1e3 * vision_s / tiles if tiles else 0.0, "prefill_s": prefill_s,
         "prefill_tok_s": prefill_tokens / prefill_s, "first_token_s": first_token_s, "decode_s": decode_s,
-        "decode_tok_s": decode_tokens / decode_s,
+        "decode_tok_s": decode_tokens / decode_s, "vision_cpu_s": vision_cpu_s, "prefill_cpu_s": prefill_cpu_s,
+        "first_token_cpu_s": first_token_cpu_s, "decode_cpu_s": decode_cpu_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
         "tokens": out[0, length:].tolist(),
     }
@@ -172,6 +178,11 @@ def compare(plm, hf_lines):
         same = next((i for i, (a, b) in enumerate(zip(plm["tokens"], hf["tokens"])) if a != b), len(plm["tokens"]))
         print(f"{hf['dtype']:<9} {plm['prefill_tok_s'] / hf['prefill_tok_s']:10.2f} "
               f"{plm['decode_tok_s'] / hf['decode_tok_s']:10.2f} {vision:10.2f} {same:>5}/{len(plm['tokens'])}")
+        if "prefill_cpu_s" in plm and "prefill_cpu_s" in hf:  # HF / plm process CPU time per stage
+            cpu = {k: hf[k] / plm[k] if plm[k] else float("nan")
+                   for k in ("prefill_cpu_s", "decode_cpu_s", "vision_cpu_s", "first_token_cpu_s")}
+            print(f"{'  by CPU':<9} {cpu['prefill_cpu_s']:10.2f} {cpu['decode_cpu_s']:10.2f} "
+                  f"{cpu['vision_cpu_s']:10.2f}   first token {cpu['first_token_cpu_s']:.2f}")
 
 
 def child_command(args, dtype):

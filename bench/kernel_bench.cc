@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cpu_time.h"
 #include "core/machine_peak.h"
 #include "core/cuda/runtime.h"
 #include "core/kernels/cpu/attention_reference.h"
@@ -146,6 +147,10 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
       cases.push_back({"attention reference", "causal prefill S=" + std::to_string(s) + " 32q/8kv x 64", causal_flops,
                        0, [=] { cpu::attention_forward_reference(o, lse, q, k, v, causal); }});
     }
+    if (p.dtype() == DType::kF32) {  // CPU: the bf16 compute mode (attention_bf16.h)
+      cases.push_back({"attention bf16", "causal prefill S=" + std::to_string(s) + " 32q/8kv x 64", causal_flops, 0,
+                       [=] { attention_forward(o, lse, q, k, v, {.causal = true, .compute = DType::kBF16}); }});
+    }
     cases.push_back({"attention_backward", "causal S=" + std::to_string(s) + " 32q/8kv x 64", 2.5 * causal_flops, 0,
                      [=] { attention_backward(dq, dk, dv, o, q, k, v, o, lse, causal); }});
     if (p.dtype() == DType::kF32) {  // CPU: the plain loop the blocked backward is tested against
@@ -163,6 +168,8 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
     if (p.dtype() == DType::kF32) {
       cases.push_back({"attention reference", shape, flops, 0,
                        [=] { cpu::attention_forward_reference(o, Tensor(), q, q, q, {}); }});
+      cases.push_back({"attention bf16", shape, flops, 0,
+                       [=] { attention_forward(o, Tensor(), q, q, q, {.compute = DType::kBF16}); }});
     }
     Tensor lse = p.f32({tiles, vis_heads, vis_tokens}), dq = p.act(q.shape()), dk = p.act(q.shape());
     Tensor dv = p.act(q.shape());
@@ -202,6 +209,13 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
       const Tensor q_packed = q.reshape({batch, q_heads, head_dim}), o_packed = o.reshape({batch, q_heads, head_dim});
       cases.push_back({"attention paged cache", shape + ", blocks of " + std::to_string(block), flops, bytes,
                        [=] { paged_attention_forward(o_packed, q_packed, k_blocks, k_blocks, paged); }});
+      if (p.dtype() == DType::kF32 && block == 16) {  // CPU: the bf16 compute mode's bf16 cache
+        const Tensor k_bf16 = p.bf16_weights(k_blocks.shape());
+        PagedAttentionBatch paged_bf16 = paged;
+        paged_bf16.compute = DType::kBF16;
+        cases.push_back({"attention bf16 paged cache", shape + ", blocks of 16", flops, bytes / 2,
+                         [=] { paged_attention_forward(o_packed, q_packed, k_bf16, k_bf16, paged_bf16); }});
+      }
     }
   }
   {
@@ -269,8 +283,13 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
   return cases;
 }
 
-// Seconds per call: one warm-up call, then repeated calls until min_seconds have passed.
-double time_case(const BenchCase& c, bool on_cuda, double min_seconds) {
+// Wall and process CPU seconds per call (the CPU time is the steadier number of a one-thread run on a shared
+// machine): one warm-up call, then repeated calls until min_seconds of wall time have passed.
+struct CaseTime {
+  double wall_s, cpu_s;
+};
+
+CaseTime time_case(const BenchCase& c, bool on_cuda, double min_seconds) {
   const auto sync = [&] {
     if (on_cuda) cuda_synchronize_device();
   };
@@ -278,6 +297,7 @@ double time_case(const BenchCase& c, bool on_cuda, double min_seconds) {
   sync();
   int reps = 0;
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = process_cpu_seconds();
   double elapsed = 0;
   do {
     c.run();
@@ -285,7 +305,7 @@ double time_case(const BenchCase& c, bool on_cuda, double min_seconds) {
     sync();
     elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   } while (elapsed < min_seconds && reps < 10000);
-  return elapsed / reps;
+  return {elapsed / reps, (process_cpu_seconds() - cpu_start) / reps};
 }
 
 }  // namespace
@@ -302,17 +322,19 @@ int run_kernel_bench(const KernelBenchOptions& options) {
   }
   const MachinePeak peak = on_cuda ? cuda_peak(0) : cpu_peak();
   std::printf("device: %s\npeak: %s\n", options.device.c_str(), peak.description.c_str());
-  std::printf("%-22s %-48s %10s %10s %9s %8s\n", "kernel", "shape", "time_ms", "GFLOP/s", "GB/s", "%peak");
+  std::printf("%-22s %-48s %10s %10s %10s %9s %8s\n", "kernel", "shape", "time_ms", "cpu_ms", "GFLOP/s", "GB/s",
+              "%peak");
 
   TensorPool pool(on_cuda ? Device::cuda(0) : Device::cpu(), on_cuda ? DType::kBF16 : DType::kF32);
   for (const BenchCase& c : make_cases(pool, options.quick)) {
     if (!options.filter.empty() && c.name.find(options.filter) == std::string::npos) continue;
-    const double seconds = time_case(c, on_cuda, options.quick ? 0.02 : 0.3);
+    const CaseTime time = time_case(c, on_cuda, options.quick ? 0.02 : 0.3);
+    const double seconds = time.wall_s;
     const double gflops = c.flops / seconds / 1e9, gbytes = c.bytes / seconds / 1e9;
     const double flops_peak = c.bf16_math ? peak.bf16_flops_per_s : peak.flops_per_s;
     const double ratio = std::max(c.flops / seconds / flops_peak, c.bytes / seconds / peak.bytes_per_s);
-    std::printf("%-22s %-48s %10.3f %10.1f %9.1f %7.1f%%\n", c.name.c_str(), c.shape.c_str(), seconds * 1e3,
-                gflops, gbytes, 100.0 * ratio);
+    std::printf("%-22s %-48s %10.3f %10.3f %10.1f %9.1f %7.1f%%\n", c.name.c_str(), c.shape.c_str(), seconds * 1e3,
+                time.cpu_s * 1e3, gflops, gbytes, 100.0 * ratio);
     std::fflush(stdout);
   }
   return 0;

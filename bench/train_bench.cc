@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/cpu_time.h"
 #include "bench/peak_rss.h"
 #include "bench/synthetic_prompts.h"
 #include "distributed/single_rank_communicator.h"
@@ -63,15 +64,6 @@ model::TrainingBatch make_batch(const model::PlmConfig &config,
   if (prompts.pixels.numel() > 0)
     batch.image_pixels = prompts.pixels.view();
   return batch;
-}
-
-// CPU time of every thread of the process: on a shared machine it counts the
-// step's work, not the waits for a core (exact with one thread; with more it
-// includes OpenMP's spinning at barriers).
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 struct StepTimes {

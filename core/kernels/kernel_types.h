@@ -27,6 +27,10 @@ struct AttentionOptions {
   // Optional (B, S) i32, only when Sq == Skv: query i sees key j only if segment_ids[i] == segment_ids[j]
   // (packed documents). Combined with causal when both are set.
   Tensor segment_ids = {};
+  // CPU: kBF16 is the bf16 compute mode (q, k, v and the probabilities rounded to bf16, bf16 products summed in
+  // f32, softmax statistics in f32: cpu/attention_bf16.h), kF32 the exact oracle. CUDA computes in its operands'
+  // dtype and ignores it.
+  DType compute = DType::kF32;
 };
 
 // The sequences of one paged_attention_forward call: i32 tensors on the call's device.
@@ -36,6 +40,7 @@ struct PagedAttentionBatch {
   Tensor kv_lens;             // (B): keys of sequence b, its new tokens' included (its queries are the last ones)
   int64_t max_query_len = 0;  // the largest query run (sizes the CUDA grid; the CPU checks it)
   float scale = 0.0f;         // 0 means 1/sqrt(head_dim)
+  DType compute = DType::kF32;  // as AttentionOptions::compute
 };
 
 struct AdamWOptions {

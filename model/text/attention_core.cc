@@ -45,7 +45,10 @@ void PackedCausalAttention::backward(Tensor dq, Tensor dk, Tensor dv, Tensor dou
 
 void KvCacheAttention::forward(Tensor out, Tensor /*lse*/, Tensor q, Tensor k, Tensor v, int layer, Stream s) const {
   paged_kv_write(cache_.keys(layer), cache_.values(layer), k, v, step_.slots, s);
-  paged_attention_forward(out, q, cache_.keys(layer), cache_.values(layer), step_.batch(), s);
+  PagedAttentionBatch batch = step_.batch();
+  // A bf16 cache on CPU is the bf16 compute mode's (PlmModel::kv_dtype): attend in bf16 as its GEMMs compute.
+  batch.compute = cache_.dtype();
+  paged_attention_forward(out, q, cache_.keys(layer), cache_.values(layer), batch, s);
 }
 
 }  // namespace plm::model

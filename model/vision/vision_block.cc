@@ -51,7 +51,8 @@ void vision_block_forward(const VisionBlock& b, VisionBlockActivations& a, Tenso
   b.k().forward(a.qk, a.h1, s);
   vision_rope_forward(a.k, a.qk, rope_cos, rope_sin, d.num_prefix_tokens, s);
   b.v().forward(a.v, a.h1, s);
-  attention_forward(a.attn, a.lse, a.q, a.k, a.v, {.causal = false}, s);
+  // The attention computes as the block's GEMMs do (bf16 in the CPU bf16 compute mode).
+  attention_forward(a.attn, a.lse, a.q, a.k, a.v, {.causal = false, .compute = b.proj.compute}, s);
   b.proj.forward(a.y1, a.attn, s);
   distributed::reduce_from_tp_forward(a.y1, tp, s);
   add_scaled_branch(x, a.y1, b.gamma1, a.scaled, s);

@@ -4,7 +4,8 @@
 // decode-sized blocks take the split-keys path (attention_split_keys.h). Both read rows through
 // AttentionGeometry, so a paged sequence gets exactly the dense arithmetic. Same contract as
 // kernel_signatures.inc, tested against the plain loop attention_forward_reference. A paged cache may be bf16
-// (the bf16 compute mode's KV cache): its rows are widened exactly when packed or read.
+// (the bf16 compute mode's KV cache): its rows are widened exactly when packed or read. In the bf16 compute mode
+// (options' compute kBF16) the blocks run attention_bf16.h's instead, on keys and values packed as bf16 pairs.
 // OpenMP runs over blocks with single-threaded BLAS inside (see SerialBlasScope).
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "core/kernels/backends.h"
+#include "core/kernels/cpu/attention_bf16.h"
 #include "core/kernels/cpu/attention_split_keys.h"
 #include "core/kernels/cpu/attention_geometry.h"
 #include "core/kernels/cpu/vector_kernels.h"
@@ -111,11 +113,6 @@ class PackedKv {
   float* v_;
 };
 
-// Queries [i0, i1) of sequence b with the query heads of kv_head, as rows r = (i - i0) * G + (h - first head).
-struct Block {
-  int64_t b, kv_head, i0, i1;
-};
-
 // The inputs every block reads.
 struct AttentionInputs {
   const AttentionGeometry& g;
@@ -136,12 +133,12 @@ struct BlockScratch {
 };
 
 // scores (R, n) = scale q k^T, out (R, Dh) = p v: one GEMM each on the packed keys and values.
-void scores_by_gemm(const AttentionInputs& in, const Block& blk, int64_t rows, int64_t n, BlockScratch& s) {
+void scores_by_gemm(const AttentionInputs& in, const QueryBlock& blk, int64_t rows, int64_t n, BlockScratch& s) {
   sgemm({.a = s.q.data(), .b = in.packed.k(blk.b, blk.kv_head), .c = s.scores.data(), .m = rows, .n = n,
          .k = in.g.head_dim, .trans_a = false, .trans_b = true, .alpha = in.g.scale, .beta = 0.0f, .ldc = n});
 }
 
-void values_by_gemm(const AttentionInputs& in, const Block& blk, int64_t rows, int64_t n, BlockScratch& s) {
+void values_by_gemm(const AttentionInputs& in, const QueryBlock& blk, int64_t rows, int64_t n, BlockScratch& s) {
   sgemm({.a = s.scores.data(), .b = in.packed.v(blk.b, blk.kv_head), .c = s.out.data(), .m = rows, .n = in.g.head_dim,
          .k = n, .trans_a = false, .trans_b = false, .alpha = 1.0f, .beta = 0.0f, .ldc = in.g.head_dim});
 }
@@ -164,7 +161,7 @@ void softmax_row(const AttentionGeometry& g, const VectorKernels& simd, int64_t 
   std::fill(scores + keys.end, scores + n, 0.0f);
 }
 
-void attend_block(const AttentionInputs& in, const Block& blk, BlockScratch& s) {
+void attend_block(const AttentionInputs& in, const QueryBlock& blk, BlockScratch& s) {
   const AttentionGeometry& g = in.g;
   const int64_t group = g.group_size(), dim = g.head_dim, rows = (blk.i1 - blk.i0) * group;
   // The block's last query sees the most keys (causal ends grow with i).
@@ -193,9 +190,9 @@ void attend_block(const AttentionInputs& in, const Block& blk, BlockScratch& s) 
 }
 
 // Every (sequence, kv head) of the GEMM path split into equal blocks of at most kBlockRows rows.
-std::vector<Block> make_blocks(const AttentionGeometry& g) {
+std::vector<QueryBlock> make_blocks(const AttentionGeometry& g) {
   const int64_t max_queries = std::max<int64_t>(1, kBlockRows / g.group_size());
-  std::vector<Block> blocks;
+  std::vector<QueryBlock> blocks;
   for (int64_t b = 0; b < g.batch; ++b) {
     if (takes_split_keys(g, b)) continue;
     const int64_t q_len = g.query_len(b);
@@ -210,15 +207,10 @@ std::vector<Block> make_blocks(const AttentionGeometry& g) {
   return blocks;
 }
 
-// The forward of both entry points on checked inputs; KV is float or bf16.
-template <typename KV>
-void attend(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse) {
-  attention_forward_split_keys(g, q, k, v, out, lse);
-  const std::vector<Block> blocks = make_blocks(g);
-  if (blocks.empty()) return;
-  PackedKv packed(g);
-  const AttentionInputs in{
-      .g = g, .simd = vector_kernels(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
+// Packs every (sequence, kv head) of the blocked path, then runs attend_one over the blocks, on OpenMP threads.
+template <typename Packed, typename KV, typename AttendOne>
+void run_blocks(const AttentionGeometry& g, const std::vector<QueryBlock>& blocks, Packed& packed, const KV* k,
+                const KV* v, const AttendOne& attend_one) {
   const SerialBlasScope serial_blas;
 #pragma omp parallel if (g.work() >= kMinParallelWork)
   {
@@ -228,10 +220,37 @@ void attend(const AttentionGeometry& g, const float* q, const KV* k, const KV* v
         if (!takes_split_keys(g, b)) packed.pack(k, v, b, kv_head);
       }
     }
-    thread_local BlockScratch scratch;
 #pragma omp for schedule(dynamic)
-    for (size_t t = 0; t < blocks.size(); ++t) attend_block(in, blocks[t], scratch);
+    for (size_t t = 0; t < blocks.size(); ++t) attend_one(blocks[t]);
   }
+}
+
+// The forward of every entry point on checked inputs; KV is float or bf16. kernel: the bf16 mode's GEMMs.
+template <typename KV>
+void attend(const AttentionGeometry& g, const float* q, const KV* k, const KV* v, float* out, float* lse,
+            DType compute, Bf16InputKernel kernel) {
+  PLM_CHECK(compute == DType::kF32 || compute == DType::kBF16)
+      << "CPU attention computes in f32 or bf16, not " << dtype_name(compute);
+  attention_forward_split_keys(g, q, k, v, out, lse, compute);
+  const std::vector<QueryBlock> blocks = make_blocks(g);
+  if (blocks.empty()) return;
+  if (compute == DType::kBF16) {
+    PackedPairs packed(g);
+    run_blocks(g, blocks, packed, k, v,
+               [&](const QueryBlock& blk) { attend_block_bf16(g, q, packed, blk, out, lse, kernel); });
+    return;
+  }
+  PackedKv packed(g);
+  const AttentionInputs in{
+      .g = g, .simd = vector_kernels(best_simd_isa()), .q = q, .packed = packed, .out = out, .lse = lse};
+  run_blocks(g, blocks, packed, k, v, [&](const QueryBlock& blk) {
+    thread_local BlockScratch scratch;
+    attend_block(in, blk, scratch);
+  });
+}
+
+Bf16InputKernel best_bf16_kernel() {
+  return cpu_has_avx512_bf16() ? Bf16InputKernel::kDotBf16 : Bf16InputKernel::kWidened;
 }
 
 }  // namespace
@@ -241,7 +260,16 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
   check_f32("attention_forward", "out", out, q.shape());
   if (out.numel() == 0) return;
   attend(g, q.data_as<float>(), k.data_as<float>(), v.data_as<float>(), out.data_as<float>(),
-         lse.defined() ? lse.data_as<float>() : nullptr);
+         lse.defined() ? lse.data_as<float>() : nullptr, options.compute, best_bf16_kernel());
+}
+
+void attention_forward_bf16(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, const AttentionOptions& options,
+                            Bf16InputKernel kernel) {
+  const AttentionGeometry g = check_attention("attention_forward_bf16", q, k, v, lse, options);
+  check_f32("attention_forward_bf16", "out", out, q.shape());
+  if (out.numel() == 0) return;
+  attend(g, q.data_as<float>(), k.data_as<float>(), v.data_as<float>(), out.data_as<float>(),
+         lse.defined() ? lse.data_as<float>() : nullptr, DType::kBF16, kernel);
 }
 
 void paged_attention_forward(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, const PagedAttentionBatch& batch,
@@ -249,9 +277,11 @@ void paged_attention_forward(Tensor out, Tensor q, Tensor k_cache, Tensor v_cach
   const AttentionGeometry g = check_paged_attention("paged_attention_forward", q, k_cache, v_cache, batch);
   check_f32("paged_attention_forward", "out", out, q.shape());
   if (k_cache.dtype() == DType::kBF16) {
-    attend(g, q.data_as<float>(), k_cache.data_as<bf16>(), v_cache.data_as<bf16>(), out.data_as<float>(), nullptr);
+    attend(g, q.data_as<float>(), k_cache.data_as<bf16>(), v_cache.data_as<bf16>(), out.data_as<float>(), nullptr,
+           batch.compute, best_bf16_kernel());
   } else {
-    attend(g, q.data_as<float>(), k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), nullptr);
+    attend(g, q.data_as<float>(), k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), nullptr,
+           batch.compute, best_bf16_kernel());
   }
 }
 

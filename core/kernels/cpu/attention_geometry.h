@@ -48,6 +48,12 @@ struct AttentionGeometry {
   int64_t lse_index(int64_t b, int64_t h, int64_t i) const { return (b * num_q_heads + h) * q_len + i; }
 };
 
+// Queries [i0, i1) of sequence b with the query heads of kv_head: a block of the blocked forwards, its rows
+// r = (i - i0) * G + (h - first head).
+struct QueryBlock {
+  int64_t b, kv_head, i0, i1;
+};
+
 // The keys query i of sequence b sees: j in [0, end), and with packed documents only its own segment.
 struct VisibleKeys {
   int64_t end;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "core/kernels/cpu/attention_geometry.h"
 
 namespace plm::cpu {
@@ -19,10 +20,11 @@ inline bool takes_split_keys(const AttentionGeometry& g, int64_t b) {
 
 // out (B, Sq, Hq, Dh) or packed, and lse (B, Hq, Sq) or null, from q, k, v as in kernel_signatures.inc, for
 // the sequences that take_split_keys; the other sequences' rows are left as they are.
-// k and v f32, or bf16 (a bf16 KV cache, widened exactly).
+// k and v f32, or bf16 (a bf16 KV cache, widened exactly). compute kBF16 (the bf16 compute mode, as
+// attention_bf16.h): q and k rounded to bf16 for the scores, the probabilities rounded for p v.
 void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const float* k, const float* v,
-                                  float* out, float* lse);
+                                  float* out, float* lse, DType compute);
 void attention_forward_split_keys(const AttentionGeometry& g, const float* q, const bf16* k, const bf16* v,
-                                  float* out, float* lse);
+                                  float* out, float* lse, DType compute);
 
 }  // namespace plm::cpu
