@@ -138,17 +138,20 @@ TEST(LaunchEnv, ReadsOpenMpiThenSlurm) {
   setenv("OMPI_COMM_WORLD_RANK", "2", 1);
   setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "0", 1);
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
   env = read_launch_env();
   EXPECT_EQ(env.launcher, "openmpi");
   EXPECT_EQ(env.world_rank, 2);
   EXPECT_EQ(env.world_size, 4);
+  EXPECT_EQ(env.local_size, 2);
   for (const char* v : {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "OMPI_COMM_WORLD_RANK",
-                        "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"}) {
+                        "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"}) {
     unsetenv(v);
   }
   env = read_launch_env();
   EXPECT_EQ(env.launcher, "none");
   EXPECT_EQ(env.world_size, 1);
+  EXPECT_EQ(env.local_size, 1);
 }
 
 }  // namespace
