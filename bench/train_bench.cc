@@ -1,7 +1,6 @@
 #include "bench/train_bench.h"
 
 #include <omp.h>
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +15,7 @@
 
 #include "bench/peak_rss.h"
 #include "bench/synthetic_prompts.h"
+#include "core/cpu_time.h"
 #include "distributed/single_rank_communicator.h"
 #include "model/parallel.h"
 #include "model/plm_model.h"
@@ -68,15 +68,6 @@ model::TrainingBatch make_batch(const model::PlmConfig &config,
   return batch;
 }
 
-// CPU time of every thread of the process: on a shared machine it counts the
-// step's work, not the waits for a core (exact with one thread; with more it
-// includes OpenMP's spinning at barriers).
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
 struct StepTimes {
   double first_loss = 0.0;     // the warm-up step's loss: the initial weights',
                                // comparable with PyTorch
@@ -89,6 +80,7 @@ struct StepTimes {
   // and of the text-only ones, and their counts, over the timed steps.
   double media_s = 0.0, text_s = 0.0;
   int media_micro = 0, text_micro = 0;
+  double compute_cpu_s = 0.0; // this stage's forwards and backwards
 };
 
 absl::StatusOr<StepTimes>
@@ -116,6 +108,7 @@ run_steps(trainer::DataParallelStep &step,
       times.media_s += p.media_compute_s;
       times.text_s += p.text_compute_s;
       times.media_micro += p.media_micro;
+      times.compute_cpu_s += p.compute_cpu_s;
       times.text_micro += p.text_micro;
     }
     times.arena_peak_bytes =
@@ -146,14 +139,18 @@ MemoryEstimate estimate_memory(int64_t trainable, DType dtype,
           .activations_mib = static_cast<double>(arena_peak_bytes) / kMiB};
 }
 
+// Per stage, in stage order: the share of its schedule spent in transfers
+// (waiting for a neighbour) and its compute CPU per step.
+struct StageReport {
+  std::vector<double> bubble, compute_cpu_s;
+};
+
 // rss_mib: each rank's peak RSS (world rank order); rss_before_load_mib: rank
-// 0's before the model loaded. bubbles: each stage's share of its schedule
-// spent in transfers (stage order). t: rank 0's (stage 0's) times.
+// 0's before the model loaded. t: rank 0's (stage 0's) times.
 void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
                   int64_t trainable, const StepTimes &t,
                   const std::vector<double> &rss_mib,
-                  double rss_before_load_mib,
-                  const std::vector<double> &bubbles) {
+                  double rss_before_load_mib, const StageReport &stages) {
   const model::PlmConfig &c = model.config();
   const int64_t tokens = int64_t{o.batch} * o.seq_len * o.micro,
                 placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
@@ -211,11 +208,35 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
               m.master_mib, m.moments_mib, m.activations_mib);
   const double ideal_bubble =
       static_cast<double>(o.pp - 1) / static_cast<double>(o.micro + o.pp - 1);
-  std::string stage_bubbles;
-  for (const double b : bubbles)
-    stage_bubbles += (stage_bubbles.empty() ? "" : ", ") + std::to_string(b);
-  std::printf("%-22s stages [%s]; (p-1)/(m+p-1) = %.3f\n", "bubble",
-              stage_bubbles.c_str(), ideal_bubble);
+  const auto join = [](const std::vector<double> &v, double scale) {
+    std::string text;
+    for (const double x : v) {
+      char item[32];
+      std::snprintf(item, sizeof(item), "%.3f", scale * x);
+      text += (text.empty() ? "" : ", ") + std::string(item);
+    }
+    return text;
+  };
+  // 1F1B with stage s taking c_s per micro-batch and every transfer free:
+  // (m - 1) max_s c_s + sum_s c_s, and stage s idles 1 - m c_s / that; equal
+  // stages give (p-1)/(m+p-1).
+  const std::vector<double> &cpu = stages.compute_cpu_s;
+  const double max_cpu = *std::max_element(cpu.begin(), cpu.end());
+  double sum_cpu = 0.0;
+  for (const double c : cpu)
+    sum_cpu += c;
+  const double schedule_cpu =
+      ((o.micro - 1) * max_cpu + sum_cpu) / o.micro;
+  std::vector<double> predicted;
+  for (const double c : cpu)
+    predicted.push_back(1.0 - c / schedule_cpu);
+  std::printf("%-22s stages [%s]; (p-1)/(m+p-1) = %.3f; from the stages' "
+              "compute CPU [%s]\n",
+              "bubble", join(stages.bubble, 1.0).c_str(), ideal_bubble,
+              join(predicted, 1.0).c_str());
+  std::printf("%-22s stages [%s] s per step; the schedule on dedicated cores "
+              "%.3f s\n",
+              "compute CPU", join(cpu, 1.0).c_str(), schedule_cpu);
   const auto per_micro_ms = [](double s, int n) {
     return n > 0 ? 1e3 * s / n : 0.0;
   };
@@ -255,8 +276,11 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
       {"rss_before_load_mib", rss_before_load_mib},
       {"arena_peak_mib", m.activations_mib},
       {"estimate_mib", m.total_mib()},
-      {"bubble", bubbles},
+      {"bubble", stages.bubble},
       {"bubble_ideal", ideal_bubble},
+      {"bubble_from_compute_cpu", predicted},
+      {"stage_compute_cpu_s", cpu},
+      {"schedule_cpu_s", schedule_cpu},
       {"stage0_media_ms", media_ms},
       {"stage0_text_ms", text_ms}};
   std::printf("%s\n", line.dump().c_str());
@@ -380,25 +404,28 @@ int run_train_bench(const TrainBenchOptions &o) {
   OwnedTensor own_rss({1}, DType::kF32), rss({world_size}, DType::kF32);
   own_rss.data_as<float>()[0] = rss.data_as<float>()[0] =
       static_cast<float>(peak_rss_mib());
-  // Each stage's bubble, in stage order (the stage's TP rank 0 reports it).
-  OwnedTensor bubbles({o.pp}, DType::kF32);
-  std::fill(bubbles.data_as<float>(), bubbles.data_as<float>() + o.pp, 0.0f);
+  // Each stage's bubble and compute CPU per step, in stage order (the stage's
+  // TP rank 0 reports them).
+  OwnedTensor stages({2, o.pp}, DType::kF32);
+  float *bubble = stages.data_as<float>(), *cpu = bubble + o.pp;
+  std::fill(bubble, bubble + 2 * o.pp, 0.0f);
   if ((*model)->parallel().tp_rank() == 0) {
-    bubbles.data_as<float>()[(*model)->parallel().pp_rank()] =
-        static_cast<float>(times->transfer_s /
-                           (times->compute_s + times->transfer_s));
+    const int stage = (*model)->parallel().pp_rank();
+    bubble[stage] = static_cast<float>(
+        times->transfer_s / (times->compute_s + times->transfer_s));
+    cpu[stage] = static_cast<float>(times->compute_cpu_s / o.steps);
   }
   if (parallel->groups) {
     parallel->groups->world->all_gather(rss, own_rss);
-    parallel->groups->world->all_reduce(bubbles, distributed::ReduceOp::kSum);
+    parallel->groups->world->all_reduce(stages, distributed::ReduceOp::kSum);
   }
   if (parallel->world_rank() == 0)
     print_report(**model, o, step.num_trainable(), *times,
                  std::vector<double>(rss.data_as<float>(),
                                      rss.data_as<float>() + world_size),
                  rss_before_load_mib,
-                 std::vector<double>(bubbles.data_as<float>(),
-                                     bubbles.data_as<float>() + o.pp));
+                 {.bubble = std::vector<double>(bubble, bubble + o.pp),
+                  .compute_cpu_s = std::vector<double>(cpu, cpu + o.pp)});
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/cpu_time.h"
 #include "core/status_macros.h"
 #include "distributed/status_agreement.h"
 #include "model/stage_pass.h"
@@ -144,6 +145,7 @@ absl::StatusOr<PipelineStats> run_one_f_one_b(const model::PlmModel& model, cons
           activation_in[m] = OwnedTensor();
         }
         const Clock::time_point compute_start = Clock::now();
+        const double cpu_start = process_cpu_seconds();
         const absl::Status ran = pass->forward(s);
         PLM_CHECK(ran.ok()) << "micro-batch " << m << " passed its check: " << ran;
         const model::MicroBatchLoss& r = pass->result();
@@ -156,18 +158,21 @@ absl::StatusOr<PipelineStats> run_one_f_one_b(const model::PlmModel& model, cons
         stats.peak_in_flight = std::max(stats.peak_in_flight, in_flight);
         stats.peak_in_flight_bytes = std::max(stats.peak_in_flight_bytes, in_flight_bytes);
         compute_s[m] += seconds_since(compute_start);
+        stats.compute_cpu_s += process_cpu_seconds() - cpu_start;
         break;
       }
       case PipeOp::kBackward: {
         timed_wait(gradient_recv[m]);
         timed_wait(activation_send[m]);  // the pass's buffers are reused from here on
         const Clock::time_point compute_start = Clock::now();
+        const double cpu_start = process_cpu_seconds();
         passes[m]->backward(grad, loss_scale, m == final_backward ? options.gradients_final : nullptr, s);
         --in_flight;
         in_flight_bytes -= forward_bytes[m];
         stats.peak_arena_bytes = std::max(stats.peak_arena_bytes, passes[m]->result().arena_bytes);
         if (stage == 0) passes[m].reset();  // nothing to send back
         compute_s[m] += seconds_since(compute_start);
+        stats.compute_cpu_s += process_cpu_seconds() - cpu_start;
         break;
       }
     }

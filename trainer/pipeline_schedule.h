@@ -60,6 +60,9 @@ struct PipelineStats {
   double media_compute_s = 0.0, text_compute_s = 0.0;
   int media_micro = 0, text_micro = 0;
   double transfer_s = 0.0;
+  // The process's CPU time (all threads) in those forwards and backwards: the stage's work, which on a machine shared
+  // with other jobs is steadier than its wall time.
+  double compute_cpu_s = 0.0;
 };
 
 struct PipelineOptions {
