@@ -54,6 +54,12 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   train->add_option("--micro", tr->micro, "Micro-batches per step, each of --batch sequences")
       ->check(CLI::PositiveNumber);
+  train->add_option("--media-micro", tr->media_micro,
+                    "Micro-batches that carry the --image-tiles (the first ones; the others are text only of the same "
+                    "length); default: all")
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--pp-layers", tr->pp_layers, "Decoder layers per stage, e.g. 1,1 (default: the cost-aware split)")
+      ->delimiter(',');
   train->callback([selected, tr] { *selected = [tr] { return bench::run_train_bench(*tr); }; });
 
   auto tok = std::make_shared<bench::TokenizerBenchOptions>();

@@ -69,7 +69,8 @@ absl::StatusOr<runtime::ModelParallelism> set_up_parallelism(const GenerateOptio
     layout.stage_layer_counts = o.pp_layers;
   } else if (o.pp_media_fraction >= 0 && o.pp > 1) {
     PLM_ASSIGN_OR_RETURN(const model::PlmConfig config, model::load_plm_config(o.model_dir));
-    layout.stage_layer_counts = model::cost_aware_stage_layers(config, o.pp, o.pp_media_fraction);
+    layout.stage_layer_counts = model::cost_aware_stage_layers(
+        config, o.pp, {.media_fraction = o.pp_media_fraction, .head_fraction = 0.0});  // prefill: the last token
   }
   return runtime::set_up_model_parallelism({.command = "plm generate", .flags = flags, .tp = o.tp, .pp = o.pp}, device,
                                            std::move(layout));

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "apps/command.h"
+#include "runtime/cpu_threads.h"
 
 namespace {
 
@@ -47,5 +48,6 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kUsageError;
   }
+  plm::runtime::set_cpu_threads_for_launch();  // several ranks on a node share its cores
   return selected ? selected() : kUsageError;
 }

@@ -1,13 +1,14 @@
 #include "bench/train_bench.h"
 
 #include <omp.h>
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,7 +16,9 @@
 #include "bench/cpu_time.h"
 #include "bench/peak_rss.h"
 #include "bench/synthetic_prompts.h"
+#include "core/cpu_time.h"
 #include "distributed/single_rank_communicator.h"
+#include "model/parallel.h"
 #include "model/plm_model.h"
 #include "model/recompute.h"
 #include "model/training_pass.h"
@@ -74,13 +77,17 @@ struct StepTimes {
   size_t arena_peak_bytes = 0;
   double compute_s = 0.0, transfer_s = 0.0; // this stage's schedule, summed
                                             // over the timed steps
+  // This stage's forward + backward compute of the micro-batches with media
+  // and of the text-only ones, and their counts, over the timed steps.
+  double media_s = 0.0, text_s = 0.0;
+  int media_micro = 0, text_micro = 0;
+  double compute_cpu_s = 0.0; // this stage's forwards and backwards
 };
 
-absl::StatusOr<StepTimes> run_steps(trainer::DataParallelStep &step,
-                                    const model::TrainingBatch &batch,
-                                    int micro, int steps) {
+absl::StatusOr<StepTimes>
+run_steps(trainer::DataParallelStep &step,
+          const std::vector<model::TrainingBatch> &micro_batches, int steps) {
   StepTimes times;
-  const std::vector<model::TrainingBatch> micro_batches(micro, batch);
   for (int i = 0; i <= steps; ++i) {
     const auto start = Clock::now();
     const double cpu_start = process_cpu_seconds();
@@ -99,6 +106,11 @@ absl::StatusOr<StepTimes> run_steps(trainer::DataParallelStep &step,
       const trainer::PipelineStats &p = stats->pipeline;
       times.compute_s += p.media_compute_s + p.text_compute_s;
       times.transfer_s += p.transfer_s;
+      times.media_s += p.media_compute_s;
+      times.text_s += p.text_compute_s;
+      times.media_micro += p.media_micro;
+      times.compute_cpu_s += p.compute_cpu_s;
+      times.text_micro += p.text_micro;
     }
     times.arena_peak_bytes =
         std::max(times.arena_peak_bytes, stats->peak_arena_bytes);
@@ -128,13 +140,18 @@ MemoryEstimate estimate_memory(int64_t trainable, DType dtype,
           .activations_mib = static_cast<double>(arena_peak_bytes) / kMiB};
 }
 
-// rss_mib: the largest peak RSS of the ranks; rss_before_load_mib: rank 0's
-// before the model loaded.
-// bubbles: each stage's share of its schedule spent in transfers (stage order).
+// Per stage, in stage order: the share of its schedule spent in transfers
+// (waiting for a neighbour) and its compute CPU per step.
+struct StageReport {
+  std::vector<double> bubble, compute_cpu_s;
+};
+
+// rss_mib: each rank's peak RSS (world rank order); rss_before_load_mib: rank
+// 0's before the model loaded. t: rank 0's (stage 0's) times.
 void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
-                  int64_t trainable, const StepTimes &t, double rss_mib,
-                  double rss_before_load_mib,
-                  const std::vector<double> &bubbles) {
+                  int64_t trainable, const StepTimes &t,
+                  const std::vector<double> &rss_mib,
+                  double rss_before_load_mib, const StageReport &stages) {
   const model::PlmConfig &c = model.config();
   const int64_t tokens = int64_t{o.batch} * o.seq_len * o.micro,
                 placeholders = int64_t{o.image_tiles} * c.tokens_per_tile();
@@ -159,25 +176,76 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
               dtype.c_str(), threads, o.tp, o.pp, o.micro, o.batch, o.seq_len,
               static_cast<long long>(placeholders), o.recompute.c_str(),
               kGradClip, static_cast<long long>(trainable));
+  std::vector<int> stage_layers = model.parallel().stage_layer_counts;
+  if (stage_layers.empty()) {
+    for (int stage = 0; stage < o.pp; ++stage) {
+      const auto [first, last] =
+          model::stage_layers(c.text.num_layers, stage, o.pp);
+      stage_layers.push_back(last - first);
+    }
+  }
+  std::string layers_text;
+  for (const int n : stage_layers)
+    layers_text += (layers_text.empty() ? "" : ", ") + std::to_string(n);
+  std::printf("%-22s [%s]\n", "decoder layers/stage", layers_text.c_str());
   std::printf("%-22s %12.6f\n", "loss (step 1)", t.first_loss);
   std::printf("%-22s %12.1f ms (min %.1f, %zu steps; CPU %.1f ms)\n", "step",
               1e3 * mean_s, 1e3 * min_s, t.seconds.size(), 1e3 * cpu_s);
   std::printf("%-22s %12.1f tok/s\n", "throughput", tokens / mean_s);
-  std::printf(
-      "%-22s %12.1f MiB%s (%.1f before the model loaded: the run added %.1f)\n",
-      "peak RSS", rss_mib, o.tp * o.pp > 1 ? " (the largest rank's)" : "",
-      rss_before_load_mib, rss_mib - rss_before_load_mib);
+  const double largest_rss =
+      *std::max_element(rss_mib.begin(), rss_mib.end());
+  std::string per_rank;
+  for (const double r : rss_mib)
+    per_rank += (per_rank.empty() ? "" : ", ") + std::to_string(std::lround(r));
+  std::printf("%-22s %12.1f MiB%s (%.1f before the model loaded: the run "
+              "added %.1f); per rank [%s]\n",
+              "peak RSS", largest_rss,
+              rss_mib.size() > 1 ? " (the largest rank's)" : "",
+              rss_before_load_mib, largest_rss - rss_before_load_mib,
+              per_rank.c_str());
   std::printf("%-22s %12.1f MiB = weights %.1f + grads %.1f + master %.1f + "
               "moments %.1f + activations %.1f\n",
               "estimate", m.total_mib(), m.weights_mib, m.grads_mib,
               m.master_mib, m.moments_mib, m.activations_mib);
   const double ideal_bubble =
       static_cast<double>(o.pp - 1) / static_cast<double>(o.micro + o.pp - 1);
-  std::string stage_bubbles;
-  for (const double b : bubbles)
-    stage_bubbles += (stage_bubbles.empty() ? "" : ", ") + std::to_string(b);
-  std::printf("%-22s stages [%s]; (p-1)/(m+p-1) = %.3f\n", "bubble",
-              stage_bubbles.c_str(), ideal_bubble);
+  const auto join = [](const std::vector<double> &v, double scale) {
+    std::string text;
+    for (const double x : v) {
+      char item[32];
+      std::snprintf(item, sizeof(item), "%.3f", scale * x);
+      text += (text.empty() ? "" : ", ") + std::string(item);
+    }
+    return text;
+  };
+  // 1F1B with stage s taking c_s per micro-batch and every transfer free:
+  // (m - 1) max_s c_s + sum_s c_s, and stage s idles 1 - m c_s / that; equal
+  // stages give (p-1)/(m+p-1).
+  const std::vector<double> &cpu = stages.compute_cpu_s;
+  const double max_cpu = *std::max_element(cpu.begin(), cpu.end());
+  double sum_cpu = 0.0;
+  for (const double c : cpu)
+    sum_cpu += c;
+  const double schedule_cpu =
+      ((o.micro - 1) * max_cpu + sum_cpu) / o.micro;
+  std::vector<double> predicted;
+  for (const double c : cpu)
+    predicted.push_back(1.0 - c / schedule_cpu);
+  std::printf("%-22s stages [%s]; (p-1)/(m+p-1) = %.3f; from the stages' "
+              "compute CPU [%s]\n",
+              "bubble", join(stages.bubble, 1.0).c_str(), ideal_bubble,
+              join(predicted, 1.0).c_str());
+  std::printf("%-22s stages [%s] s per step; the schedule on dedicated cores "
+              "%.3f s\n",
+              "compute CPU", join(cpu, 1.0).c_str(), schedule_cpu);
+  const auto per_micro_ms = [](double s, int n) {
+    return n > 0 ? 1e3 * s / n : 0.0;
+  };
+  const double media_ms = per_micro_ms(t.media_s, t.media_micro),
+               text_ms = per_micro_ms(t.text_s, t.text_micro);
+  std::printf("%-22s with media %.1f ms (%d), text only %.1f ms (%d) per "
+              "micro-batch (forward + backward compute)\n",
+              "stage 0", media_ms, t.media_micro, text_ms, t.text_micro);
 
   const nlohmann::ordered_json line = {
       {"bench", "train"},
@@ -188,6 +256,8 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
       {"tp", o.tp},
       {"pp", o.pp},
       {"micro", o.micro},
+      {"stage_layers", stage_layers},
+      {"media_micro", o.media_micro < 0 ? o.micro : o.media_micro},
       {"text_layers", c.text.num_layers},
       {"vision_blocks", c.vision.depth},
       {"batch", o.batch},
@@ -202,12 +272,18 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
       {"step_ms_min", 1e3 * min_s},
       {"step_cpu_ms", 1e3 * cpu_s},
       {"tokens_per_s", tokens / mean_s},
-      {"peak_rss_mib", rss_mib},
+      {"peak_rss_mib", largest_rss},
+      {"peak_rss_mib_per_rank", rss_mib},
       {"rss_before_load_mib", rss_before_load_mib},
       {"arena_peak_mib", m.activations_mib},
       {"estimate_mib", m.total_mib()},
-      {"bubble", bubbles},
-      {"bubble_ideal", ideal_bubble}};
+      {"bubble", stages.bubble},
+      {"bubble_ideal", ideal_bubble},
+      {"bubble_from_compute_cpu", predicted},
+      {"stage_compute_cpu_s", cpu},
+      {"schedule_cpu_s", schedule_cpu},
+      {"stage0_media_ms", media_ms},
+      {"stage0_text_ms", text_ms}};
   std::printf("%s\n", line.dump().c_str());
 }
 
@@ -217,13 +293,14 @@ int run_train_bench(const TrainBenchOptions &o) {
   const std::optional<model::Recompute> recompute =
       parse_recompute(o.recompute);
   if (o.batch < 1 || o.seq_len < 2 || o.image_tiles < 0 || o.steps < 1 ||
-      !recompute) {
+      o.media_micro > o.micro || !recompute) {
     std::fprintf(stderr,
                  "plm bench train: need --batch >= 1, --seq-len >= 2, "
-                 "--image-tiles >= 0, --steps >= 1 and "
-                 "--recompute none|selective|full (got %d, %d, %d, %d, %s)\n",
-                 o.batch, o.seq_len, o.image_tiles, o.steps,
-                 o.recompute.c_str());
+                 "--image-tiles >= 0, --steps >= 1, --media-micro <= --micro "
+                 "and --recompute none|selective|full (got %d, %d, %d, %d, "
+                 "%d of %d, %s)\n",
+                 o.batch, o.seq_len, o.image_tiles, o.steps, o.media_micro,
+                 o.micro, o.recompute.c_str());
     return 2;
   }
   const double rss_before_load_mib = current_rss_mib();
@@ -235,15 +312,19 @@ int run_train_bench(const TrainBenchOptions &o) {
     return 1;
   }
   // The decoder layers split by cost: stage 0 also runs the tower for the
-  // sequence's share of placeholders.
+  // sequence's share of placeholders, the last stage the head and loss.
   model::ModelParallel layout;
-  if (o.pp > 1) {
+  if (!o.pp_layers.empty()) {
+    layout.stage_layer_counts = o.pp_layers;
+  } else if (o.pp > 1) {
     const double media_fraction =
         static_cast<double>(int64_t{o.image_tiles} *
                             model_config->tokens_per_tile()) /
         o.seq_len;
+    // Every text token is labelled (make_batch): it reaches the head.
+    const double media = std::min(media_fraction, 1.0);
     layout.stage_layer_counts = model::cost_aware_stage_layers(
-        *model_config, o.pp, std::min(media_fraction, 1.0));
+        *model_config, o.pp, {.media_fraction = media, .head_fraction = 1.0 - media});
   }
   absl::StatusOr<runtime::ModelParallelism> parallel =
       runtime::set_up_model_parallelism(
@@ -251,7 +332,7 @@ int run_train_bench(const TrainBenchOptions &o) {
            .flags =
                nlohmann::json({o.model_dir, o.batch, o.seq_len, o.image_tiles,
                                o.steps, o.recompute, o.seed, o.tp, o.pp,
-                               o.micro})
+                               o.micro, o.media_micro, o.pp_layers})
                    .dump(),
            .tp = o.tp,
            .pp = o.pp,
@@ -286,7 +367,15 @@ int run_train_bench(const TrainBenchOptions &o) {
                .text_tokens = o.seq_len - static_cast<int>(placeholders),
                .image_tiles = o.image_tiles,
                .seed = o.seed});
-  const model::TrainingBatch batch = make_batch(config, prompts);
+  // The micro-batches without media: as many text ids instead of the
+  // placeholders.
+  const SyntheticPrompts text_prompts = make_synthetic_prompts(
+      config, {.batch = o.batch, .text_tokens = o.seq_len, .seed = o.seed});
+  const model::TrainingBatch batch = make_batch(config, prompts),
+                             text_batch = make_batch(config, text_prompts);
+  const int media_micro = o.media_micro < 0 ? o.micro : o.media_micro;
+  std::vector<model::TrainingBatch> micro_batches(media_micro, batch);
+  micro_batches.resize(o.micro, text_batch);
   // A tied head split over stages: its copies' gradients are summed.
   std::unique_ptr<distributed::Communicator> tied;
   if (parallel->groups) {
@@ -306,31 +395,38 @@ int run_train_bench(const TrainBenchOptions &o) {
                                  [](const std::string &) { return true; },
                                  tied.get());
   const absl::StatusOr<StepTimes> times =
-      run_steps(step, batch, o.micro, o.steps);
+      run_steps(step, micro_batches, o.steps);
   if (!times.ok()) {
     std::fprintf(stderr, "plm bench train: %s\n",
                  times.status().ToString().c_str());
     return 1;
   }
-  OwnedTensor rss({1}, DType::kF32);
-  rss.data_as<float>()[0] = static_cast<float>(peak_rss_mib());
-  // Each stage's bubble, in stage order (the stage's TP rank 0 reports it).
-  OwnedTensor bubbles({o.pp}, DType::kF32);
-  std::fill(bubbles.data_as<float>(), bubbles.data_as<float>() + o.pp, 0.0f);
+  const int world_size = parallel->world_size();
+  OwnedTensor own_rss({1}, DType::kF32), rss({world_size}, DType::kF32);
+  own_rss.data_as<float>()[0] = rss.data_as<float>()[0] =
+      static_cast<float>(peak_rss_mib());
+  // Each stage's bubble and compute CPU per step, in stage order (the stage's
+  // TP rank 0 reports them).
+  OwnedTensor stages({2, o.pp}, DType::kF32);
+  float *bubble = stages.data_as<float>(), *cpu = bubble + o.pp;
+  std::fill(bubble, bubble + 2 * o.pp, 0.0f);
   if ((*model)->parallel().tp_rank() == 0) {
-    bubbles.data_as<float>()[(*model)->parallel().pp_rank()] =
-        static_cast<float>(times->transfer_s /
-                           (times->compute_s + times->transfer_s));
+    const int stage = (*model)->parallel().pp_rank();
+    bubble[stage] = static_cast<float>(
+        times->transfer_s / (times->compute_s + times->transfer_s));
+    cpu[stage] = static_cast<float>(times->compute_cpu_s / o.steps);
   }
   if (parallel->groups) {
-    parallel->groups->world->all_reduce(rss, distributed::ReduceOp::kMax);
-    parallel->groups->world->all_reduce(bubbles, distributed::ReduceOp::kSum);
+    parallel->groups->world->all_gather(rss, own_rss);
+    parallel->groups->world->all_reduce(stages, distributed::ReduceOp::kSum);
   }
   if (parallel->world_rank() == 0)
     print_report(**model, o, step.num_trainable(), *times,
-                 rss.data_as<float>()[0], rss_before_load_mib,
-                 std::vector<double>(bubbles.data_as<float>(),
-                                     bubbles.data_as<float>() + o.pp));
+                 std::vector<double>(rss.data_as<float>(),
+                                     rss.data_as<float>() + world_size),
+                 rss_before_load_mib,
+                 {.bubble = std::vector<double>(bubble, bubble + o.pp),
+                  .compute_cpu_s = std::vector<double>(cpu, cpu + o.pp)});
   return 0;
 }
 

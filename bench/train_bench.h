@@ -6,11 +6,13 @@
 // (model/parallel.h); rank 0 reports its step times and the largest peak RSS of the ranks. With --pp P (mpirun -n
 // TP * P) each stage runs the 1F1B schedule over --micro micro-batches (trainer/pipeline_schedule.h), and every
 // stage's bubble — its share of the schedule spent in transfers, waiting for a neighbour — is printed against the
-// equal-stage value (P - 1) / (M + P - 1).
+// equal-stage value (P - 1) / (M + P - 1), with stage 0's compute per micro-batch with and without media (mix them
+// with --media-micro) and every rank's peak RSS.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace plm::bench {
 
@@ -25,6 +27,8 @@ struct TrainBenchOptions {
   int tp = 1;                    // tensor-parallel ranks (launch tp * pp under mpirun)
   int pp = 1;                    // pipeline stages
   int micro = 1;                 // micro-batches per step, each of `batch` sequences
+  int media_micro = -1;          // the first micro-batches carry the image tiles, the others are text only; -1: all
+  std::vector<int> pp_layers;    // decoder layers per stage; empty: the cost-aware split
 };
 
 // Returns the process exit code; prints the table and the JSON line on stdout.

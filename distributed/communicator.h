@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -18,6 +19,42 @@
 namespace plm::distributed {
 
 enum class ReduceOp { kSum, kAvg, kMax };
+
+// A point-to-point transfer in flight (Communicator::isend / irecv). Move-only; wait() is idempotent, and
+// destroying or overwriting a request waits for it, so a buffer is never released under a transfer.
+class P2pRequest {
+ public:
+  // What a transport keeps for one transfer in flight.
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    virtual void wait() = 0;
+  };
+
+  P2pRequest() = default;  // nothing in flight
+  explicit P2pRequest(std::unique_ptr<Pending> pending) : pending_(std::move(pending)) {}
+  P2pRequest(P2pRequest&& other) noexcept = default;
+  P2pRequest& operator=(P2pRequest&& other) noexcept {
+    if (this != &other) {
+      wait();
+      pending_ = std::move(other.pending_);
+    }
+    return *this;
+  }
+  P2pRequest(const P2pRequest&) = delete;
+  P2pRequest& operator=(const P2pRequest&) = delete;
+  ~P2pRequest() { wait(); }
+
+  bool in_flight() const { return pending_ != nullptr; }
+  void wait() {
+    if (!pending_) return;
+    pending_->wait();
+    pending_.reset();
+  }
+
+ private:
+  std::unique_ptr<Pending> pending_;
+};
 
 class Communicator {
  public:
@@ -47,13 +84,14 @@ class Communicator {
   // receiving it or blocking; nullopt when none. For receivers that serve several peers (serve/disagg/).
   // Host transports only: NCCL cannot look at a message before its matching recv.
   virtual std::optional<int> probe(int tag) = 0;
-  // Sends `out` to `peer` (send_tag) and receives `in` from it (recv_tag) as one exchange, so two ranks trading
-  // tensors (a pipeline's activation for a gradient) never wait on each other's send: MPI_Sendrecv, one NCCL
-  // group. The default sends, then receives: right where a send never waits for its receiver (the local fake).
-  virtual void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream s = {}) {
-    send(out, peer, send_tag, s);
-    recv(in, peer, recv_tag, s);
-  }
+  // Non-blocking send and receive, matched with the peer's send / recv / isend / irecv like send and recv. The
+  // tensor must stay alive and untouched (a send) or unread (a receive) until the request's wait() returns.
+  // On a host transport wait() blocks until then; on NCCL the transfer runs on a side stream after the work
+  // enqueued on `s` so far, and wait() makes `s` wait for it (no host sync). NCCL matches the operations between
+  // two ranks in the order they are posted, each finishing only when its match runs: a caller must post them in
+  // an order both peers agree on (trainer/pipeline_schedule.h does); MPI and the local fake need no order.
+  virtual P2pRequest isend(Tensor t, int peer, int tag, Stream s = {}) = 0;
+  virtual P2pRequest irecv(Tensor t, int peer, int tag, Stream s = {}) = 0;
   virtual void barrier() = 0;
 
   // A sub-group of the ranks that pass the same color, ordered by key (MPI_Comm_split semantics).

@@ -1,5 +1,6 @@
 // CountingCommunicator: wraps another Communicator and counts the payload bytes each operation hands to
-// it (per rank, as given: an all-reduce of n bytes counts n, an all-gather its input, a send its tensor).
+// it (per rank, as given: an all-reduce of n bytes counts n, an all-gather its input, a send or isend its
+// tensor under "send", a recv or irecv under "recv").
 // Used to measure communication volume per token against the analytic formulas; the wire traffic of a
 // ring all-reduce is 2 (p - 1) / p times the payload.
 #pragma once
@@ -52,10 +53,13 @@ class CountingCommunicator final : public Communicator {
     inner_.recv(t, peer, tag, s);
   }
   std::optional<int> probe(int tag) override { return inner_.probe(tag); }
-  void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream s) override {
-    count("send", out);
-    count("recv", in);
-    inner_.send_recv(out, send_tag, in, recv_tag, peer, s);
+  P2pRequest isend(Tensor t, int peer, int tag, Stream s) override {
+    count("send", t);
+    return inner_.isend(t, peer, tag, s);
+  }
+  P2pRequest irecv(Tensor t, int peer, int tag, Stream s) override {
+    count("recv", t);
+    return inner_.irecv(t, peer, tag, s);
   }
   void barrier() override { inner_.barrier(); }
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {

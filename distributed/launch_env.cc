@@ -26,14 +26,17 @@ LaunchEnv read_launch_env() {
     env.world_rank = env_int("OMPI_COMM_WORLD_RANK", 0);
     env.world_size = env_int("OMPI_COMM_WORLD_SIZE", 1);
     env.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
+    env.local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
   } else if (env_set("SLURM_PROCID") && env_set("SLURM_NTASKS")) {
     env.launcher = "slurm";
     env.world_rank = env_int("SLURM_PROCID", 0);
     env.world_size = env_int("SLURM_NTASKS", 1);
     env.local_rank = env_int("SLURM_LOCALID", 0);
+    env.local_size = env_int("SLURM_NTASKS_PER_NODE", 1);
   } else {
     env.launcher = "none";
     env.local_rank = env_int("LOCAL_RANK", 0);
+    env.local_size = env_int("LOCAL_WORLD_SIZE", 1);
   }
   return env;
 }

@@ -10,11 +10,12 @@ struct LaunchEnv {
   int world_rank = 0;
   int world_size = 1;
   int local_rank = 0;      // rank within the node
+  int local_size = 1;      // ranks on this node (1 when the launcher does not say)
   std::string launcher;    // "openmpi", "slurm" or "none"
 };
 
-// OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK} first, then SLURM_{PROCID,NTASKS,LOCALID}, then LOCAL_RANK alone,
-// else one rank.
+// OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK,LOCAL_SIZE} first, then SLURM_{PROCID,NTASKS,LOCALID,NTASKS_PER_NODE},
+// then LOCAL_RANK and LOCAL_WORLD_SIZE alone, else one rank.
 LaunchEnv read_launch_env();
 
 }  // namespace plm::distributed

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -41,9 +40,15 @@ struct LocalGroup {
   std::vector<int> colors, keys;    // split()
   std::vector<std::shared_ptr<LocalGroup>> children;
 
+  // The messages of one (src, dst, tag) route, numbered in send order. A receive claims the next number when it
+  // is posted (irecv), so receives match in posting order whenever they are waited for, as MPI's do.
+  struct Route {
+    int64_t sent = 0, claimed = 0;
+    std::map<int64_t, std::vector<char>> messages;  // sent, not yet taken by a wait
+  };
   std::mutex mailbox_mutex;
   std::condition_variable mailbox_cv;
-  std::map<std::tuple<int, int, int>, std::deque<std::vector<char>>> mailbox;  // (src, dst, tag)
+  std::map<std::tuple<int, int, int>, Route> mailbox;  // (src, dst, tag)
 };
 
 class LocalCommunicator final : public Communicator {
@@ -110,33 +115,42 @@ class LocalCommunicator final : public Communicator {
     group_->barrier.arrive_and_wait();
   }
 
+  // Sends are buffered: the message is copied out before send returns, so an isend is complete at once.
   void send(Tensor t, int peer, int tag, Stream) override {
     check_host(t, "send");
     std::vector<char> bytes(static_cast<const char*>(t.data()), static_cast<const char*>(t.data()) + t.nbytes());
     {
       std::lock_guard<std::mutex> lock(group_->mailbox_mutex);
-      group_->mailbox[{rank_, peer, tag}].push_back(std::move(bytes));
+      LocalGroup::Route& route = group_->mailbox[{rank_, peer, tag}];
+      route.messages.emplace(route.sent++, std::move(bytes));
     }
     group_->mailbox_cv.notify_all();
   }
 
-  void recv(Tensor t, int peer, int tag, Stream) override {
+  void recv(Tensor t, int peer, int tag, Stream s) override { irecv(t, peer, tag, s).wait(); }
+
+  P2pRequest isend(Tensor t, int peer, int tag, Stream s) override {
+    send(t, peer, tag, s);
+    return P2pRequest();
+  }
+
+  P2pRequest irecv(Tensor t, int peer, int tag, Stream) override {
     check_host(t, "recv");
-    CommWatchdog::Scope scope(watchdog_, describe("recv from rank " + std::to_string(peer)));
-    std::unique_lock<std::mutex> lock(group_->mailbox_mutex);
-    auto& queue = group_->mailbox[{peer, rank_, tag}];
-    group_->mailbox_cv.wait(lock, [&] { return !queue.empty(); });
-    PLM_CHECK_EQ(queue.front().size(), t.nbytes())
-        << "recv on " << name_ << " from rank " << peer << " tag " << tag << ": message size differs";
-    std::memcpy(t.data(), queue.front().data(), t.nbytes());
-    queue.pop_front();
+    int64_t ticket = 0;
+    {
+      std::lock_guard<std::mutex> lock(group_->mailbox_mutex);
+      ticket = group_->mailbox[{peer, rank_, tag}].claimed++;
+    }
+    return P2pRequest(std::make_unique<PendingRecv>(*this, t, peer, tag, ticket));
   }
 
   std::optional<int> probe(int tag) override {
     std::lock_guard<std::mutex> lock(group_->mailbox_mutex);
-    for (const auto& [route, queue] : group_->mailbox) {
-      const auto [src, dst, message_tag] = route;
-      if (dst == rank_ && message_tag == tag && !queue.empty()) return src;
+    for (const auto& [key, route] : group_->mailbox) {
+      const auto [src, dst, message_tag] = key;
+      if (dst == rank_ && message_tag == tag && route.messages.lower_bound(route.claimed) != route.messages.end()) {
+        return src;
+      }
     }
     return std::nullopt;
   }
@@ -168,6 +182,31 @@ class LocalCommunicator final : public Communicator {
   }
 
  private:
+  // A posted receive: message number `ticket` of its route, copied into `t` by wait().
+  class PendingRecv final : public P2pRequest::Pending {
+   public:
+    PendingRecv(LocalCommunicator& comm, Tensor t, int peer, int tag, int64_t ticket)
+        : comm_(comm), t_(t), peer_(peer), tag_(tag), ticket_(ticket) {}
+    void wait() override {
+      LocalGroup& group = *comm_.group_;
+      CommWatchdog::Scope scope(comm_.watchdog_, comm_.describe("recv from rank " + std::to_string(peer_)));
+      std::unique_lock<std::mutex> lock(group.mailbox_mutex);
+      std::map<int64_t, std::vector<char>>& messages = group.mailbox[{peer_, comm_.rank_, tag_}].messages;
+      group.mailbox_cv.wait(lock, [&] { return messages.count(ticket_) > 0; });
+      const auto message = messages.find(ticket_);
+      PLM_CHECK_EQ(message->second.size(), t_.nbytes()) << "recv on " << comm_.name_ << " from rank " << peer_
+                                                          << " tag " << tag_ << ": message size differs";
+      std::memcpy(t_.data(), message->second.data(), t_.nbytes());
+      messages.erase(message);
+    }
+
+   private:
+    LocalCommunicator& comm_;
+    const Tensor t_;
+    const int peer_, tag_;
+    const int64_t ticket_;
+  };
+
   std::string describe(const std::string& op) const {
     return op + " on group '" + name_ + "' (rank " + std::to_string(rank_) + " of " + std::to_string(size()) + ")";
   }

@@ -161,12 +161,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Status status;
     check(MPI_Recv(t.data(), to_int_count(t.numel(), "recv"), mpi_type(t.dtype()), peer, tag, comm_, &status),
           "recv");
-    int received = 0;
-    MPI_Get_count(&status, mpi_type(t.dtype()), &received);
-    if (received != t.numel()) {
-      abort_job(describe("recv") + ": expected " + std::to_string(t.numel()) + " elements from rank " +
-                std::to_string(peer) + ", got " + std::to_string(received));
-    }
+    check_received(status, t, "recv");
   }
 
   std::optional<int> probe(int tag) override {
@@ -177,14 +172,22 @@ class MpiCommunicator final : public Communicator {
     return status.MPI_SOURCE;
   }
 
-  void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream) override {
-    check_host(out, "send_recv");
-    check_host(in, "send_recv");
-    CommWatchdog::Scope scope(watchdog_, describe("send_recv with rank " + std::to_string(peer)));
-    check(MPI_Sendrecv(out.data(), to_int_count(out.numel(), "send_recv"), mpi_type(out.dtype()), peer, send_tag,
-                       in.data(), to_int_count(in.numel(), "send_recv"), mpi_type(in.dtype()), peer, recv_tag, comm_,
-                       MPI_STATUS_IGNORE),
-          "send_recv");
+  P2pRequest isend(Tensor t, int peer, int tag, Stream) override {
+    check_host(t, "isend");
+    MPI_Request request;
+    check(MPI_Isend(t.data(), to_int_count(t.numel(), "isend"), mpi_type(t.dtype()), peer, tag, comm_, &request),
+          "isend");
+    return P2pRequest(std::make_unique<PendingTransfer>(*this, request, "send to rank " + std::to_string(peer), t,
+                                                        /*check_count=*/false));
+  }
+
+  P2pRequest irecv(Tensor t, int peer, int tag, Stream) override {
+    check_host(t, "irecv");
+    MPI_Request request;
+    check(MPI_Irecv(t.data(), to_int_count(t.numel(), "irecv"), mpi_type(t.dtype()), peer, tag, comm_, &request),
+          "irecv");
+    return P2pRequest(std::make_unique<PendingTransfer>(*this, request, "recv from rank " + std::to_string(peer), t,
+                                                        /*check_count=*/true));
   }
 
   void barrier() override {
@@ -202,6 +205,36 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // An MPI_Isend / MPI_Irecv in flight; wait() is MPI_Wait under the watchdog.
+  class PendingTransfer final : public P2pRequest::Pending {
+   public:
+    PendingTransfer(MpiCommunicator& comm, MPI_Request request, std::string what, Tensor t, bool check_count)
+        : comm_(comm), request_(request), what_(std::move(what)), t_(t), check_count_(check_count) {}
+    void wait() override {
+      CommWatchdog::Scope scope(comm_.watchdog_, comm_.describe(what_));
+      MPI_Status status;
+      comm_.check(MPI_Wait(&request_, &status), what_.c_str());
+      if (check_count_) comm_.check_received(status, t_, what_.c_str());
+    }
+
+   private:
+    MpiCommunicator& comm_;
+    MPI_Request request_;
+    const std::string what_;
+    const Tensor t_;
+    const bool check_count_;
+  };
+
+  // A receive must fill `t` exactly.
+  void check_received(const MPI_Status& status, const Tensor& t, const char* op) const {
+    int received = 0;
+    MPI_Get_count(&status, mpi_type(t.dtype()), &received);
+    if (received != t.numel()) {
+      abort_job(describe(op) + ": expected " + std::to_string(t.numel()) + " elements from rank " +
+                std::to_string(status.MPI_SOURCE) + ", got " + std::to_string(received));
+    }
+  }
+
   std::string describe(const std::string& op) const {
     return op + " on group '" + name_ + "' (rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ")";
   }

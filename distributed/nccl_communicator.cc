@@ -52,6 +52,7 @@ class NcclCommunicator final : public Communicator {
     ncclCommCount(comm_, &size_);
     PLM_CUDA_CHECK(cudaSetDevice(device_));
     PLM_CUDA_CHECK(cudaEventCreateWithFlags(&last_op_done_, cudaEventDisableTiming));
+    PLM_CUDA_CHECK(cudaStreamCreateWithFlags(&p2p_stream_, cudaStreamNonBlocking));
     timeout_ = CommWatchdog::timeout_from_env(kDefaultTimeout);
     poller_ = std::thread([this] { poll(); });
   }
@@ -64,6 +65,7 @@ class NcclCommunicator final : public Communicator {
     stop_cv_.notify_all();
     poller_.join();
     cudaEventDestroy(last_op_done_);
+    cudaStreamDestroy(p2p_stream_);
     ncclCommDestroy(comm_);
   }
 
@@ -135,14 +137,18 @@ class NcclCommunicator final : public Communicator {
     return std::nullopt;
   }
 
-  void send_recv(Tensor out, int /*send_tag*/, Tensor in, int /*recv_tag*/, int peer, Stream s) override {
-    check_device(out, "send_recv");
-    check_device(in, "send_recv");
-    check(ncclGroupStart(), "send_recv");
-    check(ncclSend(out.data(), out.numel(), nccl_type(out.dtype()), peer, comm_, as_cuda(s)), "send_recv");
-    check(ncclRecv(in.data(), in.numel(), nccl_type(in.dtype()), peer, comm_, as_cuda(s)), "send_recv");
-    check(ncclGroupEnd(), "send_recv");
-    mark_enqueued(s, "send_recv");
+  P2pRequest isend(Tensor t, int peer, int /*tag*/, Stream s) override {
+    check_device(t, "isend");
+    return start_p2p(s, "isend", [&](cudaStream_t side) {
+      return ncclSend(t.data(), t.numel(), nccl_type(t.dtype()), peer, comm_, side);
+    });
+  }
+
+  P2pRequest irecv(Tensor t, int peer, int /*tag*/, Stream s) override {
+    check_device(t, "irecv");
+    return start_p2p(s, "irecv", [&](cudaStream_t side) {
+      return ncclRecv(t.data(), t.numel(), nccl_type(t.dtype()), peer, comm_, side);
+    });
   }
 
   // A one-element all-reduce, waited for on the host.
@@ -162,6 +168,33 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  // A transfer on the side stream: wait() orders the caller's stream after it.
+  class PendingTransfer final : public P2pRequest::Pending {
+   public:
+    PendingTransfer(cudaEvent_t done, Stream s) : done_(done), s_(s) {}
+    ~PendingTransfer() override { cudaEventDestroy(done_); }
+    void wait() override { PLM_CUDA_CHECK(cudaStreamWaitEvent(as_cuda(s_), done_, 0)); }
+
+   private:
+    cudaEvent_t done_;
+    const Stream s_;
+  };
+
+  // Runs `op` on the side stream after the work enqueued on `s` so far (the tensor is ready there).
+  template <typename Op>
+  P2pRequest start_p2p(Stream s, const char* name, const Op& op) {
+    cudaEvent_t ready = nullptr, done = nullptr;
+    PLM_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    PLM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    PLM_CUDA_CHECK(cudaEventRecord(ready, as_cuda(s)));
+    PLM_CUDA_CHECK(cudaStreamWaitEvent(p2p_stream_, ready, 0));
+    PLM_CUDA_CHECK(cudaEventDestroy(ready));
+    check(op(p2p_stream_), name);
+    PLM_CUDA_CHECK(cudaEventRecord(done, p2p_stream_));
+    mark_enqueued(Stream{p2p_stream_}, name);
+    return P2pRequest(std::make_unique<PendingTransfer>(done, s));
+  }
+
   std::string describe(const std::string& op) const {
     return "NCCL " + op + " on group '" + name_ + "' (rank " + std::to_string(rank_) + " of " +
            std::to_string(size_) + ", cuda:" + std::to_string(device_) + ")";
@@ -229,6 +262,7 @@ class NcclCommunicator final : public Communicator {
   std::condition_variable stop_cv_;
   bool stop_ = false;
   cudaEvent_t last_op_done_ = nullptr;
+  cudaStream_t p2p_stream_ = nullptr;  // isend / irecv, in posting order
   const char* last_op_ = "none";
   bool pending_ = false;
   std::chrono::steady_clock::time_point last_enqueued_;

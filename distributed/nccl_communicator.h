@@ -3,6 +3,8 @@
 // given stream. A watchdog thread polls ncclCommGetAsyncError and the completion of the last enqueued
 // operation; an error or a stall past PLM_COMM_TIMEOUT_S aborts the NCCL communicator and the job with
 // a message. Tags of send/recv are not carried by NCCL: messages between a pair arrive in issue order.
+// isend / irecv run on one side stream of the communicator (so they keep their posting order), each after the
+// work enqueued on the caller's stream, and their wait() orders the caller's stream after them by an event.
 #pragma once
 
 #include <memory>

@@ -35,6 +35,16 @@ void SingleRankCommunicator::recv(Tensor, int peer, int tag, Stream) {
   PLM_CHECK(false) << "recv from rank " << peer << " (tag " << tag << ") in a group of one (" << name_ << ")";
 }
 
+P2pRequest SingleRankCommunicator::isend(Tensor t, int peer, int tag, Stream s) {
+  send(t, peer, tag, s);
+  return P2pRequest();
+}
+
+P2pRequest SingleRankCommunicator::irecv(Tensor t, int peer, int tag, Stream s) {
+  recv(t, peer, tag, s);
+  return P2pRequest();
+}
+
 std::unique_ptr<Communicator> SingleRankCommunicator::split(int, int, const std::string& name) {
   return std::make_unique<SingleRankCommunicator>(name);
 }

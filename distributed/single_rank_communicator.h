@@ -24,6 +24,8 @@ class SingleRankCommunicator final : public Communicator {
   void broadcast(Tensor, int root, Stream) override;
   void send(Tensor, int peer, int tag, Stream) override;
   void recv(Tensor, int peer, int tag, Stream) override;
+  P2pRequest isend(Tensor, int peer, int tag, Stream) override;
+  P2pRequest irecv(Tensor, int peer, int tag, Stream) override;
   std::optional<int> probe(int) override { return std::nullopt; }  // no peers
   void barrier() override {}
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override;

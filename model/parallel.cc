@@ -1,9 +1,9 @@
 #include "model/parallel.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/check.h"
 
 namespace plm::model {
 
@@ -19,22 +19,28 @@ std::pair<int, int> stage_layers(const std::vector<int>& counts, int stage) {
   return {first, first + counts[stage]};
 }
 
-std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages, double media_fraction) {
+std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages, const StageWork& work) {
+  PLM_CHECK_GT(num_stages, 0);
   const VisionConfig& v = config.vision;
   const TextConfig& t = config.text;
-  // Multiply-adds x 2 per token: projections and MLP; attention over the tile's own tokens for the tower.
-  const double d = v.embed_dim, seq = v.seq_len();
-  const double tower_per_tile = v.depth * seq * 2.0 * (4.0 * d * d + 2.0 * d * v.mlp_hidden + 2.0 * seq * d);
+  // Multiply-adds x 2 per token: projections and MLP; attention over the tile's own tokens for the tower; the
+  // projector's linear_1 (D -> H) and linear_2 (H -> H) on every patch token before the pooling.
+  const double d = v.embed_dim, seq = v.seq_len(), h = t.hidden_size;
+  const double tower_per_tile = v.depth * seq * 2.0 * (4.0 * d * d + 2.0 * d * v.mlp_hidden + 2.0 * seq * d) +
+                                2.0 * v.num_patches() * (d * h + h * h);
   const double q = static_cast<double>(t.num_heads) * t.head_dim;
-  const double kv = static_cast<double>(t.num_kv_heads) * t.head_dim, h = t.hidden_size;
+  const double kv = static_cast<double>(t.num_kv_heads) * t.head_dim;
   const double layer_per_token = 2.0 * (2.0 * h * q + 2.0 * h * kv + 3.0 * h * t.intermediate_size);
-  const double vision_layers = media_fraction * tower_per_tile / config.tokens_per_tile() / layer_per_token;
-  const double per_stage = (t.num_layers + vision_layers) / num_stages;
-  const int first = std::clamp(static_cast<int>(std::lround(per_stage - vision_layers)), 0, t.num_layers);
-  std::vector<int> counts = {first};
-  const int rest = t.num_layers - first, others = num_stages - 1;
-  for (int s = 0; s < others; ++s) counts.push_back(rest / others + (s < rest % others ? 1 : 0));
-  if (others == 0) counts[0] = t.num_layers;
+  const double head_per_token = 2.0 * h * t.vocab_size;
+  std::vector<double> load(num_stages, 0.0);  // decoder-layer equivalents per token
+  load.front() += work.media_fraction * tower_per_tile / config.tokens_per_tile() / layer_per_token;
+  load.back() += work.head_fraction * head_per_token / layer_per_token;
+  std::vector<int> counts(num_stages, 0);
+  for (int layer = 0; layer < t.num_layers; ++layer) {
+    const int s = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    ++counts[s];
+    load[s] += 1.0;
+  }
   return counts;
 }
 

@@ -48,11 +48,20 @@ std::pair<int, int> stage_layers(int num_layers, int stage, int num_stages);
 // The same from explicit per-stage counts.
 std::pair<int, int> stage_layers(const std::vector<int>& counts, int stage);
 
-// A split that balances compute when the first stage also runs the vision tower: `media_fraction` of the
-// prompt tokens are media placeholders, each tile of tokens_per_tile placeholders costing one tower pass.
-// The tower's FLOPs per prompt token, in decoder-layer equivalents, count as work of the first stage,
-// which gets fewer (possibly zero) decoder layers. For PLM-1B one placeholder token costs ~22 layers.
-std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages, double media_fraction);
+// What the first and last stage run besides their decoder layers, per prompt token, for the cost-aware split:
+// `media_fraction` of the tokens are media placeholders (each tile of tokens_per_tile of them costs one pass of
+// the vision tower + projector on the first stage); `head_fraction` of them reach the final norm, LM head and loss
+// on the last stage (training: the labelled tokens; prefill: only the last token, so about 0).
+struct StageWork {
+  double media_fraction = 0.0;
+  double head_fraction = 0.0;
+};
+
+// Decoder layers per stage that balance compute: the tower's and the head's FLOPs per token, in decoder-layer
+// equivalents, count as work of the first and the last stage, which get fewer (possibly zero) layers. Each layer
+// goes to the stage with the least work so far (the first of equals), which minimises the largest stage's work.
+// For PLM-1B one placeholder token costs ~22 layers, one token through the head ~4.3 (its 128256-word vocabulary).
+std::vector<int> cost_aware_stage_layers(const PlmConfig& config, int num_stages, const StageWork& work);
 
 // Whether the vision tower splits over `tp` ranks (heads and MLP hidden divisible).
 bool vision_splits(const VisionConfig& vision, int tp);

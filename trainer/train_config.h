@@ -72,7 +72,8 @@ struct TrainConfig {
     int tp = 1;
     int pp = 1;
     // Share of the prompt tokens that are media placeholders, for the cost-aware split of the decoder layers over
-    // the stages (model/parallel.h cost_aware_stage_layers: stage 0 also runs the vision tower).
+    // the stages (model/parallel.h cost_aware_stage_layers: stage 0 also runs the vision tower, the last stage the
+    // LM head and loss over the text tokens).
     double pp_media_fraction = 0.0;
     std::optional<int> dp;  // unset: world size / (tp * pp)
     int zero = 0;           // 0: replicated AdamW; 1: optimizer state sharded over DP; 2: + gradients

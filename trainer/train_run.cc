@@ -151,14 +151,16 @@ absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const Train
 }
 
 // This rank's share of the model: its TP slice of its stage, the decoder layers split over the stages by cost
-// (stage 0 also runs the vision tower: model/parallel.h).
+// (stage 0 also runs the vision tower, the last stage the LM head and loss: model/parallel.h).
 absl::StatusOr<std::unique_ptr<model::PlmModel>> load_model(const TrainConfig& config, Device device,
                                                             const Groups& groups) {
   model::ModelParallel parallel{.tp = &groups.tp(), .pp = &groups.pp()};
   if (groups.host.pp->size() > 1) {
     PLM_ASSIGN_OR_RETURN(const model::PlmConfig model_config, model::load_plm_config(config.model.string()));
-    parallel.stage_layer_counts =
-        model::cost_aware_stage_layers(model_config, groups.host.pp->size(), config.layout.pp_media_fraction);
+    // Every text token counted as labelled: the head's work on the last stage at its largest.
+    const double media_fraction = config.layout.pp_media_fraction;
+    parallel.stage_layer_counts = model::cost_aware_stage_layers(
+        model_config, groups.host.pp->size(), {.media_fraction = media_fraction, .head_fraction = 1.0 - media_fraction});
   }
   return model::PlmModel::load(config.model.string(), device, parallel, {.for_training = true});
 }

@@ -134,13 +134,38 @@ std::string check_send_recv(Communicator& comm) {
   return compare("recv tag 2", got_b, std::vector<int32_t>{prev, 2}, me);
 }
 
-std::string check_send_recv_exchange(Communicator& comm) {
+std::string check_isend_irecv(Communicator& comm) {
   const int me = comm.rank(), partner = me ^ 1;
   if (partner >= comm.size()) return "";  // the last rank of an odd group has no partner
-  // Both partners send before they receive, in one call: a blocking send on each side would wait forever.
-  std::vector<int32_t> out = {me, 7}, in(2);
-  comm.send_recv(view_of(out), /*send_tag=*/10 + me, view_of(in), /*recv_tag=*/10 + partner, partner);
-  return compare("send_recv", in, std::vector<int32_t>{partner, 7}, me);
+  // Both partners post their sends before their receives: blocking sends on both sides would wait forever for
+  // messages past the transport's eager limit (the large one is 4 MiB). Two receives with one tag match in
+  // posting order, whichever is waited for first.
+  constexpr int64_t kLarge = int64_t{1} << 20;
+  std::vector<int32_t> small = {me, 7}, large(kLarge, me), got_small(2), got_first(kLarge), got_second(2);
+  P2pRequest sent_large = comm.isend(view_of(large), partner, /*tag=*/20);
+  P2pRequest sent_small = comm.isend(view_of(small), partner, /*tag=*/21);
+  P2pRequest first = comm.irecv(view_of(got_first), partner, 20);
+  P2pRequest second = comm.irecv(view_of(got_second), partner, 21);
+  second.wait();
+  first.wait();
+  sent_large.wait();
+  sent_small.wait();
+  if (auto e = compare("irecv small", got_second, std::vector<int32_t>{partner, 7}, me); !e.empty()) return e;
+  if (auto e = compare("irecv large", got_first, std::vector<int32_t>(kLarge, partner), me); !e.empty()) return e;
+  // Same tag twice: matched in posting order although the second is waited for first; a moved-from request is
+  // empty and destroying a live one waits for it.
+  std::vector<int32_t> one = {me, 1}, two = {me, 2}, got_one(2), got_two(2);
+  {
+    P2pRequest a = comm.isend(view_of(one), partner, 30);
+    P2pRequest b = comm.isend(view_of(two), partner, 30);
+    P2pRequest r1 = comm.irecv(view_of(got_one), partner, 30);
+    P2pRequest r2 = comm.irecv(view_of(got_two), partner, 30);
+    P2pRequest moved = std::move(r2);
+    if (r2.in_flight()) return "a moved-from request is still in flight";
+    moved.wait();
+  }
+  if (auto e = compare("irecv 1st of a tag", got_one, std::vector<int32_t>{partner, 1}, me); !e.empty()) return e;
+  return compare("irecv 2nd of a tag", got_two, std::vector<int32_t>{partner, 2}, me);
 }
 
 std::string check_process_groups(Communicator& world, int tp, int pp) {

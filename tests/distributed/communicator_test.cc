@@ -35,9 +35,7 @@ TEST_P(LocalCollectives, AllGather) { expect_all_ranks_pass(GetParam(), testing:
 TEST_P(LocalCollectives, ReduceScatter) { expect_all_ranks_pass(GetParam(), testing::check_reduce_scatter); }
 TEST_P(LocalCollectives, Broadcast) { expect_all_ranks_pass(GetParam(), testing::check_broadcast); }
 TEST_P(LocalCollectives, SendRecv) { expect_all_ranks_pass(GetParam(), testing::check_send_recv); }
-TEST_P(LocalCollectives, SendRecvExchange) {
-  expect_all_ranks_pass(GetParam(), testing::check_send_recv_exchange);
-}
+TEST_P(LocalCollectives, IsendIrecv) { expect_all_ranks_pass(GetParam(), testing::check_isend_irecv); }
 TEST_P(LocalCollectives, StatusAgreement) { expect_all_ranks_pass(GetParam(), testing::check_status_agreement); }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, LocalCollectives, ::testing::Values(1, 2, 3, 4), ::testing::PrintToStringParamName());
@@ -140,17 +138,20 @@ TEST(LaunchEnv, ReadsOpenMpiThenSlurm) {
   setenv("OMPI_COMM_WORLD_RANK", "2", 1);
   setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
   setenv("OMPI_COMM_WORLD_LOCAL_RANK", "0", 1);
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
   env = read_launch_env();
   EXPECT_EQ(env.launcher, "openmpi");
   EXPECT_EQ(env.world_rank, 2);
   EXPECT_EQ(env.world_size, 4);
+  EXPECT_EQ(env.local_size, 2);
   for (const char* v : {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "OMPI_COMM_WORLD_RANK",
-                        "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"}) {
+                        "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"}) {
     unsetenv(v);
   }
   env = read_launch_env();
   EXPECT_EQ(env.launcher, "none");
   EXPECT_EQ(env.world_size, 1);
+  EXPECT_EQ(env.local_size, 1);
 }
 
 }  // namespace

@@ -70,11 +70,17 @@ namespace {
 TEST(StageLayers, CostAwareSplitGivesTheVisionStageFewerLayers) {
   absl::StatusOr<PlmConfig> config = load_plm_config(std::string(PLM_SOURCE_DIR) + "/configs/plm-1b");
   ASSERT_TRUE(config.ok()) << config.status();
-  // Text only: an even split.
-  EXPECT_EQ(cost_aware_stage_layers(*config, 2, 0.0), (std::vector<int>{8, 8}));
+  // Text only, the head not counted (prefill): an even split.
+  EXPECT_EQ(cost_aware_stage_layers(*config, 2, {}), (std::vector<int>{8, 8}));
+  // Every token through the head (~4.3 layers of PLM-1B's): the last stage takes 4 layers fewer, 10 + 0 against
+  // 6 + 4.3; with 4 stages 5 + 5 + 5 against 1 + 4.3.
+  EXPECT_EQ(cost_aware_stage_layers(*config, 2, {.head_fraction = 1.0}), (std::vector<int>{10, 6}));
+  EXPECT_EQ(cost_aware_stage_layers(*config, 4, {.head_fraction = 1.0}), (std::vector<int>{5, 5, 5, 1}));
   // Image-heavy prompts: the tower alone outweighs the decoder, so stage 0 runs no decoder layer.
-  EXPECT_EQ(cost_aware_stage_layers(*config, 2, 0.9), (std::vector<int>{0, 16}));
-  const std::vector<int> four = cost_aware_stage_layers(*config, 4, 0.1);
+  EXPECT_EQ(cost_aware_stage_layers(*config, 2, {.media_fraction = 0.9}), (std::vector<int>{0, 16}));
+  EXPECT_EQ(cost_aware_stage_layers(*config, 1, {.media_fraction = 0.9, .head_fraction = 0.1}),
+            (std::vector<int>{16}));
+  const std::vector<int> four = cost_aware_stage_layers(*config, 4, {.media_fraction = 0.1});
   EXPECT_EQ(four.size(), 4u);
   EXPECT_LT(four[0], four[1]);
   EXPECT_EQ(four[0] + four[1] + four[2] + four[3], 16);
@@ -82,22 +88,25 @@ TEST(StageLayers, CostAwareSplitGivesTheVisionStageFewerLayers) {
   EXPECT_EQ(stage_layers(std::vector<int>{0, 3, 2}, 2), std::make_pair(3, 5));
 }
 
-TEST(ParallelModel, ExplicitSplitWithAnEmptyFirstStageMatches) {
-  // Stage 0 runs only the vision tower, projector and embedding; stage 1 every decoder layer. Its logits
-  // must be the single rank's and its greedy tokens HF's, as for the even splits above.
-  std::mutex mutex;
-  std::vector<std::string> errors;
-  double worst = 0.0;
-  distributed::run_local_ranks(2, [&](distributed::Communicator& world) {
-    double diff = 0.0;
-    const std::string e = testing::check_parallel_model(world, "cls_tied", "image", 1, 2, &diff, {0, 2});
-    std::lock_guard<std::mutex> lock(mutex);
-    worst = std::max(worst, diff);
-    if (!e.empty()) errors.push_back(e);
-  });
-  EXPECT_TRUE(errors.empty()) << errors.front();
-  RecordProperty("max_relative_logit_diff", std::to_string(worst));
-  std::printf("[parallel] cls_tied/image pp=2, layers {0, 2}: max relative logit diff vs one rank = %.3g\n", worst);
+TEST(ParallelModel, ExplicitSplitsWithAnEmptyStageMatch) {
+  // {0, 2}: stage 0 runs only the vision tower, projector and embedding, stage 1 every decoder layer; {2, 0}: stage 1
+  // runs only the final norm and LM head (the cost-aware split's choice when the head outweighs the layers). The
+  // logits must be the single rank's and the greedy tokens HF's, as for the even splits above.
+  for (const std::vector<int>& split : {std::vector<int>{0, 2}, std::vector<int>{2, 0}}) {
+    std::mutex mutex;
+    std::vector<std::string> errors;
+    double worst = 0.0;
+    distributed::run_local_ranks(2, [&](distributed::Communicator& world) {
+      double diff = 0.0;
+      const std::string e = testing::check_parallel_model(world, "cls_tied", "image", 1, 2, &diff, split);
+      std::lock_guard<std::mutex> lock(mutex);
+      worst = std::max(worst, diff);
+      if (!e.empty()) errors.push_back(e);
+    });
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    std::printf("[parallel] cls_tied/image pp=2, layers {%d, %d}: max relative logit diff vs one rank = %.3g\n",
+                split[0], split[1], worst);
+  }
   absl::StatusOr<std::unique_ptr<PlmModel>> bad = PlmModel::load(
       std::string(PLM_SOURCE_DIR) + "/tests/fixtures/models/cls_tied", Device::cpu(), ModelParallel{nullptr, nullptr, {1, 2}});
   ASSERT_FALSE(bad.ok());

@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,122 @@ TEST(OneFOneB, ActionsPerStage) {
     EXPECT_EQ(one_f_one_b(c.stage, c.num_stages, c.num_micro), c.want)
         << "stage " << c.stage << " of " << c.num_stages << ", " << c.num_micro << " micro-batches";
   }
+}
+
+TEST(OneFOneB, ProgramPostsEachBoundarysMessagesInTheUpperStagesOrder) {
+  constexpr PipeOp RA = PipeOp::kRecvActivation, RG = PipeOp::kRecvGradient, SA = PipeOp::kSendActivation,
+                   SG = PipeOp::kSendGradient;
+  // Stage 0 sends a0 a1, receives g0, sends a2, ...; stage 1 receives a0 and a1 (ahead of F0), sends g0, ...
+  EXPECT_EQ(one_f_one_b_program(0, 2, 3), (std::vector<PipeAction>{{F, 0}, {SA, 0}, {F, 1}, {SA, 1}, {RG, 0}, {B, 0},
+                                                                  {F, 2}, {SA, 2}, {RG, 1}, {B, 1}, {RG, 2}, {B, 2}}));
+  EXPECT_EQ(one_f_one_b_program(1, 2, 3), (std::vector<PipeAction>{{RA, 0}, {RA, 1}, {F, 0}, {B, 0}, {SG, 0}, {RA, 2},
+                                                                  {F, 1}, {B, 1}, {SG, 1}, {F, 2}, {B, 2}, {SG, 2}}));
+  EXPECT_EQ(one_f_one_b_program(0, 1, 2), (std::vector<PipeAction>{{F, 0}, {B, 0}, {F, 1}, {B, 1}}));
+}
+
+// Runs every stage's program under NCCL's semantics at their strictest: a rank's transfers run one at a time in
+// posting order, each finishing only when the other end is at the head of its rank's queue too; a send waits
+// for the compute of its tensor (and a gradient's copy for the previous gradient send, as the executor does), a
+// forward or backward for the transfers of its input. Returns whether everything finished.
+using ProgramOf = std::function<std::vector<PipeAction>(int stage, int num_stages, int num_micro)>;
+
+bool finishes_with_in_order_transfers(int num_stages, int num_micro, const ProgramOf& program_of) {
+  struct Stage {
+    std::vector<PipeAction> computes, transfers;  // the program split by stream, each in posting order
+    size_t next_compute = 0, next_transfer = 0;
+    std::set<std::pair<PipeOp, int>> done;
+    std::set<int> copied;  // gradients copied into their send buffer
+  };
+  std::vector<Stage> stages(num_stages);
+  for (int p = 0; p < num_stages; ++p) {
+    for (const PipeAction& a : program_of(p, num_stages, num_micro)) {
+      const bool compute = a.op == PipeOp::kForward || a.op == PipeOp::kBackward;
+      (compute ? stages[p].computes : stages[p].transfers).push_back(a);
+      if (a.op == PipeOp::kSendGradient) stages[p].computes.push_back(a);  // the copy into the send buffer
+    }
+  }
+  const auto done = [&](int p, PipeOp op, int m) { return stages[p].done.count({op, m}) > 0; };
+  const auto compute_ready = [&](int p, const PipeAction& a) {
+    const bool first = p == 0, last = p == num_stages - 1;
+    switch (a.op) {
+      case PipeOp::kForward: return first || done(p, PipeOp::kRecvActivation, a.micro);
+      case PipeOp::kBackward:
+        return last || (done(p, PipeOp::kRecvGradient, a.micro) && done(p, PipeOp::kSendActivation, a.micro));
+      case PipeOp::kSendGradient: return a.micro == 0 || done(p, PipeOp::kSendGradient, a.micro - 1);
+      case PipeOp::kRecvActivation:
+      case PipeOp::kRecvGradient:
+      case PipeOp::kSendActivation: return true;
+    }
+    return false;
+  };
+  // The other end of a transfer: its stage and what it posts there.
+  const auto other_end = [](int p, const PipeAction& a) -> std::pair<int, PipeAction> {
+    switch (a.op) {
+      case PipeOp::kRecvActivation: return {p - 1, {PipeOp::kSendActivation, a.micro}};
+      case PipeOp::kRecvGradient: return {p + 1, {PipeOp::kSendGradient, a.micro}};
+      case PipeOp::kSendActivation: return {p + 1, {PipeOp::kRecvActivation, a.micro}};
+      case PipeOp::kSendGradient: return {p - 1, {PipeOp::kRecvGradient, a.micro}};
+      case PipeOp::kForward:
+      case PipeOp::kBackward: break;
+    }
+    return {-1, a};
+  };
+  const auto sendable = [&](int p, const PipeAction& a) {
+    if (a.op == PipeOp::kSendActivation) return done(p, PipeOp::kForward, a.micro);
+    if (a.op == PipeOp::kSendGradient) return stages[p].copied.count(a.micro) > 0;
+    return true;
+  };
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int p = 0; p < num_stages; ++p) {
+      Stage& st = stages[p];
+      while (st.next_compute < st.computes.size() && compute_ready(p, st.computes[st.next_compute])) {
+        const PipeAction& a = st.computes[st.next_compute++];
+        if (a.op == PipeOp::kSendGradient) {
+          st.copied.insert(a.micro);
+        } else {
+          st.done.insert({a.op, a.micro});
+        }
+        progress = true;
+      }
+      if (st.next_transfer == st.transfers.size()) continue;
+      const PipeAction& a = st.transfers[st.next_transfer];
+      const auto [q, match] = other_end(p, a);
+      Stage& peer = stages[q];
+      if (peer.next_transfer == peer.transfers.size() || !(peer.transfers[peer.next_transfer] == match)) continue;
+      if (!sendable(p, a) || !sendable(q, match)) continue;
+      st.done.insert({a.op, a.micro});
+      peer.done.insert({match.op, match.micro});
+      ++st.next_transfer;
+      ++peer.next_transfer;
+      progress = true;
+    }
+  }
+  for (const Stage& st : stages) {
+    if (st.next_compute < st.computes.size() || st.next_transfer < st.transfers.size()) return false;
+  }
+  return true;
+}
+
+TEST(OneFOneB, ProgramsFinishWhenTransfersRunInPostingOrder) {
+  for (int num_stages = 1; num_stages <= 4; ++num_stages) {
+    for (int num_micro = 1; num_micro <= 8; ++num_micro) {
+      EXPECT_TRUE(finishes_with_in_order_transfers(num_stages, num_micro, one_f_one_b_program))
+          << num_stages << " stages, " << num_micro << " micro-batches";
+    }
+  }
+  // The check catches a bad order: stage 0 posting each gradient receive ahead of the activation send before it,
+  // while stage 1 posts its activation receives ahead, waits forever.
+  const ProgramOf gradient_ahead = [](int stage, int num_stages, int num_micro) {
+    std::vector<PipeAction> program = one_f_one_b_program(stage, num_stages, num_micro);
+    for (size_t i = 1; stage == 0 && i < program.size(); ++i) {
+      if (program[i].op == PipeOp::kRecvGradient && program[i - 1].op == PipeOp::kSendActivation) {
+        std::swap(program[i], program[i - 1]);
+      }
+    }
+    return program;
+  };
+  EXPECT_FALSE(finishes_with_in_order_transfers(2, 4, gradient_ahead));
 }
 
 struct StageResult {
