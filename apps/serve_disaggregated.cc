@@ -3,12 +3,17 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "distributed/consistency.h"
+#include "distributed/launch_env.h"
 #include "distributed/mpi_communicator.h"
 #include "distributed/nccl_communicator.h"
+#include "runtime/compute_dtype.h"
 #include "runtime/local_device.h"
 #include "serve/disagg/encoder_worker.h"
 #include "serve/disagg/remote_encoder.h"
@@ -22,7 +27,7 @@ using serve::disagg::PoolRole;
 
 // The groups of one rank, created collectively in the same order on every rank.
 struct PoolGroups {
-  std::unique_ptr<distributed::Communicator> world, jobs, replies, tp;
+  std::unique_ptr<distributed::Communicator> world, jobs, replies, heartbeat, tp;
   std::unique_ptr<distributed::Communicator> data_device, tp_device;  // NCCL twins on a GPU
   distributed::Communicator* data() const { return data_device ? data_device.get() : replies.get(); }
 };
@@ -32,6 +37,7 @@ PoolGroups make_groups(std::unique_ptr<distributed::Communicator> world, const P
   const int rank = world->rank();
   g.jobs = world->split(0, rank, "disagg_jobs");
   g.replies = world->split(0, rank, "disagg_replies");
+  g.heartbeat = world->split(0, rank, "disagg_heartbeat");
   // Each decoder replica is a TP group; each encoder rank a group of its own.
   const int color = layout.role(rank) == PoolRole::kDecoder ? layout.decoder_replica(rank)
                                                             : layout.num_fronts() + layout.encoder_index(rank);
@@ -44,25 +50,87 @@ PoolGroups make_groups(std::unique_ptr<distributed::Communicator> world, const P
   return g;
 }
 
-absl::Status run_encoder(const DisaggregatedOptions& o, const PoolLayout& layout, const PoolGroups& g, Device device) {
+// What happens here when a rank dies: only `mpirun --enable-recovery` (which sets OMPI_MCA_orte_enable_recovery)
+// keeps the other ranks running; otherwise the launcher ends the job.
+std::string failure_mode(const distributed::LaunchEnv& env) {
+  const char* recovery = std::getenv("OMPI_MCA_orte_enable_recovery");
+  const std::string value = recovery != nullptr ? recovery : "";
+  if (value == "1" || value == "true" || value == "yes") {
+    return "a rank that dies is survived (mpirun --enable-recovery): its requests get 503 and the rest go on";
+  }
+  if (env.launcher == "openmpi") {
+    return "a rank that dies ends the whole job (mpirun aborts it); launch with mpirun --enable-recovery to keep "
+           "serving (serve/README.md, \"Failure\")";
+  }
+  if (env.launcher == "slurm") {
+    return "a rank that dies ends the job unless srun runs with --kill-on-bad-exit=0 and the MPI library keeps the "
+           "other ranks (untested; mpirun --enable-recovery is the tested way, serve/README.md)";
+  }
+  return "a single rank: nothing to survive";
+}
+
+// The dead encoders' ranks as "1, 2" (for messages).
+std::string dead_ranks(const serve::disagg::EncoderPoolStats& stats) {
+  std::vector<int> dead;
+  for (const auto& e : stats.encoders) {
+    if (!e.alive) dead.push_back(e.rank);
+  }
+  return absl::StrJoin(dead, ", ");
+}
+
+absl::Status run_encoder(const DisaggregatedOptions& o, const PoolLayout& layout, const PoolGroups& g, Device device,
+                         const std::function<void(const std::string&)>& log) {
   // An encoder ends when every front has stopped: a SIGTERM sent to every rank must not end it first.
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   model::ModelParallel parallel;
   parallel.part = model::ModelPart::kVision;
-  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device, parallel));
-  return serve::disagg::run_encoder_worker(*model, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data()},
-                                           {.num_fronts = layout.num_fronts(),
-                                            .cache_bytes = o.encoder_cache_bytes,
-                                            .max_items_per_batch = o.max_media_items_per_step});
+  PLM_ASSIGN_OR_RETURN(const model::LoadOptions load_options, runtime::inference_load_options(o.dtype, device));
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model,
+                       model::PlmModel::load(o.model_dir, device, parallel, load_options));
+  g.heartbeat->barrier();  // every rank has loaded its part: the heartbeats' clocks start together
+  std::vector<int> fronts;
+  for (int f = 0; f < layout.num_fronts(); ++f) fronts.push_back(layout.front_rank(f));
+  const serve::disagg::EncoderWorkerConfig config{.front_ranks = fronts,
+                                                  .peer_timeout_s = o.peer_timeout_s,
+                                                  .log = log,
+                                                  .cache_bytes = o.encoder_cache_bytes,
+                                                  .max_items_per_batch = o.max_media_items_per_step};
+  return serve::disagg::run_encoder_worker(
+      *model, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data(), .heartbeat = g.heartbeat.get()},
+      config);
 }
+
+// The server's drain, callable from another thread: tripped before the server is up, it drains it as soon as it
+// is; after the server has gone, a no-op.
+class DrainSwitch {
+ public:
+  void set(std::function<void()> drain) {
+    const std::lock_guard lock(mutex_);
+    drain_ = std::move(drain);
+    if (tripped_ && drain_) drain_();
+  }
+  void trip() {
+    const std::lock_guard lock(mutex_);
+    tripped_ = true;
+    if (drain_) drain_();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::function<void()> drain_;
+  bool tripped_ = false;
+};
 
 absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout, const PoolGroups& g, Device device,
                          const ServeFront& serve_front, const std::function<void(const std::string&)>& log) {
   model::ModelParallel parallel;
   parallel.part = model::ModelPart::kLanguage;
   if (g.tp->size() > 1) parallel.tp = g.tp_device ? g.tp_device.get() : g.tp.get();
-  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model, model::PlmModel::load(o.model_dir, device, parallel));
+  PLM_ASSIGN_OR_RETURN(const model::LoadOptions load_options, runtime::inference_load_options(o.dtype, device));
+  PLM_ASSIGN_OR_RETURN(const std::unique_ptr<model::PlmModel> model,
+                       model::PlmModel::load(o.model_dir, device, parallel, load_options));
+  g.heartbeat->barrier();  // as the encoders: loading takes longer than --peer-timeout on big models
   const serve::MirrorChannel channel{g.tp->size() > 1 ? g.tp.get() : nullptr, parallel.tp};
   const int rank = g.world->rank();
   if (!layout.is_front(rank)) {
@@ -72,14 +140,22 @@ absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout
   }
   std::optional<serve::StepPublisher> publisher;
   if (channel.control != nullptr) publisher.emplace(channel);
+  // No encoder left: this front drains (text requests in flight finish) and the job ends with a message, so that
+  // whatever runs it restarts it whole rather than keep a replica that answers every image with 503.
+  DrainSwitch drain;
   serve::disagg::RemoteEncoderConfig config{.max_in_flight_bytes = o.max_embedding_bytes_in_flight,
                                             .rows_per_item = model->config().tokens_per_tile(),
                                             .hidden = model->config().text.hidden_size,
                                             .dtype = model->dtype(),
-                                            .device = device};
+                                            .device = device,
+                                            .peer_timeout_s = o.peer_timeout_s,
+                                            .log = log,
+                                            .on_pool_empty = [&drain] { drain.trip(); }};
   for (int e = 0; e < layout.num_encoders(); ++e) config.encoder_ranks.push_back(layout.encoder_rank(e));
-  serve::disagg::RemoteEncoder encoder(config, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data()});
+  serve::disagg::RemoteEncoder encoder(
+      config, {.jobs = g.jobs.get(), .replies = g.replies.get(), .data = g.data(), .heartbeat = g.heartbeat.get()});
   FrontHooks hooks;
+  hooks.on_serving = [&drain](std::function<void()> server_drain) { drain.set(std::move(server_drain)); };
   hooks.media_encoder = &encoder;
   hooks.replica = layout.decoder_replica(rank);
   hooks.description = absl::StrCat(", disaggregated: ", layout.num_encoders(), " encoder ranks, decoder replica ",
@@ -97,7 +173,14 @@ absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout
   const absl::Status served = serve_front(*model, device, publisher ? &*publisher : nullptr, hooks);
   encoder.stop();  // every encoder hears this front is done
   if (publisher) publisher->publish_stop();
-  return served;
+  PLM_RETURN_IF_ERROR(served);
+  const serve::disagg::EncoderPoolStats pool = encoder.stats();
+  if (pool.num_alive() == 0) {
+    return absl::UnavailableError(absl::StrCat("every encoder rank (", dead_ranks(pool),
+                                               ") stopped answering: drained and exiting so that the job can be "
+                                               "restarted whole (serve/README.md, \"Failure\")"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -111,10 +194,11 @@ absl::Status run_serve_disaggregated(const DisaggregatedOptions& o, const ServeF
   PLM_ASSIGN_OR_RETURN(const PoolLayout layout, PoolLayout::create(o.pools, world->size()));
   const int rank = world->rank();
   const PoolGroups groups = make_groups(std::move(world), layout, device);
+  if (rank == 0) log(absl::StrCat("plm serve: on failure: ", failure_mode(distributed::read_launch_env())));
   if (layout.role(rank) == PoolRole::kEncoder) {
     log(absl::StrCat("plm serve: rank ", rank, " is encoder ", layout.encoder_index(rank), " of ", layout.num_encoders(),
                      " (pid ", ::getpid(), ")"));
-    return run_encoder(o, layout, groups, device);
+    return run_encoder(o, layout, groups, device, log);
   }
   return run_decoder(o, layout, groups, device, serve_front, log);
 }

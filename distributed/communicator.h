@@ -4,7 +4,8 @@
 // Contract: every rank of the group calls the same collectives in the same order with matching shapes
 // and dtypes. A failure of the transport (a dead peer, a timeout) is not recoverable for a training or
 // serving job: the implementation aborts the whole job with a message naming the operation, the group
-// and the rank, rather than returning or hanging. Not thread-safe: one thread drives a communicator.
+// and the rank, rather than returning or hanging; only started transfers (start_send / start_recv) leave
+// waiting on a peer that may be dead to the caller. Not thread-safe: one thread drives a communicator.
 #pragma once
 
 #include <memory>
@@ -55,6 +56,20 @@ class Communicator {
     recv(in, peer, recv_tag, s);
   }
   virtual void barrier() = 0;
+
+  // A point-to-point transfer in flight, for peers that may die (serve/disagg/ under mpirun --enable-recovery):
+  // poll done() instead of blocking. Its tensor must stay alive until done() is true; destroying an unfinished
+  // transfer abandons it, and its tensor must then stay alive for good (the transport may still touch it).
+  // A transfer must not outlive its communicator.
+  class Transfer {
+   public:
+    virtual ~Transfer() = default;
+    virtual bool done() = 0;
+  };
+  // The defaults run the blocking send / recv and return a finished transfer (transports whose peers cannot die
+  // alone: threads, NCCL). A started receive checks the received size as recv does.
+  virtual std::unique_ptr<Transfer> start_send(Tensor t, int peer, int tag);
+  virtual std::unique_ptr<Transfer> start_recv(Tensor t, int peer, int tag);
 
   // A sub-group of the ranks that pass the same color, ordered by key (MPI_Comm_split semantics).
   // Collective over this communicator.

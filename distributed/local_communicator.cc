@@ -120,16 +120,50 @@ class LocalCommunicator final : public Communicator {
     group_->mailbox_cv.notify_all();
   }
 
+  class LocalRecv final : public Transfer {
+   public:
+    LocalRecv(LocalCommunicator& comm, Tensor t, int peer, int tag) : comm_(comm), t_(t), peer_(peer), tag_(tag) {}
+    bool done() override {
+      if (!done_) done_ = comm_.try_recv(t_, peer_, tag_);
+      return done_;
+    }
+
+   private:
+    LocalCommunicator& comm_;
+    Tensor t_;
+    int peer_, tag_;
+    bool done_ = false;
+  };
+
+  bool try_recv(Tensor t, int peer, int tag) {
+    const std::lock_guard<std::mutex> lock(group_->mailbox_mutex);
+    auto& queue = group_->mailbox[{peer, rank_, tag}];
+    if (queue.empty()) return false;
+    pop_into(t, queue, peer, tag);
+    return true;
+  }
+
+  // The oldest message of `queue` into `t`; mailbox_mutex held.
+  void pop_into(Tensor t, std::deque<std::vector<char>>& queue, int peer, int tag) const {
+    PLM_CHECK_EQ(queue.front().size(), t.nbytes())
+        << "recv on " << name_ << " from rank " << peer << " tag " << tag << ": message size differs";
+    std::memcpy(t.data(), queue.front().data(), t.nbytes());
+    queue.pop_front();
+  }
+
   void recv(Tensor t, int peer, int tag, Stream) override {
     check_host(t, "recv");
     CommWatchdog::Scope scope(watchdog_, describe("recv from rank " + std::to_string(peer)));
     std::unique_lock<std::mutex> lock(group_->mailbox_mutex);
     auto& queue = group_->mailbox[{peer, rank_, tag}];
     group_->mailbox_cv.wait(lock, [&] { return !queue.empty(); });
-    PLM_CHECK_EQ(queue.front().size(), t.nbytes())
-        << "recv on " << name_ << " from rank " << peer << " tag " << tag << ": message size differs";
-    std::memcpy(t.data(), queue.front().data(), t.nbytes());
-    queue.pop_front();
+    pop_into(t, queue, peer, tag);
+  }
+
+  // Done once the message is in the mailbox (then copied out), so a test can play a peer that never sends.
+  std::unique_ptr<Transfer> start_recv(Tensor t, int peer, int tag) override {
+    check_host(t, "start_recv");
+    return std::make_unique<LocalRecv>(*this, t, peer, tag);
   }
 
   std::optional<int> probe(int tag) override {

@@ -177,6 +177,23 @@ class MpiCommunicator final : public Communicator {
     return status.MPI_SOURCE;
   }
 
+  std::unique_ptr<Transfer> start_send(Tensor t, int peer, int tag) override {
+    check_host(t, "start_send");
+    MPI_Request request;
+    check(MPI_Isend(t.data(), to_int_count(t.numel(), "start_send"), mpi_type(t.dtype()), peer, tag, comm_, &request),
+          "start_send");
+    return std::make_unique<MpiTransfer>(*this, request, describe("send to rank " + std::to_string(peer)), -1, t.dtype());
+  }
+
+  std::unique_ptr<Transfer> start_recv(Tensor t, int peer, int tag) override {
+    check_host(t, "start_recv");
+    MPI_Request request;
+    check(MPI_Irecv(t.data(), to_int_count(t.numel(), "start_recv"), mpi_type(t.dtype()), peer, tag, comm_, &request),
+          "start_recv");
+    return std::make_unique<MpiTransfer>(*this, request, describe("recv from rank " + std::to_string(peer)), t.numel(),
+                                         t.dtype());
+  }
+
   void send_recv(Tensor out, int send_tag, Tensor in, int recv_tag, int peer, Stream) override {
     check_host(out, "send_recv");
     check_host(in, "send_recv");
@@ -202,6 +219,40 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // A started MPI_Isend / MPI_Irecv; one left unfinished is freed (MPI_Request_free): its peer is presumed dead.
+  class MpiTransfer final : public Transfer {
+   public:
+    // expected_count: the elements a receive must get; -1 for a send.
+    MpiTransfer(const MpiCommunicator& comm, MPI_Request request, std::string what, int64_t expected_count, DType dtype)
+        : comm_(comm), request_(request), what_(std::move(what)), expected_count_(expected_count), dtype_(dtype) {}
+    ~MpiTransfer() override {
+      if (request_ != MPI_REQUEST_NULL) MPI_Request_free(&request_);
+    }
+    MpiTransfer(const MpiTransfer&) = delete;
+    MpiTransfer& operator=(const MpiTransfer&) = delete;
+
+    bool done() override {
+      if (request_ == MPI_REQUEST_NULL) return true;
+      int finished = 0;
+      MPI_Status status;
+      comm_.check(MPI_Test(&request_, &finished, &status), what_.c_str());
+      if (!finished) return false;
+      int received = 0;
+      MPI_Get_count(&status, mpi_type(dtype_), &received);
+      if (expected_count_ >= 0 && received != expected_count_) {
+        abort_job(what_ + ": expected " + std::to_string(expected_count_) + " elements, got " + std::to_string(received));
+      }
+      return true;
+    }
+
+   private:
+    const MpiCommunicator& comm_;
+    MPI_Request request_;
+    const std::string what_;
+    const int64_t expected_count_;
+    const DType dtype_;
+  };
+
   std::string describe(const std::string& op) const {
     return op + " on group '" + name_ + "' (rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ")";
   }

@@ -1,5 +1,6 @@
 #include "serve/disagg/encoder_worker.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -8,8 +9,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/check.h"
 #include "core/cuda/runtime.h"
+#include "serve/disagg/peer_liveness.h"
 #include "serve/disagg/wire.h"
 #include "serve/encoder_cache.h"
 
@@ -66,18 +71,54 @@ class JobQueue {
   bool closed_ = false;
 };
 
-// The receiving thread: jobs into the queue until every front has said stop.
-void receive_jobs(distributed::Communicator& jobs, int num_fronts, JobQueue& queue) {
-  for (int stops = 0; stops < num_fronts;) {
-    const std::optional<int> front = wait_for_message(jobs, kJobTag, [] { return false; });
-    ReceivedJob job = recv_job(jobs, *front);
-    if (job.stop) {
-      ++stops;
+// The receiving thread: jobs into the queue until every front has said stop or died; returns the fronts that died.
+std::vector<int> receive_jobs(distributed::Communicator& jobs, const EncoderWorkerConfig& config,
+                              const PeerLiveness& liveness, LostMessages& lost, JobQueue& queue) {
+  const std::vector<int>& fronts = config.front_ranks;
+  std::vector<bool> stopped(fronts.size()), died(fronts.size());
+  // Fronts newly silent before saying stop: logged once each.
+  const auto newly_dead = [&] {
+    std::vector<size_t> dead;
+    for (size_t i = 0; i < fronts.size(); ++i) {
+      if (!stopped[i] && !died[i] && !liveness.alive(fronts[i])) dead.push_back(i);
+    }
+    return dead;
+  };
+  const auto all_gone = [&] {
+    for (size_t i = 0; i < fronts.size(); ++i) {
+      if (!stopped[i] && !died[i]) return false;
+    }
+    return true;
+  };
+  while (true) {
+    const std::optional<int> front = wait_for_message(jobs, kJobTag, [&] { return !newly_dead().empty(); });
+    for (size_t i : newly_dead()) {
+      died[i] = true;
+      if (config.log) {
+        config.log(absl::StrFormat("plm serve: encoder rank %d: front rank %d stopped answering (no heartbeat for %.0f s); "
+                                   "dropping its jobs",
+                                   jobs.rank(), fronts[i], config.peer_timeout_s));
+      }
+    }
+    if (all_gone()) break;
+    if (!front) continue;
+    const size_t index = static_cast<size_t>(std::find(fronts.begin(), fronts.end(), *front) - fronts.begin());
+    PLM_CHECK(index < fronts.size()) << "a job from rank " << *front << ", which is not a front";
+    std::optional<ReceivedJob> job = recv_job(jobs, *front, [&] { return liveness.alive(*front); }, lost);
+    if (!job) continue;  // the front died sending it
+    if (job->stop) {
+      stopped[index] = true;
+      if (all_gone()) break;
     } else {
-      queue.push(std::move(job));
+      queue.push(std::move(*job));
     }
   }
   queue.close();
+  std::vector<int> dead;
+  for (size_t i = 0; i < fronts.size(); ++i) {
+    if (died[i]) dead.push_back(fronts[i]);
+  }
+  return dead;
 }
 
 // One kind's items of a batch of jobs, resolved from the cache or encoded together.
@@ -93,12 +134,12 @@ KindBatch resolve_kind(const model::PlmModel& model, const std::vector<ReceivedJ
   KindBatch b;
   std::vector<std::pair<MediaKey, Tensor>> misses;  // distinct keys, with their pixels
   for (const ReceivedJob& job : jobs) {
-    for (size_t i = 0; i < job.keys[kind].size(); ++i) {
-      const MediaKey& key = job.keys[kind][i];
+    for (size_t i = 0; i < job.media.keys[kind].size(); ++i) {
+      const MediaKey& key = job.media.keys[kind][i];
       if (b.rows.contains(key)) continue;
       EncoderCache::Entry entry = cache.find(key);
       b.encoded[key] = entry == nullptr;
-      if (entry == nullptr) misses.emplace_back(key, job.pixels[kind].view().select(0, static_cast<int64_t>(i)));
+      if (entry == nullptr) misses.emplace_back(key, job.media.pixels[kind].view().select(0, static_cast<int64_t>(i)));
       b.rows[key] = std::move(entry);
     }
   }
@@ -125,13 +166,19 @@ KindBatch resolve_kind(const model::PlmModel& model, const std::vector<ReceivedJ
 
 absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChannels& channels,
                                 const EncoderWorkerConfig& config) {
-  PLM_CHECK(channels.jobs != nullptr && channels.replies != nullptr && channels.data != nullptr);
+  PLM_CHECK(channels.jobs != nullptr && channels.replies != nullptr && channels.data != nullptr &&
+            channels.heartbeat != nullptr);
+  PLM_CHECK(!config.front_ranks.empty());
   PLM_CHECK(model.has_vision()) << "an encoder rank needs the vision tower";
   const Clock::time_point started = Clock::now();
   const int64_t rows_per_item = model.config().tokens_per_tile(), hidden = model.config().text.hidden_size;
   EncoderCache cache(config.cache_bytes);
   JobQueue queue;
-  std::thread receiver([&] { receive_jobs(*channels.jobs, config.num_fronts, queue); });
+  LostMessages lost;  // replies and jobs cut short by a front's death
+  const PeerLiveness liveness(*channels.heartbeat, config.front_ranks,
+                              {.interval_s = std::min(0.5, config.peer_timeout_s / 4), .timeout_s = config.peer_timeout_s, .on_death = {}});
+  std::vector<int> dead_fronts;
+  std::thread receiver([&] { dead_fronts = receive_jobs(*channels.jobs, config, liveness, lost, queue); });
   double busy_s = 0;
   while (true) {
     const std::vector<ReceivedJob> jobs = queue.take(config.max_items_per_batch);
@@ -139,11 +186,12 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
     std::array<KindBatch, 2> kinds = {resolve_kind(model, jobs, 0, cache), resolve_kind(model, jobs, 1, cache)};
     busy_s += kinds[0].encode_s + kinds[1].encode_s;
     for (const ReceivedJob& job : jobs) {
+      if (!liveness.alive(job.front)) continue;  // nobody to reply to
       ReplyInfo info{.id = job.id, .queued_items = queue.num_items(), .busy_s = busy_s, .uptime_s = seconds_since(started)};
       std::vector<bool> flags;
       std::array<OwnedTensor, 2> rows;
       for (int kind = 0; kind < 2; ++kind) {
-        const std::vector<MediaKey>& keys = job.keys[kind];
+        const std::vector<MediaKey>& keys = job.media.keys[kind];
         const int64_t n = static_cast<int64_t>(keys.size());
         info.num_items[kind] = n;
         if (n == 0) continue;
@@ -161,10 +209,17 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
                                 static_cast<double>(kinds[kind].num_encoded);
         }
       }
-      send_reply(*channels.replies, *channels.data, job.front, info, flags, {rows[0].view(), rows[1].view()});
+      // A front that died meanwhile gets nothing: its jobs' replies are dropped (kept in `lost`).
+      send_reply(*channels.replies, *channels.data, job.front, info, flags, std::move(rows),
+                 [&] { return liveness.alive(job.front); }, lost);
     }
   }
   receiver.join();
+  if (dead_fronts.size() == config.front_ranks.size()) {
+    return absl::UnavailableError(absl::StrCat("every front (rank", dead_fronts.size() > 1 ? "s " : " ",
+                                               absl::StrJoin(dead_fronts, ", "),
+                                               ") stopped answering before saying stop: nothing is left to encode for"));
+  }
   return absl::OkStatus();
 }
 

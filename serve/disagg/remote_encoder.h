@@ -1,9 +1,11 @@
 // RemoteEncoder: a front's way to the encoder pool (disaggregated serving). encode() queues a prepared prompt;
 // a dispatcher thread sends it to the least-loaded live encoder (fewest items: those this front has outstanding
-// there plus the queue the encoder last reported), holding it back while the embedding bytes this front awaits
+// there plus the queue the encoder last reported; ties in turn), holding it back while the embedding bytes this front awaits
 // exceed max_in_flight_bytes (backpressure); a receiving thread takes the replies from any encoder, fills the
-// prompt's MediaTiles::embeddings (freeing its pixels) and calls its `done`. Thread-safe (MediaEncoder's contract);
-// each thread drives its own group.
+// prompt's MediaTiles::embeddings and calls its `done`. Thread-safe (MediaEncoder's contract); each thread drives
+// its own group. Failure (serve/README.md): an encoder whose heartbeats stop (PeerLiveness) is dead: the requests
+// it holds fail with Unavailable (HTTP 503), new ones go to the encoders left, and once none is left every request
+// with media fails so and `on_pool_empty` is called.
 #pragma once
 
 #include <array>
@@ -11,12 +13,16 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/container/node_hash_map.h"
 #include "serve/disagg/encoder_worker.h"
+#include "serve/disagg/peer_liveness.h"
 #include "serve/disagg/wire.h"
 #include "serve/prompt_preparer.h"
 
@@ -28,6 +34,9 @@ struct RemoteEncoderConfig {
   int64_t rows_per_item = 0, hidden = 0;               // an item's rows: tokens_per_tile x hidden size
   DType dtype = DType::kF32;                           // the decoder model's
   Device device;
+  double peer_timeout_s = 10;                          // an encoder silent this long is dead
+  std::function<void(const std::string&)> log;         // a line per encoder death
+  std::function<void()> on_pool_empty;                 // once, when the last encoder has died
 };
 
 // The front's view of the encoder pool, for /metrics and the log.
@@ -37,6 +46,7 @@ struct EncoderPoolStats {
     int64_t outstanding_items = 0;  // sent by this front, not yet answered
     int64_t queued_items = 0;       // the encoder's queue (all fronts) at its last reply
     double busy_fraction = 0;       // its tower time over its uptime, at its last reply
+    bool alive = true;
   };
   std::vector<Encoder> encoders;
   int64_t jobs_waiting = 0;          // held back by backpressure (or not yet dispatched)
@@ -49,6 +59,8 @@ struct EncoderPoolStats {
   std::array<int64_t, 2> items{};    // per MediaKind, sent
   std::array<int64_t, 2> encoded{};  // of them, the tower ran on (not the encoder's cache)
   std::array<double, 2> encode_s{};  // tower time of those
+  int64_t jobs_failed = 0;           // by an encoder's death, or because none was left
+  int num_alive() const;
 };
 
 class RemoteEncoder final : public MediaEncoder {
@@ -75,8 +87,13 @@ class RemoteEncoder final : public MediaEncoder {
 
   void dispatch_loop();
   void receive_loop();
-  int least_loaded() const;  // mutex_ held
+  int least_loaded();  // mutex_ held; -1 when no encoder is alive
   void deliver(Job job, const ReceivedReply& reply);
+  void encoder_died(int rank);  // the heartbeat thread
+  // Takes the jobs in flight on dead encoders out (mutex_ held): the caller fails them unlocked.
+  std::vector<Job> take_orphans();
+  void fail(std::vector<Job> jobs);
+  bool alive(int encoder) const { return liveness_->alive(config_.encoder_ranks[encoder]); }
 
   const RemoteEncoderConfig config_;
   const EncoderChannels channels_;
@@ -86,10 +103,13 @@ class RemoteEncoder final : public MediaEncoder {
   std::deque<Job> waiting_;
   absl::node_hash_map<int64_t, Job> in_flight_;  // node: the dispatcher sends from its entry unlocked
   int64_t next_id_ = 1;
+  int last_chosen_ = -1;
   bool stopping_ = false, dispatcher_done_ = false;
   EncoderPoolStats stats_;
+  LostMessages lost_;  // jobs and replies cut short by an encoder's death
 
-  std::thread dispatcher_, receiver_;  // last: they start after everything above exists
+  std::unique_ptr<PeerLiveness> liveness_;  // calls encoder_died: after everything it touches
+  std::thread dispatcher_, receiver_;       // last: they start after everything above exists
 };
 
 }  // namespace plm::serve::disagg
