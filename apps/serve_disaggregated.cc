@@ -176,8 +176,8 @@ absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout
   PLM_RETURN_IF_ERROR(served);
   const serve::disagg::EncoderPoolStats pool = encoder.stats();
   if (pool.num_alive() == 0) {
-    return absl::UnavailableError(absl::StrCat("every encoder rank (", dead_ranks(pool),
-                                               ") stopped answering: drained and exiting so that the job can be "
+    return absl::UnavailableError(absl::StrCat("no encoder rank is left (", dead_ranks(pool),
+                                               " stopped answering): drained and exiting so that the job can be "
                                                "restarted whole (serve/README.md, \"Failure\")"));
   }
   return absl::OkStatus();

@@ -95,7 +95,7 @@ std::vector<int> receive_jobs(distributed::Communicator& jobs, const EncoderWork
     for (size_t i : newly_dead()) {
       died[i] = true;
       if (config.log) {
-        config.log(absl::StrFormat("plm serve: encoder rank %d: front rank %d stopped answering (no heartbeat for %.0f s); "
+        config.log(absl::StrFormat("plm serve: encoder rank %d: front rank %d stopped answering (no heartbeat for %g s); "
                                    "dropping its jobs",
                                    jobs.rank(), fronts[i], config.peer_timeout_s));
       }
@@ -176,7 +176,7 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
   JobQueue queue;
   LostMessages lost;  // replies and jobs cut short by a front's death
   const PeerLiveness liveness(*channels.heartbeat, config.front_ranks,
-                              {.interval_s = std::min(0.5, config.peer_timeout_s / 4), .timeout_s = config.peer_timeout_s, .on_death = {}});
+                              {.interval_s = std::min(0.5, config.peer_timeout_s / 4), .timeout_s = config.peer_timeout_s});
   std::vector<int> dead_fronts;
   std::thread receiver([&] { dead_fronts = receive_jobs(*channels.jobs, config, liveness, lost, queue); });
   double busy_s = 0;
@@ -216,9 +216,9 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
   }
   receiver.join();
   if (dead_fronts.size() == config.front_ranks.size()) {
-    return absl::UnavailableError(absl::StrCat("every front (rank", dead_fronts.size() > 1 ? "s " : " ",
-                                               absl::StrJoin(dead_fronts, ", "),
-                                               ") stopped answering before saying stop: nothing is left to encode for"));
+    return absl::UnavailableError(absl::StrCat("encoder rank ", channels.jobs->rank(), ": no front is left (rank",
+                                               dead_fronts.size() > 1 ? "s " : " ", absl::StrJoin(dead_fronts, ", "),
+                                               " stopped answering before saying stop); exiting"));
   }
   return absl::OkStatus();
 }

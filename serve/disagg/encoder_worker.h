@@ -27,7 +27,7 @@ struct EncoderChannels {
 struct EncoderWorkerConfig {
   std::vector<int> front_ranks = {0};  // in the jobs / replies / heartbeat groups
   double peer_timeout_s = 10;          // a front silent this long is dead
-  std::function<void(const std::string&)> log;
+  std::function<void(const std::string&)> log = nullptr;
   int64_t cache_bytes = int64_t{512} << 20;
   int max_items_per_batch = 32;
 };

@@ -20,7 +20,7 @@ struct PeerLivenessConfig {
   double interval_s = 0.5;
   double timeout_s = 10;
   // Called once per peer that dies, on the heartbeat thread (it must not wait on this object).
-  std::function<void(int peer)> on_death;
+  std::function<void(int peer)> on_death = nullptr;
 };
 
 class PeerLiveness {

@@ -102,10 +102,10 @@ void RemoteEncoder::encoder_died(int rank) {
     const int left = stats_.num_alive();
     pool_empty = left == 0;
     line = absl::StrFormat(
-        "plm serve: encoder rank %d stopped answering (no heartbeat for %.0f s): its %d requests in flight fail with "
-        "503; %d of %d encoder ranks left%s",
-        rank, config_.peer_timeout_s, held, left, stats_.encoders.size(),
-        pool_empty ? "; no encoder is left: requests with media fail with 503" : "");
+        "plm serve: front rank %d: encoder rank %d stopped answering (no heartbeat for %g s): its %d requests in "
+        "flight fail with 503; %d of %d encoder ranks left%s",
+        channels_.jobs->rank(), rank, config_.peer_timeout_s, held, left, stats_.encoders.size(),
+        pool_empty ? "; requests with media fail with 503 from now on" : "");
   }
   wake_.notify_all();
   if (config_.log) config_.log(line);

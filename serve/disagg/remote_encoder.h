@@ -35,8 +35,8 @@ struct RemoteEncoderConfig {
   DType dtype = DType::kF32;                           // the decoder model's
   Device device;
   double peer_timeout_s = 10;                          // an encoder silent this long is dead
-  std::function<void(const std::string&)> log;         // a line per encoder death
-  std::function<void()> on_pool_empty;                 // once, when the last encoder has died
+  std::function<void(const std::string&)> log = nullptr;  // a line per encoder death
+  std::function<void()> on_pool_empty = nullptr;          // once, when the last encoder has died
 };
 
 // The front's view of the encoder pool, for /metrics and the log.

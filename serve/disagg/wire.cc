@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <utility>
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
@@ -77,7 +78,7 @@ JobMedia take_job_media(PreparedPrompt& prompt) {
   for (int kind = 0; kind < 2; ++kind) {
     MediaTiles& t = kind == 0 ? prompt.images : prompt.videos;
     media.keys[kind] = t.keys;
-    media.pixels[kind] = std::move(t.pixels);
+    media.pixels[kind] = std::exchange(t.pixels, OwnedTensor());  // a moved-from OwnedTensor keeps its view
   }
   return media;
 }

@@ -34,9 +34,11 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
   // Rank 0: the front; rank 1: the encoder (holding the whole model is fine: it only encodes).
   std::vector<std::unique_ptr<distributed::Communicator>> jobs = distributed::make_local_communicators(2);
   std::vector<std::unique_ptr<distributed::Communicator>> replies = distributed::make_local_communicators(2);
+  std::vector<std::unique_ptr<distributed::Communicator>> heartbeat = distributed::make_local_communicators(2);
   std::thread encoder_rank([&] {
-    const absl::Status s = run_encoder_worker(full, {.jobs = jobs[1].get(), .replies = replies[1].get(), .data = replies[1].get()},
-                                              {.num_fronts = 1, .cache_bytes = int64_t{8} << 20, .max_items_per_batch = 4});
+    const absl::Status s = run_encoder_worker(
+        full, {.jobs = jobs[1].get(), .replies = replies[1].get(), .data = replies[1].get(), .heartbeat = heartbeat[1].get()},
+        {.front_ranks = {0}, .cache_bytes = int64_t{8} << 20, .max_items_per_batch = 4});
     EXPECT_TRUE(s.ok()) << s;
   });
   model::ModelParallel language;
@@ -52,7 +54,8 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
                           .hidden = full.config().text.hidden_size,
                           .dtype = full.dtype(),
                           .device = Device::cpu()},
-                         {.jobs = jobs[0].get(), .replies = replies[0].get(), .data = replies[0].get()});
+                         {.jobs = jobs[0].get(), .replies = replies[0].get(), .data = replies[0].get(),
+                          .heartbeat = heartbeat[0].get()});
     const std::vector<data::ChatMessage> turn =
         serve::testing::user_turn("Describe this image and video.", {"image_150x100.png"}, {"video_64x48_4f.mp4"});
     const PreparedPrompt local = prepare(turn);
