@@ -89,9 +89,9 @@ int RemoteEncoder::least_loaded() {
 }
 
 void RemoteEncoder::encoder_died(int rank) {
-  std::string line;
   bool pool_empty = false;
   {
+    // Logged under the lock: the line comes before the 503s it announces (the receiver fails the jobs).
     const std::lock_guard lock(mutex_);
     const auto e = std::find_if(stats_.encoders.begin(), stats_.encoders.end(),
                                 [rank](const EncoderPoolStats::Encoder& x) { return x.rank == rank; });
@@ -101,14 +101,14 @@ void RemoteEncoder::encoder_died(int rank) {
     const int64_t held = std::count_if(in_flight_.begin(), in_flight_.end(), [&](const auto& j) { return j.second.encoder == index; });
     const int left = stats_.num_alive();
     pool_empty = left == 0;
-    line = absl::StrFormat(
+    const std::string line = absl::StrFormat(
         "plm serve: front rank %d: encoder rank %d stopped answering (no heartbeat for %g s): its %d requests in "
         "flight fail with 503; %d of %d encoder ranks left%s",
         channels_.jobs->rank(), rank, config_.peer_timeout_s, held, left, stats_.encoders.size(),
         pool_empty ? "; requests with media fail with 503 from now on" : "");
+    if (config_.log) config_.log(line);
   }
   wake_.notify_all();
-  if (config_.log) config_.log(line);
   if (pool_empty && config_.on_pool_empty) config_.on_pool_empty();
 }
 

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "serve/http/http_client.h"
 #include "tests/core/test_temp_dir.h"
 #include "tests/serve/serve_fixture.h"
@@ -89,7 +90,13 @@ class ServeProcess {
     return std::move(*c);
   }
   HttpResponse post(const std::string& route, const std::string& body, const Headers& headers = {}) {
-    absl::StatusOr<HttpResponse> r = client()->request("POST", route, body, headers);
+    return post_at(port_, route, body, headers);
+  }
+  // To another replica's server of the same job.
+  static HttpResponse post_at(uint16_t port, const std::string& route, const std::string& body, const Headers& headers = {}) {
+    absl::StatusOr<std::unique_ptr<HttpClient>> c = HttpClient::connect("127.0.0.1", port, 120);
+    PLM_CHECK(c.ok()) << c.status().message();
+    absl::StatusOr<HttpResponse> r = (*c)->request("POST", route, body, headers);
     PLM_CHECK(r.ok()) << r.status().message();
     return *r;
   }
@@ -297,8 +304,8 @@ TEST(PlmServe, DisaggregatedServerRepliesAsColocated_np4) {
   expect_disaggregated_replies_as_colocated(4, {"--encoder-ranks", "2", "--decoder-ranks", "2", "--decoder-tp", "2"});
 }
 
-// A dead encoder rank ends the whole job promptly with mpirun's message (Open MPI aborts a job whose rank dies;
-// serve/README.md says why staying up is not done): no hang, whatever was in flight.
+// Without --enable-recovery a dead encoder rank ends the whole job promptly with mpirun's message (Open MPI aborts
+// a job whose rank dies), and the log said so at start: no hang, whatever was in flight.
 TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
   ServeProcess server({"--disaggregate", "--encoder-ranks", "2", "--decoder-ranks", "1"},
                       {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "3", "-x", "OMP_NUM_THREADS=1"});
@@ -311,6 +318,165 @@ TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
   EXPECT_NE(status, -1) << "the job did not end within 60 s: " << server.log();
   EXPECT_NE(status, 0);
   EXPECT_THAT(server.log(), HasSubstr("exited on signal 9"));
+  EXPECT_THAT(server.log(), HasSubstr("a rank that dies ends the whole job (mpirun aborts it)"));
+}
+
+// Under `mpirun --enable-recovery` (serve/README.md, "Failure"): ranks that die are noticed by heartbeats
+// (--peer-timeout 3 s here), and what they held fails with 503 while the rest of the job serves on.
+std::vector<std::string> recovering_launcher(int num_ranks) {
+  return {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "--enable-recovery", "-n", std::to_string(num_ranks),
+          "-x", "OMP_NUM_THREADS=1"};
+}
+
+std::vector<std::string> disaggregated_flags(const std::vector<std::string>& pools) {
+  std::vector<std::string> flags = {"--disaggregate", "--peer-timeout", "3"};
+  flags.insert(flags.end(), pools.begin(), pools.end());
+  return flags;
+}
+
+// The co-located single-rank server's reply to each request.
+std::vector<std::string> colocated_replies(const std::vector<json>& requests) {
+  ServeProcess server({});
+  std::vector<std::string> replies;
+  for (const json& r : requests) replies.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
+  return replies;
+}
+
+// Waits for `pattern` (one capture group) in the log; its first match.
+std::string wait_for_log(const ServeProcess& server, const std::string& pattern, double timeout_s = 60) {
+  const std::regex re(pattern);
+  for (int i = 0; i < timeout_s * 20; ++i) {
+    std::smatch m;
+    const std::string log = server.log();
+    if (std::regex_search(log, m, re)) return m[1];
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "no match for " << pattern << " within " << timeout_s << " s: " << server.log();
+  return "";
+}
+
+int encoder_pid(const ServeProcess& server, int index, int count) {
+  return std::stoi(wait_for_log(server, absl::StrCat("is encoder ", index, " of ", count, " \\(pid ([0-9]+)\\)")));
+}
+
+// A front of a disaggregated job, from its ready line.
+struct Front {
+  uint16_t port = 0;
+  int pid = 0;
+};
+Front front(const ServeProcess& server, int replica, int num_replicas) {
+  const std::string line = wait_for_log(
+      server, absl::StrCat("(ready on http://[0-9.]+:[0-9]+ \\(pid [0-9]+, .* decoder replica ", replica, " of ", num_replicas, ")"));
+  std::smatch m;
+  PLM_CHECK(std::regex_search(line, m, std::regex(":([0-9]+) \\(pid ([0-9]+),"))) << line;
+  return {static_cast<uint16_t>(std::stoi(m[1])), std::stoi(m[2])};
+}
+
+// `image_request` posted `n` times at once while the encoder `victim` is stopped (so it holds whatever it is sent:
+// the least-loaded routing sends it a share), then `victim` is killed; the responses.
+std::vector<HttpResponse> post_while_killing(ServeProcess& server, const json& image_request, int n, int victim) {
+  ::kill(victim, SIGSTOP);
+  std::vector<HttpResponse> responses(n);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < n; ++i) {
+    clients.emplace_back([&, i] { responses[i] = server.post("/v1/chat/completions", image_request.dump()); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ::kill(victim, SIGKILL);
+  for (std::thread& t : clients) t.join();
+  return responses;
+}
+
+// An encoder rank killed while it holds requests (mpirun -n 3: 2 encoders, 1 decoder): those get 503 naming it,
+// the others and every later image, video and text request get the co-located server's replies from the encoder
+// left, /metrics shows the dead one, and SIGTERM still drains the job to exit 0.
+TEST(PlmServe, DisaggregatedEncoderDeathFailsItsRequestsWith503AndTheJobServesOn_np3) {
+  const std::vector<json> requests = mixed_requests();
+  const std::vector<std::string> colocated = colocated_replies(requests);
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1"}), recovering_launcher(3));
+  EXPECT_THAT(server.log(), HasSubstr("a rank that dies is survived (mpirun --enable-recovery)"));
+  const int victim = encoder_pid(server, 1, 2);  // rank 2
+  const std::vector<HttpResponse> held = post_while_killing(server, requests[1], 6, victim);
+  int failed = 0;
+  for (const HttpResponse& r : held) {
+    if (r.status == 503) {
+      ++failed;
+      EXPECT_THAT(r.body, HasSubstr("encoder rank 2 stopped answering")) << r.body;
+    } else {
+      EXPECT_EQ(content_of(r), colocated[1]);
+    }
+  }
+  EXPECT_GE(failed, 1) << "the stopped encoder was sent nothing";
+  EXPECT_LT(failed, static_cast<int>(held.size())) << "every request went to the stopped encoder";
+  wait_for_log(server, "(front rank 0: encoder rank 2 stopped answering)");
+  const std::vector<std::string> after = solo_and_concurrent_replies(server, requests);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(after[i], colocated[i]) << "request " << i;
+  absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_encoder_alive{rank=\"1\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_encoder_alive{rank=\"2\"} 0"));
+  EXPECT_EQ(metric_value(metrics->body, "plm_disagg_requests_failed_total"), failed);
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+}
+
+// The only encoder killed (mpirun -n 3: 1 encoder, 2 decoder replicas): its requests get 503, and each front
+// drains and exits with a message, so the job ends (no hang) and can be restarted whole.
+TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenItsOnlyEncoderDies_np3) {
+  const std::vector<json> requests = mixed_requests();
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "1", "--decoder-ranks", "2"}), recovering_launcher(3));
+  front(server, 1, 2);  // both fronts listen
+  const std::vector<HttpResponse> held = post_while_killing(server, requests[1], 2, encoder_pid(server, 0, 1));
+  for (const HttpResponse& r : held) {
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("encoder rank 2 stopped answering")) << r.body;
+  }
+  EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("plm serve: no encoder rank is left (2 stopped answering): drained and exiting"));
+  EXPECT_THAT(log, HasSubstr("front rank 1: encoder rank 2 stopped answering"));  // the other front too
+}
+
+// A decoder replica's front killed (mpirun -n 4: 2 encoders, 2 decoder replicas of one rank): its own clients
+// lose their connections (nobody is left to answer them), the encoders drop its jobs, the other replica replies
+// to image, video and text requests as the co-located server, and SIGTERM to it ends the job.
+TEST(PlmServe, DisaggregatedDecoderReplicaDeathLeavesTheOtherServing_np4) {
+  const std::vector<json> requests = mixed_requests();
+  const std::vector<std::string> colocated = colocated_replies(requests);
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "2"}), recovering_launcher(4));
+  const Front survivor = front(server, 0, 2), victim = front(server, 1, 2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      absl::StatusOr<std::unique_ptr<HttpClient>> c = HttpClient::connect("127.0.0.1", victim.port, 60);
+      if (c.ok()) (void)(*c)->request("POST", "/v1/chat/completions", requests[i].dump());  // cut off: no status
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ::kill(victim.pid, SIGKILL);
+  for (std::thread& t : clients) t.join();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(content_of(ServeProcess::post_at(survivor.port, "/v1/chat/completions", requests[i].dump())), colocated[i])
+        << "request " << i;
+  }
+  wait_for_log(server, "(encoder rank 2: front rank 1 stopped answering)");
+  wait_for_log(server, "(encoder rank 3: front rank 1 stopped answering)");
+  for (size_t i = 0; i < requests.size(); i += 3) {  // after the encoders dropped the dead front
+    EXPECT_EQ(content_of(ServeProcess::post_at(survivor.port, "/v1/chat/completions", requests[i].dump())), colocated[i])
+        << "request " << i;
+  }
+  ::kill(survivor.pid, SIGTERM);
+  EXPECT_EQ(server.wait_exit(60), 0) << server.log();
+}
+
+// The only front killed (mpirun -n 3: 2 encoders, 1 decoder): the encoders notice and exit with a message.
+TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenItsFrontDies_np3) {
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1"}), recovering_launcher(3));
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", mixed_requests()[1].dump())).empty(), false);
+  ::kill(front(server, 0, 1).pid, SIGKILL);
+  EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
+  EXPECT_THAT(server.log(), HasSubstr("encoder rank 1: no front is left (rank 0 stopped answering before saying stop)"));
+  EXPECT_THAT(server.log(), HasSubstr("encoder rank 2: no front is left (rank 0 stopped answering before saying stop)"));
 }
 
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
