@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "distributed/consistency.h"
@@ -16,6 +19,7 @@
 #include "runtime/compute_dtype.h"
 #include "runtime/local_device.h"
 #include "serve/disagg/encoder_worker.h"
+#include "serve/disagg/peer_liveness.h"
 #include "serve/disagg/remote_encoder.h"
 
 namespace plm::apps {
@@ -28,6 +32,7 @@ using serve::disagg::PoolRole;
 // The groups of one rank, created collectively in the same order on every rank.
 struct PoolGroups {
   std::unique_ptr<distributed::Communicator> world, jobs, replies, heartbeat, tp;
+  std::unique_ptr<distributed::Communicator> tp_heartbeat;  // a decoder replica's leader <-> followers
   std::unique_ptr<distributed::Communicator> data_device, tp_device;  // NCCL twins on a GPU
   distributed::Communicator* data() const { return data_device ? data_device.get() : replies.get(); }
 };
@@ -42,6 +47,7 @@ PoolGroups make_groups(std::unique_ptr<distributed::Communicator> world, const P
   const int color = layout.role(rank) == PoolRole::kDecoder ? layout.decoder_replica(rank)
                                                             : layout.num_fronts() + layout.encoder_index(rank);
   g.tp = world->split(color, rank, "tp");
+  g.tp_heartbeat = world->split(color, rank, "tp_heartbeat");
   if (device.is_cuda()) {
     g.data_device = distributed::nccl_communicator(*g.replies, device.index, "disagg_data");
     if (g.tp->size() > 1) g.tp_device = distributed::nccl_communicator(*g.tp, device.index, "tp");
@@ -67,6 +73,38 @@ std::string failure_mode(const distributed::LaunchEnv& env) {
            "other ranks (untested; mpirun --enable-recovery is the tested way, serve/README.md)";
   }
   return "a single rank: nothing to survive";
+}
+
+// Ends this rank at once with a message: its peers in a TP replica are gone, and the replica's collectives would
+// wait for them for good. The rest of the job notices by heartbeats (under mpirun --enable-recovery).
+[[noreturn]] void exit_rank(const std::string& message) {
+  std::fprintf(stderr, "plm serve: %s; exiting\n", message.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  std::_Exit(1);
+}
+
+// A decoder replica of tp > 1 ends whole: its leader exits when a follower dies, a follower when its leader does.
+std::unique_ptr<serve::disagg::PeerLiveness> watch_replica(const PoolGroups& g, int world_rank, double timeout_s) {
+  distributed::Communicator& group = *g.tp_heartbeat;
+  if (group.size() == 1) return nullptr;
+  std::vector<int> peers;
+  if (group.rank() == 0) {
+    for (int r = 1; r < group.size(); ++r) peers.push_back(r);
+  } else {
+    peers.push_back(0);
+  }
+  const int leader = world_rank - group.rank();
+  return std::make_unique<serve::disagg::PeerLiveness>(
+      group, peers,
+      serve::disagg::PeerLivenessConfig{
+          .interval_s = std::min(0.5, timeout_s / 4),
+          .timeout_s = timeout_s,
+          .on_death = [world_rank, leader, timeout_s](int peer) {
+            exit_rank(absl::StrFormat("rank %d: rank %d of its decoder replica stopped answering (no heartbeat for %g s): "
+                                      "the replica cannot step any more",
+                                      world_rank, leader + peer, timeout_s));
+          }});
 }
 
 // The dead encoders' ranks as "1, 2" (for messages).
@@ -133,6 +171,7 @@ absl::Status run_decoder(const DisaggregatedOptions& o, const PoolLayout& layout
   g.heartbeat->barrier();  // as the encoders: loading takes longer than --peer-timeout on big models
   const serve::MirrorChannel channel{g.tp->size() > 1 ? g.tp.get() : nullptr, parallel.tp};
   const int rank = g.world->rank();
+  const std::unique_ptr<serve::disagg::PeerLiveness> replica = watch_replica(g, rank, o.peer_timeout_s);
   if (!layout.is_front(rank)) {
     std::signal(SIGTERM, SIG_IGN);
     std::signal(SIGINT, SIG_IGN);

@@ -479,6 +479,20 @@ TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenItsFrontDies_np3) {
   EXPECT_THAT(server.log(), HasSubstr("encoder rank 2: no front is left (rank 0 stopped answering before saying stop)"));
 }
 
+// The front of a decoder replica of tp 2 killed (mpirun -n 4: 2 encoders, ranks 0-1 one replica): its TP follower
+// and the encoders notice and exit with their messages, so the job ends.
+TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenTheFrontOfATensorParallelReplicaDies_np4) {
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "2", "--decoder-tp", "2"}),
+                      recovering_launcher(4));
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", mixed_requests()[1].dump())).empty(), false);
+  ::kill(front(server, 0, 1).pid, SIGKILL);
+  EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("rank 1: rank 0 of its decoder replica stopped answering (no heartbeat for 3 s)"));
+  EXPECT_THAT(log, HasSubstr("encoder rank 2: no front is left (rank 0 stopped answering before saying stop)"));
+  EXPECT_THAT(log, HasSubstr("encoder rank 3: no front is left (rank 0 stopped answering before saying stop)"));
+}
+
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
   ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K"});
   const Headers key = {{"Authorization", "Bearer k3y"}};
