@@ -17,13 +17,9 @@
 namespace plm::serve::disagg {
 namespace {
 
+using serve::testing::prepare_turn;
 using serve::testing::tiny_model;
 
-PreparedPrompt prepare(const std::vector<data::ChatMessage>& messages) {
-  absl::StatusOr<PreparedPrompt> p = prepare_chat_prompt(messages, tiny_model().dir, serve::testing::test_media_policy(), {});
-  PLM_CHECK(p.ok()) << p.status().message();
-  return std::move(*p);
-}
 
 bool same_bytes(Tensor a, Tensor b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
@@ -58,12 +54,12 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
                           .heartbeat = heartbeat[0].get()});
     const std::vector<data::ChatMessage> turn =
         serve::testing::user_turn("Describe this image and video.", {"image_150x100.png"}, {"video_64x48_4f.mp4"});
-    const PreparedPrompt local = prepare(turn);
+    const PreparedPrompt local = prepare_turn(turn);
     std::vector<std::future<absl::StatusOr<PreparedPrompt>>> results;
     for (int i = 0; i < 3; ++i) {  // the same media three times: encoded once
       auto promise = std::make_shared<std::promise<absl::StatusOr<PreparedPrompt>>>();
       results.push_back(promise->get_future());
-      remote.encode(prepare(turn), [promise](absl::StatusOr<PreparedPrompt> p) { promise->set_value(std::move(p)); });
+      remote.encode(prepare_turn(turn), [promise](absl::StatusOr<PreparedPrompt> p) { promise->set_value(std::move(p)); });
     }
     std::vector<PreparedPrompt> encoded;
     for (auto& r : results) {
@@ -108,7 +104,7 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
     EXPECT_EQ(collector.tokens(), expected);
     EXPECT_EQ(last->usage.encoded_media_items, local.images.count() + local.videos.count());
     // Pixels without rows cannot go to a language-only engine.
-    const absl::Status refused = (*engine)->submit({.id = "p", .prompt = prepare(turn), .params = params, .on_update = collector.callback()});
+    const absl::Status refused = (*engine)->submit({.id = "p", .prompt = prepare_turn(turn), .params = params, .on_update = collector.callback()});
     EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
     remote.stop();
   }
