@@ -219,14 +219,17 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
-  // A started MPI_Isend / MPI_Irecv; one left unfinished is freed (MPI_Request_free): its peer is presumed dead.
+  // A started MPI_Isend / MPI_Irecv. One left unfinished (its peer is presumed dead) is freed: a receive is
+  // cancelled first, so that no later message lands in it; a send cannot be, and may still read its buffer.
   class MpiTransfer final : public Transfer {
    public:
     // expected_count: the elements a receive must get; -1 for a send.
     MpiTransfer(const MpiCommunicator& comm, MPI_Request request, std::string what, int64_t expected_count, DType dtype)
         : comm_(comm), request_(request), what_(std::move(what)), expected_count_(expected_count), dtype_(dtype) {}
     ~MpiTransfer() override {
-      if (request_ != MPI_REQUEST_NULL) MPI_Request_free(&request_);
+      if (request_ == MPI_REQUEST_NULL) return;
+      if (expected_count_ >= 0) MPI_Cancel(&request_);
+      MPI_Request_free(&request_);
     }
     MpiTransfer(const MpiTransfer&) = delete;
     MpiTransfer& operator=(const MpiTransfer&) = delete;

@@ -1,7 +1,9 @@
 #include "tests/distributed/collective_checks.h"
 
+#include <chrono>
 #include <numeric>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -132,6 +134,28 @@ std::string check_send_recv(Communicator& comm) {
   }
   if (auto e = compare("recv tag 1", got_a, std::vector<int32_t>{prev, 1}, me); !e.empty()) return e;
   return compare("recv tag 2", got_b, std::vector<int32_t>{prev, 2}, me);
+}
+
+std::string check_started_transfers(Communicator& comm) {
+  const int n = comm.size(), me = comm.rank();
+  if (n == 1) return "";
+  const int next = (me + 1) % n, prev = (me + n - 1) % n;
+  // Past MPI's eager limit, so the send completes only once the receiver takes it.
+  constexpr int64_t kCount = 1 << 18;
+  std::vector<int32_t> out(kCount, me), in(kCount, -1), never(1, -1);
+  // Every rank starts both sides at once (blocking ones would wait on each other around the ring).
+  const std::unique_ptr<Communicator::Transfer> recv = comm.start_recv(view_of(in), prev, /*tag=*/5);
+  const std::unique_ptr<Communicator::Transfer> send = comm.start_send(view_of(out), next, 5);
+  // A receive nobody matches stays unfinished and is abandoned below.
+  std::unique_ptr<Communicator::Transfer> unmatched = comm.start_recv(view_of(never), prev, /*tag=*/6);
+  for (int i = 0; i < 100000 && !(recv->done() && send->done()); ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  if (!recv->done() || !send->done()) return absl::StrCat("rank ", me, ": the started transfers did not finish");
+  if (unmatched->done()) return absl::StrCat("rank ", me, ": a receive nobody sent to finished");
+  unmatched.reset();
+  comm.barrier();
+  return compare("start_recv", in, std::vector<int32_t>(kCount, prev), me);
 }
 
 std::string check_send_recv_exchange(Communicator& comm) {

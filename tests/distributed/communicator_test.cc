@@ -35,6 +35,7 @@ TEST_P(LocalCollectives, AllGather) { expect_all_ranks_pass(GetParam(), testing:
 TEST_P(LocalCollectives, ReduceScatter) { expect_all_ranks_pass(GetParam(), testing::check_reduce_scatter); }
 TEST_P(LocalCollectives, Broadcast) { expect_all_ranks_pass(GetParam(), testing::check_broadcast); }
 TEST_P(LocalCollectives, SendRecv) { expect_all_ranks_pass(GetParam(), testing::check_send_recv); }
+TEST_P(LocalCollectives, StartedTransfers) { expect_all_ranks_pass(GetParam(), testing::check_started_transfers); }
 TEST_P(LocalCollectives, SendRecvExchange) {
   expect_all_ranks_pass(GetParam(), testing::check_send_recv_exchange);
 }
