@@ -51,12 +51,12 @@ class PeerLiveness {
 
   distributed::Communicator& comm_;
   const PeerLivenessConfig config_;
+  Clock::time_point last_beat_{};  // the heartbeat thread's alone
 
   mutable std::mutex mutex_;  // guards everything below
   std::condition_variable stop_cv_;
   bool stop_ = false;
   std::vector<Peer> peers_;
-  Clock::time_point last_beat_{};  // the heartbeat thread's alone
 
   std::thread thread_;  // last
 };

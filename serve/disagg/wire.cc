@@ -28,7 +28,6 @@ Tensor header_view(std::array<int64_t, N>& h) {
 int64_t to_ns(double s) { return static_cast<int64_t>(s * 1e9); }
 double to_s(int64_t ns) { return static_cast<double>(ns) * 1e-9; }
 
-
 // Polls with sleeps from 20 us to 2 ms until `ready()`; false once `give_up()` is true first.
 bool poll_until(const std::function<bool()>& ready, const std::function<bool()>& give_up) {
   auto pause = std::chrono::microseconds(20);
@@ -60,11 +59,6 @@ bool finish(WireMessage& m, const PeerAlive& alive) {
 void LostMessages::keep(WireMessage message) {
   const std::lock_guard lock(mutex_);
   messages_.push_back(std::move(message));
-}
-
-int64_t LostMessages::size() const {
-  const std::lock_guard lock(mutex_);
-  return static_cast<int64_t>(messages_.size());
 }
 
 std::optional<int> wait_for_message(distributed::Communicator& comm, int tag, const std::function<bool()>& give_up) {

@@ -39,10 +39,9 @@ struct WireMessage {
 class LostMessages {
  public:
   void keep(WireMessage message);
-  int64_t size() const;
 
  private:
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::vector<WireMessage> messages_;
 };
 
