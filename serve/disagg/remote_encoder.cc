@@ -98,7 +98,8 @@ void RemoteEncoder::encoder_died(int rank) {
     PLM_CHECK(e != stats_.encoders.end()) << "rank " << rank << " is not an encoder";
     e->alive = false;
     const int index = static_cast<int>(e - stats_.encoders.begin());
-    const int64_t held = std::count_if(in_flight_.begin(), in_flight_.end(), [&](const auto& j) { return j.second.encoder == index; });
+    const int64_t held =
+        std::count_if(in_flight_.begin(), in_flight_.end(), [&](const auto& j) { return j.second.encoder == index; });
     const int left = stats_.num_alive();
     pool_empty = left == 0;
     const std::string line = absl::StrFormat(

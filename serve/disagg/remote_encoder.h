@@ -1,9 +1,9 @@
 // RemoteEncoder: a front's way to the encoder pool (disaggregated serving). encode() queues a prepared prompt;
 // a dispatcher thread sends it to the least-loaded live encoder (fewest items: those this front has outstanding
-// there plus the queue the encoder last reported; ties in turn), holding it back while the embedding bytes this front awaits
-// exceed max_in_flight_bytes (backpressure); a receiving thread takes the replies from any encoder, fills the
-// prompt's MediaTiles::embeddings and calls its `done`. Thread-safe (MediaEncoder's contract); each thread drives
-// its own group. Failure (serve/README.md): an encoder whose heartbeats stop (PeerLiveness) is dead: the requests
+// there plus the queue the encoder last reported; ties in turn), holding it back while the embedding bytes this
+// front awaits exceed max_in_flight_bytes (backpressure); a receiving thread takes the replies from any encoder,
+// fills the prompt's MediaTiles::embeddings and calls its `done`. Thread-safe (MediaEncoder's contract); each
+// thread drives its own group. Failure (serve/README.md): an encoder whose heartbeats stop (PeerLiveness) is dead: the requests
 // it holds fail with Unavailable (HTTP 503), new ones go to the encoders left, and once none is left every request
 // with media fails so and `on_pool_empty` is called.
 #pragma once
