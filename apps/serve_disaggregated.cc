@@ -56,12 +56,10 @@ PoolGroups make_groups(std::unique_ptr<distributed::Communicator> world, const P
   return g;
 }
 
-// What happens here when a rank dies: only `mpirun --enable-recovery` (which sets OMPI_MCA_orte_enable_recovery)
-// keeps the other ranks running; otherwise the launcher ends the job.
+// What happens here when a rank dies: only `mpirun --enable-recovery` keeps the other ranks running; otherwise
+// the launcher ends the job.
 std::string failure_mode(const distributed::LaunchEnv& env) {
-  const char* recovery = std::getenv("OMPI_MCA_orte_enable_recovery");
-  const std::string value = recovery != nullptr ? recovery : "";
-  if (value == "1" || value == "true" || value == "yes") {
+  if (env.survives_rank_death) {
     return "a rank that dies is survived (mpirun --enable-recovery): its requests get 503 and the rest go on";
   }
   if (env.launcher == "openmpi") {

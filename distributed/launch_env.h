@@ -11,6 +11,9 @@ struct LaunchEnv {
   int world_size = 1;
   int local_rank = 0;      // rank within the node
   std::string launcher;    // "openmpi", "slurm" or "none"
+  // The launcher keeps the other ranks running when one dies: `mpirun --enable-recovery`, which sets
+  // OMPI_MCA_orte_enable_recovery (serve/README.md, "Failure").
+  bool survives_rank_death = false;
 };
 
 // OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK} first, then SLURM_{PROCID,NTASKS,LOCALID}, then LOCAL_RANK alone,

@@ -13,6 +13,7 @@
 
 #include "core/check.h"
 #include "distributed/host_reduce.h"
+#include "distributed/launch_env.h"
 #include "distributed/watchdog.h"
 
 namespace plm::distributed {
@@ -300,6 +301,29 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
+namespace {
+
+// Under `mpirun --enable-recovery` a rank of the job may have died, and then MPI_Finalize's closing fence
+// (Open MPI 4.1.4) sometimes waits for it for good: give it PLM_FINALIZE_TIMEOUT_S (default 20 s), then leave
+// without it. mpirun keeps no exit status in that mode anyway (serve/README.md, "Failure").
+void bound_finalize() {
+  const std::chrono::seconds timeout = [] {
+    const char* value = std::getenv("PLM_FINALIZE_TIMEOUT_S");
+    const int s = value != nullptr ? std::atoi(value) : 0;
+    return std::chrono::seconds(s > 0 ? s : 20);
+  }();
+  std::thread([timeout] {
+    std::this_thread::sleep_for(timeout);
+    std::fprintf(stderr, "plm rank %d: MPI_Finalize did not finish in %lld s (a rank of the job died); exiting without it\n",
+                 world_rank(), static_cast<long long>(timeout.count()));
+    std::fflush(stderr);
+    std::fflush(stdout);
+    std::_Exit(0);
+  }).detach();
+}
+
+}  // namespace
+
 void ensure_mpi_initialized() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -311,7 +335,9 @@ void ensure_mpi_initialized() {
     std::atexit([] {
       int finalized = 0;
       MPI_Finalized(&finalized);
-      if (!finalized) MPI_Finalize();
+      if (finalized) return;
+      if (read_launch_env().survives_rank_death) bound_finalize();
+      MPI_Finalize();
     });
   });
 }
