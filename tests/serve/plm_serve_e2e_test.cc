@@ -160,6 +160,7 @@ json video_part(const std::string& url) { return {{"type", "video_url"}, {"video
 
 std::string content_of(const HttpResponse& r) {
   EXPECT_EQ(r.status, 200) << r.body;
+  if (r.status != 200) return "";
   return json::parse(r.body)["choices"][0]["message"]["content"].get<std::string>();
 }
 
@@ -322,14 +323,15 @@ TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
 }
 
 // Under `mpirun --enable-recovery` (serve/README.md, "Failure"): ranks that die are noticed by heartbeats
-// (--peer-timeout 3 s here), and what they held fails with 503 while the rest of the job serves on.
+// (--peer-timeout 5 s here: shorter ones saw a live rank taken for dead once on this loaded machine), and what
+// they held fails with 503 while the rest of the job serves on.
 std::vector<std::string> recovering_launcher(int num_ranks) {
   return {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "--enable-recovery", "-n", std::to_string(num_ranks),
           "-x", "OMP_NUM_THREADS=1"};
 }
 
 std::vector<std::string> disaggregated_flags(const std::vector<std::string>& pools) {
-  std::vector<std::string> flags = {"--disaggregate", "--peer-timeout", "3"};
+  std::vector<std::string> flags = {"--disaggregate", "--peer-timeout", "5"};
   flags.insert(flags.end(), pools.begin(), pools.end());
   return flags;
 }
@@ -417,6 +419,7 @@ TEST(PlmServe, DisaggregatedEncoderDeathFailsItsRequestsWith503AndTheJobServesOn
   EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_encoder_alive{rank=\"1\"} 1"));
   EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_encoder_alive{rank=\"2\"} 0"));
   EXPECT_EQ(metric_value(metrics->body, "plm_disagg_requests_failed_total"), failed);
+  if (HasFailure()) ADD_FAILURE() << "the job's log: " << server.log();
   EXPECT_EQ(server.terminate(), 0) << server.log();
 }
 
@@ -488,7 +491,7 @@ TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenTheFrontOfATensorParallelReplicaDi
   ::kill(front(server, 0, 1).pid, SIGKILL);
   EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
   const std::string log = server.log();
-  EXPECT_THAT(log, HasSubstr("rank 1: rank 0 of its decoder replica stopped answering (no heartbeat for 3 s)"));
+  EXPECT_THAT(log, HasSubstr("rank 1: rank 0 of its decoder replica stopped answering (no heartbeat for 5 s)"));
   EXPECT_THAT(log, HasSubstr("encoder rank 2: no front is left (rank 0 stopped answering before saying stop)"));
   EXPECT_THAT(log, HasSubstr("encoder rank 3: no front is left (rank 0 stopped answering before saying stop)"));
 }
