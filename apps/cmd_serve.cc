@@ -54,6 +54,8 @@ struct ServeOptions {
   std::string media_root;
   int max_media_items = 8;
   int64_t max_video_frames = 32;
+  // 8192 x 8192: an 8K photo fits; a decompression bomb's 179 Mpx (Pillow's limit, 537 MB of RGB) does not.
+  int64_t max_image_pixels = int64_t{8192} * 8192;
   int max_queue = 256;
   int io_threads = 2;
   int media_threads = 2;
@@ -129,6 +131,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   data::MediaOptions media;
   media.video_sampling = {.num_frames = o.max_video_frames, .fps = std::nullopt, .at_most = true};
   media.video_limits.max_output_frames = o.max_video_frames;
+  media.image_limits.max_pixels = o.max_image_pixels;
   serve::PromptPreparer preparer(
       model_dir, {.media_root = media_root, .scratch_dir = scratch.path(), .max_media_items = o.max_media_items}, media,
       o.media_threads, hooks.media_encoder);
@@ -147,8 +150,7 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
   config.log = print_line;
   PLM_ASSIGN_OR_RETURN(const std::unique_ptr<serve::http::HttpServer> server,
                        serve::http::HttpServer::start(config, *engine, preparer, metrics));
-  server->drain_on_signals();
-  if (hooks.on_serving) hooks.on_serving([s = server.get()] { s->drain(); });
+  if (hooks.drain_on_signals) server->drain_on_signals();
   const serve::EngineStats stats = engine->stats();
   print_line(absl::StrCat("plm serve: ready on ", server->url(), " (pid ", ::getpid(), replica_label, ", model ", config.model_name, " on ", device.to_string(),
                           o.tp > 1 ? absl::StrCat(" x tp ", o.tp) : "", hooks.description,
@@ -157,8 +159,9 @@ absl::Status serve_model(const ServeOptions& o, const model::PlmModel& model, De
                           " blocks of ", stats.kv.block_tokens, " tokens), encoder cache ",
                           o.encoder_cache_bytes >> 20, " MiB", o.api_key.empty() ? "" : ", API key required",
                           media_root ? absl::StrCat(", media root ", media_root->string()) : "", ")"));
+  if (hooks.serving) hooks.serving([s = server.get()] { s->drain(); });
   server->wait();
-  if (hooks.on_serving) hooks.on_serving(nullptr);
+  if (hooks.serving) hooks.serving({});
   print_line("plm serve: drained; exiting");
   return absl::OkStatus();
 }
@@ -181,6 +184,7 @@ absl::StatusOr<int> replica_port(const ServeOptions& o, const runtime::ModelPara
 // Every rank loads its replica's share of the model. Ranks beyond --tp make more replicas (mpirun -n 4 --tp 2:
 // two servers); each replica's first rank serves HTTP, its other TP ranks follow its steps.
 absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
+  if (o.disagg.rebalance && !o.disaggregate) return absl::InvalidArgumentError("--rebalance needs --disaggregate");
   if (o.disaggregate) {
     DisaggregatedOptions d = o.disagg;
     d.model_dir = o.model_dir;
@@ -259,6 +263,9 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--max-media-items", o->max_media_items, "Images + videos per request (default 8)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-video-frames", o->max_video_frames, "Frames sampled per video at most (default 32)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-image-pixels", o->max_image_pixels,
+                  "Largest image (width x height) a request may send, checked before decoding (default 8192x8192)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--max-queue", o->max_queue, "Requests waiting beyond the running batch before 429 (default 256)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (default 64M)")->transform(CLI::AsSizeValue(false));
@@ -288,6 +295,12 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--pool-stats-interval", o->disagg.pool_stats_interval_s,
                   "With --disaggregate: seconds between pool reports (log line and suggested split; default 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--rebalance", o->disagg.rebalance,
+                "With --disaggregate (and --decoder-tp 1): move a rank between the pools when the suggested split has "
+                "differed from the current one the same way for --rebalance-windows intervals (serve/README.md)");
+  cmd->add_option("--rebalance-windows", o->disagg.rebalance_windows,
+                  "With --rebalance: consecutive --pool-stats-interval windows the suggestion must hold (default 3)")
       ->check(CLI::PositiveNumber);
   cmd->callback([selected, o, cmd] {
     *selected = [o, flags = cmd->config_to_str(true, false)] {

@@ -3,7 +3,9 @@
 // serves HTTP through `serve_front` (cmd_serve.cc's server) with its prompts' media encoded on the encoder pool,
 // its TP followers step with it, and the encoder ranks serve jobs until every front has stopped. Fronts and
 // encoders watch each other by heartbeats: a dead encoder's requests get 503, a dead front's jobs are dropped,
-// and a front whose encoder pool is empty drains and returns an error (serve/README.md, "Failure").
+// and a front whose encoder pool is empty drains and returns an error (serve/README.md, "Failure"). With
+// --rebalance a rank may change roles while the job runs (serve/disagg/pool_control.h): it drains, frees its
+// weights, loads the other role's from the model directory and rejoins.
 #pragma once
 
 #include <functional>
@@ -33,6 +35,8 @@ struct DisaggregatedOptions {
   int64_t max_embedding_bytes_in_flight = int64_t{256} << 20;
   double pool_stats_interval_s = 10;
   double peer_timeout_s = 10;  // a rank whose heartbeats stop this long is dead
+  bool rebalance = false;     // move ranks between the pools (needs decoder_tp 1)
+  int rebalance_windows = 3;  // consecutive --pool-stats-interval windows the suggestion must hold
 };
 
 // What the front's server takes from the disaggregated run.
@@ -43,9 +47,10 @@ struct FrontHooks {
   std::function<std::unique_ptr<serve::disagg::PoolMonitor>(const serve::Engine&, serve::Metrics&)> watch_pools;
   int replica = 0;           // the front's decoder replica: it listens on --port + replica (when --port is not 0)
   std::string description;   // for the ready line
-  // Called with the server's drain once it listens, and with nullptr before it goes: the front drains itself
-  // when its encoder pool is empty.
-  std::function<void(std::function<void()> drain)> on_serving;
+  bool drain_on_signals = true;  // false: only PoolControl drains it (a move, or the job's end)
+  // Called once the server is ready with its drain(), and with an empty function before it is destroyed: PoolControl
+  // drains the front for a move or the job's end, and the front drains itself when its encoder pool is empty.
+  std::function<void(std::function<void()> drain)> serving;
 };
 
 using ServeFront = std::function<absl::Status(const model::PlmModel& model, Device device,

@@ -1,10 +1,5 @@
 #include "caption/merge.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <memory>
 
@@ -13,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "caption/embedding_store.h"
 #include "caption/part_file.h"
+#include "core/durable_file.h"
 #include "core/status_macros.h"
 
 namespace plm::caption {
@@ -23,50 +19,6 @@ struct IndexedLine {
   int part = 0;
   LineSpan span;
   bool ok = false;  // a caption, not an error
-};
-
-// A file written under a temporary name and renamed over `path` by commit(); removed if never committed.
-class AtomicFile {
- public:
-  static absl::StatusOr<AtomicFile> create(const std::filesystem::path& path) {
-    std::filesystem::path temp(absl::StrCat(path.string(), ".tmp-", ::getpid()));
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return absl::PermissionDeniedError(absl::StrCat(temp.string(), ": cannot create: ", std::strerror(errno)));
-    return AtomicFile(path, std::move(temp), fd);
-  }
-  AtomicFile(AtomicFile&& other) noexcept
-      : path_(std::move(other.path_)), temp_(std::move(other.temp_)), fd_(std::exchange(other.fd_, -1)) {}
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  ~AtomicFile() {
-    if (fd_ < 0) return;
-    ::close(fd_);
-    std::error_code ignored;
-    std::filesystem::remove(temp_, ignored);
-  }
-
-  absl::Status write(const std::string& bytes) { return write_all(fd_, bytes, temp_); }
-
-  absl::Status commit() {
-    if (::fsync(fd_) != 0) return absl::DataLossError(absl::StrCat(temp_.string(), ": fsync failed: ", std::strerror(errno)));
-    ::close(std::exchange(fd_, -1));
-    std::error_code error;
-    std::filesystem::rename(temp_, path_, error);
-    if (error) return absl::DataLossError(absl::StrCat(path_.string(), ": cannot rename into place: ", error.message()));
-    const std::filesystem::path folder = path_.has_parent_path() ? path_.parent_path() : ".";
-    const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-      ::fsync(dir);  // the rename itself survives a power loss
-      ::close(dir);
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  AtomicFile(std::filesystem::path path, std::filesystem::path temp, int fd)
-      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd) {}
-  std::filesystem::path path_, temp_;
-  int fd_;
 };
 
 absl::StatusOr<std::string> read_span(std::ifstream& in, const std::filesystem::path& path, const LineSpan& span) {
@@ -108,7 +60,7 @@ absl::StatusOr<MergeSummary> merge_parts(const std::vector<CaptionItem>& items, 
     readers.push_back(std::make_unique<std::ifstream>(part, std::ios::binary));
     if (!*readers.back()) return absl::PermissionDeniedError(absl::StrCat(part.string(), ": cannot read the part"));
   }
-  PLM_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::create(out));
+  PLM_ASSIGN_OR_RETURN(DurableFileWriter file, DurableFileWriter::create(out));
   std::unique_ptr<EmbeddingWriter> embeddings;
   if (embeddings_out) {
     PLM_ASSIGN_OR_RETURN(embeddings, EmbeddingWriter::create(*embeddings_out));

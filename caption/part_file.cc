@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
+#include "core/durable_file.h"
 #include "core/status_macros.h"
 
 namespace plm::caption {
@@ -120,17 +121,6 @@ absl::StatusOr<std::unique_ptr<PartWriter>> PartWriter::open(const std::filesyst
 }
 
 PartWriter::~PartWriter() { ::close(fd_); }
-
-absl::Status write_all(int fd, const std::string& bytes, const std::filesystem::path& path) {
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return io_error(path, "write failed");
-    written += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
 
 absl::Status PartWriter::append(const std::vector<CaptionRecord>& records) {
   if (records.empty()) return absl::OkStatus();

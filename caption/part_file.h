@@ -58,7 +58,4 @@ class PartWriter {
   int fd_;
 };
 
-// Writes all of `bytes` to `fd` (retrying short writes); an error names `path`.
-absl::Status write_all(int fd, const std::string& bytes, const std::filesystem::path& path);
-
 }  // namespace plm::caption

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/check.h"
+#include "core/durable_file.h"
 #include "core/status_macros.h"
 #include "model/json_fields.h"
 

@@ -30,7 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/weights/safetensors.h"
-#include "trainer/durable_file.h"
+#include "trainer/file_digest.h"
 
 namespace plm::trainer {
 

@@ -17,7 +17,7 @@
 #include "model/weights/safetensors.h"
 #include "model/weights/weight_store.h"
 #include "model/lora.h"
-#include "trainer/durable_file.h"
+#include "core/durable_file.h"
 #include "trainer/peft_adapter.h"
 
 namespace plm::trainer {

@@ -15,7 +15,7 @@
 #include "core/check.h"
 #include "core/status_macros.h"
 #include "data/read_file.h"
-#include "trainer/durable_file.h"
+#include "core/durable_file.h"
 #include "trainer/metrics_plot.h"
 
 namespace plm::trainer {

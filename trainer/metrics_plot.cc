@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "data/image_encode.h"
-#include "trainer/durable_file.h"
+#include "core/durable_file.h"
 
 namespace plm::trainer {
 namespace {

@@ -12,7 +12,7 @@
 #include "model/weights/hf_names.h"
 #include "model/weights/safetensors.h"
 #include "model/weights/weight_store.h"
-#include "trainer/durable_file.h"
+#include "core/durable_file.h"
 
 namespace plm::trainer {
 

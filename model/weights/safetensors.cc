@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/durable_file.h"
 #include "core/json_depth.h"
 #include "core/status_macros.h"
 
@@ -52,21 +53,6 @@ uint64_t read_le64(const std::byte* p) {
   for (int i = 7; i >= 0; --i) value = (value << 8) | static_cast<uint64_t>(p[i]);
   return value;
 }
-
-// Closes a file descriptor on scope exit.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 // Parses one header entry; `error(problem)` builds "<file>: tensor '<name>': <problem>".
 template <typename ErrorFn>
@@ -130,26 +116,6 @@ absl::StatusOr<SafetensorsEntry> parse_entry(const nlohmann::json& value, uint64
   return entry;
 }
 
-absl::Status write_all(int fd, const void* data, size_t bytes, const std::string& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::InternalError(absl::StrCat(path, ": write failed: ", errno_text()));
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status fsync_directory(const std::filesystem::path& dir, const std::string& path) {
-  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot open its directory: ", errno_text()));
-  FdCloser closer(fd);
-  if (::fsync(fd) != 0) return absl::InternalError(absl::StrCat(path, ": fsync of its directory failed: ", errno_text()));
-  return absl::OkStatus();
-}
-
 // Header JSON and data-section layout for `tensors`, in the order they will be written.
 struct Layout {
   std::string header;  // padded with spaces to a multiple of 8 bytes
@@ -208,7 +174,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std
   // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for a regular file.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", errno_text()));
-  FdCloser closer(fd);
+  const FileDescriptor closer(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return absl::InternalError(absl::StrCat(path, ": fstat failed: ", errno_text()));
   if (!S_ISREG(st.st_mode)) {
@@ -307,34 +273,13 @@ absl::Status write_safetensors(const std::string& path, const std::vector<NamedT
                                const std::map<std::string, std::string>& metadata) {
   PLM_ASSIGN_OR_RETURN(const Layout layout, plan_layout(path, tensors, metadata));
 
-  const std::filesystem::path target(path);
-  std::string temp_path = path + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(temp_path.data());
-  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot create a temporary file: ", errno_text()));
-  FdCloser closer(fd);
-  auto write_and_sync = [&]() -> absl::Status {
-    if (::fchmod(fd, 0644) != 0) return absl::InternalError(absl::StrCat(temp_path, ": fchmod failed: ", errno_text()));
-    unsigned char length[8];
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(layout.header.size() >> (8 * i));
-    PLM_RETURN_IF_ERROR(write_all(fd, length, sizeof(length), temp_path));
-    PLM_RETURN_IF_ERROR(write_all(fd, layout.header.data(), layout.header.size(), temp_path));
-    for (const NamedTensor* t : layout.order) {
-      PLM_RETURN_IF_ERROR(write_all(fd, t->tensor.data(), t->tensor.nbytes(), temp_path));
-    }
-    if (::fsync(fd) != 0) return absl::InternalError(absl::StrCat(temp_path, ": fsync failed: ", errno_text()));
-    if (::close(closer.release()) != 0) {
-      return absl::InternalError(absl::StrCat(temp_path, ": close failed: ", errno_text()));
-    }
-    if (::rename(temp_path.c_str(), path.c_str()) != 0) {
-      return absl::InternalError(absl::StrCat(path, ": rename from ", temp_path, " failed: ", errno_text()));
-    }
-    return absl::OkStatus();
-  };
-  if (absl::Status status = write_and_sync(); !status.ok()) {
-    ::unlink(temp_path.c_str());
-    return status;
-  }
-  return fsync_directory(target.parent_path(), path);
+  PLM_ASSIGN_OR_RETURN(DurableFileWriter file, DurableFileWriter::create(path));
+  unsigned char length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(layout.header.size() >> (8 * i));
+  PLM_RETURN_IF_ERROR(file.write(length, sizeof(length)));
+  PLM_RETURN_IF_ERROR(file.write(layout.header));
+  for (const NamedTensor* t : layout.order) PLM_RETURN_IF_ERROR(file.write(t->tensor.data(), t->tensor.nbytes()));
+  return file.commit();
 }
 
 }  // namespace plm::model

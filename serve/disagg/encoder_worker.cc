@@ -71,54 +71,69 @@ class JobQueue {
   bool closed_ = false;
 };
 
-// The receiving thread: jobs into the queue until every front has said stop or died; returns the fronts that died.
-std::vector<int> receive_jobs(distributed::Communicator& jobs, const EncoderWorkerConfig& config,
-                              const PeerLiveness& liveness, LostMessages& lost, JobQueue& queue) {
-  const std::vector<int>& fronts = config.front_ranks;
-  std::vector<bool> stopped(fronts.size()), died(fronts.size());
+// What the receiving thread saw of the fronts.
+struct FrontsSeen {
+  int known = 0;           // fronts it knew at its start or that joined
+  std::vector<int> died;   // of them, those that stopped answering before saying stop
+};
+
+// The receiving thread: jobs into the queue until every front it knows has said stop or died, and it may exit
+// (or a front died: under `--rebalance` no end of the job may come any more). A joining front is watched from its
+// join on; a stopped one's silence is no death (it may have moved to the encoder pool), though the replies still
+// owed to it are dropped once it is silent.
+FrontsSeen receive_jobs(distributed::Communicator& jobs, const EncoderWorkerConfig& config, PeerLiveness& liveness,
+                        LostMessages& lost, JobQueue& queue) {
+  enum class State { kActive, kStopped, kDied };
+  absl::flat_hash_map<int, State> fronts;  // by rank
+  for (int rank : config.front_ranks) fronts[rank] = State::kActive;
+  FrontsSeen seen{.known = static_cast<int>(fronts.size()), .died = {}};
   // Fronts newly silent before saying stop: logged once each.
   const auto newly_dead = [&] {
-    std::vector<size_t> dead;
-    for (size_t i = 0; i < fronts.size(); ++i) {
-      if (!stopped[i] && !died[i] && !liveness.alive(fronts[i])) dead.push_back(i);
+    std::vector<int> dead;
+    for (const auto& [rank, state] : fronts) {
+      if (state == State::kActive && !liveness.alive(rank)) dead.push_back(rank);
     }
     return dead;
   };
   const auto all_gone = [&] {
-    for (size_t i = 0; i < fronts.size(); ++i) {
-      if (!stopped[i] && !died[i]) return false;
-    }
-    return true;
+    return std::none_of(fronts.begin(), fronts.end(), [](const auto& f) { return f.second == State::kActive; });
   };
+  const auto may_end = [&] { return all_gone() && (!seen.died.empty() || config.may_exit()); };
   while (true) {
-    const std::optional<int> front = wait_for_message(jobs, kJobTag, [&] { return !newly_dead().empty(); });
-    for (size_t i : newly_dead()) {
-      died[i] = true;
+    const std::optional<int> front =
+        wait_for_message(jobs, kJobTag, [&] { return !newly_dead().empty() || may_end(); });
+    for (int rank : newly_dead()) {
+      fronts[rank] = State::kDied;
+      seen.died.push_back(rank);
       if (config.log) {
         config.log(absl::StrFormat("plm serve: encoder rank %d: front rank %d stopped answering (no heartbeat for %g s); "
                                    "dropping its jobs",
-                                   jobs.rank(), fronts[i], config.peer_timeout_s));
+                                   jobs.rank(), rank, config.peer_timeout_s));
       }
     }
-    if (all_gone()) break;
-    if (!front) continue;
-    const size_t index = static_cast<size_t>(std::find(fronts.begin(), fronts.end(), *front) - fronts.begin());
-    PLM_CHECK(index < fronts.size()) << "a job from rank " << *front << ", which is not a front";
-    std::optional<ReceivedJob> job = recv_job(jobs, *front, [&] { return liveness.alive(*front); }, lost);
+    if (!front) {
+      if (may_end()) break;
+      continue;
+    }
+    const auto it = fronts.find(*front);
+    std::optional<ReceivedJob> job =
+        recv_job(jobs, *front, [&] { return it == fronts.end() || liveness.alive(*front); }, lost);
     if (!job) continue;  // the front died sending it
+    if (job->join) {
+      if (it == fronts.end()) ++seen.known;
+      fronts[*front] = State::kActive;
+      liveness.watch(*front);
+      continue;
+    }
+    PLM_CHECK(it != fronts.end()) << "a job from rank " << *front << ", which is not a front of this encoder";
     if (job->stop) {
-      stopped[index] = true;
-      if (all_gone()) break;
+      if (it->second == State::kActive) it->second = State::kStopped;
     } else {
       queue.push(std::move(*job));
     }
   }
   queue.close();
-  std::vector<int> dead;
-  for (size_t i = 0; i < fronts.size(); ++i) {
-    if (died[i]) dead.push_back(fronts[i]);
-  }
-  return dead;
+  return seen;
 }
 
 // One kind's items of a batch of jobs, resolved from the cache or encoded together.
@@ -168,17 +183,16 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
                                 const EncoderWorkerConfig& config) {
   PLM_CHECK(channels.jobs != nullptr && channels.replies != nullptr && channels.data != nullptr &&
             channels.heartbeat != nullptr);
-  PLM_CHECK(!config.front_ranks.empty());
   PLM_CHECK(model.has_vision()) << "an encoder rank needs the vision tower";
   const Clock::time_point started = Clock::now();
   const int64_t rows_per_item = model.config().tokens_per_tile(), hidden = model.config().text.hidden_size;
   EncoderCache cache(config.cache_bytes);
   JobQueue queue;
   LostMessages lost;  // replies and jobs cut short by a front's death
-  const PeerLiveness liveness(*channels.heartbeat, config.front_ranks,
-                              {.interval_s = std::min(0.5, config.peer_timeout_s / 4), .timeout_s = config.peer_timeout_s});
-  std::vector<int> dead_fronts;
-  std::thread receiver([&] { dead_fronts = receive_jobs(*channels.jobs, config, liveness, lost, queue); });
+  PeerLiveness liveness(*channels.heartbeat, config.front_ranks,
+                        {.interval_s = std::min(0.5, config.peer_timeout_s / 4), .timeout_s = config.peer_timeout_s});
+  FrontsSeen fronts;
+  std::thread receiver([&] { fronts = receive_jobs(*channels.jobs, config, liveness, lost, queue); });
   double busy_s = 0;
   while (true) {
     const std::vector<ReceivedJob> jobs = queue.take(config.max_items_per_batch);
@@ -215,9 +229,9 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
     }
   }
   receiver.join();
-  if (dead_fronts.size() == config.front_ranks.size()) {
+  if (!fronts.died.empty() && static_cast<int>(fronts.died.size()) == fronts.known) {
     return absl::UnavailableError(absl::StrCat("encoder rank ", channels.jobs->rank(), ": no front is left (rank",
-                                               dead_fronts.size() > 1 ? "s " : " ", absl::StrJoin(dead_fronts, ", "),
+                                               fronts.died.size() > 1 ? "s " : " ", absl::StrJoin(fronts.died, ", "),
                                                " stopped answering before saying stop); exiting"));
   }
   return absl::OkStatus();

@@ -21,7 +21,7 @@ PeerLiveness::PeerLiveness(distributed::Communicator& heartbeat, std::vector<int
   PLM_CHECK(config_.interval_s > 0 && config_.timeout_s > config_.interval_s)
       << "heartbeat every " << config_.interval_s << " s with a timeout of " << config_.timeout_s << " s";
   const Clock::time_point now = Clock::now();
-  for (int rank : peers) peers_.push_back({.rank = rank, .last_heard = now, .alive = true, .beat = nullptr});
+  for (int rank : peers) peers_.push_back({.rank = rank, .last_heard = now, .alive = true, .watched = true, .beat = nullptr});
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -32,6 +32,25 @@ PeerLiveness::~PeerLiveness() {
   }
   stop_cv_.notify_all();
   thread_.join();
+}
+
+void PeerLiveness::watch(int peer) {
+  const std::lock_guard lock(mutex_);
+  const auto p = std::find_if(peers_.begin(), peers_.end(), [peer](const Peer& x) { return x.rank == peer; });
+  if (p == peers_.end()) {
+    peers_.push_back({.rank = peer, .last_heard = Clock::now(), .alive = true, .watched = true, .beat = nullptr});
+    return;
+  }
+  p->last_heard = Clock::now();
+  p->alive = true;
+  p->watched = true;
+}
+
+void PeerLiveness::forget(int peer) {
+  const std::lock_guard lock(mutex_);
+  for (Peer& p : peers_) {
+    if (p.rank == peer) p.watched = false;
+  }
 }
 
 bool PeerLiveness::alive(int peer) const {
@@ -81,7 +100,7 @@ void PeerLiveness::beat_and_listen() {
   last_beat_ = now;
   const std::lock_guard lock(mutex_);
   for (Peer& p : peers_) {
-    if (!p.alive || (p.beat != nullptr && !p.beat->done())) continue;  // a peer that takes no heartbeat gets no more
+    if (!p.watched || !p.alive || (p.beat != nullptr && !p.beat->done())) continue;  // a peer that takes no heartbeat gets no more
     p.beat = comm_.start_send(Tensor(&g_beat, {1}, DType::kI64), p.rank, kHeartbeatTag);
   }
 }
@@ -90,7 +109,7 @@ std::vector<int> PeerLiveness::newly_dead(Clock::time_point now) {
   std::vector<int> dead;
   const auto timeout = std::chrono::duration<double>(config_.timeout_s);
   for (Peer& p : peers_) {
-    if (p.alive && now - p.last_heard > timeout) {
+    if (p.watched && p.alive && now - p.last_heard > timeout) {
       p.alive = false;
       dead.push_back(p.rank);
     }

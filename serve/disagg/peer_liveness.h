@@ -1,7 +1,9 @@
 // PeerLiveness: which peers of a disaggregated-serving rank are still alive, by heartbeats over a group of its
 // own. A thread sends a small message to every watched peer each interval and takes theirs; a peer is dead once
 // nothing came from it for `timeout_s` (a rank killed under `mpirun --enable-recovery` just goes silent: MPI
-// reports nothing). A dead peer stays dead. The watched peers must watch this rank back. Thread-safe.
+// reports nothing). A dead peer stays dead until watched again. The watched peers must watch this rank back for
+// as long as it needs them: under `--rebalance` a front forgets an encoder once it expects nothing more from it
+// (retired, or the front stopped), and a join starts the watch on both sides again. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -31,7 +33,12 @@ class PeerLiveness {
   PeerLiveness(const PeerLiveness&) = delete;
   PeerLiveness& operator=(const PeerLiveness&) = delete;
 
-  bool alive(int peer) const;
+  // Watch `peer` from now on (as if just heard from), or no longer (it gets no heartbeats and is never declared
+  // dead; alive() keeps its last answer).
+  void watch(int peer);
+  void forget(int peer);
+
+  bool alive(int peer) const;  // `peer` was watched at some time
   int num_alive() const;
   double timeout_s() const { return config_.timeout_s; }
 
@@ -41,6 +48,7 @@ class PeerLiveness {
     int rank = 0;
     Clock::time_point last_heard;
     bool alive = true;
+    bool watched = true;
     std::unique_ptr<distributed::Communicator::Transfer> beat;  // the last heartbeat sent to it, if unfinished
   };
 

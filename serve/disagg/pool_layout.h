@@ -11,6 +11,17 @@ namespace plm::serve::disagg {
 
 enum class PoolRole { kDecoder, kEncoder };
 
+// "decoder" / "encoder", for messages.
+inline const char* pool_name(PoolRole role) {
+  switch (role) {
+    case PoolRole::kDecoder:
+      return "decoder";
+    case PoolRole::kEncoder:
+      return "encoder";
+  }
+  return "?";
+}
+
 struct PoolLayoutConfig {
   int encoder_ranks = 1;
   int decoder_ranks = 1;

@@ -5,21 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "serve/disagg/prometheus_text.h"
 
 namespace plm::serve::disagg {
 
 namespace {
 
 double ratio(double num, double den) { return den > 0 ? num / den : 0.0; }
-
-void metric(std::string& out, const char* name, const char* type, const char* help) {
-  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
-}
-
-template <typename T>
-void sample(std::string& out, const char* name, T value, const std::string& labels = "") {
-  absl::StrAppend(&out, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}", " ", value, "\n");
-}
 
 // Rank-seconds of work of the traffic between two snapshots, per pool.
 std::pair<double, double> work_between(const EncoderPoolStats& e0, const EngineStats& d0, const EncoderPoolStats& e1,
@@ -98,6 +90,7 @@ void PoolMonitor::account(const Snapshot& before, const Snapshot& now) {
     decoder_busy_fraction_ = decoder_busy;
     if (s.encoder_ranks > 0) last_ = s;
   }
+  if (config_.on_window) config_.on_window(s);
   if (s.encoder_ranks == 0 || !config_.log) return;
   std::string encoders;
   for (const EncoderPoolStats::Encoder& e : now.encoders.encoders) {
@@ -128,9 +121,6 @@ std::string PoolMonitor::render() const {
   }
   const EncoderPoolStats& e = now.encoders;
   std::string out;
-  metric(out, "plm_disagg_pool_ranks", "gauge", "Ranks per pool of this job");
-  sample(out, "plm_disagg_pool_ranks", config_.world_size - static_cast<int>(e.encoders.size()), "pool=\"decoder\"");
-  sample(out, "plm_disagg_pool_ranks", e.encoders.size(), "pool=\"encoder\"");
   metric(out, "plm_disagg_queue_depth", "gauge",
          "Work waiting per pool: the decoder's requests not yet running; per encoder rank the tiles / frames queued "
          "there (all fronts, at its last reply) plus those this front awaits");

@@ -3,7 +3,9 @@
 // tile and per video frame, decoder seconds per prefill token and per decoded token. Every interval it takes the
 // traffic mix of the interval (tiles and frames encoded, prompt and generated tokens), prices it with those costs
 // into rank-seconds of work per pool (the decoder's times its TP size), and suggests splitting the ranks in that
-// proportion; it logs a line when the interval saw work. render() is the Prometheus text for /metrics.
+// proportion; it logs a line when the interval saw work and hands every interval's suggestion to `on_window`
+// (PoolControl::observe on rank 0). render() is the Prometheus text for /metrics (the ranks per pool are
+// PoolControl's).
 // Thread-safe.
 #pragma once
 
@@ -37,6 +39,7 @@ struct PoolMonitorConfig {
   int decoder_tp = 1;
   double interval_s = 10;
   std::function<void(const std::string&)> log;
+  std::function<void(const SplitSuggestion&)> on_window;  // each interval's suggestion (0 ranks: no traffic)
 };
 
 class PoolMonitor {

@@ -15,7 +15,7 @@ namespace {
 constexpr int kJobKeysTag = 32, kJobPixelsTag = 33, kReplyFlagsTag = 42, kPayloadTag = 43;
 
 constexpr int64_t kHeaderSize = 10;
-// Job header: {stop, id, n_image, n_video, image (c, h, w), video (c, h, w)}.
+// Job header: {kind (0 job, 1 stop, 2 join), id, n_image, n_video, image (c, h, w), video (c, h, w)}.
 using JobHeader = std::array<int64_t, kHeaderSize>;
 // Reply header: {id, n[2], encoded[2], encode_ns[2], queued, busy_ns, uptime_ns}.
 using ReplyHeader = std::array<int64_t, kHeaderSize>;
@@ -52,6 +52,16 @@ T* own_buffer(WireMessage& m, size_t n) {
 // LostMessages).
 bool finish(WireMessage& m, const PeerAlive& alive) {
   return poll_until([&] { return finished(m); }, [&] { return !alive(); });
+}
+
+// A job header alone, of `kind` 1 (stop) or 2 (join).
+void send_header_only(distributed::Communicator& jobs, int encoder, int64_t kind, const PeerAlive& alive,
+                      LostMessages& lost) {
+  WireMessage m;
+  int64_t* h = own_buffer<int64_t>(m, kHeaderSize);
+  h[0] = kind;
+  m.transfers.push_back(jobs.start_send(Tensor(h, {kHeaderSize}, DType::kI64), encoder, kJobTag));
+  if (!finish(m, alive)) lost.keep(std::move(m));
 }
 
 }  // namespace
@@ -110,11 +120,11 @@ WireMessage start_job(distributed::Communicator& jobs, int encoder, int64_t id, 
 }
 
 void send_stop(distributed::Communicator& jobs, int encoder, const PeerAlive& alive, LostMessages& lost) {
-  WireMessage m;
-  int64_t* h = own_buffer<int64_t>(m, kHeaderSize);
-  h[0] = 1;
-  m.transfers.push_back(jobs.start_send(Tensor(h, {kHeaderSize}, DType::kI64), encoder, kJobTag));
-  if (!finish(m, alive)) lost.keep(std::move(m));
+  send_header_only(jobs, encoder, 1, alive, lost);
+}
+
+void send_join(distributed::Communicator& jobs, int encoder, const PeerAlive& alive, LostMessages& lost) {
+  send_header_only(jobs, encoder, 2, alive, lost);
 }
 
 std::optional<ReceivedJob> recv_job(distributed::Communicator& jobs, int front, const PeerAlive& alive,
@@ -123,9 +133,10 @@ std::optional<ReceivedJob> recv_job(distributed::Communicator& jobs, int front, 
   job.front = front;
   JobHeader h{};
   jobs.recv(header_view(h), front, kJobTag);  // probed: it is there
-  job.stop = h[0] != 0;
+  job.stop = h[0] == 1;
+  job.join = h[0] == 2;
   job.id = h[1];
-  if (job.stop) return job;
+  if (job.stop || job.join) return job;
   const int64_t n[2] = {h[2], h[3]};
   WireMessage m;
   const size_t num_key_bytes = static_cast<size_t>((n[0] + n[1]) * 32);

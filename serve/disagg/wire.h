@@ -54,7 +54,8 @@ struct JobMedia {
 struct ReceivedJob {
   int front = 0;      // rank of the sender in the jobs group
   int64_t id = 0;     // the front's request number
-  bool stop = false;  // the front is shutting down: no more jobs from it
+  bool stop = false;  // the front is shutting down (or retires this encoder): no more jobs from it
+  bool join = false;  // a front the encoder did not know at its start: it will send jobs, then a stop
   JobMedia media;
   int64_t num_items() const { return static_cast<int64_t>(media.keys[0].size() + media.keys[1].size()); }
 };
@@ -89,8 +90,10 @@ JobMedia take_job_media(PreparedPrompt& prompt);
 WireMessage start_job(distributed::Communicator& jobs, int encoder, int64_t id, JobMedia media);
 // Whether every transfer of `m` is done; never waits.
 bool finished(WireMessage& m);
-// A small message (it never waits on the encoder): this front sends no more jobs.
+// Small messages (they never wait on the encoder). Stop: this front sends no more jobs. Join: before its first job
+// to an encoder that started without knowing this front (`plm serve --rebalance`).
 void send_stop(distributed::Communicator& jobs, int encoder, const PeerAlive& alive, LostMessages& lost);
+void send_join(distributed::Communicator& jobs, int encoder, const PeerAlive& alive, LostMessages& lost);
 // Encoder side (its receiving thread), after probe(kJobTag) named `front`; nullopt when the front died first.
 std::optional<ReceivedJob> recv_job(distributed::Communicator& jobs, int front, const PeerAlive& alive,
                                     LostMessages& lost);

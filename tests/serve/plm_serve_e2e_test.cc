@@ -11,9 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -29,6 +32,7 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using serve::testing::inputs_dir;
 using serve::testing::models_dir;
 
@@ -39,14 +43,29 @@ std::string read_file(const std::filesystem::path& path) {
   return text.str();
 }
 
+// The port and pid of a front's ready line: a co-located server's, or disaggregated decoder replica `replica`'s.
+std::optional<std::pair<uint16_t, int>> ready_front(const std::string& log, int replica) {
+  const std::regex ready("ready on http://[0-9.]+:([0-9]+) \\(pid ([0-9]+),([^\n]*)");
+  const std::string replica_text = "decoder replica " + std::to_string(replica) + " of";
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), ready); it != std::sregex_iterator(); ++it) {
+    const std::string rest = (*it)[3];
+    if (rest.find("decoder replica") == std::string::npos || rest.find(replica_text) != std::string::npos) {
+      return std::make_pair(static_cast<uint16_t>(std::stoi((*it)[1])), std::stoi((*it)[2]));
+    }
+  }
+  return std::nullopt;
+}
+
 // A `plm serve` child process, its output in a file, killed at the end if still running.
 class ServeProcess {
  public:
-  // launcher: a command that runs plm (mpirun ...), or none.
-  explicit ServeProcess(const std::vector<std::string>& extra_args, std::vector<std::string> launcher = {}) {
+  // launcher: a command that runs plm (mpirun ...), or none. Ready once the server (under --disaggregate: decoder
+  // replica 0, rank 0) prints its ready line.
+  explicit ServeProcess(const std::vector<std::string>& extra_args, std::vector<std::string> launcher = {},
+                        const std::filesystem::path& model = models_dir() / "cls_tied") {
     log_ = plm::testing::fresh_temp_dir("serve") / "serve.log";
     std::vector<std::string> args = std::move(launcher);
-    const std::vector<std::string> serve = {PLM_BINARY, "serve", "--model", (models_dir() / "cls_tied").string(),
+    const std::vector<std::string> serve = {PLM_BINARY, "serve", "--model", model.string(),
                                             "--port", "0", "--media-root", inputs_dir().string(),
                                             "--kv-cache-bytes", "32M", "--max-num-seqs", "16",
                                             "--max-batch-tokens", "256", "--max-model-len", "2048"};
@@ -68,11 +87,8 @@ class ServeProcess {
       ::_exit(127);
     }
     ::close(out);
-    const std::regex ready("ready on http://([0-9.]+):([0-9]+)");
     for (int i = 0; i < 1200 && port_ == 0; ++i) {
-      std::smatch m;
-      const std::string log = read_file(log_);
-      if (std::regex_search(log, m, ready)) port_ = static_cast<uint16_t>(std::stoi(m[2]));
+      if (const auto front = ready_front(read_file(log_), 0)) std::tie(port_, server_pid_) = *front;
       if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     PLM_CHECK(port_ != 0) << "plm serve did not get ready: " << read_file(log_);
@@ -103,10 +119,7 @@ class ServeProcess {
   // Sends SIGTERM (to the server process: under mpirun, rank 0, as mpirun would abort the job on its own
   // SIGTERM) and returns the exit status (-1 if it did not exit within the timeout).
   int terminate(double timeout_s = 60) {
-    std::smatch m;
-    const std::string log = read_file(log_);
-    PLM_CHECK(std::regex_search(log, m, std::regex("\\(pid ([0-9]+),"))) << log;
-    ::kill(std::stoi(m[1]), SIGTERM);
+    ::kill(server_pid_, SIGTERM);
     return wait_exit(timeout_s);
   }
   // The exit status once the process (mpirun under a launcher) has exited; -1 if not within the timeout.
@@ -128,6 +141,7 @@ class ServeProcess {
   std::filesystem::path log_;
   pid_t pid_ = -1;
   uint16_t port_ = 0;
+  int server_pid_ = -1;  // the ready line's: under a launcher, rank 0
 };
 
 // What `plm generate ARGS --max-new-tokens N` prints, without the final newline.
@@ -322,12 +336,17 @@ TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
   EXPECT_THAT(server.log(), HasSubstr("a rank that dies ends the whole job (mpirun aborts it)"));
 }
 
+std::vector<std::string> mpirun(int num_ranks) {
+  return {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", std::to_string(num_ranks), "-x", "OMP_NUM_THREADS=1"};
+}
+
 // Under `mpirun --enable-recovery` (serve/README.md, "Failure"): ranks that die are noticed by heartbeats
 // (--peer-timeout 5 s here: shorter ones saw a live rank taken for dead once on this loaded machine), and what
 // they held fails with 503 while the rest of the job serves on.
 std::vector<std::string> recovering_launcher(int num_ranks) {
-  return {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "--enable-recovery", "-n", std::to_string(num_ranks),
-          "-x", "OMP_NUM_THREADS=1"};
+  std::vector<std::string> launcher = mpirun(num_ranks);
+  launcher.insert(launcher.begin() + 3, "--enable-recovery");
+  return launcher;
 }
 
 std::vector<std::string> disaggregated_flags(const std::vector<std::string>& pools) {
@@ -496,8 +515,171 @@ TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenTheFrontOfATensorParallelReplicaDi
   EXPECT_THAT(log, HasSubstr("encoder rank 3: no front is left (rank 0 stopped answering before saying stop)"));
 }
 
+// A model whose vision tower outweighs its language model (configs/tiny with 16 vision blocks and 1 decoder layer,
+// random weights, the fixtures' tokenizer): image traffic on it asks for more encoders.
+std::filesystem::path vision_heavy_model() {
+  const std::filesystem::path dir = plm::testing::fresh_temp_dir("vision_heavy") / "vision_heavy";
+  const std::string command = std::string(PLM_BINARY) + " bench make-random-model --config " + PLM_SOURCE_DIR +
+                              "/configs/tiny --out " + dir.string() + " --vision-layers 16 --text-layers 1 > /dev/null";
+  PLM_CHECK(std::system(command.c_str()) == 0) << command;
+  for (const char* file : {"chat_template.jinja", "tokenizer.json", "tokenizer_config.json"}) {
+    std::filesystem::copy_file(models_dir() / "tokenizer" / file, dir / file);
+  }
+  return dir;
+}
+
+// How rank 0's replies fell around the first role switch, by the order of its log lines: finished before the
+// move was announced, while the rank drained / reloaded / rejoined, and after.
+struct MovePhases {
+  int before = 0, during = 0, after = 0, failed = 0;
+};
+
+// Sends `requests` round and round from `num_clients` threads to rank 0 while ranks move between the pools:
+// every reply must equal `expected` (the co-located server's). Stops 1 s after the first role switch completed.
+MovePhases replies_across_a_move(ServeProcess& server, const std::vector<json>& requests,
+                                 const std::vector<std::string>& expected, int num_clients) {
+  std::atomic<bool> stop = false;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < num_clients; ++c) {
+    clients.emplace_back([&, c] {
+      for (size_t i = static_cast<size_t>(c); !stop; i = (i + 1) % requests.size()) {
+        EXPECT_EQ(content_of(server.post("/v1/chat/completions", requests[i].dump())), expected[i]) << "request " << i;
+      }
+    });
+  }
+  double switches = 0;
+  for (int i = 0; i < 1800 && switches < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+    if (metrics.ok()) switches = metric_value(metrics->body, "plm_disagg_role_switches_total");
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  stop = true;
+  for (std::thread& t : clients) t.join();
+  EXPECT_GE(switches, 1) << "no role switch within 90 s: " << server.log();
+  MovePhases phases;
+  std::istringstream log(server.log());
+  int phase = 0;  // 0 before, 1 during, 2 after
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("plm serve: rebalance: the suggested split") != std::string::npos && phase == 0) phase = 1;
+    if (line.find("plm serve: rebalance: rank") != std::string::npos && phase == 1) phase = 2;
+    if (line.rfind("request id=", 0) != 0) continue;
+    if (line.find("status=200") == std::string::npos) ++phases.failed;
+    ++(phase == 0 ? phases.before : phase == 1 ? phases.during : phases.after);
+  }
+  std::printf("replies before the first move %d, during %d, after %d, failed %d\n", phases.before, phases.during,
+              phases.after, phases.failed);
+  return phases;
+}
+
+// `--rebalance` under text-heavy traffic (the tiny model's replies cost far more than its tiles, and the encoder
+// cache answers repeats) on 2 encoders : 1 decoder: rank 2 drains as an encoder, loads the language model and
+// serves as a second front; rank 0's replies before, during and after equal the co-located server's, and so do the
+// new front's. Past the heartbeat timeout after the move, nobody has taken the drained encoder for dead.
+TEST(PlmServe, DisaggregatedRebalanceMovesAnEncoderToTheDecoders_np3) {
+  const std::vector<json> requests = mixed_requests();
+  std::vector<std::string> colocated;
+  {
+    ServeProcess server({});
+    for (const json& r : requests) colocated.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
+  }
+  std::vector<std::string> flags = disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1", "--rebalance",
+                                                       "--pool-stats-interval", "0.5", "--rebalance-windows", "2"});
+  ServeProcess server(flags, mpirun(3));
+  const MovePhases phases = replies_across_a_move(server, requests, colocated, 4);
+  std::this_thread::sleep_for(std::chrono::seconds(6));  // past --peer-timeout 5
+  EXPECT_GT(phases.before, 0);
+  EXPECT_GT(phases.during, 0);  // loading the language model takes a while: rank 0 and encoder 1 go on serving
+  EXPECT_GT(phases.after, 0);
+  EXPECT_EQ(phases.failed, 0);
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("moving rank 2 to the decoder pool"));
+  EXPECT_THAT(log, HasSubstr("rank 2 drained as encoder and freed its weights; moving to the decoder pool"));
+  EXPECT_THAT(log, HasSubstr("rank 2 rejoined as decoder"));
+  EXPECT_THAT(log, Not(HasSubstr("stopped answering")));
+  const absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_pool_ranks{pool=\"decoder\"} 2\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_pool_ranks{pool=\"encoder\"} 1\n"));
+  EXPECT_EQ(metric_value(metrics->body, "plm_disagg_role_switches_total"), 1);  // 1 : 2 is what text asks for
+  EXPECT_EQ(metric_value(metrics->body, "plm_disagg_role_switch_in_progress"), 0);
+  // The new front (decoder replica 2, its own port) routes its media to the remaining encoder.
+  const std::optional<std::pair<uint16_t, int>> front = ready_front(log, 2);
+  ASSERT_TRUE(front.has_value()) << log;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::StatusOr<std::unique_ptr<HttpClient>> client = HttpClient::connect("127.0.0.1", front->first, 120);
+    ASSERT_TRUE(client.ok()) << client.status();
+    const absl::StatusOr<HttpResponse> r = (*client)->request("POST", "/v1/chat/completions", requests[i].dump());
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(content_of(*r), colocated[i]) << "request " << i << " on the new front";
+  }
+  EXPECT_EQ(server.terminate(), 0) << server.log();  // rank 0 ends the job: the new front drains with it
+}
+
+// `--rebalance` under image / video traffic with the encoder cache off on a vision-heavy model, 1 encoder : 3
+// decoders: decoder rank 2 drains its front, loads the vision tower and joins the encoder pool (rank 1 may follow);
+// every reply equals the co-located server's, and rank 0 routes to the new encoder.
+TEST(PlmServe, DisaggregatedRebalanceMovesADecoderToTheEncoders_np4) {
+  const std::filesystem::path model = vision_heavy_model();
+  const std::string image_url = serve::testing::data_url(inputs_dir() / "image_150x100.png", "image/png");
+  std::vector<json> requests;
+  for (int i = 0; i < 8; ++i) {
+    requests.push_back(chat({i % 2 == 0 ? image_part(image_url) : video_part("video_64x48_4f.mp4")},
+                            "Picture " + std::to_string(i % 3) + ".", 1 + i % 2));
+  }
+  const std::vector<std::string> name = {"--served-model-name", "cls_tied"};
+  std::vector<std::string> colocated;
+  {
+    ServeProcess server(name, {}, model);
+    for (const json& r : requests) colocated.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
+  }
+  std::vector<std::string> flags =
+      disaggregated_flags({"--encoder-ranks", "1", "--decoder-ranks", "3", "--rebalance", "--pool-stats-interval",
+                           "0.5", "--rebalance-windows", "2", "--encoder-cache-bytes", "0"});
+  flags.insert(flags.end(), name.begin(), name.end());
+  ServeProcess server(flags, mpirun(4), model);
+  const MovePhases phases = replies_across_a_move(server, requests, colocated, 4);
+  EXPECT_GT(phases.before, 0);
+  EXPECT_GT(phases.after, 0);
+  EXPECT_EQ(phases.failed, 0);
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("moving rank 2 to the encoder pool"));
+  EXPECT_THAT(log, HasSubstr("rank 2 drained as decoder and freed its weights; moving to the encoder pool"));
+  EXPECT_THAT(log, HasSubstr("rank 2 rejoined as encoder"));
+  EXPECT_THAT(log, Not(HasSubstr("stopped answering")));  // the front that moved was not taken for dead
+  const absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_GE(metric_value(metrics->body, "plm_disagg_role_switches_total"), 1);
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_queue_depth{pool=\"encoder\",rank=\"2\"}"));  // rank 0 routes to it
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(content_of(server.post("/v1/chat/completions", requests[i].dump())), colocated[i]) << "request " << i;
+  }
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+}
+
+// What `--rebalance` cannot do is refused up front, by name.
+TEST(PlmServe, RebalanceNeedsDisaggregationAndSingleRankDecoderReplicas) {
+  const auto run = [](const std::string& flags) {
+    const std::string command = std::string(PLM_BINARY) + " serve --model " + (models_dir() / "cls_tied").string() +
+                                " --port 0 " + flags + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    PLM_CHECK(pipe != nullptr);
+    std::string out;
+    char buffer[4096];
+    for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+    const int status = ::pclose(pipe);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  const auto [plain_status, plain] = run("--rebalance");
+  EXPECT_EQ(plain_status, 1);
+  EXPECT_THAT(plain, HasSubstr("--rebalance needs --disaggregate"));
+  const auto [tp_status, tp] = run("--disaggregate --encoder-ranks 1 --decoder-ranks 2 --decoder-tp 2 --rebalance");
+  EXPECT_EQ(tp_status, 1);
+  EXPECT_THAT(tp, HasSubstr("--rebalance moves single-rank replicas only, but --decoder-tp is 2"));
+}
+
 TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
-  ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K"});
+  ServeProcess server({"--api-key", "k3y", "--max-body-bytes", "64K", "--max-image-pixels", "10000"});
   const Headers key = {{"Authorization", "Bearer k3y"}};
   const json ok = chat({}, "Hi", 2);
   EXPECT_EQ(server.post("/v1/chat/completions", ok.dump()).status, 401);
@@ -510,6 +692,11 @@ TEST(PlmServe, BadRequestsGetTheirStatusAndTheKeyIsRequired) {
   EXPECT_EQ(json::parse(context.body)["error"]["code"], "context_length_exceeded");
   EXPECT_EQ(server.post("/v1/chat/completions", std::string(100 << 10, ' '), key).status, 413);
   EXPECT_EQ(server.post("/v1/chat/completions", chat({image_part("/etc/passwd")}, "x", 2).dump(), key).status, 403);
+  const std::string image_url = serve::testing::data_url(inputs_dir() / "image_150x100.png", "image/png");
+  const HttpResponse too_large = server.post("/v1/chat/completions", chat({image_part(image_url)}, "x", 2).dump(), key);
+  EXPECT_EQ(too_large.status, 422) << too_large.body;
+  EXPECT_THAT(too_large.body, HasSubstr("150x100"));  // the image's size and the limit are named
+  EXPECT_THAT(too_large.body, HasSubstr("10000"));
   const HttpResponse fine = server.post("/v1/chat/completions", ok.dump(), key);
   EXPECT_EQ(fine.status, 200) << fine.body;
   absl::StatusOr<HttpResponse> health = server.client()->request("GET", "/health");

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <fstream>
+#include <mutex>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "distributed/local_communicator.h"
 #include "model/weights/weight_store.h"
+#include "trainer/train_run.h"
 
 namespace plm::testing {
 
@@ -24,6 +28,20 @@ std::vector<nlohmann::json> metrics_lines(const std::filesystem::path& out) {
 double relative(double got, double want) { return std::abs(got - want) / std::max(std::abs(want), 1e-30); }
 
 }  // namespace
+
+absl::Status train_on_local_ranks(const trainer::TrainConfig& config, int ranks, int stop_after_step) {
+  std::mutex mutex;
+  absl::Status status;
+  distributed::run_local_ranks(ranks, [&](distributed::Communicator& world) {
+    int steps_seen = 0;
+    trainer::TrainRunHooks hooks;
+    if (stop_after_step > 0) hooks.stop_requested = [&] { return ++steps_seen >= stop_after_step ? SIGTERM : 0; };
+    const absl::StatusOr<trainer::TrainRunResult> r = trainer::run_training(config, world, hooks);
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!r.ok() && status.ok()) status = r.status();
+  });
+  return status;
+}
 
 RunDifference compare_runs(const std::filesystem::path& want, const std::filesystem::path& got) {
   RunDifference d;

@@ -1,11 +1,19 @@
-// Comparing two `plm train` output directories of one run trained at different layouts: the per-step losses and
-// grad norms of metrics.jsonl, and the final-hf weights (the runs export them in f32: export_dtype=f32).
+// Training one run at different layouts on in-process ranks, and comparing two `plm train` output directories of
+// it: the per-step losses and grad norms of metrics.jsonl, and the final-hf weights (the runs export them in f32:
+// export_dtype=f32).
 #pragma once
 
 #include <filesystem>
 #include <string>
 
+#include "absl/status/status.h"
+#include "trainer/train_config.h"
+
 namespace plm::testing {
+
+// Trains `config` on `ranks` in-process ranks (distributed::run_local_ranks); stop_after_step > 0: a stop request
+// (SIGTERM) after that step. The first error of any rank.
+absl::Status train_on_local_ranks(const trainer::TrainConfig& config, int ranks, int stop_after_step = 0);
 
 struct RunDifference {
   std::string error;          // non-empty: not comparable (a missing file, other steps, other tensor names)

@@ -5,7 +5,6 @@
 // uninterrupted one-rank run does (the cross-layout bounds of tp_train_test.cc).
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <map>
 #include <mutex>
 #include <string>
@@ -23,6 +22,8 @@
 
 namespace plm::trainer {
 namespace {
+
+using ::plm::testing::train_on_local_ranks;
 
 using Whole = std::map<std::string, std::vector<float>>;  // by HF name
 
@@ -122,19 +123,6 @@ TrainConfig run_config(const std::filesystem::path& out, const std::vector<std::
   return testing::fixture_config("full_cls_tied", out, overrides);
 }
 
-absl::Status train(const TrainConfig& config, int ranks, int stop_after_step = 0) {
-  std::mutex mutex;
-  absl::Status status;
-  distributed::run_local_ranks(ranks, [&](distributed::Communicator& world) {
-    int steps_seen = 0;
-    TrainRunHooks hooks;
-    if (stop_after_step > 0) hooks.stop_requested = [&] { return ++steps_seen >= stop_after_step ? SIGTERM : 0; };
-    const absl::StatusOr<TrainRunResult> r = run_training(config, world, hooks);
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!r.ok() && status.ok()) status = r.status();
-  });
-  return status;
-}
 
 struct Switch {
   int from_tp, to_tp;
@@ -145,11 +133,12 @@ class ReshardedRun : public ::testing::TestWithParam<Switch> {};
 TEST_P(ReshardedRun, EndsWhereTheOneRankRunDoes) {
   const Switch& s = GetParam();
   const std::filesystem::path one = testing::fresh_temp_dir("one"), split = testing::fresh_temp_dir("split");
-  ASSERT_TRUE(train(run_config(one, {}), 1).ok());
-  const absl::Status first = train(run_config(split, {"layout.tp=" + std::to_string(s.from_tp)}), s.from_tp, 3);
+  ASSERT_TRUE(train_on_local_ranks(run_config(one, {}), 1).ok());
+  const absl::Status first =
+      train_on_local_ranks(run_config(split, {"layout.tp=" + std::to_string(s.from_tp)}), s.from_tp, 3);
   ASSERT_TRUE(first.ok()) << first;
   const absl::Status second =
-      train(run_config(split, {"layout.tp=" + std::to_string(s.to_tp), "resume=true"}), s.to_tp);
+      train_on_local_ranks(run_config(split, {"layout.tp=" + std::to_string(s.to_tp), "resume=true"}), s.to_tp);
   ASSERT_TRUE(second.ok()) << second;
   const testing::RunDifference d = testing::compare_runs(one, split);
   ASSERT_TRUE(d.error.empty()) << d.error;

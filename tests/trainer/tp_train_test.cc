@@ -6,14 +6,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <fstream>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "distributed/local_communicator.h"
-#include "distributed/single_rank_communicator.h"
 #include "tests/core/test_temp_dir.h"
 #include "tests/trainer/pytorch_fixtures.h"
 #include "tests/trainer/run_comparison.h"
@@ -24,26 +20,14 @@
 namespace plm::trainer {
 namespace {
 
+using ::plm::testing::train_on_local_ranks;
+
 TrainConfig run_config(const std::filesystem::path& out, const std::vector<std::string>& layout) {
   std::vector<std::string> overrides = {"steps=6", "checkpoint.every=3", "checkpoint.keep=0", "export_dtype=f32"};
   overrides.insert(overrides.end(), layout.begin(), layout.end());
   return testing::fixture_config("full_cls_tied", out, overrides);
 }
 
-// Trains on `ranks` in-process ranks; stop_after_step > 0: a stop request after that step.
-absl::Status train(const TrainConfig& config, int ranks, int stop_after_step = 0) {
-  std::mutex mutex;
-  absl::Status status;
-  distributed::run_local_ranks(ranks, [&](distributed::Communicator& world) {
-    int steps_seen = 0;
-    TrainRunHooks hooks;
-    if (stop_after_step > 0) hooks.stop_requested = [&] { return ++steps_seen >= stop_after_step ? SIGTERM : 0; };
-    const absl::StatusOr<TrainRunResult> r = run_training(config, world, hooks);
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!r.ok() && status.ok()) status = r.status();
-  });
-  return status;
-}
 
 std::string file_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -60,8 +44,8 @@ class TensorParallelRuns : public ::testing::TestWithParam<Layout> {};
 TEST_P(TensorParallelRuns, MatchOneRank) {
   const Layout& l = GetParam();
   const std::filesystem::path one = testing::fresh_temp_dir("one"), parallel = testing::fresh_temp_dir("parallel");
-  ASSERT_TRUE(train(run_config(one, {}), 1).ok());
-  const absl::Status trained = train(run_config(parallel, l.keys), l.ranks);
+  ASSERT_TRUE(train_on_local_ranks(run_config(one, {}), 1).ok());
+  const absl::Status trained = train_on_local_ranks(run_config(parallel, l.keys), l.ranks);
   ASSERT_TRUE(trained.ok()) << trained;
   const testing::RunDifference d = testing::compare_runs(one, parallel);
   ASSERT_TRUE(d.error.empty()) << d.error;
@@ -88,14 +72,14 @@ INSTANTIATE_TEST_SUITE_P(Layouts, TensorParallelRuns,
 
 TEST(TensorParallelRuns, StoppedAndResumedAtTp2EqualsTheUninterruptedRun_np2) {
   const std::filesystem::path whole = testing::fresh_temp_dir("whole"), split = testing::fresh_temp_dir("split");
-  ASSERT_TRUE(train(run_config(whole, {"layout.tp=2"}), 2).ok());
-  ASSERT_TRUE(train(run_config(split, {"layout.tp=2"}), 2, /*stop_after_step=*/2).ok());
+  ASSERT_TRUE(train_on_local_ranks(run_config(whole, {"layout.tp=2"}), 2).ok());
+  ASSERT_TRUE(train_on_local_ranks(run_config(split, {"layout.tp=2"}), 2, /*stop_after_step=*/2).ok());
   EXPECT_FALSE(std::filesystem::exists(split / "final-hf"));
   absl::StatusOr<CheckpointScan> scan = latest_complete_checkpoint(split);
   ASSERT_TRUE(scan.ok() && scan->latest.has_value());
   EXPECT_EQ(scan->latest->marker.step, 2);
   EXPECT_EQ(scan->latest->marker.layout, (CheckpointLayout{.tp = 2, .dp = 1}));
-  const absl::Status resumed = train(run_config(split, {"layout.tp=2", "resume=true"}), 2);
+  const absl::Status resumed = train_on_local_ranks(run_config(split, {"layout.tp=2", "resume=true"}), 2);
   ASSERT_TRUE(resumed.ok()) << resumed;
   EXPECT_EQ(file_bytes(split / "final-hf" / "model.safetensors"), file_bytes(whole / "final-hf" / "model.safetensors"));
   const testing::RunDifference d = testing::compare_runs(whole, split);
@@ -108,7 +92,7 @@ TEST(TensorParallelRuns, StoppedAndResumedAtTp2EqualsTheUninterruptedRun_np2) {
 }
 
 TEST(TensorParallelRuns, ALayoutTheModelDoesNotSplitIntoFailsOnEveryRank_np3) {
-  const absl::Status status = train(run_config(testing::fresh_temp_dir(), {"layout.tp=3"}), 3);
+  const absl::Status status = train_on_local_ranks(run_config(testing::fresh_temp_dir(), {"layout.tp=3"}), 3);
   EXPECT_THAT(std::string(status.message()),
               ::testing::HasSubstr("num_attention_heads (4) is not divisible by tp (3)"));
 }
