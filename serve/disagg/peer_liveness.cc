@@ -62,11 +62,6 @@ bool PeerLiveness::alive(int peer) const {
   return false;
 }
 
-int PeerLiveness::num_alive() const {
-  const std::lock_guard lock(mutex_);
-  return static_cast<int>(std::count_if(peers_.begin(), peers_.end(), [](const Peer& p) { return p.alive; }));
-}
-
 void PeerLiveness::loop() {
   const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config_.interval_s));
   std::unique_lock lock(mutex_);

@@ -39,7 +39,6 @@ class PeerLiveness {
   void forget(int peer);
 
   bool alive(int peer) const;  // `peer` was watched at some time
-  int num_alive() const;
   double timeout_s() const { return config_.timeout_s; }
 
  private:
