@@ -21,7 +21,9 @@ PeerLiveness::PeerLiveness(distributed::Communicator& heartbeat, std::vector<int
   PLM_CHECK(config_.interval_s > 0 && config_.timeout_s > config_.interval_s)
       << "heartbeat every " << config_.interval_s << " s with a timeout of " << config_.timeout_s << " s";
   const Clock::time_point now = Clock::now();
-  for (int rank : peers) peers_.push_back({.rank = rank, .last_heard = now, .alive = true, .watched = true, .beat = nullptr});
+  for (int rank : peers) {
+    peers_.push_back({.rank = rank, .last_heard = now, .alive = true, .watched = true, .beat = nullptr});
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -95,7 +97,8 @@ void PeerLiveness::beat_and_listen() {
   last_beat_ = now;
   const std::lock_guard lock(mutex_);
   for (Peer& p : peers_) {
-    if (!p.watched || !p.alive || (p.beat != nullptr && !p.beat->done())) continue;  // a peer that takes no heartbeat gets no more
+    // A peer not watched, or that takes no heartbeat, gets no more.
+    if (!p.watched || !p.alive || (p.beat != nullptr && !p.beat->done())) continue;
     p.beat = comm_.start_send(Tensor(&g_beat, {1}, DType::kI64), p.rank, kHeartbeatTag);
   }
 }

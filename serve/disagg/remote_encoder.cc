@@ -153,7 +153,8 @@ void RemoteEncoder::encoder_died(int rank) {
     const int64_t held =
         std::count_if(in_flight_.begin(), in_flight_.end(), [&](const auto& j) { return j.second.encoder == index; });
     const int left = num_left();
-    const int64_t total = std::count_if(routing_.begin(), routing_.end(), [](Routing r) { return r != Routing::kRetired; });
+    const int64_t total =
+        std::count_if(routing_.begin(), routing_.end(), [](Routing r) { return r != Routing::kRetired; });
     pool_empty = left == 0;
     const std::string line = absl::StrFormat(
         "plm serve: front rank %d: encoder rank %d stopped answering (no heartbeat for %g s): its %d requests in "
