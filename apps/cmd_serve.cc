@@ -189,6 +189,7 @@ absl::Status run_serve(const ServeOptions& o, const std::string& flags) {
     DisaggregatedOptions d = o.disagg;
     d.model_dir = o.model_dir;
     d.device = o.device;
+    d.dtype = o.dtype;
     d.flags = flags;
     d.encoder_cache_bytes = static_cast<int64_t>(o.encoder_cache_bytes);
     d.max_media_items_per_step = o.max_media_items_per_step;
@@ -288,6 +289,10 @@ void add_serve_command(CLI::App& app, CommandMain* selected) {
   cmd->add_option("--max-embedding-bytes-in-flight", o->disagg.max_embedding_bytes_in_flight,
                   "With --disaggregate: embedding bytes a front awaits from encoders before it holds requests back (default 256M)")
       ->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--peer-timeout", o->disagg.peer_timeout_s,
+                  "With --disaggregate: seconds without a heartbeat after which a rank counts as dead: its requests get "
+                  "503 (default 10; survives only under mpirun --enable-recovery)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--pool-stats-interval", o->disagg.pool_stats_interval_s,
                   "With --disaggregate: seconds between pool reports (log line and suggested split; default 10)")
       ->check(CLI::PositiveNumber);

@@ -1,7 +1,9 @@
 // `plm serve --disaggregate`: one job split into an encoder pool and a decoder pool (serve/disagg/). Every rank
 // builds the pools' groups and loads the part of the model its role needs; each decoder replica's first rank
 // serves HTTP through `serve_front` (cmd_serve.cc's server) with its prompts' media encoded on the encoder pool,
-// its TP followers step with it, and the encoder ranks serve jobs until every front has stopped. With
+// its TP followers step with it, and the encoder ranks serve jobs until every front has stopped. Fronts and
+// encoders watch each other by heartbeats: a dead encoder's requests get 503, a dead front's jobs are dropped,
+// and a front whose encoder pool is empty drains and returns an error (serve/README.md, "Failure"). With
 // --rebalance a rank may change roles while the job runs (serve/disagg/pool_control.h): it drains, frees its
 // weights, loads the other role's from the model directory and rejoins.
 #pragma once
@@ -25,12 +27,14 @@ namespace plm::apps {
 struct DisaggregatedOptions {
   std::string model_dir;
   std::string device = "cpu";
+  std::string dtype;  // --dtype: "" is the device's default
   std::string flags;  // the command line, compared across ranks
   serve::disagg::PoolLayoutConfig pools;
   int64_t encoder_cache_bytes = int64_t{512} << 20;  // per encoder rank
   int max_media_items_per_step = 32;                 // an encoder's batch
   int64_t max_embedding_bytes_in_flight = int64_t{256} << 20;
   double pool_stats_interval_s = 10;
+  double peer_timeout_s = 10;  // a rank whose heartbeats stop this long is dead
   bool rebalance = false;     // move ranks between the pools (needs decoder_tp 1)
   int rebalance_windows = 3;  // consecutive --pool-stats-interval windows the suggestion must hold
 };
@@ -44,7 +48,8 @@ struct FrontHooks {
   int replica = 0;           // the front's decoder replica: it listens on --port + replica (when --port is not 0)
   std::string description;   // for the ready line
   bool drain_on_signals = true;  // false: only PoolControl drains it (a move, or the job's end)
-  // Called once the server is ready with its drain(), and with an empty function before it is destroyed.
+  // Called once the server is ready with its drain(), and with an empty function before it is destroyed: PoolControl
+  // drains the front for a move or the job's end, and the front drains itself when its encoder pool is empty.
   std::function<void(std::function<void()> drain)> serving;
 };
 

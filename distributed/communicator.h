@@ -4,7 +4,8 @@
 // Contract: every rank of the group calls the same collectives in the same order with matching shapes
 // and dtypes. A failure of the transport (a dead peer, a timeout) is not recoverable for a training or
 // serving job: the implementation aborts the whole job with a message naming the operation, the group
-// and the rank, rather than returning or hanging. Not thread-safe: one thread drives a communicator.
+// and the rank, rather than returning or hanging; only a polled and abandoned P2pRequest (done(), abandon())
+// leaves waiting on a peer that may be dead to the caller. Not thread-safe: one thread drives a communicator.
 #pragma once
 
 #include <memory>
@@ -20,8 +21,11 @@ namespace plm::distributed {
 
 enum class ReduceOp { kSum, kAvg, kMax };
 
-// A point-to-point transfer in flight (Communicator::isend / irecv). Move-only; wait() is idempotent, and
-// destroying or overwriting a request waits for it, so a buffer is never released under a transfer.
+// A point-to-point transfer in flight (Communicator::isend / irecv). Move-only. wait() blocks until it is done
+// (idempotent), done() polls; destroying or overwriting a request waits for it, so a buffer is never released
+// under a transfer. abandon() is for a peer presumed dead (serve/disagg/ under mpirun --enable-recovery): the
+// transfer is given up without waiting (a receive cancelled where the transport can), and its tensor must then
+// stay alive for good, since the transport may still touch it. A request must not outlive its communicator.
 class P2pRequest {
  public:
   // What a transport keeps for one transfer in flight.
@@ -29,6 +33,8 @@ class P2pRequest {
    public:
     virtual ~Pending() = default;
     virtual void wait() = 0;
+    virtual bool test() = 0;  // finished (then as after wait()); never blocks
+    virtual void abandon() {}
   };
 
   P2pRequest() = default;  // nothing in flight
@@ -49,6 +55,15 @@ class P2pRequest {
   void wait() {
     if (!pending_) return;
     pending_->wait();
+    pending_.reset();
+  }
+  bool done() {
+    if (pending_ && pending_->test()) pending_.reset();
+    return pending_ == nullptr;
+  }
+  void abandon() {
+    if (!pending_) return;
+    pending_->abandon();
     pending_.reset();
   }
 

@@ -1,6 +1,7 @@
 #include "distributed/launch_env.h"
 
 #include <cstdlib>
+#include <string>
 
 namespace plm::distributed {
 
@@ -17,6 +18,13 @@ int env_int(const char* name, int fallback) {
 
 bool env_set(const char* name) { return std::getenv(name) != nullptr; }
 
+bool env_true(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return false;
+  const std::string v = value;
+  return v == "1" || v == "true" || v == "yes";
+}
+
 }  // namespace
 
 LaunchEnv read_launch_env() {
@@ -27,6 +35,7 @@ LaunchEnv read_launch_env() {
     env.world_size = env_int("OMPI_COMM_WORLD_SIZE", 1);
     env.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
     env.local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+    env.survives_rank_death = env_true("OMPI_MCA_orte_enable_recovery");
   } else if (env_set("SLURM_PROCID") && env_set("SLURM_NTASKS")) {
     env.launcher = "slurm";
     env.world_rank = env_int("SLURM_PROCID", 0);

@@ -191,16 +191,31 @@ class LocalCommunicator final : public Communicator {
       LocalGroup& group = *comm_.group_;
       CommWatchdog::Scope scope(comm_.watchdog_, comm_.describe("recv from rank " + std::to_string(peer_)));
       std::unique_lock<std::mutex> lock(group.mailbox_mutex);
-      std::map<int64_t, std::vector<char>>& messages = group.mailbox[{peer_, comm_.rank_, tag_}].messages;
-      group.mailbox_cv.wait(lock, [&] { return messages.count(ticket_) > 0; });
-      const auto message = messages.find(ticket_);
-      PLM_CHECK_EQ(message->second.size(), t_.nbytes()) << "recv on " << comm_.name_ << " from rank " << peer_
-                                                          << " tag " << tag_ << ": message size differs";
-      std::memcpy(t_.data(), message->second.data(), t_.nbytes());
-      messages.erase(message);
+      group.mailbox_cv.wait(lock, [&] { return messages().count(ticket_) > 0; });
+      take();
+    }
+    // Done once the message is in the mailbox (then copied out), so a test can play a peer that never sends.
+    bool test() override {
+      const std::lock_guard<std::mutex> lock(comm_.group_->mailbox_mutex);
+      if (messages().count(ticket_) == 0) return false;
+      take();
+      return true;
     }
 
    private:
+    // This receive's route; mailbox_mutex held.
+    std::map<int64_t, std::vector<char>>& messages() const {
+      return comm_.group_->mailbox[{peer_, comm_.rank_, tag_}].messages;
+    }
+    // Copies message `ticket_` (there) into `t_` and drops it; mailbox_mutex held.
+    void take() const {
+      const auto message = messages().find(ticket_);
+      PLM_CHECK_EQ(message->second.size(), t_.nbytes()) << "recv on " << comm_.name_ << " from rank " << peer_
+                                                          << " tag " << tag_ << ": message size differs";
+      std::memcpy(t_.data(), message->second.data(), t_.nbytes());
+      messages().erase(message);
+    }
+
     LocalCommunicator& comm_;
     const Tensor t_;
     const int peer_, tag_;

@@ -13,6 +13,7 @@
 
 #include "core/check.h"
 #include "distributed/host_reduce.h"
+#include "distributed/launch_env.h"
 #include "distributed/watchdog.h"
 
 namespace plm::distributed {
@@ -205,7 +206,9 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
-  // An MPI_Isend / MPI_Irecv in flight; wait() is MPI_Wait under the watchdog.
+  // An MPI_Isend / MPI_Irecv in flight; wait() is MPI_Wait under the watchdog, test() MPI_Test. An abandoned
+  // one (its peer is presumed dead) is freed: a receive is cancelled first, so that no later message lands in
+  // it; a send cannot be, and may still read its buffer.
   class PendingTransfer final : public P2pRequest::Pending {
    public:
     PendingTransfer(MpiCommunicator& comm, MPI_Request request, std::string what, Tensor t, bool check_count)
@@ -215,6 +218,17 @@ class MpiCommunicator final : public Communicator {
       MPI_Status status;
       comm_.check(MPI_Wait(&request_, &status), what_.c_str());
       if (check_count_) comm_.check_received(status, t_, what_.c_str());
+    }
+    bool test() override {
+      int finished = 0;
+      MPI_Status status;
+      comm_.check(MPI_Test(&request_, &finished, &status), what_.c_str());
+      if (finished && check_count_) comm_.check_received(status, t_, what_.c_str());
+      return finished != 0;
+    }
+    void abandon() override {
+      if (check_count_) MPI_Cancel(&request_);
+      MPI_Request_free(&request_);
     }
 
    private:
@@ -279,6 +293,29 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
+namespace {
+
+// Under `mpirun --enable-recovery` a rank of the job may have died, and then MPI_Finalize's closing fence
+// (Open MPI 4.1.4) sometimes waits for it for good: give it PLM_FINALIZE_TIMEOUT_S (default 20 s), then leave
+// without it. mpirun keeps no exit status in that mode anyway (serve/README.md, "Failure").
+void bound_finalize() {
+  const std::chrono::seconds timeout = [] {
+    const char* value = std::getenv("PLM_FINALIZE_TIMEOUT_S");
+    const int s = value != nullptr ? std::atoi(value) : 0;
+    return std::chrono::seconds(s > 0 ? s : 20);
+  }();
+  std::thread([timeout] {
+    std::this_thread::sleep_for(timeout);
+    std::fprintf(stderr, "plm rank %d: MPI_Finalize did not finish in %lld s (a rank of the job died); exiting without it\n",
+                 world_rank(), static_cast<long long>(timeout.count()));
+    std::fflush(stderr);
+    std::fflush(stdout);
+    std::_Exit(0);
+  }).detach();
+}
+
+}  // namespace
+
 void ensure_mpi_initialized() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -290,7 +327,9 @@ void ensure_mpi_initialized() {
     std::atexit([] {
       int finalized = 0;
       MPI_Finalized(&finalized);
-      if (!finalized) MPI_Finalize();
+      if (finalized) return;
+      if (read_launch_env().survives_rank_death) bound_finalize();
+      MPI_Finalize();
     });
   });
 }

@@ -12,7 +12,9 @@
 namespace plm::distributed {
 
 // Initialises MPI once per process (thread level MPI_THREAD_MULTIPLE when available, so the watchdog
-// may call MPI_Abort) and finalises it at exit. Safe to call repeatedly.
+// may call MPI_Abort) and finalises it at exit; under `mpirun --enable-recovery`, where a dead rank can keep
+// MPI_Finalize waiting, the process leaves without it after PLM_FINALIZE_TIMEOUT_S (default 20). Safe to call
+// repeatedly.
 void ensure_mpi_initialized();
 
 // The world group of an mpirun/srun launch (or a single-process world when run without a launcher).

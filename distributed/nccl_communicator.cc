@@ -174,6 +174,14 @@ class NcclCommunicator final : public Communicator {
     PendingTransfer(cudaEvent_t done, Stream s) : done_(done), s_(s) {}
     ~PendingTransfer() override { cudaEventDestroy(done_); }
     void wait() override { PLM_CUDA_CHECK(cudaStreamWaitEvent(as_cuda(s_), done_, 0)); }
+    // Finished on the device; a receive's data is then visible to any stream. NCCL transfers cannot be
+    // cancelled, so abandon() only stops looking at one (its buffer may still be touched).
+    bool test() override {
+      const cudaError_t state = cudaEventQuery(done_);
+      if (state == cudaErrorNotReady) return false;
+      PLM_CUDA_CHECK(state);
+      return true;
+    }
 
    private:
     cudaEvent_t done_;

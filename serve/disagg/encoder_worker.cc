@@ -1,5 +1,6 @@
 #include "serve/disagg/encoder_worker.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -8,8 +9,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/check.h"
 #include "core/cuda/runtime.h"
+#include "serve/disagg/peer_liveness.h"
 #include "serve/disagg/wire.h"
 #include "serve/encoder_cache.h"
 
@@ -66,23 +71,69 @@ class JobQueue {
   bool closed_ = false;
 };
 
-// The receiving thread: jobs into the queue until every front it knows has said stop and it may exit.
-void receive_jobs(distributed::Communicator& jobs, const EncoderWorkerConfig& config, JobQueue& queue) {
-  int fronts = config.num_fronts, stops = 0;
+// What the receiving thread saw of the fronts.
+struct FrontsSeen {
+  int known = 0;           // fronts it knew at its start or that joined
+  std::vector<int> died;   // of them, those that stopped answering before saying stop
+};
+
+// The receiving thread: jobs into the queue until every front it knows has said stop or died, and it may exit
+// (or a front died: under `--rebalance` no end of the job may come any more). A joining front is watched from its
+// join on; a stopped one's silence is no death (it may have moved to the encoder pool), though the replies still
+// owed to it are dropped once it is silent.
+FrontsSeen receive_jobs(distributed::Communicator& jobs, const EncoderWorkerConfig& config, PeerLiveness& liveness,
+                        LostMessages& lost, JobQueue& queue) {
+  enum class State { kActive, kStopped, kDied };
+  absl::flat_hash_map<int, State> fronts;  // by rank
+  for (int rank : config.front_ranks) fronts[rank] = State::kActive;
+  FrontsSeen seen{.known = static_cast<int>(fronts.size()), .died = {}};
+  // Fronts newly silent before saying stop: logged once each.
+  const auto newly_dead = [&] {
+    std::vector<int> dead;
+    for (const auto& [rank, state] : fronts) {
+      if (state == State::kActive && !liveness.alive(rank)) dead.push_back(rank);
+    }
+    return dead;
+  };
+  const auto all_gone = [&] {
+    return std::none_of(fronts.begin(), fronts.end(), [](const auto& f) { return f.second == State::kActive; });
+  };
+  const auto may_end = [&] { return all_gone() && (!seen.died.empty() || config.may_exit()); };
   while (true) {
     const std::optional<int> front =
-        wait_for_message(jobs, kJobTag, [&] { return stops == fronts && config.may_exit(); });
-    if (!front) break;
-    ReceivedJob job = recv_job(jobs, *front);
-    if (job.stop) {
-      ++stops;
-    } else if (job.join) {
-      ++fronts;
+        wait_for_message(jobs, kJobTag, [&] { return !newly_dead().empty() || may_end(); });
+    for (int rank : newly_dead()) {
+      fronts[rank] = State::kDied;
+      seen.died.push_back(rank);
+      if (config.log) {
+        config.log(absl::StrFormat("plm serve: encoder rank %d: front rank %d stopped answering (no heartbeat for %g s); "
+                                   "dropping its jobs",
+                                   jobs.rank(), rank, config.peer_timeout_s));
+      }
+    }
+    if (!front) {
+      if (may_end()) break;
+      continue;
+    }
+    const auto it = fronts.find(*front);
+    std::optional<ReceivedJob> job =
+        recv_job(jobs, *front, [&] { return it == fronts.end() || liveness.alive(*front); }, lost);
+    if (!job) continue;  // the front died sending it
+    if (job->join) {
+      if (it == fronts.end()) ++seen.known;
+      fronts[*front] = State::kActive;
+      liveness.watch(*front);
+      continue;
+    }
+    PLM_CHECK(it != fronts.end()) << "a job from rank " << *front << ", which is not a front of this encoder";
+    if (job->stop) {
+      if (it->second == State::kActive) it->second = State::kStopped;
     } else {
-      queue.push(std::move(job));
+      queue.push(std::move(*job));
     }
   }
   queue.close();
+  return seen;
 }
 
 // One kind's items of a batch of jobs, resolved from the cache or encoded together.
@@ -98,12 +149,12 @@ KindBatch resolve_kind(const model::PlmModel& model, const std::vector<ReceivedJ
   KindBatch b;
   std::vector<std::pair<MediaKey, Tensor>> misses;  // distinct keys, with their pixels
   for (const ReceivedJob& job : jobs) {
-    for (size_t i = 0; i < job.keys[kind].size(); ++i) {
-      const MediaKey& key = job.keys[kind][i];
+    for (size_t i = 0; i < job.media.keys[kind].size(); ++i) {
+      const MediaKey& key = job.media.keys[kind][i];
       if (b.rows.contains(key)) continue;
       EncoderCache::Entry entry = cache.find(key);
       b.encoded[key] = entry == nullptr;
-      if (entry == nullptr) misses.emplace_back(key, job.pixels[kind].view().select(0, static_cast<int64_t>(i)));
+      if (entry == nullptr) misses.emplace_back(key, job.media.pixels[kind].view().select(0, static_cast<int64_t>(i)));
       b.rows[key] = std::move(entry);
     }
   }
@@ -130,13 +181,18 @@ KindBatch resolve_kind(const model::PlmModel& model, const std::vector<ReceivedJ
 
 absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChannels& channels,
                                 const EncoderWorkerConfig& config) {
-  PLM_CHECK(channels.jobs != nullptr && channels.replies != nullptr && channels.data != nullptr);
+  PLM_CHECK(channels.jobs != nullptr && channels.replies != nullptr && channels.data != nullptr &&
+            channels.heartbeat != nullptr);
   PLM_CHECK(model.has_vision()) << "an encoder rank needs the vision tower";
   const Clock::time_point started = Clock::now();
   const int64_t rows_per_item = model.config().tokens_per_tile(), hidden = model.config().text.hidden_size;
   EncoderCache cache(config.cache_bytes);
   JobQueue queue;
-  std::thread receiver([&] { receive_jobs(*channels.jobs, config, queue); });
+  LostMessages lost;  // replies and jobs cut short by a front's death
+  PeerLiveness liveness(*channels.heartbeat, config.front_ranks,
+                        {.interval_s = std::min(0.5, config.peer_timeout_s / 4), .timeout_s = config.peer_timeout_s});
+  FrontsSeen fronts;
+  std::thread receiver([&] { fronts = receive_jobs(*channels.jobs, config, liveness, lost, queue); });
   double busy_s = 0;
   while (true) {
     const std::vector<ReceivedJob> jobs = queue.take(config.max_items_per_batch);
@@ -144,11 +200,12 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
     std::array<KindBatch, 2> kinds = {resolve_kind(model, jobs, 0, cache), resolve_kind(model, jobs, 1, cache)};
     busy_s += kinds[0].encode_s + kinds[1].encode_s;
     for (const ReceivedJob& job : jobs) {
+      if (!liveness.alive(job.front)) continue;  // nobody to reply to
       ReplyInfo info{.id = job.id, .queued_items = queue.num_items(), .busy_s = busy_s, .uptime_s = seconds_since(started)};
       std::vector<bool> flags;
       std::array<OwnedTensor, 2> rows;
       for (int kind = 0; kind < 2; ++kind) {
-        const std::vector<MediaKey>& keys = job.keys[kind];
+        const std::vector<MediaKey>& keys = job.media.keys[kind];
         const int64_t n = static_cast<int64_t>(keys.size());
         info.num_items[kind] = n;
         if (n == 0) continue;
@@ -166,10 +223,17 @@ absl::Status run_encoder_worker(const model::PlmModel& model, const EncoderChann
                                 static_cast<double>(kinds[kind].num_encoded);
         }
       }
-      send_reply(*channels.replies, *channels.data, job.front, info, flags, {rows[0].view(), rows[1].view()});
+      // A front that died meanwhile gets nothing: its jobs' replies are dropped (kept in `lost`).
+      send_reply(*channels.replies, *channels.data, job.front, info, flags, std::move(rows),
+                 [&] { return liveness.alive(job.front); }, lost);
     }
   }
   receiver.join();
+  if (!fronts.died.empty() && static_cast<int>(fronts.died.size()) == fronts.known) {
+    return absl::UnavailableError(absl::StrCat("encoder rank ", channels.jobs->rank(), ": no front is left (rank",
+                                               fronts.died.size() > 1 ? "s " : " ", absl::StrJoin(fronts.died, ", "),
+                                               " stopped answering before saying stop); exiting"));
+  }
   return absl::OkStatus();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -37,6 +38,12 @@ PoolControl::~PoolControl() {
     stopping_ = true;
   }
   if (listener_.joinable()) listener_.join();
+  // The last messages (the job's end) reach live ranks at once; one to a dead rank never finishes and is dropped.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < until &&
+         !std::all_of(sending_.begin(), sending_.end(), [](WireMessage& w) { return finished(w); })) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 PoolRole PoolControl::role(int rank) const {
@@ -113,8 +120,13 @@ void PoolControl::finish() {
 }
 
 void PoolControl::send(int peer, const Message& m) {
-  std::array<int64_t, 3> h = {static_cast<int64_t>(m.kind), m.rank, m.role == PoolRole::kEncoder ? 1 : 0};
-  control_.send(Tensor(h.data(), {3}, DType::kI64), peer, kControlTag);
+  std::erase_if(sending_, [](WireMessage& w) { return finished(w); });
+  auto h = std::make_shared<std::array<int64_t, 3>>(
+      std::array<int64_t, 3>{static_cast<int64_t>(m.kind), m.rank, m.role == PoolRole::kEncoder ? 1 : 0});
+  WireMessage w;
+  w.transfers.push_back(start_send(control_, Tensor(h->data(), {3}, DType::kI64), peer, kControlTag));
+  w.buffers.push_back(std::move(h));
+  sending_.push_back(std::move(w));
 }
 
 void PoolControl::send_to_others(const Message& m) {

@@ -5,7 +5,9 @@
 // its HTTP server, its requests in flight finishing), frees its role's weights, loads the other role's, and
 // reports back (rejoined); rank 0 then tells every rank the move is complete (fronts route to a new encoder). When
 // rank 0 has drained it waits for a move in progress, then ends the job on every rank. One thread per rank (the
-// listener) drives the control group; the others post to it. Without --rebalance: the layout's roles, no thread.
+// listener) drives the control group; the others post to it. Its messages are started sends, never waited on, so
+// that a dead rank (serve/README.md, "Failure") cannot hold up the listener. Without --rebalance: the layout's
+// roles, no thread.
 // Thread-safe.
 #pragma once
 
@@ -23,6 +25,7 @@
 #include "serve/disagg/pool_monitor.h"
 #include "serve/disagg/rebalance_policy.h"
 #include "serve/disagg/remote_encoder.h"
+#include "serve/disagg/wire.h"
 
 namespace plm::serve::disagg {
 
@@ -94,6 +97,8 @@ class PoolControl {
   bool drain_asked_ = false;
   RemoteEncoder* encoders_ = nullptr;
   std::function<void()> drain_;
+
+  std::vector<WireMessage> sending_;  // the listener's sends not yet seen finished
 
   std::thread listener_;  // last
 };

@@ -129,6 +129,13 @@ std::string PoolMonitor::render() const {
     sample(out, "plm_disagg_queue_depth", x.queued_items + x.outstanding_items,
            absl::StrCat("pool=\"encoder\",rank=\"", x.rank, "\""));
   }
+  metric(out, "plm_disagg_encoder_alive", "gauge", "1 while the encoder rank answers heartbeats; 0 once it is dead");
+  for (const EncoderPoolStats::Encoder& x : e.encoders) {
+    sample(out, "plm_disagg_encoder_alive", x.alive ? 1 : 0, absl::StrCat("rank=\"", x.rank, "\""));
+  }
+  metric(out, "plm_disagg_requests_failed_total", "counter",
+         "Requests with media failed with 503: their encoder died, or none was left");
+  sample(out, "plm_disagg_requests_failed_total", e.jobs_failed);
   metric(out, "plm_disagg_requests_awaiting_encoders", "gauge",
          "Requests of this front waiting to be sent (backpressure) or for their embeddings");
   sample(out, "plm_disagg_requests_awaiting_encoders", e.jobs_waiting);

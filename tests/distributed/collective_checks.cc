@@ -1,7 +1,9 @@
 #include "tests/distributed/collective_checks.h"
 
+#include <chrono>
 #include <numeric>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -132,6 +134,29 @@ std::string check_send_recv(Communicator& comm) {
   }
   if (auto e = compare("recv tag 1", got_a, std::vector<int32_t>{prev, 1}, me); !e.empty()) return e;
   return compare("recv tag 2", got_b, std::vector<int32_t>{prev, 2}, me);
+}
+
+std::string check_polled_transfers(Communicator& comm) {
+  const int n = comm.size(), me = comm.rank();
+  if (n == 1) return "";
+  const int next = (me + 1) % n, prev = (me + n - 1) % n;
+  // Past MPI's eager limit, so the send completes only once the receiver takes it.
+  constexpr int64_t kCount = 1 << 18;
+  std::vector<int32_t> out(kCount, me), in(kCount, -1), never(1, -1);
+  // Every rank starts both sides at once (blocking ones would wait on each other around the ring).
+  P2pRequest recv = comm.irecv(view_of(in), prev, /*tag=*/5);
+  P2pRequest send = comm.isend(view_of(out), next, 5);
+  // A receive nobody matches stays unfinished and is abandoned below.
+  P2pRequest unmatched = comm.irecv(view_of(never), prev, /*tag=*/6);
+  for (int i = 0; i < 100000 && !(recv.done() && send.done()); ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  if (!recv.done() || !send.done()) return absl::StrCat("rank ", me, ": the polled transfers did not finish");
+  if (unmatched.done()) return absl::StrCat("rank ", me, ": a receive nobody sent to finished");
+  unmatched.abandon();
+  if (unmatched.in_flight()) return absl::StrCat("rank ", me, ": an abandoned receive is still in flight");
+  comm.barrier();
+  return compare("polled irecv", in, std::vector<int32_t>(kCount, prev), me);
 }
 
 std::string check_isend_irecv(Communicator& comm) {

@@ -15,6 +15,7 @@ std::string check_reduce_scatter(Communicator& comm);  // equal and uneven count
 std::string check_broadcast(Communicator& comm);       // from the last rank
 std::string check_send_recv(Communicator& comm);       // a ring, two tags in flight
 std::string check_isend_irecv(Communicator& comm);  // partners trade tensors by isend / irecv, posting order
+std::string check_polled_transfers(Communicator& comm);  // isend / irecv polled by done() around a ring; one abandoned
 std::string check_process_groups(Communicator& world, int tp, int pp);  // membership of tp/pp/dp groups
 std::string check_status_agreement(Communicator& comm);  // none, the last, every odd rank fail; empty message
 

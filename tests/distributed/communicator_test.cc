@@ -36,6 +36,7 @@ TEST_P(LocalCollectives, ReduceScatter) { expect_all_ranks_pass(GetParam(), test
 TEST_P(LocalCollectives, Broadcast) { expect_all_ranks_pass(GetParam(), testing::check_broadcast); }
 TEST_P(LocalCollectives, SendRecv) { expect_all_ranks_pass(GetParam(), testing::check_send_recv); }
 TEST_P(LocalCollectives, IsendIrecv) { expect_all_ranks_pass(GetParam(), testing::check_isend_irecv); }
+TEST_P(LocalCollectives, PolledTransfers) { expect_all_ranks_pass(GetParam(), testing::check_polled_transfers); }
 TEST_P(LocalCollectives, StatusAgreement) { expect_all_ranks_pass(GetParam(), testing::check_status_agreement); }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, LocalCollectives, ::testing::Values(1, 2, 3, 4), ::testing::PrintToStringParamName());

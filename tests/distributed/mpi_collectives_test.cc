@@ -19,6 +19,7 @@ TEST(MpiCollectives, ReduceScatter) { EXPECT_EQ(testing::check_reduce_scatter(wo
 TEST(MpiCollectives, Broadcast) { EXPECT_EQ(testing::check_broadcast(world()), ""); }
 TEST(MpiCollectives, SendRecv) { EXPECT_EQ(testing::check_send_recv(world()), ""); }
 TEST(MpiCollectives, IsendIrecv) { EXPECT_EQ(testing::check_isend_irecv(world()), ""); }
+TEST(MpiCollectives, PolledTransfers) { EXPECT_EQ(testing::check_polled_transfers(world()), ""); }
 TEST(MpiCollectives, StatusAgreement) { EXPECT_EQ(testing::check_status_agreement(world()), ""); }
 TEST(MpiCollectives, ProcessGroups) {
   const int n = world().size();

@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "serve/http/http_client.h"
 #include "tests/core/test_temp_dir.h"
 #include "tests/serve/serve_fixture.h"
@@ -31,6 +32,7 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using serve::testing::inputs_dir;
 using serve::testing::models_dir;
 
@@ -104,7 +106,13 @@ class ServeProcess {
     return std::move(*c);
   }
   HttpResponse post(const std::string& route, const std::string& body, const Headers& headers = {}) {
-    absl::StatusOr<HttpResponse> r = client()->request("POST", route, body, headers);
+    return post_at(port_, route, body, headers);
+  }
+  // To another replica's server of the same job.
+  static HttpResponse post_at(uint16_t port, const std::string& route, const std::string& body, const Headers& headers = {}) {
+    absl::StatusOr<std::unique_ptr<HttpClient>> c = HttpClient::connect("127.0.0.1", port, 120);
+    PLM_CHECK(c.ok()) << c.status().message();
+    absl::StatusOr<HttpResponse> r = (*c)->request("POST", route, body, headers);
     PLM_CHECK(r.ok()) << r.status().message();
     return *r;
   }
@@ -166,6 +174,7 @@ json video_part(const std::string& url) { return {{"type", "video_url"}, {"video
 
 std::string content_of(const HttpResponse& r) {
   EXPECT_EQ(r.status, 200) << r.body;
+  if (r.status != 200) return "";
   return json::parse(r.body)["choices"][0]["message"]["content"].get<std::string>();
 }
 
@@ -310,8 +319,8 @@ TEST(PlmServe, DisaggregatedServerRepliesAsColocated_np4) {
   expect_disaggregated_replies_as_colocated(4, {"--encoder-ranks", "2", "--decoder-ranks", "2", "--decoder-tp", "2"});
 }
 
-// A dead encoder rank ends the whole job promptly with mpirun's message (Open MPI aborts a job whose rank dies;
-// serve/README.md says why staying up is not done): no hang, whatever was in flight.
+// Without --enable-recovery a dead encoder rank ends the whole job promptly with mpirun's message (Open MPI aborts
+// a job whose rank dies), and the log said so at start: no hang, whatever was in flight.
 TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
   ServeProcess server({"--disaggregate", "--encoder-ranks", "2", "--decoder-ranks", "1"},
                       {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "3", "-x", "OMP_NUM_THREADS=1"});
@@ -324,6 +333,186 @@ TEST(PlmServe, DisaggregatedJobEndsWhenAnEncoderRankDies_np3) {
   EXPECT_NE(status, -1) << "the job did not end within 60 s: " << server.log();
   EXPECT_NE(status, 0);
   EXPECT_THAT(server.log(), HasSubstr("exited on signal 9"));
+  EXPECT_THAT(server.log(), HasSubstr("a rank that dies ends the whole job (mpirun aborts it)"));
+}
+
+std::vector<std::string> mpirun(int num_ranks) {
+  return {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", std::to_string(num_ranks), "-x", "OMP_NUM_THREADS=1"};
+}
+
+// Under `mpirun --enable-recovery` (serve/README.md, "Failure"): ranks that die are noticed by heartbeats
+// (--peer-timeout 5 s here: shorter ones saw a live rank taken for dead once on this loaded machine), and what
+// they held fails with 503 while the rest of the job serves on.
+std::vector<std::string> recovering_launcher(int num_ranks) {
+  std::vector<std::string> launcher = mpirun(num_ranks);
+  launcher.insert(launcher.begin() + 3, "--enable-recovery");
+  return launcher;
+}
+
+std::vector<std::string> disaggregated_flags(const std::vector<std::string>& pools) {
+  std::vector<std::string> flags = {"--disaggregate", "--peer-timeout", "5"};
+  flags.insert(flags.end(), pools.begin(), pools.end());
+  return flags;
+}
+
+// The co-located single-rank server's reply to each request.
+std::vector<std::string> colocated_replies(const std::vector<json>& requests) {
+  ServeProcess server({});
+  std::vector<std::string> replies;
+  for (const json& r : requests) replies.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
+  return replies;
+}
+
+// Waits for `pattern` (one capture group) in the log; its first match.
+std::string wait_for_log(const ServeProcess& server, const std::string& pattern, double timeout_s = 60) {
+  const std::regex re(pattern);
+  for (int i = 0; i < timeout_s * 20; ++i) {
+    std::smatch m;
+    const std::string log = server.log();
+    if (std::regex_search(log, m, re)) return m[1];
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "no match for " << pattern << " within " << timeout_s << " s: " << server.log();
+  return "";
+}
+
+int encoder_pid(const ServeProcess& server, int index, int count) {
+  return std::stoi(wait_for_log(server, absl::StrCat("is encoder ", index, " of ", count, " \\(pid ([0-9]+)\\)")));
+}
+
+// A front of a disaggregated job, from its ready line.
+struct Front {
+  uint16_t port = 0;
+  int pid = 0;
+};
+Front front(const ServeProcess& server, int replica, int num_replicas) {
+  const std::string line = wait_for_log(
+      server, absl::StrCat("(ready on http://[0-9.]+:[0-9]+ \\(pid [0-9]+, .* decoder replica ", replica, " of ", num_replicas, ")"));
+  std::smatch m;
+  PLM_CHECK(std::regex_search(line, m, std::regex(":([0-9]+) \\(pid ([0-9]+),"))) << line;
+  return {static_cast<uint16_t>(std::stoi(m[1])), std::stoi(m[2])};
+}
+
+// `image_request` posted `n` times at once while the encoder `victim` is stopped (so it holds whatever it is sent:
+// the least-loaded routing sends it a share), then `victim` is killed; the responses.
+std::vector<HttpResponse> post_while_killing(ServeProcess& server, const json& image_request, int n, int victim) {
+  ::kill(victim, SIGSTOP);
+  std::vector<HttpResponse> responses(n);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < n; ++i) {
+    clients.emplace_back([&, i] { responses[i] = server.post("/v1/chat/completions", image_request.dump()); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ::kill(victim, SIGKILL);
+  for (std::thread& t : clients) t.join();
+  return responses;
+}
+
+// An encoder rank killed while it holds requests (mpirun -n 3: 2 encoders, 1 decoder): those get 503 naming it,
+// the others and every later image, video and text request get the co-located server's replies from the encoder
+// left, /metrics shows the dead one, and SIGTERM still drains the job to exit 0.
+TEST(PlmServe, DisaggregatedEncoderDeathFailsItsRequestsWith503AndTheJobServesOn_np3) {
+  const std::vector<json> requests = mixed_requests();
+  const std::vector<std::string> colocated = colocated_replies(requests);
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1"}), recovering_launcher(3));
+  EXPECT_THAT(server.log(), HasSubstr("a rank that dies is survived (mpirun --enable-recovery)"));
+  const int victim = encoder_pid(server, 1, 2);  // rank 2
+  const std::vector<HttpResponse> held = post_while_killing(server, requests[1], 6, victim);
+  int failed = 0;
+  for (const HttpResponse& r : held) {
+    if (r.status == 503) {
+      ++failed;
+      EXPECT_THAT(r.body, HasSubstr("encoder rank 2 stopped answering")) << r.body;
+    } else {
+      EXPECT_EQ(content_of(r), colocated[1]);
+    }
+  }
+  EXPECT_GE(failed, 1) << "the stopped encoder was sent nothing";
+  EXPECT_LT(failed, static_cast<int>(held.size())) << "every request went to the stopped encoder";
+  wait_for_log(server, "(front rank 0: encoder rank 2 stopped answering)");
+  const std::vector<std::string> after = solo_and_concurrent_replies(server, requests);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(after[i], colocated[i]) << "request " << i;
+  absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_encoder_alive{rank=\"1\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_encoder_alive{rank=\"2\"} 0"));
+  EXPECT_EQ(metric_value(metrics->body, "plm_disagg_requests_failed_total"), failed);
+  if (HasFailure()) ADD_FAILURE() << "the job's log: " << server.log();
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+}
+
+// The only encoder killed (mpirun -n 3: 1 encoder, 2 decoder replicas): its requests get 503, and each front
+// drains and exits with a message, so the job ends (no hang) and can be restarted whole.
+TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenItsOnlyEncoderDies_np3) {
+  const std::vector<json> requests = mixed_requests();
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "1", "--decoder-ranks", "2"}), recovering_launcher(3));
+  front(server, 1, 2);  // both fronts listen
+  const std::vector<HttpResponse> held = post_while_killing(server, requests[1], 2, encoder_pid(server, 0, 1));
+  for (const HttpResponse& r : held) {
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("encoder rank 2 stopped answering")) << r.body;
+  }
+  EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("plm serve: no encoder rank is left (2 stopped answering): drained and exiting"));
+  EXPECT_THAT(log, HasSubstr("front rank 1: encoder rank 2 stopped answering"));  // the other front too
+}
+
+// A decoder replica's front killed (mpirun -n 4: 2 encoders, 2 decoder replicas of one rank): its own clients
+// lose their connections (nobody is left to answer them), the encoders drop its jobs, the other replica replies
+// to image, video and text requests as the co-located server, and SIGTERM to it ends the job.
+TEST(PlmServe, DisaggregatedDecoderReplicaDeathLeavesTheOtherServing_np4) {
+  const std::vector<json> requests = mixed_requests();
+  const std::vector<std::string> colocated = colocated_replies(requests);
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "2"}), recovering_launcher(4));
+  const Front survivor = front(server, 0, 2), victim = front(server, 1, 2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      absl::StatusOr<std::unique_ptr<HttpClient>> c = HttpClient::connect("127.0.0.1", victim.port, 60);
+      if (c.ok()) (void)(*c)->request("POST", "/v1/chat/completions", requests[i].dump());  // cut off: no status
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ::kill(victim.pid, SIGKILL);
+  for (std::thread& t : clients) t.join();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(content_of(ServeProcess::post_at(survivor.port, "/v1/chat/completions", requests[i].dump())), colocated[i])
+        << "request " << i;
+  }
+  wait_for_log(server, "(encoder rank 2: front rank 1 stopped answering)");
+  wait_for_log(server, "(encoder rank 3: front rank 1 stopped answering)");
+  for (size_t i = 0; i < requests.size(); i += 3) {  // after the encoders dropped the dead front
+    EXPECT_EQ(content_of(ServeProcess::post_at(survivor.port, "/v1/chat/completions", requests[i].dump())), colocated[i])
+        << "request " << i;
+  }
+  ::kill(survivor.pid, SIGTERM);
+  EXPECT_EQ(server.wait_exit(60), 0) << server.log();
+}
+
+// The only front killed (mpirun -n 3: 2 encoders, 1 decoder): the encoders notice and exit with a message.
+TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenItsFrontDies_np3) {
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1"}), recovering_launcher(3));
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", mixed_requests()[1].dump())).empty(), false);
+  ::kill(front(server, 0, 1).pid, SIGKILL);
+  EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
+  EXPECT_THAT(server.log(), HasSubstr("encoder rank 1: no front is left (rank 0 stopped answering before saying stop)"));
+  EXPECT_THAT(server.log(), HasSubstr("encoder rank 2: no front is left (rank 0 stopped answering before saying stop)"));
+}
+
+// The front of a decoder replica of tp 2 killed (mpirun -n 4: 2 encoders, ranks 0-1 one replica): its TP follower
+// and the encoders notice and exit with their messages, so the job ends.
+TEST(PlmServe, DisaggregatedJobEndsCleanlyWhenTheFrontOfATensorParallelReplicaDies_np4) {
+  ServeProcess server(disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "2", "--decoder-tp", "2"}),
+                      recovering_launcher(4));
+  EXPECT_EQ(content_of(server.post("/v1/chat/completions", mixed_requests()[1].dump())).empty(), false);
+  ::kill(front(server, 0, 1).pid, SIGKILL);
+  EXPECT_NE(server.wait_exit(60), -1) << "the job did not end within 60 s: " << server.log();
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("rank 1: rank 0 of its decoder replica stopped answering (no heartbeat for 5 s)"));
+  EXPECT_THAT(log, HasSubstr("encoder rank 2: no front is left (rank 0 stopped answering before saying stop)"));
+  EXPECT_THAT(log, HasSubstr("encoder rank 3: no front is left (rank 0 stopped answering before saying stop)"));
 }
 
 // A model whose vision tower outweighs its language model (configs/tiny with 16 vision blocks and 1 decoder layer,
@@ -383,14 +572,10 @@ MovePhases replies_across_a_move(ServeProcess& server, const std::vector<json>& 
   return phases;
 }
 
-std::vector<std::string> mpirun(int num_ranks) {
-  return {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", std::to_string(num_ranks), "-x", "OMP_NUM_THREADS=1"};
-}
-
 // `--rebalance` under text-heavy traffic (the tiny model's replies cost far more than its tiles, and the encoder
 // cache answers repeats) on 2 encoders : 1 decoder: rank 2 drains as an encoder, loads the language model and
 // serves as a second front; rank 0's replies before, during and after equal the co-located server's, and so do the
-// new front's.
+// new front's. Past the heartbeat timeout after the move, nobody has taken the drained encoder for dead.
 TEST(PlmServe, DisaggregatedRebalanceMovesAnEncoderToTheDecoders_np3) {
   const std::vector<json> requests = mixed_requests();
   std::vector<std::string> colocated;
@@ -398,10 +583,11 @@ TEST(PlmServe, DisaggregatedRebalanceMovesAnEncoderToTheDecoders_np3) {
     ServeProcess server({});
     for (const json& r : requests) colocated.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
   }
-  ServeProcess server({"--disaggregate", "--encoder-ranks", "2", "--decoder-ranks", "1", "--rebalance",
-                       "--pool-stats-interval", "0.5", "--rebalance-windows", "2"},
-                      mpirun(3));
+  std::vector<std::string> flags = disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1", "--rebalance",
+                                                       "--pool-stats-interval", "0.5", "--rebalance-windows", "2"});
+  ServeProcess server(flags, mpirun(3));
   const MovePhases phases = replies_across_a_move(server, requests, colocated, 4);
+  std::this_thread::sleep_for(std::chrono::seconds(6));  // past --peer-timeout 5
   EXPECT_GT(phases.before, 0);
   EXPECT_GT(phases.during, 0);  // loading the language model takes a while: rank 0 and encoder 1 go on serving
   EXPECT_GT(phases.after, 0);
@@ -410,6 +596,7 @@ TEST(PlmServe, DisaggregatedRebalanceMovesAnEncoderToTheDecoders_np3) {
   EXPECT_THAT(log, HasSubstr("moving rank 2 to the decoder pool"));
   EXPECT_THAT(log, HasSubstr("rank 2 drained as encoder and freed its weights; moving to the decoder pool"));
   EXPECT_THAT(log, HasSubstr("rank 2 rejoined as decoder"));
+  EXPECT_THAT(log, Not(HasSubstr("stopped answering")));
   const absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_THAT(metrics->body, HasSubstr("plm_disagg_pool_ranks{pool=\"decoder\"} 2\n"));
@@ -446,9 +633,9 @@ TEST(PlmServe, DisaggregatedRebalanceMovesADecoderToTheEncoders_np4) {
     ServeProcess server(name, {}, model);
     for (const json& r : requests) colocated.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
   }
-  std::vector<std::string> flags = {"--disaggregate", "--encoder-ranks", "1", "--decoder-ranks", "3", "--rebalance",
-                                    "--pool-stats-interval", "0.5", "--rebalance-windows", "2",
-                                    "--encoder-cache-bytes", "0"};
+  std::vector<std::string> flags =
+      disaggregated_flags({"--encoder-ranks", "1", "--decoder-ranks", "3", "--rebalance", "--pool-stats-interval",
+                           "0.5", "--rebalance-windows", "2", "--encoder-cache-bytes", "0"});
   flags.insert(flags.end(), name.begin(), name.end());
   ServeProcess server(flags, mpirun(4), model);
   const MovePhases phases = replies_across_a_move(server, requests, colocated, 4);
@@ -459,6 +646,7 @@ TEST(PlmServe, DisaggregatedRebalanceMovesADecoderToTheEncoders_np4) {
   EXPECT_THAT(log, HasSubstr("moving rank 2 to the encoder pool"));
   EXPECT_THAT(log, HasSubstr("rank 2 drained as decoder and freed its weights; moving to the encoder pool"));
   EXPECT_THAT(log, HasSubstr("rank 2 rejoined as encoder"));
+  EXPECT_THAT(log, Not(HasSubstr("stopped answering")));  // the front that moved was not taken for dead
   const absl::StatusOr<HttpResponse> metrics = server.client()->request("GET", "/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_GE(metric_value(metrics->body, "plm_disagg_role_switches_total"), 1);

@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "core/check.h"
 #include "model/generator.h"
+#include "serve/prompt_preparer.h"
 #include "tests/core/test_temp_dir.h"
 
 namespace plm::serve::testing {
@@ -53,6 +54,12 @@ std::string data_url(const std::filesystem::path& file, const std::string& media
 
 MediaPolicy test_media_policy() {
   return {.media_root = inputs_dir(), .scratch_dir = plm::testing::fresh_temp_dir("scratch"), .max_media_items = 8};
+}
+
+PreparedPrompt prepare_turn(const std::vector<data::ChatMessage>& messages) {
+  absl::StatusOr<PreparedPrompt> p = prepare_chat_prompt(messages, tiny_model().dir, test_media_policy(), {});
+  PLM_CHECK(p.ok()) << p.status().message();
+  return std::move(*p);
 }
 
 std::vector<int32_t> solo_tokens(const PreparedPrompt& prompt, const GenerationParams& params) {

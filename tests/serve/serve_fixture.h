@@ -40,6 +40,9 @@ std::string data_url(const std::filesystem::path& file, const std::string& media
 // Media under inputs_dir(), data: URLs written to a scratch directory of the running test.
 MediaPolicy test_media_policy();
 
+// `messages` prepared for the tiny model under test_media_policy() (pixels and keys, no embeddings).
+PreparedPrompt prepare_turn(const std::vector<data::ChatMessage>& messages);
+
 // Greedy (or seeded) tokens of `prompt` alone through model::generate with the model's EOS ids.
 std::vector<int32_t> solo_tokens(const PreparedPrompt& prompt, const GenerationParams& params);
 

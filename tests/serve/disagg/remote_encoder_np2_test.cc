@@ -17,13 +17,9 @@
 namespace plm::serve::disagg {
 namespace {
 
+using serve::testing::prepare_turn;
 using serve::testing::tiny_model;
 
-PreparedPrompt prepare(const std::vector<data::ChatMessage>& messages) {
-  absl::StatusOr<PreparedPrompt> p = prepare_chat_prompt(messages, tiny_model().dir, serve::testing::test_media_policy(), {});
-  PLM_CHECK(p.ok()) << p.status().message();
-  return std::move(*p);
-}
 
 bool same_bytes(Tensor a, Tensor b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
@@ -34,9 +30,11 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
   // Rank 0: the front; rank 1: the encoder (holding the whole model is fine: it only encodes).
   std::vector<std::unique_ptr<distributed::Communicator>> jobs = distributed::make_local_communicators(2);
   std::vector<std::unique_ptr<distributed::Communicator>> replies = distributed::make_local_communicators(2);
+  std::vector<std::unique_ptr<distributed::Communicator>> heartbeat = distributed::make_local_communicators(2);
   std::thread encoder_rank([&] {
-    const absl::Status s = run_encoder_worker(full, {.jobs = jobs[1].get(), .replies = replies[1].get(), .data = replies[1].get()},
-                                              {.num_fronts = 1, .cache_bytes = int64_t{8} << 20, .max_items_per_batch = 4});
+    const absl::Status s = run_encoder_worker(
+        full, {.jobs = jobs[1].get(), .replies = replies[1].get(), .data = replies[1].get(), .heartbeat = heartbeat[1].get()},
+        {.front_ranks = {0}, .cache_bytes = int64_t{8} << 20, .max_items_per_batch = 4});
     EXPECT_TRUE(s.ok()) << s;
   });
   model::ModelParallel language;
@@ -52,15 +50,16 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
                           .hidden = full.config().text.hidden_size,
                           .dtype = full.dtype(),
                           .device = Device::cpu()},
-                         {.jobs = jobs[0].get(), .replies = replies[0].get(), .data = replies[0].get()});
+                         {.jobs = jobs[0].get(), .replies = replies[0].get(), .data = replies[0].get(),
+                          .heartbeat = heartbeat[0].get()});
     const std::vector<data::ChatMessage> turn =
         serve::testing::user_turn("Describe this image and video.", {"image_150x100.png"}, {"video_64x48_4f.mp4"});
-    const PreparedPrompt local = prepare(turn);
+    const PreparedPrompt local = prepare_turn(turn);
     std::vector<std::future<absl::StatusOr<PreparedPrompt>>> results;
     for (int i = 0; i < 3; ++i) {  // the same media three times: encoded once
       auto promise = std::make_shared<std::promise<absl::StatusOr<PreparedPrompt>>>();
       results.push_back(promise->get_future());
-      remote.encode(prepare(turn), [promise](absl::StatusOr<PreparedPrompt> p) { promise->set_value(std::move(p)); });
+      remote.encode(prepare_turn(turn), [promise](absl::StatusOr<PreparedPrompt> p) { promise->set_value(std::move(p)); });
     }
     std::vector<PreparedPrompt> encoded;
     for (auto& r : results) {
@@ -105,7 +104,7 @@ TEST(RemoteEncoder, RowsEqualLocalEncodingAndTheEngineRepliesAsGenerate_np2) {
     EXPECT_EQ(collector.tokens(), expected);
     EXPECT_EQ(last->usage.encoded_media_items, local.images.count() + local.videos.count());
     // Pixels without rows cannot go to a language-only engine.
-    const absl::Status refused = (*engine)->submit({.id = "p", .prompt = prepare(turn), .params = params, .on_update = collector.callback()});
+    const absl::Status refused = (*engine)->submit({.id = "p", .prompt = prepare_turn(turn), .params = params, .on_update = collector.callback()});
     EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
     remote.stop();
   }

@@ -1,11 +1,15 @@
 // `--rebalance`'s encoder side with a front and two encoder ranks as threads over in-process communicators: a
 // front retires encoder 1 (its worker ends once it may and the front's stop came after the jobs) and joins encoder
-// 2, which started knowing no front; the requests that follow go to encoder 2 and get the same rows.
+// 2, which started knowing no front; the requests that follow go to encoder 2 and get the same rows. Heartbeats
+// follow the moves: the retired encoder, gone, is not taken for dead, nor is the front by the joined encoder.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "distributed/local_communicator.h"
@@ -36,24 +40,37 @@ TEST(RemoteEncoder, RetiresOneEncoderAndJoinsAnother_np3) {
   const model::PlmModel& full = *tiny_model().model;
   std::vector<std::unique_ptr<distributed::Communicator>> jobs = distributed::make_local_communicators(3);
   std::vector<std::unique_ptr<distributed::Communicator>> replies = distributed::make_local_communicators(3);
+  std::vector<std::unique_ptr<distributed::Communicator>> heartbeat = distributed::make_local_communicators(3);
   std::array<std::atomic<bool>, 3> may_exit{};
+  constexpr double kPeerTimeoutS = 2;
+  std::mutex log_mutex;
+  std::vector<std::string> lines;
+  const auto log = [&](const std::string& line) {
+    const std::lock_guard lock(log_mutex);
+    lines.push_back(line);
+  };
   // Encoder 1 knows the front from the start; encoder 2 knows no front until one joins.
-  const auto run_encoder = [&](int rank, int num_fronts) {
+  const auto run_encoder = [&](int rank, std::vector<int> fronts) {
     const absl::Status s = run_encoder_worker(
-        full, {.jobs = jobs[rank].get(), .replies = replies[rank].get(), .data = replies[rank].get()},
-        {.num_fronts = num_fronts, .cache_bytes = int64_t{8} << 20, .max_items_per_batch = 4,
-         .may_exit = [&, rank] { return may_exit[rank].load(); }});
+        full,
+        {.jobs = jobs[rank].get(), .replies = replies[rank].get(), .data = replies[rank].get(),
+         .heartbeat = heartbeat[rank].get()},
+        {.front_ranks = std::move(fronts), .peer_timeout_s = kPeerTimeoutS, .log = log, .cache_bytes = int64_t{8} << 20,
+         .max_items_per_batch = 4, .may_exit = [&, rank] { return may_exit[rank].load(); }});
     EXPECT_TRUE(s.ok()) << s;
   };
-  std::thread encoder1([&] { run_encoder(1, 1); });
-  std::thread encoder2([&] { run_encoder(2, 0); });
+  std::thread encoder1([&] { run_encoder(1, {0}); });
+  std::thread encoder2([&] { run_encoder(2, {}); });
 
   RemoteEncoder remote({.encoder_ranks = {1},
                         .rows_per_item = full.config().tokens_per_tile(),
                         .hidden = full.config().text.hidden_size,
                         .dtype = full.dtype(),
-                        .device = Device::cpu()},
-                       {.jobs = jobs[0].get(), .replies = replies[0].get(), .data = replies[0].get()});
+                        .device = Device::cpu(),
+                        .peer_timeout_s = kPeerTimeoutS,
+                        .log = log},
+                       {.jobs = jobs[0].get(), .replies = replies[0].get(), .data = replies[0].get(),
+                        .heartbeat = heartbeat[0].get()});
   const std::vector<data::ChatMessage> turn = serve::testing::user_turn("Describe.", {"image_150x100.png"}, {});
   const PreparedPrompt first = encode(remote, prepare(turn));
   ASSERT_EQ(remote.stats().encoders.size(), 1U);
@@ -62,7 +79,9 @@ TEST(RemoteEncoder, RetiresOneEncoderAndJoinsAnother_np3) {
   remote.add_encoder(2);
   remote.retire_encoder(1);
   may_exit[1] = true;
-  encoder1.join();  // it heard the front's stop: nothing more will come to it
+  encoder1.join();  // it heard the front's stop: nothing more will come to it, nor heartbeats from it
+  // Past the timeout: neither the retired encoder nor the front (for encoder 2, which joined) counts as dead.
+  std::this_thread::sleep_for(std::chrono::duration<double>(1.5 * kPeerTimeoutS));
 
   const PreparedPrompt second = encode(remote, prepare(turn));
   const EncoderPoolStats stats = remote.stats();
@@ -74,9 +93,13 @@ TEST(RemoteEncoder, RetiresOneEncoderAndJoinsAnother_np3) {
     const Tensor a = first.images.embeddings[i]->view(), b = second.images.embeddings[i]->view();
     EXPECT_TRUE(a.nbytes() == b.nbytes() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0) << "tile " << i;
   }
+  EXPECT_EQ(stats.jobs_failed, 0);
+  EXPECT_EQ(stats.num_alive(), 1);
   remote.stop();
   may_exit[2] = true;
   encoder2.join();
+  const std::lock_guard lock(log_mutex);
+  EXPECT_TRUE(lines.empty()) << "first line: " << lines.front();
 }
 
 }  // namespace
