@@ -96,9 +96,10 @@ absl::Status parse_into(const YAML::Node& node, std::array<double, 2>& out) {
   return absl::OkStatus();
 }
 
-absl::Status parse_into(const YAML::Node& node, std::vector<std::string>& out) {
+template <typename T>
+absl::Status parse_into(const YAML::Node& node, std::vector<T>& out) {
   if (!node.IsSequence()) return expected("a list", node);
-  std::vector<std::string> values(node.size());
+  std::vector<T> values(node.size());
   for (size_t i = 0; i < node.size(); ++i) PLM_RETURN_IF_ERROR(parse_into(node[i], values[i]));
   out = std::move(values);
   return absl::OkStatus();
@@ -198,6 +199,7 @@ const std::vector<Field>& fields() {
       field("layout.tp", [](C& c) -> auto& { return c.layout.tp; }),
       field("layout.pp", [](C& c) -> auto& { return c.layout.pp; }),
       field("layout.pp_media_fraction", [](C& c) -> auto& { return c.layout.pp_media_fraction; }),
+      field("layout.pp_layers", [](C& c) -> auto& { return c.layout.pp_layers; }),
       field("layout.dp", [](C& c) -> auto& { return c.layout.dp; }),
       field("layout.zero", [](C& c) -> auto& { return c.layout.zero; }),
       field("freeze.vision", [](C& c) -> auto& { return c.freeze.vision; }),
@@ -380,6 +382,13 @@ absl::Status check_ranges(const TrainConfig& c) {
   PLM_RETURN_IF_ERROR(check.at_least("layout.tp", c.layout.tp, 1));
   PLM_RETURN_IF_ERROR(check.at_least("layout.pp", c.layout.pp, 1));
   PLM_RETURN_IF_ERROR(check.in_range("layout.pp_media_fraction", c.layout.pp_media_fraction, 0.0, 1.0, "[0, 1]"));
+  if (!c.layout.pp_layers.empty()) {
+    if (static_cast<int>(c.layout.pp_layers.size()) != c.layout.pp) {
+      return check.fail("layout.pp_layers", absl::StrCat(c.layout.pp_layers.size(), " entries for layout.pp ",
+                                                         c.layout.pp, " stages (one count per stage)"));
+    }
+    for (const int layers : c.layout.pp_layers) PLM_RETURN_IF_ERROR(check.at_least("layout.pp_layers", layers, 0));
+  }
   if (c.layout.dp) PLM_RETURN_IF_ERROR(check.at_least("layout.dp", *c.layout.dp, 1));
   if (c.layout.zero < 0 || c.layout.zero > 2) {
     return check.fail("layout.zero", absl::StrCat(c.layout.zero, " must be 0, 1 or 2"));

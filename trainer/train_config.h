@@ -75,6 +75,8 @@ struct TrainConfig {
     // the stages (model/parallel.h cost_aware_stage_layers: stage 0 also runs the vision tower, the last stage the
     // LM head and loss over the text tokens).
     double pp_media_fraction = 0.0;
+    // Decoder layers per stage (layout.pp entries), e.g. [10, 6]; empty: the cost-aware split above.
+    std::vector<int> pp_layers;
     std::optional<int> dp;  // unset: world size / (tp * pp)
     int zero = 0;           // 0: replicated AdamW; 1: optimizer state sharded over DP; 2: + gradients
   } layout;

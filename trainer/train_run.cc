@@ -150,12 +150,15 @@ absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const Train
   return g;
 }
 
-// This rank's share of the model: its TP slice of its stage, the decoder layers split over the stages by cost
-// (stage 0 also runs the vision tower, the last stage the LM head and loss: model/parallel.h).
+// This rank's share of the model: its TP slice of its stage, the decoder layers split over the stages as
+// layout.pp_layers says or else by cost (stage 0 also runs the vision tower, the last stage the LM head and loss:
+// model/parallel.h).
 absl::StatusOr<std::unique_ptr<model::PlmModel>> load_model(const TrainConfig& config, Device device,
                                                             const Groups& groups) {
   model::ModelParallel parallel{.tp = &groups.tp(), .pp = &groups.pp()};
-  if (groups.host.pp->size() > 1) {
+  if (!config.layout.pp_layers.empty()) {
+    parallel.stage_layer_counts = config.layout.pp_layers;
+  } else if (groups.host.pp->size() > 1) {
     PLM_ASSIGN_OR_RETURN(const model::PlmConfig model_config, model::load_plm_config(config.model.string()));
     // Every text token counted as labelled: the head's work on the last stage at its largest.
     const double media_fraction = config.layout.pp_media_fraction;

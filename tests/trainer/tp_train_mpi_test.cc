@@ -176,6 +176,10 @@ int run(const std::filesystem::path& scratch, const Layout& l, const std::option
     }
   }
   model.push_back(from.has_value() ? "resume=true" : "resume=false");
+  // A split by hand instead of the cost-aware one (which leaves the tiny model's last stage without layers).
+  if (const char* layers = std::getenv("PLM_TEST_PP_LAYERS")) {
+    model.push_back(absl::StrCat("layout.pp_layers=[", layers, "]"));
+  }
   const absl::StatusOr<TrainRunResult> trained = run_training(run_config(parallel, l, model), *world);
   if (!trained.ok()) status = trained.status();
   if (!status.ok()) {

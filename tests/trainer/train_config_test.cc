@@ -183,6 +183,9 @@ TEST(TrainConfig, OutOfRangeValuesAreErrorsNamingTheKey) {
       {"layout.tp=0", "layout.tp"},
       {"layout.pp=0", "layout.pp"},
       {"layout.dp=0", "layout.dp"},
+      {"layout.pp_layers=[1, 1]", "layout.pp_layers"},  // 2 counts for layout.pp 1
+      {"layout.pp_layers=[-1]", "layout.pp_layers"},
+      {"layout.pp_layers=2", "layout.pp_layers"},  // not a list
       {"layout.zero=3", "layout.zero"},
       {"lora.rank=-1", "lora.rank"},
       {"lora.alpha=0", "lora.alpha"},
@@ -211,6 +214,7 @@ TEST(TrainConfig, OutOfRangeValuesAreErrorsNamingTheKey) {
   EXPECT_TRUE(parse(kMinimal, {"freeze.vision=true", "freeze.projector=true", "freeze.llm=true", "lora.rank=8"}).ok());
   EXPECT_TRUE(parse(kMinimal, {"optimizer.grad_clip=0"}).ok());  // 0: no clipping
   EXPECT_TRUE(parse(kMinimal, {"schedule.warmup_steps=20"}).ok());
+  EXPECT_TRUE(parse(kMinimal, {"layout.pp=2", "layout.pp_layers=[3, 0]"}).ok());
 }
 
 TEST(TrainConfig, NullValuesKeepTheDefault) {
