@@ -9,7 +9,6 @@
 // OpenMP runs over blocks with single-threaded BLAS inside (see SerialBlasScope).
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <vector>
 
 #include "core/kernels/backends.h"
@@ -20,11 +19,8 @@
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/gemm_bf16.h"
 #include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/serial_blas.h"
 #include "core/kernels/cpu/sgemm.h"
-
-#ifdef PLM_HAVE_OPENBLAS
-#include <cblas.h>
-#endif
 
 namespace plm::cpu {
 
@@ -33,43 +29,6 @@ namespace {
 // Query rows per block: the M of both GEMMs. Measured on the vision (1025 tokens, 16 heads x 64) and causal
 // prefill (1024 and 4096 tokens, 32q/8kv x 64) cases, 2 threads: 128-512 within 3%, 64 and 1024 5-15% slower.
 constexpr int64_t kBlockRows = 256;
-
-// While one is alive, each BLAS call runs on its calling thread: blocks run on OpenMP threads, and a threaded
-// GEMM from each would put 4 threads on 2 cores (measured 5x slower, and 1.5x slower than threaded GEMMs
-// one block at a time). The OpenMP build of OpenBLAS (the one core/CMakeLists.txt links) already runs
-// serially inside an OpenMP region, and its openblas_set_num_threads would shrink our OpenMP team too; the
-// pthread build gets its process-wide thread count set to 1, with one save/restore for concurrent scopes.
-#ifdef PLM_HAVE_OPENBLAS
-class SerialBlasScope {
- public:
-  SerialBlasScope() {
-    if (!pthread_openblas()) return;
-    const std::lock_guard<std::mutex> lock(mutex_);
-    if (depth_++ == 0) {
-      saved_threads_ = openblas_get_num_threads();
-      openblas_set_num_threads(1);
-    }
-  }
-  ~SerialBlasScope() {
-    if (!pthread_openblas()) return;
-    const std::lock_guard<std::mutex> lock(mutex_);
-    if (--depth_ == 0) openblas_set_num_threads(saved_threads_);
-  }
-  SerialBlasScope(const SerialBlasScope&) = delete;
-  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
-
- private:
-  static bool pthread_openblas() { return openblas_get_parallel() == 1; }  // 0 serial, 1 pthreads, 2 OpenMP
-  static inline std::mutex mutex_;
-  static inline int depth_ = 0;
-  static inline int saved_threads_ = 1;
-};
-#else
-// Without OpenBLAS, sgemm's loop has its own OpenMP region, which runs serially inside ours.
-struct SerialBlasScope {
-  SerialBlasScope() {}
-};
-#endif
 
 // The visible keys and values of every (sequence, kv head) of the GEMM path as contiguous (kv_lens[b], Dh)
 // matrices, the GEMMs' operands. The buffers belong to the calling thread and are kept for its next call (fresh ones
