@@ -13,37 +13,14 @@
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_reference.h"
+#include "tests/core/kernels/attention_cases.h"
 #include "tests/core/test_util.h"
 
 namespace plm {
 namespace {
 
-enum class Mask { kFull, kCausal, kCausalKvLens, kSegments, kCausalSegments, kChunkedPrefill };
-
-const char* mask_name(Mask m) {
-  switch (m) {
-    case Mask::kFull: return "full";
-    case Mask::kCausal: return "causal";
-    case Mask::kCausalKvLens: return "causal_kv_lens";
-    case Mask::kSegments: return "segments";
-    case Mask::kCausalSegments: return "causal_segments";
-    case Mask::kChunkedPrefill: return "chunked_prefill";
-  }
-  return "?";
-}
-
-struct Case {
-  int64_t seq, num_q_heads, num_kv_heads, head_dim;
-  Mask mask;
-  int64_t batch = 2;
-
-  std::string name() const {
-    std::ostringstream os;
-    os << "B" << batch << "_S" << seq << "_" << num_q_heads << "q" << num_kv_heads << "kv_d" << head_dim << "_"
-       << mask_name(mask);
-    return os.str();
-  }
-};
+using Mask = testing::AttentionMask;
+using Case = testing::AttentionCase;
 
 // max |a - b| / max(1, max |b|) over one gradient: the inputs are O(1), and a gradient that cancels to ~0 (a
 // query with one key has dS = P (dP - dO . O) = 0 up to rounding) is judged absolutely.
@@ -60,33 +37,11 @@ double relative_error(Tensor actual, Tensor expected) {
 // Runs the blocked forward, then both backwards on seeded inputs of case c; returns the largest relative error
 // of dq, dk and dv.
 double compare_with_reference(const Case& c, uint64_t seed) {
-  const int64_t kv_len = c.seq, q_len = c.mask == Mask::kChunkedPrefill ? (c.seq + 3) / 4 : c.seq;
-  OwnedTensor q = testing::random_tensor({c.batch, q_len, c.num_q_heads, c.head_dim}, seed, -1.5f, 1.5f);
-  OwnedTensor k = testing::random_tensor({c.batch, kv_len, c.num_kv_heads, c.head_dim}, seed + 1, -1.5f, 1.5f);
-  OwnedTensor v = testing::random_tensor(k.shape(), seed + 2);
+  const testing::AttentionInputs in = testing::make_attention_inputs(c, seed);
+  const Tensor q = in.q, k = in.k, v = in.v;
+  const AttentionOptions& options = in.options;
+  const int64_t q_len = c.q_len();
   OwnedTensor dout = testing::random_tensor(q.shape(), seed + 3);
-  AttentionOptions options;
-  options.causal = c.mask != Mask::kFull && c.mask != Mask::kSegments;
-  OwnedTensor kv_lens, segments;
-  if (c.mask == Mask::kCausalKvLens || c.mask == Mask::kChunkedPrefill) {
-    // Later sequences' caches are part full, but still hold their Sq queries.
-    std::vector<int32_t> lens;
-    for (int64_t b = 0; b < c.batch; ++b) lens.push_back(static_cast<int32_t>(std::max(q_len, kv_len >> b)));
-    kv_lens = testing::tensor_from({c.batch}, lens);
-    options.kv_lens = kv_lens;
-  }
-  if (c.mask == Mask::kSegments || c.mask == Mask::kCausalSegments) {
-    std::vector<int32_t> ids;  // documents of 1 to 40 tokens, ids not in order
-    for (int64_t b = 0; b < c.batch; ++b) {
-      int32_t id = 7;
-      for (int64_t j = 0; j < kv_len; ++j) {
-        if ((j * 13 + b * 5) % 41 == 0) id = (id * 3 + 1) % 11;
-        ids.push_back(id);
-      }
-    }
-    segments = testing::tensor_from({c.batch, kv_len}, ids);
-    options.segment_ids = segments;
-  }
   OwnedTensor out(q.shape(), DType::kF32), lse({c.batch, c.num_q_heads, q_len}, DType::kF32);
   cpu::attention_forward(out, lse, q, k, v, options);
   // Both start as garbage: the gradients are written, not accumulated.
