@@ -51,7 +51,7 @@ Traffic training_traffic(const model::PlmConfig& config, const TrainingSetup& se
   const Layout& l = setup.layout;
   const int64_t e = static_cast<int64_t>(dtype_size(setup.dtype)), t = setup.micro_batch.tokens;
   const int64_t m = setup.num_micro_batches;
-  const StageParameters p = stage_parameters(config, l.tp, l.pp, stage);
+  const StageParameters p = stage_parameters(config, l.tp, l.pp, stage, training_stage_layers(config, l.pp));
   Traffic traffic;
 
   Payload dp;

@@ -27,7 +27,7 @@ TrainingMemory training_memory(const model::PlmConfig& config, const TrainingSet
   const Layout& l = setup.layout;
   const int64_t e = static_cast<int64_t>(dtype_size(setup.dtype));
   TrainingMemory m;
-  m.stage = stage_parameters(config, l.tp, l.pp, stage);
+  m.stage = stage_parameters(config, l.tp, l.pp, stage, training_stage_layers(config, l.pp));
   const int64_t n = m.stage.total();
   m.weights = n * e;
   m.gradients = n * e;

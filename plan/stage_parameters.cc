@@ -17,12 +17,19 @@ VisionWidths vision_widths(const model::VisionConfig& vision, int tp) {
   return {.tp = t, .heads = vision.num_heads / t, .mlp = vision.mlp_hidden / t};
 }
 
-StageParameters stage_parameters(const model::PlmConfig& config, int tp, int pp, int stage) {
+std::vector<int> training_stage_layers(const model::PlmConfig& config, int pp) {
+  if (pp == 1) return {};
+  return model::cost_aware_stage_layers(config, pp, {.media_fraction = 0.0, .head_fraction = 1.0});
+}
+
+StageParameters stage_parameters(const model::PlmConfig& config, int tp, int pp, int stage,
+                                 const std::vector<int>& stage_layer_counts) {
   const model::TextConfig& text = config.text;
   const model::ParameterCounts whole = model::count_parameters(config);
   StageParameters p;
   p.stage = stage;
-  const auto [first, last] = model::stage_layers(text.num_layers, stage, pp);
+  const auto [first, last] = stage_layer_counts.empty() ? model::stage_layers(text.num_layers, stage, pp)
+                                                        : model::stage_layers(stage_layer_counts, stage);
   p.first_layer = first;
   p.num_layers = last - first;
   p.first_stage = stage == 0;

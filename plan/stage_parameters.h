@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "model/config.h"
 
@@ -45,7 +46,13 @@ struct StageParameters {
   int64_t total() const { return vision + projector + embedding + layers + head; }
 };
 
-// Stage `stage` of `pp` with the even layer split (model::stage_layers), as TP rank 0 of `tp` holds it.
-StageParameters stage_parameters(const model::PlmConfig& config, int tp, int pp, int stage);
+// Stage `stage` of `pp` as TP rank 0 of `tp` holds it, the decoder layers split by `stage_layer_counts` (one
+// count per stage; empty: the even split, model::stage_layers, as plm generate uses by default).
+StageParameters stage_parameters(const model::PlmConfig& config, int tp, int pp, int stage,
+                                 const std::vector<int>& stage_layer_counts = {});
+
+// The split plm train uses without layout.pp_layers or layout.pp_media_fraction (trainer/train_run.cc): the
+// cost-aware one with the LM head over every token on the last stage; empty for pp = 1.
+std::vector<int> training_stage_layers(const model::PlmConfig& config, int pp);
 
 }  // namespace plm::plan

@@ -75,7 +75,7 @@ StepTime training_step_time(const model::PlmConfig& config, const TrainingSetup&
   double slot_s = 0.0, tp_wire = 0.0, pp_wire = 0.0, dp_wire = 0.0;
   StepTime time;
   for (int s = 0; s < l.pp; ++s) {
-    const StageParameters stage = stage_parameters(config, l.tp, l.pp, s);
+    const StageParameters stage = stage_parameters(config, l.tp, l.pp, s, training_stage_layers(config, l.pp));
     slot_s = std::max(slot_s, stage_flops(config, setup, stage, setup.recompute).per_rank(config, l.tp) / rate);
     const StageFlops model = stage_flops(config, setup, stage, model::Recompute::kNone);
     time.model_flops += static_cast<double>(l.dp) * setup.num_micro_batches * (model.text + model.vision);

@@ -71,12 +71,28 @@ TEST(StageParameters, StagesAddUpToTheModel) {
     ASSERT_TRUE(config.ok()) << config.status();
     const int64_t whole = model::count_parameters(*config).total;
     EXPECT_EQ(stage_parameters(*config, 1, 1, 0).total(), whole) << name;
-    int64_t stages = 0;
-    for (int s = 0; s < 4; ++s) stages += stage_parameters(*config, 1, 4, s).total();
     // A tied head is a second copy on the last stage once the embedding is on another one.
     const int64_t tied_copy = config->tie_word_embeddings ? int64_t{config->text.vocab_size} * config->text.hidden_size : 0;
-    EXPECT_EQ(stages, whole + tied_copy) << name;
+    // The even split, and the training split (fewer layers on the last stage, which runs the LM head).
+    const std::vector<int> training = training_stage_layers(*config, 4);
+    EXPECT_LT(training.back(), config->text.num_layers / 4) << name;
+    for (const std::vector<int>& split : {std::vector<int>{}, training}) {
+      int64_t stages = 0, layers = 0;
+      for (int s = 0; s < 4; ++s) {
+        const StageParameters p = stage_parameters(*config, 1, 4, s, split);
+        stages += p.total();
+        layers += p.num_layers;
+        if (!split.empty()) {
+          EXPECT_EQ(p.num_layers, split[s]) << name << " stage " << s;
+        }
+      }
+      EXPECT_EQ(stages, whole + tied_copy) << name;
+      EXPECT_EQ(layers, config->text.num_layers) << name;
+    }
   }
+  const absl::StatusOr<model::PlmConfig> one_b = model::load_plm_config(std::string(PLM_SOURCE_DIR) + "/configs/plm-1b");
+  ASSERT_TRUE(one_b.ok());
+  EXPECT_TRUE(training_stage_layers(*one_b, 1).empty());  // one stage: no split
 }
 
 TEST(Layout, RejectsWhatTheModelOrTheNodeCannotSplit) {
