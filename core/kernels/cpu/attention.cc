@@ -71,13 +71,7 @@ void attention_forward_reference(Tensor out, Tensor lse, Tensor q, Tensor k, Ten
 void attention_backward_reference(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                                   Tensor out, Tensor lse, const AttentionOptions& options, Stream) {
   const char* op = "attention_backward_reference";
-  PLM_CHECK(lse.defined()) << op << ": needs the lse saved by attention_forward";
-  const AttentionGeometry g = check_attention(op, q, k, v, lse, options);
-  check_f32(op, "dq", dq, q.shape());
-  check_f32(op, "dout", dout, q.shape());
-  check_f32(op, "out", out, q.shape());
-  check_f32(op, "dk", dk, k.shape());
-  check_f32(op, "dv", dv, k.shape());
+  const AttentionGeometry g = check_attention_backward(op, dq, dk, dv, dout, q, k, v, out, lse, options);
   const float* q_data = q.data_as<float>();
   const float* k_data = k.data_as<float>();
   const float* v_data = v.data_as<float>();

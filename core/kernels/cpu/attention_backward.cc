@@ -12,7 +12,6 @@
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/attention_geometry.h"
-#include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/parallel.h"
 #include "core/kernels/cpu/serial_blas.h"
 #include "core/kernels/cpu/sgemm.h"
@@ -173,13 +172,7 @@ int max_threads() {
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out,
                         Tensor lse, const AttentionOptions& options, Stream) {
   const char* op = "attention_backward";
-  PLM_CHECK(lse.defined()) << op << ": needs the lse saved by attention_forward";
-  const AttentionGeometry g = check_attention(op, q, k, v, lse, options);
-  check_f32(op, "dq", dq, q.shape());
-  check_f32(op, "dout", dout, q.shape());
-  check_f32(op, "out", out, q.shape());
-  check_f32(op, "dk", dk, k.shape());
-  check_f32(op, "dv", dv, k.shape());
+  const AttentionGeometry g = check_attention_backward(op, dq, dk, dv, dout, q, k, v, out, lse, options);
   const BackwardInputs in{.g = g,
                           .simd = vector_kernels(best_simd_isa()),
                           .q = q.data_as<float>(),

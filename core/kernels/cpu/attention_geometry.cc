@@ -1,4 +1,4 @@
-// check_attention and check_paged_attention of attention_geometry.h: the argument checks every CPU attention
+// check_attention, check_attention_backward and check_paged_attention of attention_geometry.h: the argument checks every CPU attention
 // kernel runs first.
 #include <cmath>
 
@@ -45,6 +45,19 @@ AttentionGeometry check_attention(const char* op, Tensor q, Tensor k, Tensor v, 
     check_shape(op, "segment_ids", options.segment_ids, {g.batch, g.q_len});
     g.segment_ids = options.segment_ids.data_as<int32_t>();
   }
+  return g;
+}
+
+AttentionGeometry check_attention_backward(const char* op, Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q,
+                                           Tensor k, Tensor v, Tensor out, Tensor lse,
+                                           const AttentionOptions& options) {
+  PLM_CHECK(lse.defined()) << op << ": needs the lse saved by attention_forward";
+  const AttentionGeometry g = check_attention(op, q, k, v, lse, options);
+  check_f32(op, "dq", dq, q.shape());
+  check_f32(op, "dout", dout, q.shape());
+  check_f32(op, "out", out, q.shape());
+  check_f32(op, "dk", dk, k.shape());
+  check_f32(op, "dv", dv, k.shape());
   return g;
 }
 

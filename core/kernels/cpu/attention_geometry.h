@@ -78,6 +78,11 @@ inline VisibleKeys visible_keys(const AttentionGeometry& g, int64_t b, int64_t i
 // Checks q, k, v (and lse when defined) against the contract; resolves scale 0 to 1/sqrt(Dh).
 AttentionGeometry check_attention(const char* op, Tensor q, Tensor k, Tensor v, Tensor lse,
                                   const AttentionOptions& options);
+// The same for attention_backward: the forward's tensors with the lse it saved, and dq, dout, out shaped as q,
+// dk, dv as k.
+AttentionGeometry check_attention_backward(const char* op, Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q,
+                                           Tensor k, Tensor v, Tensor out, Tensor lse,
+                                           const AttentionOptions& options);
 // The same for paged_attention_forward: q (T, Hq, Dh), the caches (num_blocks, block_size, Hkv, Dh), and
 // every block id a sequence's keys use inside the pool.
 AttentionGeometry check_paged_attention(const char* op, Tensor q, Tensor k_cache, Tensor v_cache,
