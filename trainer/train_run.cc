@@ -1,6 +1,7 @@
 #include "trainer/train_run.h"
 
 #include <algorithm>
+#include <numeric>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -156,10 +157,16 @@ absl::StatusOr<Groups> make_groups(distributed::Communicator& world, const Train
 absl::StatusOr<std::unique_ptr<model::PlmModel>> load_model(const TrainConfig& config, Device device,
                                                             const Groups& groups) {
   model::ModelParallel parallel{.tp = &groups.tp(), .pp = &groups.pp()};
+  PLM_ASSIGN_OR_RETURN(const model::PlmConfig model_config, model::load_plm_config(config.model.string()));
   if (!config.layout.pp_layers.empty()) {
+    const int layers = std::accumulate(config.layout.pp_layers.begin(), config.layout.pp_layers.end(), 0);
+    if (layers != model_config.text.num_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("layout.pp_layers: the stages' counts add up to ", layers,
+                                                     " decoder layers, but ", config.model.string(), " has ",
+                                                     model_config.text.num_layers));
+    }
     parallel.stage_layer_counts = config.layout.pp_layers;
   } else if (groups.host.pp->size() > 1) {
-    PLM_ASSIGN_OR_RETURN(const model::PlmConfig model_config, model::load_plm_config(config.model.string()));
     // Every text token counted as labelled: the head's work on the last stage at its largest.
     const double media_fraction = config.layout.pp_media_fraction;
     parallel.stage_layer_counts = model::cost_aware_stage_layers(

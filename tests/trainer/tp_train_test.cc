@@ -97,5 +97,12 @@ TEST(TensorParallelRuns, ALayoutTheModelDoesNotSplitIntoFailsOnEveryRank_np3) {
               ::testing::HasSubstr("num_attention_heads (4) is not divisible by tp (3)"));
 }
 
+TEST(TensorParallelRuns, PipelineLayerCountsThatMissTheModelAreAnErrorNamingTheKey_np2) {
+  const absl::Status status =
+      train_on_local_ranks(run_config(testing::fresh_temp_dir(), {"layout.pp=2", "layout.pp_layers=[1, 2]"}), 2);
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::HasSubstr("layout.pp_layers: the stages' counts add up to 3 decoder layers, but"));
+}
+
 }  // namespace
 }  // namespace plm::trainer
