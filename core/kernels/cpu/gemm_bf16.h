@@ -42,9 +42,10 @@ void gemm_bf16_weights(const Bf16WeightGemm& g);
 void gemm_bf16_tiles(const Bf16WeightGemm& g, SimdIsa isa);
 void gemm_bf16_widened_blocks(const Bf16WeightGemm& g, SimdIsa isa);
 
-// The bf16 compute mode's GEMM. kDotBf16 needs cpu_has_avx512_bf16(); kWidened runs anywhere (and is what
-// the first overload picks without AVX512-BF16).
-enum class Bf16InputKernel { kDotBf16, kWidened };
+// The bf16 compute mode's GEMM. kDotBf16 (the dot-product tiles, for few rows) and kPackedBf16 (the outer
+// product over packed operands of gemm_bf16_packed.h, for many) need cpu_has_avx512_bf16(); kWidened runs
+// anywhere (and is what the first overload picks without AVX512-BF16).
+enum class Bf16InputKernel { kDotBf16, kPackedBf16, kWidened };
 void gemm_bf16_inputs(const Bf16WeightGemm& g);
 void gemm_bf16_inputs(const Bf16WeightGemm& g, Bf16InputKernel kernel);
 

@@ -137,6 +137,7 @@ void pair_gemm_widened(const PairGemm& g, SimdIsa isa) {
 void pair_gemm(const PairGemm& g, Bf16InputKernel kernel) {
   switch (kernel) {
     case Bf16InputKernel::kDotBf16:
+    case Bf16InputKernel::kPackedBf16:  // pair_gemm's operands are pair-packed already: one vdpbf16ps kernel
       check_shape(g);
       PLM_CHECK(cpu_has_avx512_bf16()) << "pair_gemm: this CPU has no AVX512-BF16";
       if (g.m == 0 || g.n == 0) return;

@@ -30,7 +30,7 @@ std::vector<float> rounded(const std::vector<float>& x) {
 class GemmBf16InputsTest : public ::testing::TestWithParam<Bf16InputKernel> {
  protected:
   void SetUp() override {
-    if (GetParam() == Bf16InputKernel::kDotBf16 && !cpu::cpu_has_avx512_bf16()) {
+    if (GetParam() != Bf16InputKernel::kWidened && !cpu::cpu_has_avx512_bf16()) {
       GTEST_SKIP() << "this CPU has no AVX512-BF16";
     }
   }
@@ -98,9 +98,15 @@ TEST_P(GemmBf16InputsTest, BetaZeroNeverReadsC) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryKernel, GemmBf16InputsTest,
-                         ::testing::Values(Bf16InputKernel::kDotBf16, Bf16InputKernel::kWidened),
+                         ::testing::Values(Bf16InputKernel::kDotBf16, Bf16InputKernel::kPackedBf16,
+                                           Bf16InputKernel::kWidened),
                          [](const ::testing::TestParamInfo<Bf16InputKernel>& info) {
-                           return info.param == Bf16InputKernel::kDotBf16 ? "DotBf16" : "Widened";
+                           switch (info.param) {
+                             case Bf16InputKernel::kDotBf16: return "DotBf16";
+                             case Bf16InputKernel::kPackedBf16: return "PackedBf16";
+                             case Bf16InputKernel::kWidened: break;
+                           }
+                           return "Widened";
                          });
 
 TEST(RoundToBf16Test, EqualsTheScalarConversionBitForBit) {
