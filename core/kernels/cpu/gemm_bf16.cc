@@ -25,7 +25,6 @@ namespace {
 // Activation bytes per pass over the weights in the tile path: 64 rows of K = 2048 f32 (128 of bf16), which stay
 // in L2 while the weights stream. Each pass reads every weight again, so bf16 activations take twice the rows.
 constexpr int64_t kActivationBlockBytes = int64_t{512} << 10;
-constexpr int64_t kBf16PerLine = 32;  // 64-byte cache lines
 // From this many activation rows on (with OpenBLAS), widened blocks + sgemm beat the tiles. Measured on
 // 8192 x 2048 weights, 2 threads, AVX-512: tiles 162 vs 134 GFLOP/s at M = 64, 161 vs 169 at M = 96.
 constexpr int64_t kBlasMinRows = 96;
