@@ -13,8 +13,9 @@ struct MatmulOptions {
   float alpha = 1.0f;
   float beta = 0.0f;     // c = alpha * op(a) op(b) + beta * c (+ bias)
   Tensor bias = {};      // optional (N), c's dtype, added to every row after alpha scaling
-  // CPU with bf16 weights b: kBF16 is the bf16 compute mode (a rounded to bf16, bf16 x bf16 products summed in
-  // f32, cpu/gemm_bf16.h), kF32 the exact oracle. CUDA: the operands' dtype decides; must be kF32 or theirs.
+  // CPU: kBF16 is the bf16 compute mode (a, and an f32 b, rounded to bf16, bf16 x bf16 products summed in f32:
+  // cpu/gemm_bf16.h with bf16 weights, cpu/gemm_bf16_packed.h's sgemm_bf16 with f32 ones), kF32 the exact
+  // oracle. CUDA: the operands' dtype decides; must be kF32 or theirs.
   DType compute = DType::kF32;
 };
 

@@ -14,6 +14,9 @@
 //   every activation panel passes, and the activation panel of one K block stays in L1 while the weight
 //   panels pass.
 // Zero words pad the panels past M, N and an odd K, so the tiles never branch on the edges.
+// The same engine runs sgemm_bf16 (training's bf16 compute mode on f32 operands in any transposition): an
+// operand whose K runs along its stored rows is packed by 16 x 16 word transposes; one whose K runs down its
+// columns (a transposed a, a plain b) by interleaving two stored rows into pairs.
 #include "core/kernels/cpu/gemm_bf16_packed.h"
 
 #include <algorithm>
@@ -25,6 +28,7 @@
 
 #include "core/check.h"
 #include "core/kernels/cpu/parallel.h"
+#include "core/kernels/cpu/sgemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -95,41 +99,62 @@ inline __m512i pair_words(const bf16* row, int64_t count) {
   return _mm512_maskz_loadu_epi16(mask, row);
 }
 
-// Writes pairs [p0, p0 + pairs) of `rows` source rows (row r at src + r * ld, `values` values per row from
-// p0's first value on) as words out[p * out_stride + r], r < rows; rows >= num_rows read as zero.
+// One operand of the GEMM as "lines" (rows of op(a), columns of op(b)) of K values, f32 or bf16 in memory.
+struct Operand {
+  const void* data;
+  bool is_bf16;
+  bool k_along_rows;  // element (line r, k) at data[r * ld + k]; else at data[k * ld + r]
+  int64_t ld;
+  int64_t lines;      // lines past this read as zero
+};
+
+// Rounds 16 f32 to bf16 (vcvtneps2bf16: nearest even, subnormals read as zero as vdpbf16ps reads them) or
+// loads 16 bf16, `count` of them present (the rest zero), each in the low half of a 32-bit lane.
+inline __m512i widened_bf16(const float* src, int64_t count) {
+  const __m512 x = count >= 16 ? _mm512_loadu_ps(src) : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), src);
+  return _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
+}
+inline __m512i widened_bf16(const bf16* src, int64_t count) {
+  const __m256i x = count >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                                : _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << count) - 1), src);
+  return _mm512_cvtepu16_epi32(x);
+}
+
+// Writes pairs [p0, p0 + pairs) of lines [line0, line0 + width) as words out[p * out_stride + r], r < width <= 16.
 template <typename T>
-void pack_pairs(const T* src, int64_t ld, int64_t num_rows, int64_t values, int64_t pairs, uint32_t* out,
-                int64_t out_stride, int rows) {
-  const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
-  Words16 r;
-  for (int64_t p = 0; p < pairs; p += 16) {
-    for (int i = 0; i < 16; ++i) {
-      r[i] = i < num_rows ? pair_words(src + i * ld + 2 * p, values - 2 * p) : _mm512_setzero_si512();
+void pack_lines(const Operand& op, int64_t k, int64_t line0, int64_t p0, int64_t pairs, uint32_t* out,
+                int64_t out_stride, int width) {
+  const T* data = static_cast<const T*>(op.data);
+  const int64_t lines = std::clamp<int64_t>(op.lines - line0, 0, 16);
+  const __mmask16 store_mask = static_cast<__mmask16>((1u << width) - 1);
+  if (op.k_along_rows) {  // 16 lines' pairs by a 16 x 16 word transpose
+    Words16 r;
+    for (int64_t p = 0; p < pairs; p += 16) {
+      const int64_t first = 2 * (p0 + p);
+      for (int i = 0; i < 16; ++i) {
+        r[i] = i < lines ? pair_words(data + (line0 + i) * op.ld + first, k - first) : _mm512_setzero_si512();
+      }
+      transpose_16x16(r);
+      const int64_t count = std::min<int64_t>(16, pairs - p);
+      for (int64_t j = 0; j < count; ++j) {
+        _mm512_mask_storeu_epi32(out + (p + j) * out_stride, store_mask, r[static_cast<size_t>(j)]);
+      }
     }
-    transpose_16x16(r);
-    const int64_t count = std::min<int64_t>(16, pairs - p);
-    for (int64_t j = 0; j < count; ++j) {
-      _mm512_mask_storeu_epi32(out + (p + j) * out_stride, row_mask, r[static_cast<size_t>(j)]);
-    }
+    return;
+  }
+  for (int64_t p = 0; p < pairs; ++p) {  // stored rows 2p and 2p + 1 interleaved: 16 lines' pairs
+    const int64_t row = 2 * (p0 + p);
+    const __m512i even = widened_bf16(data + row * op.ld + line0, lines);
+    const __m512i odd =
+        row + 1 < k ? widened_bf16(data + (row + 1) * op.ld + line0, lines) : _mm512_setzero_si512();
+    _mm512_mask_storeu_epi32(out + p * out_stride, store_mask, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
   }
 }
 
-// The activations of rows [panel * kRows, ...) as words [p][r] (r < the panel's rows), all K pairs.
-void pack_activation_panel(const float* a, int64_t m, int64_t k, int64_t panel, uint32_t* out) {
-  const int64_t row0 = panel * kRows, rows = std::min<int64_t>(kRows, m - row0);
-  pack_pairs(a + row0 * k, k, rows, k, (k + 1) / 2, out, rows, static_cast<int>(rows));
-}
-
-// Weight rows [n0, n0 + columns) x pairs [p0, p0 + pairs) as panels of kColumns: words [panel][p][j].
-void pack_weight_chunk(const bf16* w, int64_t k, int64_t n0, int64_t columns, int64_t p0, int64_t pairs,
-                       uint32_t* out) {
-  for (int64_t j0 = 0; j0 < columns; j0 += kColumns) {
-    uint32_t* panel = out + (j0 / kColumns) * pairs * kColumns;
-    for (int half = 0; half < kColumns; half += 16) {
-      const int64_t first = n0 + j0 + half;
-      pack_pairs(w + first * k + 2 * p0, k, columns - j0 - half, k - 2 * p0, pairs, panel + half, kColumns, 16);
-    }
-  }
+void pack(const Operand& op, int64_t k, int64_t line0, int64_t p0, int64_t pairs, uint32_t* out, int64_t out_stride,
+          int width) {
+  op.is_bf16 ? pack_lines<bf16>(op, k, line0, p0, pairs, out, out_stride, width)
+             : pack_lines<float>(op, k, line0, p0, pairs, out, out_stride, width);
 }
 
 // c[i, 0..31] (+)= alpha * sum over pairs of a[p][i] w[p][0..31], for the tile's R rows. `add` adds to c (a
@@ -176,10 +201,16 @@ __mmask16 column_mask(int64_t columns) {
                        : static_cast<__mmask16>(columns <= 0 ? 0 : (1u << columns) - 1);
 }
 
-}  // namespace
 
-void gemm_bf16_packed(const Bf16WeightGemm& g) {
-  PLM_CHECK(cpu_has_avx512_bf16()) << "gemm_bf16_packed: this CPU has no AVX512-BF16";
+// c (M, N), row stride ldc, = alpha op(a) op(b) + beta c over packed pair words (the structure at the top).
+struct PackedGemm {
+  Operand a, b;
+  float* c;
+  int64_t m, n, k, ldc;
+  float alpha, beta;
+};
+
+void run(const PackedGemm& g) {
   const int64_t pairs = (g.k + 1) / 2, panels = (g.m + kRows - 1) / kRows;
   // Reused across calls (fresh buffers would page-fault on every call).
   thread_local std::vector<uint32_t> a_packed;
@@ -187,35 +218,75 @@ void gemm_bf16_packed(const Bf16WeightGemm& g) {
   uint32_t* const a_panels = a_packed.data();  // the calling thread's buffer (thread_local in the workers is theirs)
 #pragma omp parallel for if (g.m * g.k >= kMinParallelWork)
   for (int64_t panel = 0; panel < panels; ++panel) {
-    pack_activation_panel(g.a, g.m, g.k, panel, a_panels + panel * kRows * pairs);
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, g.m - panel * kRows));
+    pack(g.a, g.k, panel * kRows, 0, pairs, a_panels + panel * kRows * pairs, rows, rows);
   }
   const int64_t chunks = (g.n + kChunkColumns - 1) / kChunkColumns;
 #pragma omp parallel for schedule(dynamic) if (g.m * g.n * g.k >= kMinParallelWork)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t n0 = chunk * kChunkColumns, columns = std::min(kChunkColumns, g.n - n0);
-    thread_local std::vector<uint32_t> w_packed;
-    w_packed.resize(static_cast<size_t>(kChunkColumns * kBlockPairs));
+    thread_local std::vector<uint32_t> b_packed;
+    b_packed.resize(static_cast<size_t>(kChunkColumns * kBlockPairs));
     for (int64_t p0 = 0; p0 < pairs; p0 += kBlockPairs) {
       const int64_t block = std::min(kBlockPairs, pairs - p0);
-      pack_weight_chunk(g.w, g.k, n0, columns, p0, block, w_packed.data());
+      for (int64_t j0 = 0; j0 < columns; j0 += kColumns) {  // panels of kColumns lines, words [p][j]
+        uint32_t* panel = b_packed.data() + (j0 / kColumns) * block * kColumns;
+        pack(g.b, g.k, n0 + j0, p0, block, panel, kColumns, 16);
+        pack(g.b, g.k, n0 + j0 + 16, p0, block, panel + 16, kColumns, 16);
+      }
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t row0 = panel * kRows, rows = std::min<int64_t>(kRows, g.m - row0);
         const uint32_t* a = a_panels + panel * kRows * pairs + p0 * rows;
         for (int64_t j0 = 0; j0 < columns; j0 += kColumns) {
-          kTiles[static_cast<size_t>(rows - 1)](a, w_packed.data() + (j0 / kColumns) * block * kColumns, block,
-                                                g.c + row0 * g.n + n0 + j0, g.n, column_mask(columns - j0),
+          kTiles[static_cast<size_t>(rows - 1)](a, b_packed.data() + (j0 / kColumns) * block * kColumns, block,
+                                                g.c + row0 * g.ldc + n0 + j0, g.ldc, column_mask(columns - j0),
                                                 column_mask(columns - j0 - 16), g.alpha, g.beta, p0 > 0);
         }
       }
     }
   }
 }
+
+}  // namespace
+
+void gemm_bf16_packed(const Bf16WeightGemm& g) {
+  PLM_CHECK(cpu_has_avx512_bf16()) << "gemm_bf16_packed: this CPU has no AVX512-BF16";
+  run({.a = {.data = g.a, .is_bf16 = false, .k_along_rows = true, .ld = g.k, .lines = g.m},
+       .b = {.data = g.w, .is_bf16 = true, .k_along_rows = true, .ld = g.k, .lines = g.n},
+       .c = g.c, .m = g.m, .n = g.n, .k = g.k, .ldc = g.n, .alpha = g.alpha, .beta = g.beta});
+}
+
+void sgemm_bf16_packed(const Sgemm& g) {
+  PLM_CHECK(cpu_has_avx512_bf16()) << "sgemm_bf16_packed: this CPU has no AVX512-BF16";
+  run({.a = {.data = g.a, .is_bf16 = false, .k_along_rows = !g.trans_a, .ld = g.trans_a ? g.m : g.k, .lines = g.m},
+       .b = {.data = g.b, .is_bf16 = false, .k_along_rows = g.trans_b, .ld = g.trans_b ? g.k : g.n, .lines = g.n},
+       .c = g.c, .m = g.m, .n = g.n, .k = g.k, .ldc = g.ldc, .alpha = g.alpha, .beta = g.beta});
+}
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 #else
-void gemm_bf16_packed(const Bf16WeightGemm&) {
-  PLM_CHECK(false) << "gemm_bf16_packed: this CPU has no AVX512-BF16";
-}
+void gemm_bf16_packed(const Bf16WeightGemm&) { PLM_CHECK(false) << "gemm_bf16_packed: this CPU has no AVX512-BF16"; }
+void sgemm_bf16_packed(const Sgemm&) { PLM_CHECK(false) << "sgemm_bf16_packed: this CPU has no AVX512-BF16"; }
 #endif
+
+void sgemm_bf16(const Sgemm& g, Bf16InputKernel kernel) {
+  if (g.m == 0 || g.n == 0) return;
+  if (kernel != Bf16InputKernel::kWidened) return sgemm_bf16_packed(g);
+  // Both operands rounded into f32 copies, then sgemm: exact products, f32 sums, as vdpbf16ps computes.
+  const auto rounded = [](const float* x, int64_t count) {
+    std::vector<float> out(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) out[static_cast<size_t>(i)] = static_cast<float>(bf16(x[i]));
+    return out;
+  };
+  const std::vector<float> a = rounded(g.a, g.m * g.k), b = rounded(g.b, g.k * g.n);
+  Sgemm widened = g;
+  widened.a = a.data();
+  widened.b = b.data();
+  sgemm(widened);
+}
+
+void sgemm_bf16(const Sgemm& g) {
+  sgemm_bf16(g, cpu_has_avx512_bf16() ? Bf16InputKernel::kPackedBf16 : Bf16InputKernel::kWidened);
+}
 
 }  // namespace plm::cpu

@@ -1,10 +1,11 @@
 // CPU GEMM: c (..., M, N) = alpha * op(a) op(b) + beta * c + bias, in f32. An f32 b goes to sgemm (OpenBLAS
-// or a plain loop); a bf16 b (weights, (N, K) with trans_b) stays bf16 and goes to the bf16-weight GEMM,
+// or a plain loop), or with compute kBF16 to sgemm_bf16 (both operands rounded to bf16); a bf16 b (weights, (N, K) with trans_b) stays bf16 and goes to the bf16-weight GEMM,
 // which widens it in registers (or, in the bf16 compute mode, rounds a to bf16 and multiplies bf16 pairs). With
 // beta == 0, c is overwritten and never read (NaN in c does not leak).
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/gemm_bf16.h"
+#include "core/kernels/cpu/gemm_bf16_packed.h"
 #include "core/kernels/cpu/parallel.h"
 #include "core/kernels/cpu/sgemm.h"
 
@@ -12,16 +13,18 @@ namespace plm::cpu {
 
 namespace {
 
-// Runs every batch entry of one f32 GEMM; a 2-D b with plain a folds the batch into M.
-void run_f32(Sgemm g, int64_t batch, bool shared_b) {
+// Runs every batch entry of one f32 GEMM (exact, or with both operands rounded to bf16: training's bf16
+// compute mode); a 2-D b with plain a folds the batch into M.
+void run_f32(Sgemm g, int64_t batch, bool shared_b, DType compute) {
+  const auto gemm = [compute](const Sgemm& one) { compute == DType::kBF16 ? sgemm_bf16(one) : sgemm(one); };
   if (shared_b && !g.trans_a) {
     // Every batch entry multiplies the same b: stacking the entries' rows makes one tall GEMM.
     g.m *= batch;
-    sgemm(g);
+    gemm(g);
     return;
   }
   for (int64_t i = 0; i < batch; ++i) {
-    sgemm(g);
+    gemm(g);
     g.a += g.m * g.k;
     g.b += shared_b ? 0 : g.k * g.n;
     g.c += g.m * g.n;
@@ -57,9 +60,8 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream) 
   PLM_CHECK(b.dtype() == DType::kF32 || (options.trans_b && !options.trans_a))
       << "matmul: bf16 b (weights) needs trans_b and a plain a, got b " << b.describe() << " with trans_a "
       << options.trans_a << ", trans_b " << options.trans_b;
-  PLM_CHECK(options.compute == DType::kF32 || (options.compute == DType::kBF16 && b.dtype() == DType::kBF16))
-      << "matmul: the CPU computes in bf16 only with bf16 weights, got b " << b.describe() << " and compute "
-      << dtype_name(options.compute);
+  PLM_CHECK(options.compute == DType::kF32 || options.compute == DType::kBF16)
+      << "matmul: the CPU computes in f32 or bf16, not " << dtype_name(options.compute);
   const int rank = c.rank();
   PLM_CHECK(rank >= 2 && a.rank() == rank && (b.rank() == rank || b.rank() == 2))
       << "matmul: ranks of c " << c.describe() << ", a " << a.describe() << ", b " << b.describe();
@@ -93,7 +95,7 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream) 
     run_f32({.a = a.data_as<float>(), .b = b.data_as<float>(), .c = c.data_as<float>(), .m = m, .n = n, .k = k,
              .trans_a = options.trans_a, .trans_b = options.trans_b, .alpha = options.alpha, .beta = options.beta,
              .ldc = n},
-            batch, shared_b);
+            batch, shared_b, options.compute);
   }
 
   if (bias.defined()) {

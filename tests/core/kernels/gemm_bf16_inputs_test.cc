@@ -1,9 +1,11 @@
 // The bf16 compute mode's CPU GEMM (gemm_bf16_inputs of core/kernels/cpu/gemm_bf16.h) with each kernel
 // (vdpbf16ps, skipped where the CPU lacks AVX512-BF16; the widening fallback, which runs everywhere) on odd
 // shapes against a double reference on the bf16-rounded activations, and against the f32 GEMM on those rounded
-// activations (the oracle of the mode), from which it may differ only in summation order. Also round_to_bf16
-// against bf16's constructor.
+// activations (the oracle of the mode), from which it may differ only in summation order. The same for
+// sgemm_bf16 (training's bf16 mode: f32 operands in every transposition, both rounded) and matmul reaching it.
+// Also round_to_bf16 against bf16's constructor.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -11,6 +13,7 @@
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/gemm_bf16.h"
+#include "core/kernels/cpu/gemm_bf16_packed.h"
 #include "tests/core/test_util.h"
 
 namespace plm {
@@ -108,6 +111,92 @@ INSTANTIATE_TEST_SUITE_P(EveryKernel, GemmBf16InputsTest,
                            }
                            return "Widened";
                          });
+
+class SgemmBf16Test : public ::testing::TestWithParam<Bf16InputKernel> {
+ protected:
+  void SetUp() override {
+    if (GetParam() != Bf16InputKernel::kWidened && !cpu::cpu_has_avx512_bf16()) {
+      GTEST_SKIP() << "this CPU has no AVX512-BF16";
+    }
+  }
+};
+
+// Every transposition on odd shapes (tails of the 14-row and 32-column tiles, odd K, K past one 2048-value
+// block), with ldc > N, against a double reference on the rounded operands.
+TEST_P(SgemmBf16Test, MatchesDoubleReferenceOnRoundedOperandsInEveryTransposition) {
+  double worst = 0.0;
+  int cases = 0;
+  for (const bool trans_a : {false, true}) {
+    for (const bool trans_b : {false, true}) {
+      for (const auto& [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {15, 33, 3}, {29, 300, 2051}, {70, 17, 64}}) {
+        const float alpha = cases % 2 == 0 ? 1.0f : 0.5f, beta = cases % 3 == 0 ? 0.0f : -1.5f;
+        const int64_t ldc = n + 3;
+        const std::vector<float> a = to_vector(random_tensor({m * k}, 600 + cases));
+        const std::vector<float> b = to_vector(random_tensor({k * n}, 700 + cases));
+        std::vector<float> c = to_vector(random_tensor({m * ldc}, 800 + cases));
+        const std::vector<float> c0 = c;
+        ++cases;
+        cpu::sgemm_bf16({.a = a.data(), .b = b.data(), .c = c.data(), .m = m, .n = n, .k = k, .trans_a = trans_a,
+                         .trans_b = trans_b, .alpha = alpha, .beta = beta, .ldc = ldc},
+                        GetParam());
+        const std::vector<float> ar = rounded(a), br = rounded(b);
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            double dot = 0.0, magnitude = std::abs(beta * c0[i * ldc + j]);
+            for (int64_t q = 0; q < k; ++q) {
+              const double term = static_cast<double>(trans_a ? ar[q * m + i] : ar[i * k + q]) *
+                                  (trans_b ? br[j * k + q] : br[q * n + j]);
+              dot += term;
+              magnitude += std::abs(alpha * term);
+            }
+            const double expected = alpha * dot + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * c0[i * ldc + j]);
+            worst = std::max(worst, std::abs(c[i * ldc + j] - expected) / std::max(magnitude, 1e-30));
+          }
+          for (int64_t j = n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], c0[i * ldc + j]) << "wrote past N";
+        }
+        ASSERT_LE(worst, kTolerance) << "m " << m << ", n " << n << ", k " << k << ", trans_a " << trans_a
+                                     << ", trans_b " << trans_b;
+      }
+    }
+  }
+  RecordProperty("max_scaled_error_vs_double", std::to_string(worst));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryKernel, SgemmBf16Test,
+                         ::testing::Values(Bf16InputKernel::kPackedBf16, Bf16InputKernel::kWidened),
+                         [](const ::testing::TestParamInfo<Bf16InputKernel>& info) {
+                           return info.param == Bf16InputKernel::kWidened ? "Widened" : "PackedBf16";
+                         });
+
+// matmul with compute kBF16 and an f32 b (training's path) equals the f32 matmul on the rounded operands up to
+// summation order, in each layout Linear's forward and backward use.
+TEST(MatmulBf16ComputeTest, F32OperandsAreRoundedInEveryLinearLayout) {
+  const int64_t rows = 37, in = 45, out = 29;
+  const OwnedTensor x = random_tensor({rows, in}, 1), w = random_tensor({out, in}, 2), dy = random_tensor({rows, out}, 3);
+  const auto rounded_tensor = [](const OwnedTensor& t, Shape shape) { return tensor_from(shape, rounded(to_vector(t))); };
+  const OwnedTensor xr = rounded_tensor(x, {rows, in}), wr = rounded_tensor(w, {out, in});
+  const OwnedTensor dyr = rounded_tensor(dy, {rows, out});
+  struct Layout {
+    const Tensor a, b;
+    Shape c;
+    MatmulOptions options;
+    const Tensor a_rounded, b_rounded;
+  };
+  const Layout layouts[] = {
+      {x, w, {rows, out}, {.trans_b = true}, xr, wr},     // y = x W^T
+      {dy, w, {rows, in}, {}, dyr, wr},                   // dx = dy W
+      {dy, x, {out, in}, {.trans_a = true}, dyr, xr},     // dW = dy^T x
+  };
+  for (const Layout& l : layouts) {
+    OwnedTensor c(l.c, DType::kF32), expected(l.c, DType::kF32);
+    MatmulOptions bf16_options = l.options;
+    bf16_options.compute = DType::kBF16;
+    cpu::matmul(c, l.a, l.b, bf16_options);
+    cpu::matmul(expected, l.a_rounded, l.b_rounded, l.options);
+    const std::vector<float> actual = to_vector(c), want = to_vector(expected);
+    for (size_t i = 0; i < actual.size(); ++i) ASSERT_NEAR(actual[i], want[i], 1e-4 * (1.0f + std::abs(want[i])));
+  }
+}
 
 TEST(RoundToBf16Test, EqualsTheScalarConversionBitForBit) {
   std::vector<float> x = to_vector(random_tensor({1001}, 11, -3.0f, 3.0f));
