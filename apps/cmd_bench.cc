@@ -48,6 +48,10 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   train->add_option("--steps", tr->steps, "Timed steps after one warm-up step")->check(CLI::PositiveNumber);
   train->add_option("--recompute", tr->recompute, "Activation recomputation per block")
       ->check(CLI::IsMember({"none", "selective", "full"}));
+  train->add_option("--dtype", tr->dtype,
+                    "CPU compute dtype: f32, or bf16 (GEMMs on bf16-rounded operands, f32 master weights; the "
+                    "training config's dtype key)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   train->add_option("--seed", tr->seed, "Seed of the synthetic token ids and pixels");
   train->add_option("--tp", tr->tp, "Tensor-parallel ranks (run under mpirun -n TP)")->check(CLI::PositiveNumber);
   train->add_option("--pp", tr->pp, "Pipeline stages (run under mpirun -n TP*PP); 1F1B over --micro micro-batches")

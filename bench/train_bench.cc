@@ -166,7 +166,9 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
   const MemoryEstimate m =
       estimate_memory(trainable, model.dtype(), t.arena_peak_bytes);
   const int threads = omp_get_max_threads();
-  const std::string dtype(dtype_name(model.dtype()));
+  const std::string dtype =
+      std::string(dtype_name(model.dtype())) +
+      (model.compute_dtype() == DType::kBF16 ? ", bf16 compute" : "");
   std::printf("plm bench train: %s (%d text layers, %d vision blocks)\n",
               o.model_dir.c_str(), c.text.num_layers, c.vision.depth);
   std::printf("cpu (%s, %d threads, tp %d, pp %d), %d micro-batch(es) of "
@@ -264,6 +266,7 @@ void print_report(const model::PlmModel &model, const TrainBenchOptions &o,
       {"seq_len", o.seq_len},
       {"image_tiles", o.image_tiles},
       {"recompute", o.recompute},
+      {"compute", o.dtype},
       {"seed", o.seed},
       {"parameters", trainable},
       {"loss_step1", t.first_loss},
@@ -345,7 +348,9 @@ int run_train_bench(const TrainBenchOptions &o) {
   }
   absl::StatusOr<std::unique_ptr<model::PlmModel>> model =
       model::PlmModel::load(o.model_dir, Device::cpu(), parallel->layout,
-                            {.for_training = true});
+                            {.for_training = true,
+                             .cpu_compute = o.dtype == "bf16" ? DType::kBF16
+                                                              : DType::kF32});
   if (!model.ok()) {
     std::fprintf(stderr, "plm bench train: %s\n",
                  model.status().ToString().c_str());

@@ -23,6 +23,7 @@ struct TrainBenchOptions {
   int image_tiles = 0;           // per sequence: tiles x tokens_per_tile placeholders open it
   int steps = 3;                 // timed steps, after one warm-up step
   std::string recompute = "none";  // none | selective | full
+  std::string dtype = "f32";     // f32 | bf16: the CPU compute dtype (the training config's `dtype`)
   uint64_t seed = 0;             // of the synthetic token ids and pixels
   int tp = 1;                    // tensor-parallel ranks (launch tp * pp under mpirun)
   int pp = 1;                    // pipeline stages

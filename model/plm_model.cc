@@ -32,10 +32,9 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
   PLM_ASSIGN_OR_RETURN(WeightStore store, WeightStore::open(dir));
   PLM_RETURN_IF_ERROR(validate_checkpoint(store, model->config_));
   PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
-  if (options.cpu_compute != DType::kF32 && (options.cpu_compute != DType::kBF16 || options.for_training)) {
+  if (options.cpu_compute != DType::kF32 && options.cpu_compute != DType::kBF16) {
     return absl::InvalidArgumentError(absl::StrCat("compute dtype ", std::string(dtype_name(options.cpu_compute)),
-                                                   options.for_training ? " for training" : "",
-                                                   ": the CPU computes in f32, or in bf16 for inference"));
+                                                   ": the CPU computes in f32 or bf16"));
   }
   model->device_ = device;
   model->dtype_ = device.is_cuda() ? DType::kBF16 : DType::kF32;

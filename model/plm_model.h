@@ -55,7 +55,9 @@ struct LoadOptions {
   bool for_training = false;
   // CPU inference: kF32 is the oracle (f32 activations, bf16 weights widened exactly); kBF16 the bf16 compute
   // mode: GEMMs (LM head included) on bf16-rounded activations and bf16 weights with f32 sums, a bf16 KV cache,
-  // norms / softmax / RoPE and the residual stream in f32. CUDA always computes in bf16 (kF32 is its default).
+  // norms / softmax / RoPE and the residual stream in f32. CPU training: kBF16 rounds both operands of every
+  // projection's GEMMs (forward, dx and dW; the f32 master weights stay f32), as PyTorch autocast multiplies.
+  // CUDA always computes in bf16 (kF32 is its default).
   DType cpu_compute = DType::kF32;
 };
 

@@ -144,6 +144,7 @@ constexpr Recompute kRecomputes[] = {Recompute::kNone, Recompute::kSelective, Re
 constexpr ScheduleName kScheduleNames[] = {ScheduleName::kConstant, ScheduleName::kCosine, ScheduleName::kLinear,
                                            ScheduleName::kWsd};
 constexpr DeviceType kDevices[] = {DeviceType::kCpu, DeviceType::kCuda};
+constexpr DType kComputeDTypes[] = {DType::kF32, DType::kBF16};
 constexpr ExportDType kExportDTypes[] = {ExportDType::kAuto, ExportDType::kBF16, ExportDType::kF16, ExportDType::kF32};
 
 absl::Status parse_into(const YAML::Node& node, LabelMode& out) {
@@ -158,6 +159,9 @@ absl::Status parse_into(const YAML::Node& node, ScheduleName& out) {
 }
 absl::Status parse_into(const YAML::Node& node, DeviceType& out) {
   return parse_enum<DeviceType>(node, out, kDevices, device_text);
+}
+absl::Status parse_into(const YAML::Node& node, DType& out) {
+  return parse_enum<DType>(node, out, kComputeDTypes, dtype_name);
 }
 absl::Status parse_into(const YAML::Node& node, ExportDType& out) {
   return parse_enum<ExportDType>(node, out, kExportDTypes, export_dtype_text);
@@ -219,6 +223,7 @@ const std::vector<Field>& fields() {
       field("log_every", [](C& c) -> auto& { return c.log_every; }),
       field("resume", [](C& c) -> auto& { return c.resume; }),
       field("recompute", [](C& c) -> auto& { return c.recompute; }),
+      field("dtype", [](C& c) -> auto& { return c.dtype; }),
       field("export_dtype", [](C& c) -> auto& { return c.export_dtype; }),
   };
   return table;

@@ -103,6 +103,9 @@ struct TrainConfig {
   int64_t log_every = 1;  // steps between progress lines (metrics.jsonl and tb/ get every step)
   bool resume = false;    // true: a complete checkpoint in output_dir must exist
   Recompute recompute = Recompute::kNone;
+  // CPU: f32, or bf16 (every projection's and the head's GEMMs on bf16-rounded operands with f32 sums, the
+  // master weights, optimizer and the rest in f32: PyTorch autocast's numerics). CUDA trains in bf16 either way.
+  DType dtype = DType::kF32;
   ExportDType export_dtype = ExportDType::kAuto;  // final-hf's weights: the base checkpoint's dtypes, or one
 
   std::string source;                         // the YAML file

@@ -172,7 +172,8 @@ absl::StatusOr<std::unique_ptr<model::PlmModel>> load_model(const TrainConfig& c
     parallel.stage_layer_counts = model::cost_aware_stage_layers(
         model_config, groups.host.pp->size(), {.media_fraction = media_fraction, .head_fraction = 1.0 - media_fraction});
   }
-  return model::PlmModel::load(config.model.string(), device, parallel, {.for_training = true});
+  return model::PlmModel::load(config.model.string(), device, parallel,
+                               {.for_training = true, .cpu_compute = config.dtype});
 }
 
 absl::StatusOr<Setup> set_up(const TrainConfig& config, const TrainLayout& layout, Device device,

@@ -58,6 +58,7 @@ struct CrossEntropyOptions {
   int32_t ignore_index = -100;
   int64_t vocab_chunk = 8192;  // logits never exceed (N, vocab_chunk)
   int64_t vocab_start = 0;     // the id of the weight's first row (a vocab-parallel shard); targets are global ids
+  DType compute = DType::kF32; // the head GEMMs' MatmulOptions::compute (forward and backward)
 };
 
 }  // namespace plm

@@ -44,10 +44,8 @@ class ChunkScratch {
 };
 
 // logits (N, C) = hidden · weight[start, start + C)^T.
-void chunk_logits(Tensor logits, Tensor hidden, Tensor weight, int64_t start, Stream s) {
-  MatmulOptions options;
-  options.trans_b = true;
-  matmul(logits, hidden, weight.slice(0, start, start + logits.size(1)), options, s);
+void chunk_logits(Tensor logits, Tensor hidden, Tensor weight, int64_t start, DType compute, Stream s) {
+  matmul(logits, hidden, weight.slice(0, start, start + logits.size(1)), {.trans_b = true, .compute = compute}, s);
 }
 
 // The online log-sum-exp statistics of every chunk of the head: running (3, N) f32 = max, sum, target logit.
@@ -62,7 +60,7 @@ void running_statistics(Tensor running, Tensor hidden, Tensor weight, Tensor tar
   const ChunkScratch scratch(hidden, vocab, options.vocab_chunk);
   for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
     const Tensor logits = scratch.logits(std::min(scratch.max_width(), vocab - start));
-    chunk_logits(logits, hidden, weight, start, s);
+    chunk_logits(logits, hidden, weight, start, options.compute, s);
     cross_entropy_chunk_forward(running_max, running_sum, target_logit, logits, targets, options.vocab_start + start,
                                 s);
   }
@@ -132,22 +130,19 @@ void linear_cross_entropy_backward(Tensor dhidden, Tensor dweight, Tensor dloss,
   for (int64_t start = 0; start < vocab; start += scratch.max_width()) {
     const int64_t width = std::min(scratch.max_width(), vocab - start);
     const Tensor dlogits = scratch.logits(width);
-    chunk_logits(dlogits, hidden, weight, start, s);
+    chunk_logits(dlogits, hidden, weight, start, options.compute, s);
     // Element-wise, so the logits become dlogits in place.
     cross_entropy_chunk_backward(dlogits, dlogits, lse, targets, dloss, options.vocab_start + start,
                                  options.ignore_index, s);
 
     // dhidden (N, D) = sum over chunks of dlogits (N, C) · weight[chunk] (C, D): the first chunk writes.
-    MatmulOptions dhidden_options;
-    dhidden_options.beta = start == 0 ? 0.0f : 1.0f;
-    matmul(dhidden, dlogits, weight.slice(0, start, start + width), dhidden_options, s);
+    matmul(dhidden, dlogits, weight.slice(0, start, start + width),
+           {.beta = start == 0 ? 0.0f : 1.0f, .compute = options.compute}, s);
 
     // dweight[chunk] (C, D) += dlogits^T (C, N) · hidden (N, D); undefined dweight: a frozen head.
     if (!dweight.defined()) continue;
-    MatmulOptions dweight_options;
-    dweight_options.trans_a = true;
-    dweight_options.beta = 1.0f;
-    matmul(dweight.slice(0, start, start + width), dlogits, hidden, dweight_options, s);
+    matmul(dweight.slice(0, start, start + width), dlogits, hidden,
+           {.trans_a = true, .beta = 1.0f, .compute = options.compute}, s);
   }
 }
 

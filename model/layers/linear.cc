@@ -24,10 +24,11 @@ void Linear::backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const 
   const int64_t in = in_features(), out = out_features(), rows = x.numel() / in;
   const Tensor dy_rows = dy.reshape({rows, out});
   if (dx.defined()) {
-    matmul(dx.reshape({rows, in}), dy_rows, weight, {.beta = options.accumulate_dx ? 1.0f : 0.0f}, s);
+    matmul(dx.reshape({rows, in}), dy_rows, weight, {.beta = options.accumulate_dx ? 1.0f : 0.0f, .compute = compute},
+           s);
   }
   if (grad.weight.defined()) {
-    matmul(grad.weight, dy_rows, x.reshape({rows, in}), {.trans_a = true, .beta = 1.0f}, s);
+    matmul(grad.weight, dy_rows, x.reshape({rows, in}), {.trans_a = true, .beta = 1.0f, .compute = compute}, s);
   }
   if (grad.bias.defined()) sum_rows(grad.bias, dy_rows, /*accumulate=*/true, s);
 }

@@ -17,7 +17,7 @@ struct Linear {
   Tensor weight;  // (out, in)
   Tensor bias;    // (out), or undefined when the layer has none
   LoraAdapter lora;  // attached only to fine-tuned projections (then weight and bias are frozen)
-  DType compute = DType::kF32;  // the forward GEMM's MatmulOptions::compute (kBF16: CPU bf16 compute mode)
+  DType compute = DType::kF32;  // the GEMMs' MatmulOptions::compute (kBF16: CPU bf16 compute mode), both passes
 
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }

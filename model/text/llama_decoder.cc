@@ -217,7 +217,7 @@ HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Ten
   if (n == 0) return a;  // on every TP rank alike: the ranks see the same batch
   embedding_forward(a.selected, rows, a.normed, 0, s);  // a row gather
   vocab_parallel_cross_entropy_forward(a.loss, a.lse, a.selected, weights_.lm_head, targets, *tp_,
-                                       {.vocab_start = vocab_start_}, s);
+                                       {.vocab_start = vocab_start_, .compute = head_compute_}, s);
   return a;
 }
 
@@ -229,7 +229,7 @@ void LlamaDecoder::head_loss_backward(const DecoderWeights& grad, const HeadActi
   if (a.rows.size(0) > 0) {
     const Tensor dselected = scratch.alloc(a.selected.shape(), a.selected.dtype());
     vocab_parallel_cross_entropy_backward(dselected, grad.lm_head, dloss, a.selected, weights_.lm_head, targets, a.lse,
-                                          *tp_, {.vocab_start = vocab_start_}, s);
+                                          *tp_, {.vocab_start = vocab_start_, .compute = head_compute_}, s);
     embedding_backward(dnormed, a.rows, dselected, 0, s);  // the gather's backward: a row scatter
   }
   weights_.norm.backward(dhidden, grad.norm, dnormed, a.x, a.rstd, s);

@@ -18,7 +18,10 @@ absl::StatusOr<Tensor> WeightLoader::tensor_part(const std::string& name, int di
 DType WeightLoader::matrix_dtype(const std::string& name) const {
   const absl::StatusOr<TensorInfo> info = store_.info(name);
   const bool keep_bf16 = info.ok() && device_.is_cpu() && keep_bf16_matrices_ && info->dtype == DType::kBF16;
-  return keep_bf16 || compute_ == DType::kBF16 ? DType::kBF16 : dtype_;
+  // Inference in the bf16 compute mode multiplies bf16 matrices; training keeps f32 masters (the optimizer
+  // updates them) and its GEMMs round them (MatmulOptions::compute).
+  const bool bf16_inference = compute_ == DType::kBF16 && keep_bf16_matrices_;
+  return keep_bf16 || bf16_inference ? DType::kBF16 : dtype_;
 }
 
 absl::StatusOr<Tensor> WeightLoader::matrix_part(const std::string& name, int dim, int part, int num_parts) const {

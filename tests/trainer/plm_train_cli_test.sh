@@ -1,7 +1,8 @@
 #!/bin/bash
 # `plm train` end to end under mpirun -n 2 (issue 18): the tiny config trains (the loss falls), final-hf generates
 # with `plm generate`, `plm convert` of the last checkpoint gives the same weights, layout.tp=2 gives one rank's
-# losses and a final-hf that generates (issue 20), and bad configs / data are errors naming the problem.
+# losses and a final-hf that generates (issue 20), dtype=bf16 trains within bf16 noise of f32 (issue 23), and bad
+# configs / data are errors naming the problem.
 # Usage: plm_train_cli_test.sh PLM MPIEXEC SOURCE_DIR SCRATCH
 set -eu
 plm=$1 mpiexec=$2 src=$3 scratch=$4
@@ -26,6 +27,12 @@ done
 losses() { sed 's/.*"loss":\([0-9.e+-]*\).*/\1/' "$1/metrics.jsonl"; }
 paste -d' ' <(losses "$out") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad }' \
   || fail "mpirun -n 2 losses differ from one rank's"
+# dtype=bf16 (the CPU bf16 compute mode): the same run within bf16 noise of f32 (2 % per step), not identical.
+"$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/bf16" steps=12 checkpoint.every=0 dtype=bf16 \
+  > "$scratch/bf16.log" 2>&1 || { cat "$scratch/bf16.log"; fail "plm train dtype=bf16"; }
+paste -d' ' <(losses "$scratch/bf16") <(losses "$scratch/one") \
+  | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 2e-2 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 }; if (d > 0) differ = 1 } END { exit bad || !differ }' \
+  || fail "dtype=bf16 losses are not within 2 % of f32's (or equal them: the mode is off)"
 # Tensor parallelism: mpirun -n 2 with layout.tp=2 trains the same run (TP sums in another order).
 "$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/tp2" steps=12 \
   checkpoint.every=0 layout.tp=2 > "$scratch/tp2.log" 2>&1 \

@@ -49,6 +49,7 @@ TEST(TrainConfig, DefaultsAndRelativePathsResolveAgainstTheCurrentDirectory) {
   EXPECT_EQ(config->lora.targets, (std::vector<std::string>{"q_proj", "v_proj"}));
   EXPECT_EQ(config->device, DeviceType::kCpu);
   EXPECT_EQ(config->recompute, Recompute::kNone);
+  EXPECT_EQ(config->dtype, DType::kF32);
   EXPECT_EQ(config->where("steps"), "run.yaml:5");
   EXPECT_EQ(config->where("seed"), "run.yaml (default)");
 }
@@ -118,8 +119,9 @@ recompute: selective
 TEST(TrainConfig, OverridesUseYamlTypesAndWinOverTheFile) {
   const absl::StatusOr<TrainConfig> c =
       parse(kMinimal, {"optimizer.lr=3e-4", "optimizer.betas=[0.8, 0.9]", "data.shuffle=false", "steps=7",
-                       "lora.targets=[up_proj]", "output_dir=elsewhere", "steps=9"});
+                       "lora.targets=[up_proj]", "output_dir=elsewhere", "steps=9", "dtype=bf16"});
   ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->dtype, DType::kBF16);
   EXPECT_DOUBLE_EQ(c->optimizer.lr, 3e-4);
   EXPECT_EQ(c->optimizer.betas, (std::array<double, 2>{0.8, 0.9}));
   EXPECT_FALSE(c->data.shuffle);
@@ -157,6 +159,7 @@ TEST(TrainConfig, WrongTypesAreErrorsNamingTheKey) {
               FailsWith("schedule.name", "constant | cosine | linear | wsd", "'step'"));
   EXPECT_THAT(parse(kMinimal, {"device=tpu"}), FailsWith("device", "cpu | cuda"));
   EXPECT_THAT(parse(kMinimal, {"recompute=some"}), FailsWith("recompute", "none | selective | full"));
+  EXPECT_THAT(parse(kMinimal, {"dtype=f16"}), FailsWith("dtype", "f32 | bf16", "'f16'"));
   EXPECT_THAT(parse(kMinimal, {"data.labels=user"}), FailsWith("data.labels", "assistant | all_but_media"));
   EXPECT_THAT(parse(kMinimal, {"lora.targets=q_proj"}), FailsWith("lora.targets", "a list"));
   EXPECT_THAT(parse(kMinimal, {"seed=-1"}), FailsWith("seed", "integer"));
