@@ -15,6 +15,7 @@
 #include "bench/peak_rss.h"
 #include "bench/synthetic_prompts.h"
 #include "core/cuda/runtime.h"
+#include "core/machine_peak.h"
 #include "core/status_macros.h"
 #include "model/generator.h"
 #include "model/plm_model.h"
@@ -128,6 +129,22 @@ absl::Status measure(const model::PlmModel& model, const SyntheticPrompts& promp
   return time_generate(model, prompts, o, times);
 }
 
+// Bytes one decode step reads, by the weights' own dtypes: every decoder matrix and norm and the head once (the
+// embedding table only as a tied head: a step looks up one row of it), plus each sequence's KV cache at the
+// decode's mean context.
+double decode_step_bytes(const model::PlmModel& model, const GenerateBenchOptions& o, int64_t prompt_length) {
+  model::DecoderWeights text = model.weights().text;
+  double bytes = 0.0;
+  text.for_each_parameter([&](const std::string& name, Tensor& t) {
+    if (name != model::kEmbedTokensName || text.lm_head_tied) bytes += static_cast<double>(t.nbytes());
+  });
+  const model::TextConfig& c = model.config().text;
+  const double mean_context = static_cast<double>(prompt_length) + 0.5 * (o.new_tokens - 1);
+  bytes += o.batch * mean_context * c.num_layers * 2.0 * c.num_kv_heads * c.head_dim *
+           static_cast<double>(dtype_size(model.kv_dtype()));
+  return bytes;
+}
+
 void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, const GenerateTimes& t) {
   const model::PlmConfig& c = model.config();
   const int64_t length = int64_t{o.image_tiles} * c.tokens_per_tile() + o.prompt_tokens;
@@ -155,6 +172,14 @@ void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, c
               t.first_token_cpu_s);
   std::printf("%-12s %-28s %10.3f %10.3f %9.2f tok/s\n", "decode", (std::to_string(decode_tokens) + " tokens").c_str(),
               t.decode_s, t.decode_cpu_s, decode_tokens / t.decode_s);
+  // The decode's roofline: the bytes a step must read against the read bandwidth measured right after it.
+  const double step_bytes = decode_step_bytes(model, o, length);
+  const double decode_bytes_per_s = step_bytes * (o.new_tokens - 1) / t.decode_s;
+  const double read_bytes_per_s = model.device().is_cpu() ? measure_cpu_read_bytes_per_s()
+                                                          : cuda_peak(model.device().index).read_bytes_per_s;
+  std::printf("%-12s %.3f GB read per step: %.1f GB/s = %.1f %% of the %.1f GB/s read bandwidth (%s)\n",
+              "roofline", step_bytes / 1e9, decode_bytes_per_s / 1e9, 100.0 * decode_bytes_per_s / read_bytes_per_s,
+              read_bytes_per_s / 1e9, model.device().is_cpu() ? "measured after the decode" : "spec");
 
   const nlohmann::ordered_json line = {
       {"bench", "generate"}, {"impl", "plm"}, {"model", o.model_dir}, {"device", o.device}, {"dtype", dtype},
@@ -164,6 +189,8 @@ void print_report(const model::PlmModel& model, const GenerateBenchOptions& o, c
       {"prefill_tok_s", prefill_tokens / t.prefill_s}, {"first_token_s", t.first_token_s}, {"decode_s", t.decode_s},
       {"decode_tok_s", decode_tokens / t.decode_s}, {"vision_cpu_s", t.vision_cpu_s},
       {"prefill_cpu_s", t.prefill_cpu_s}, {"first_token_cpu_s", t.first_token_cpu_s}, {"decode_cpu_s", t.decode_cpu_s},
+      {"decode_step_gb", step_bytes / 1e9}, {"decode_gb_s", decode_bytes_per_s / 1e9},
+      {"read_gb_s", read_bytes_per_s / 1e9}, {"decode_roofline_fraction", decode_bytes_per_s / read_bytes_per_s},
       {"peak_rss_mib", peak_rss_mib()}, {"tokens", t.tokens}};
   std::printf("%s\n", line.dump().c_str());
 }

@@ -12,7 +12,13 @@ struct MachinePeak {
   double flops_per_s = 0;   // f32 (CPU) or bf16 dense tensor-core (GPU) peak
   double bf16_flops_per_s = 0;  // CPU: bf16 x bf16 with f32 sums (vdpbf16ps: 2 products per f32 lane), else f32's
   double bytes_per_s = 0;   // measured (CPU) or spec (GPU) memory bandwidth
+  // CPU: the read-only stream bandwidth (a sum over an array far larger than the caches), the roofline of
+  // bandwidth-bound reads such as batch-1 decode; higher than the triad's, which also writes. GPU: bytes_per_s.
+  double read_bytes_per_s = 0;
 };
+
+// The CPU's read-only stream bandwidth, measured now (a few hundred ms): for rooflines taken in the same run.
+double measure_cpu_read_bytes_per_s();
 
 MachinePeak cpu_peak();
 // The CPU's f32 compute peak only (bytes_per_s stays 0): instant, for MFU estimates.
