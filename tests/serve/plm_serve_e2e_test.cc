@@ -254,6 +254,11 @@ std::vector<std::string> solo_and_concurrent_replies(ServeProcess& server, const
   return solo;
 }
 
+// Tests that compare layouts (TP, disaggregated pools) reply by reply run the f32 oracle: bf16 (the CPU default
+// where AVX512-BF16 exists) sums in an order that depends on the layout and the threads per rank, which moves
+// near-tied tokens of the tiny fixture.
+const std::vector<std::string> kOracle = {"--dtype", "f32"};
+
 TEST(PlmServe, ConcurrentClientsEachGetTheirSoloText) {
   ServeProcess server({});
   solo_and_concurrent_replies(server, mixed_requests());
@@ -265,10 +270,10 @@ TEST(PlmServe, TensorParallelServerRepliesAsOneRank) {
   const std::vector<json> requests = mixed_requests();
   std::vector<std::string> one_rank;
   {
-    ServeProcess server({});
+    ServeProcess server(kOracle);
     one_rank = solo_and_concurrent_replies(server, requests);
   }
-  ServeProcess server({"--tp", "2"}, {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "2", "-x",
+  ServeProcess server({"--tp", "2", "--dtype", "f32"}, {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "2", "-x",
                                       "OMP_NUM_THREADS=1"});
   EXPECT_THAT(server.log(), HasSubstr("x tp 2"));
   const std::vector<std::string> two_ranks = solo_and_concurrent_replies(server, requests);
@@ -289,10 +294,10 @@ void expect_disaggregated_replies_as_colocated(int num_ranks, const std::vector<
   const std::vector<json> requests = mixed_requests();
   std::vector<std::string> colocated;
   {
-    ServeProcess server({});
+    ServeProcess server(kOracle);
     colocated = solo_and_concurrent_replies(server, requests);
   }
-  std::vector<std::string> flags = {"--disaggregate", "--pool-stats-interval", "1"};
+  std::vector<std::string> flags = {"--disaggregate", "--pool-stats-interval", "1", "--dtype", "f32"};
   flags.insert(flags.end(), pool_flags.begin(), pool_flags.end());
   ServeProcess server(flags, {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", std::to_string(num_ranks), "-x",
                               "OMP_NUM_THREADS=1"});
@@ -350,14 +355,14 @@ std::vector<std::string> recovering_launcher(int num_ranks) {
 }
 
 std::vector<std::string> disaggregated_flags(const std::vector<std::string>& pools) {
-  std::vector<std::string> flags = {"--disaggregate", "--peer-timeout", "5"};
+  std::vector<std::string> flags = {"--disaggregate", "--peer-timeout", "5", "--dtype", "f32"};
   flags.insert(flags.end(), pools.begin(), pools.end());
   return flags;
 }
 
 // The co-located single-rank server's reply to each request.
 std::vector<std::string> colocated_replies(const std::vector<json>& requests) {
-  ServeProcess server({});
+  ServeProcess server(kOracle);
   std::vector<std::string> replies;
   for (const json& r : requests) replies.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
   return replies;
@@ -580,7 +585,7 @@ TEST(PlmServe, DisaggregatedRebalanceMovesAnEncoderToTheDecoders_np3) {
   const std::vector<json> requests = mixed_requests();
   std::vector<std::string> colocated;
   {
-    ServeProcess server({});
+    ServeProcess server(kOracle);
     for (const json& r : requests) colocated.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
   }
   std::vector<std::string> flags = disaggregated_flags({"--encoder-ranks", "2", "--decoder-ranks", "1", "--rebalance",
@@ -630,7 +635,7 @@ TEST(PlmServe, DisaggregatedRebalanceMovesADecoderToTheEncoders_np4) {
   const std::vector<std::string> name = {"--served-model-name", "cls_tied"};
   std::vector<std::string> colocated;
   {
-    ServeProcess server(name, {}, model);
+    ServeProcess server({"--served-model-name", "cls_tied", "--dtype", "f32"}, {}, model);
     for (const json& r : requests) colocated.push_back(content_of(server.post("/v1/chat/completions", r.dump())));
   }
   std::vector<std::string> flags =
