@@ -79,25 +79,25 @@ void lora_forward(const Linear& layer, Tensor y, Tensor x, const LoraPass& pass,
   const size_t mark = arena.mark();
   const LoraScratch t = LoraScratch::allocate(arena, layer, rows, dropout, /*backward=*/false);
   const Tensor input = adapter_input(layer, t, xr, dropout, pass, s);
-  matmul(t.u, input, lora.a, {.trans_b = true}, s);
+  matmul(t.u, input, lora.a, {.trans_b = true, .compute = layer.compute}, s);
   if (!lora.dora) {
-    matmul(yr, xr, layer.weight, {.trans_b = true, .bias = layer.bias}, s);
-    matmul(yr, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f}, s);
+    matmul(yr, xr, layer.weight, {.trans_b = true, .bias = layer.bias, .compute = layer.compute}, s);
+    matmul(yr, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f, .compute = layer.compute}, s);
   } else if (!dropout) {
     // peft reuses the base output: y = x Wᵀ + (g − 1) ⊙ x Wᵀ + g ⊙ s u Bᵀ = g ⊙ (x Wᵀ + s u Bᵀ).
     dora_scale(layer, t, s);
-    matmul(yr, xr, layer.weight, {.trans_b = true}, s);
-    matmul(yr, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f}, s);
+    matmul(yr, xr, layer.weight, {.trans_b = true, .compute = layer.compute}, s);
+    matmul(yr, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f, .compute = layer.compute}, s);
     mul_rowwise(yr, yr, t.g, s);
   } else {
     // y = (x − D(x)) Wᵀ + g ⊙ (D(x) Wᵀ + s u Bᵀ).
     dora_scale(layer, t, s);
-    matmul(t.z, t.dropped, layer.weight, {.trans_b = true}, s);
-    matmul(t.z, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f}, s);
+    matmul(t.z, t.dropped, layer.weight, {.trans_b = true, .compute = layer.compute}, s);
+    matmul(t.z, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f, .compute = layer.compute}, s);
     mul_rowwise(t.z, t.z, t.g, s);
     scale(t.dropped, t.dropped, -1.0f, s);
     add(t.dropped, xr, t.dropped, s);
-    matmul(yr, t.dropped, layer.weight, {.trans_b = true}, s);
+    matmul(yr, t.dropped, layer.weight, {.trans_b = true, .compute = layer.compute}, s);
     add(yr, yr, t.z, s);
   }
   arena.release_to(mark);
@@ -116,7 +116,7 @@ void lora_backward(const Linear& layer, Tensor dx, const Linear& grad, Tensor dy
   const size_t mark = arena.mark();
   const LoraScratch t = LoraScratch::allocate(arena, layer, rows, dropout, /*backward=*/true);
   const Tensor input = adapter_input(layer, t, xr, dropout, pass, s);
-  matmul(t.u, input, lora.a, {.trans_b = true}, s);
+  matmul(t.u, input, lora.a, {.trans_b = true, .compute = layer.compute}, s);
 
   // dz: the gradient w.r.t. the adapter branch's pre-scale output (DoRA: g ⊙ dy; LoRA: dy).
   Tensor dz = dyr;
@@ -124,8 +124,8 @@ void lora_backward(const Linear& layer, Tensor dx, const Linear& grad, Tensor dy
     dora_scale(layer, t, s);
     if (dlora.magnitude.defined()) {
       // dm = Σ_rows dy ⊙ (D(x) Wᵀ + s u Bᵀ) / norm: the norm is a constant (detached).
-      matmul(t.z, input, layer.weight, {.trans_b = true}, s);
-      matmul(t.z, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f}, s);
+      matmul(t.z, input, layer.weight, {.trans_b = true, .compute = layer.compute}, s);
+      matmul(t.z, t.u, lora.b, {.trans_b = true, .alpha = lora.scaling, .beta = 1.0f, .compute = layer.compute}, s);
       mul(t.z, t.z, dyr, s);
       sum_rows(t.dm, t.z, /*accumulate=*/false, s);
       divide(t.dm, t.dm, t.norm, s);
@@ -134,9 +134,11 @@ void lora_backward(const Linear& layer, Tensor dx, const Linear& grad, Tensor dy
     mul_rowwise(t.dz, dyr, t.g, s);
     dz = t.dz;
   }
-  if (dlora.b.defined()) matmul(dlora.b, dz, t.u, {.trans_a = true, .alpha = lora.scaling, .beta = 1.0f}, s);
-  matmul(t.du, dz, lora.b, {.alpha = lora.scaling}, s);
-  if (dlora.a.defined()) matmul(dlora.a, t.du, input, {.trans_a = true, .beta = 1.0f}, s);
+  if (dlora.b.defined()) {
+    matmul(dlora.b, dz, t.u, {.trans_a = true, .alpha = lora.scaling, .beta = 1.0f, .compute = layer.compute}, s);
+  }
+  matmul(t.du, dz, lora.b, {.alpha = lora.scaling, .compute = layer.compute}, s);
+  if (dlora.a.defined()) matmul(dlora.a, t.du, input, {.trans_a = true, .beta = 1.0f, .compute = layer.compute}, s);
   if (grad.bias.defined()) sum_rows(grad.bias, dyr, /*accumulate=*/true, s);
 
   if (dx.defined()) {
@@ -144,15 +146,15 @@ void lora_backward(const Linear& layer, Tensor dx, const Linear& grad, Tensor dy
     const float beta = options.accumulate_dx ? 1.0f : 0.0f;
     if (!dropout) {
       // Both branches read x: dx = dz W + du A (DoRA's base output is inside the scaled branch).
-      matmul(dxr, dz, layer.weight, {.beta = beta}, s);
-      matmul(dxr, t.du, lora.a, {.beta = 1.0f}, s);
+      matmul(dxr, dz, layer.weight, {.beta = beta, .compute = layer.compute}, s);
+      matmul(dxr, t.du, lora.a, {.beta = 1.0f, .compute = layer.compute}, s);
     } else {
       // x Wᵀ reads x; the adapter branch (and DoRA's −D(x) Wᵀ + g ⊙ D(x) Wᵀ) reads D(x).
-      matmul(dxr, dyr, layer.weight, {.beta = beta}, s);
-      matmul(t.ddropped, t.du, lora.a, {}, s);
+      matmul(dxr, dyr, layer.weight, {.beta = beta, .compute = layer.compute}, s);
+      matmul(t.ddropped, t.du, lora.a, {.compute = layer.compute}, s);
       if (lora.dora) {
-        matmul(t.ddropped, dz, layer.weight, {.beta = 1.0f}, s);
-        matmul(t.ddropped, dyr, layer.weight, {.alpha = -1.0f, .beta = 1.0f}, s);
+        matmul(t.ddropped, dz, layer.weight, {.beta = 1.0f, .compute = layer.compute}, s);
+        matmul(t.ddropped, dyr, layer.weight, {.alpha = -1.0f, .beta = 1.0f, .compute = layer.compute}, s);
       }
       dropout_forward(t.ddropped, t.ddropped, pass.row_keys, lora.site, lora.dropout, s);
       add(dxr, dxr, t.ddropped, s);

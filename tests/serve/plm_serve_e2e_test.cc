@@ -273,8 +273,8 @@ TEST(PlmServe, TensorParallelServerRepliesAsOneRank) {
     ServeProcess server(kOracle);
     one_rank = solo_and_concurrent_replies(server, requests);
   }
-  ServeProcess server({"--tp", "2", "--dtype", "f32"}, {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "2", "-x",
-                                      "OMP_NUM_THREADS=1"});
+  ServeProcess server({"--tp", "2", "--dtype", "f32"},
+                      {PLM_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", "2", "-x", "OMP_NUM_THREADS=1"});
   EXPECT_THAT(server.log(), HasSubstr("x tp 2"));
   const std::vector<std::string> two_ranks = solo_and_concurrent_replies(server, requests);
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(two_ranks[i], one_rank[i]) << "request " << i;

@@ -33,6 +33,14 @@ paste -d' ' <(losses "$out") <(losses "$scratch/one") | awk '{ d = $1 - $2; if (
 paste -d' ' <(losses "$scratch/bf16") <(losses "$scratch/one") \
   | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 2e-2 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 }; if (d > 0) differ = 1 } END { exit bad || !differ }' \
   || fail "dtype=bf16 losses are not within 2 % of f32's (or equal them: the mode is off)"
+# The same for a LoRA run: the frozen base's and the adapters' GEMMs compute in bf16 too.
+for dtype in f32 bf16; do
+  "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/lora_$dtype" steps=6 checkpoint.every=0 \
+    lora.rank=4 dtype=$dtype > "$scratch/lora_$dtype.log" 2>&1 || { cat "$scratch/lora_$dtype.log"; fail "LoRA dtype=$dtype"; }
+done
+paste -d' ' <(losses "$scratch/lora_bf16") <(losses "$scratch/lora_f32") \
+  | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 2e-2 * $2) { print "step " NR ": " $1 " vs " $2; bad = 1 }; if (d > 0) differ = 1 } END { exit bad || !differ }' \
+  || fail "LoRA dtype=bf16 losses are not within 2 % of f32's (or equal them)"
 # Tensor parallelism: mpirun -n 2 with layout.tp=2 trains the same run (TP sums in another order).
 "$mpiexec" -n 2 --oversubscribe "$plm" train --config configs/train/tiny-sft.yaml output_dir="$scratch/tp2" steps=12 \
   checkpoint.every=0 layout.tp=2 > "$scratch/tp2.log" 2>&1 \

@@ -111,7 +111,8 @@ struct Operand {
 // Rounds 16 f32 to bf16 (vcvtneps2bf16: nearest even, subnormals read as zero as vdpbf16ps reads them) or
 // loads 16 bf16, `count` of them present (the rest zero), each in the low half of a 32-bit lane.
 inline __m512i widened_bf16(const float* src, int64_t count) {
-  const __m512 x = count >= 16 ? _mm512_loadu_ps(src) : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), src);
+  const __m512 x = count >= 16 ? _mm512_loadu_ps(src)
+                               : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), src);
   return _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
 }
 inline __m512i widened_bf16(const bf16* src, int64_t count) {

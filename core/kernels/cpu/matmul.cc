@@ -1,7 +1,8 @@
 // CPU GEMM: c (..., M, N) = alpha * op(a) op(b) + beta * c + bias, in f32. An f32 b goes to sgemm (OpenBLAS
-// or a plain loop), or with compute kBF16 to sgemm_bf16 (both operands rounded to bf16); a bf16 b (weights, (N, K) with trans_b) stays bf16 and goes to the bf16-weight GEMM,
-// which widens it in registers (or, in the bf16 compute mode, rounds a to bf16 and multiplies bf16 pairs). With
-// beta == 0, c is overwritten and never read (NaN in c does not leak).
+// or a plain loop), or with compute kBF16 to sgemm_bf16 (both operands rounded to bf16); a bf16 b (weights,
+// (N, K) with trans_b) stays bf16 and goes to the bf16-weight GEMM, which widens it in registers (or, in the bf16
+// compute mode, rounds a to bf16 and multiplies bf16 pairs). With beta == 0, c is overwritten and never read (NaN
+// in c does not leak).
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
 #include "core/kernels/cpu/gemm_bf16.h"

@@ -172,8 +172,11 @@ INSTANTIATE_TEST_SUITE_P(EveryKernel, SgemmBf16Test,
 // summation order, in each layout Linear's forward and backward use.
 TEST(MatmulBf16ComputeTest, F32OperandsAreRoundedInEveryLinearLayout) {
   const int64_t rows = 37, in = 45, out = 29;
-  const OwnedTensor x = random_tensor({rows, in}, 1), w = random_tensor({out, in}, 2), dy = random_tensor({rows, out}, 3);
-  const auto rounded_tensor = [](const OwnedTensor& t, Shape shape) { return tensor_from(shape, rounded(to_vector(t))); };
+  const OwnedTensor x = random_tensor({rows, in}, 1), w = random_tensor({out, in}, 2);
+  const OwnedTensor dy = random_tensor({rows, out}, 3);
+  const auto rounded_tensor = [](const OwnedTensor& t, Shape shape) {
+    return tensor_from(shape, rounded(to_vector(t)));
+  };
   const OwnedTensor xr = rounded_tensor(x, {rows, in}), wr = rounded_tensor(w, {out, in});
   const OwnedTensor dyr = rounded_tensor(dy, {rows, out});
   struct Layout {
