@@ -215,7 +215,8 @@ SimdIsa best_simd_isa() {
 
 bool cpu_has_avx512_bf16() {
 #if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+  static const bool has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl");
   return has;
 #else
   return false;

@@ -21,7 +21,7 @@ enum class SimdIsa { kScalar, kAvx2, kAvx512 };
 
 SimdIsa best_simd_isa();  // the widest one this CPU (and OS) runs
 const char* simd_isa_name(SimdIsa isa);
-bool cpu_has_avx512_bf16();  // vdpbf16ps (AVX512-BF16 with AVX512-BW for the masks)
+bool cpu_has_avx512_bf16();  // vdpbf16ps (AVX512-BF16 with AVX512-BW and -VL for the masked loads)
 
 struct Bf16WeightGemm {
   const float* a;  // (M, K)
