@@ -282,8 +282,11 @@ StepMetrics::Stage0 stage0_metrics(const PipelineStats& p) {
           .transfer_s = p.transfer_s};
 }
 
-double peak_flops_per_s(Device device) {
-  return device.is_cuda() ? cuda_peak(device.index).flops_per_s : cpu_compute_peak().flops_per_s;
+// The MFU's denominator: the device's peak in the dtype the GEMMs run in (CPU: measured, f32 FMA or vdpbf16ps).
+double peak_flops_per_s(Device device, DType cpu_compute) {
+  if (device.is_cuda()) return cuda_peak(device.index).flops_per_s;
+  const MachinePeak peak = cpu_compute_peak();
+  return cpu_compute == DType::kBF16 ? peak.bf16_flops_per_s : peak.flops_per_s;
 }
 
 }  // namespace
@@ -354,7 +357,7 @@ absl::StatusOr<TrainRunResult> run_training(const TrainConfig& config, distribut
                      .seed = config.seed,
                      .device = setup->device});
   const LrSchedule schedule = config.lr_schedule();
-  const double peak = peak_flops_per_s(setup->device) * world.size();
+  const double peak = peak_flops_per_s(setup->device, config.dtype) * world.size();
   const CheckpointSaveOptions save_options = {
       .layout = {.tp = layout.dims.tp, .pp = layout.dims.pp, .dp = layout.dims.dp, .zero = layout.zero},
       .keep = config.checkpoint.keep,
