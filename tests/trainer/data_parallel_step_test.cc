@@ -109,7 +109,8 @@ TEST(DataParallelStep, AccumulationMatchesOneMicroBatch) {
 class DataParallelLayouts : public ::testing::TestWithParam<std::pair<int, int>> {};
 
 TEST_P(DataParallelLayouts, MatchSingleRank) {
-  const auto [ranks, zero] = GetParam();
+  // Plain variables, not a structured binding: clang 14 cannot capture a binding in the lambda below.
+  const int ranks = GetParam().first, zero = GetParam().second;
   const TrainingRun want = single_rank(4);
   std::vector<TrainingRun> runs(static_cast<size_t>(ranks));
   distributed::run_local_ranks(ranks, [&](distributed::Communicator& dp) {
