@@ -115,6 +115,20 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
                        2.0 * rows * hidden * mlp, w_bytes + a * rows * (hidden + mlp),
                        [=] { matmul(yr, xr, w, {.trans_b = true, .compute = DType::kBF16}); }, true});
     }
+    // Training's bf16 compute mode (dtype: bf16): f32 master weights, both operands rounded (sgemm_bf16), in
+    // the three layouts of Linear: y = x W^T, dx = dy W, dW += dy^T x.
+    {
+      Tensor wf = p.act({mlp, hidden}), dy = p.act({tokens, mlp}), dx = p.act({tokens, hidden});
+      Tensor dw = p.act({mlp, hidden}), yf = p.act({tokens, mlp});
+      const double flops = 2.0 * tokens * hidden * mlp;
+      const double bytes = a * (tokens * hidden + mlp * hidden + tokens * mlp);
+      cases.push_back({"matmul", "bf16-train y = x W^T " + std::to_string(tokens) + "x2048 . (8192x2048)^T", flops,
+                       bytes, [=] { matmul(yf, x, wf, {.trans_b = true, .compute = DType::kBF16}); }, true});
+      cases.push_back({"matmul", "bf16-train dx = dy W " + std::to_string(tokens) + "x8192 . 8192x2048", flops,
+                       bytes, [=] { matmul(dx, dy, wf, {.compute = DType::kBF16}); }, true});
+      cases.push_back({"matmul", "bf16-train dW += dy^T x (8192x" + std::to_string(tokens) + ") . x", flops, bytes,
+                       [=] { matmul(dw, dy, x, {.trans_a = true, .beta = 1.0f, .compute = DType::kBF16}); }, true});
+    }
     // One weight (32 or 64 MiB) stays in a large L3 between calls; a model's 2.5 GB cannot. Cycling through
     // enough weights makes every call read DRAM, as a decode step does.
     const int64_t num_weights = quick ? 4 : 24;
