@@ -273,13 +273,19 @@ void sgemm_bf16_packed(const Sgemm&) { PLM_CHECK(false) << "sgemm_bf16_packed: t
 void sgemm_bf16(const Sgemm& g, Bf16InputKernel kernel) {
   if (g.m == 0 || g.n == 0) return;
   if (kernel != Bf16InputKernel::kWidened) return sgemm_bf16_packed(g);
-  // Both operands rounded into f32 copies, then sgemm: exact products, f32 sums, as vdpbf16ps computes.
-  const auto rounded = [](const float* x, int64_t count) {
-    std::vector<float> out(static_cast<size_t>(count));
-    for (int64_t i = 0; i < count; ++i) out[static_cast<size_t>(i)] = static_cast<float>(bf16(x[i]));
-    return out;
+  // Both operands rounded into f32 copies (round_to_bf16's vector rounding, widened back exactly), then sgemm:
+  // exact products, f32 sums, as vdpbf16ps computes. Per-thread buffers: this is training's path on CPUs
+  // without AVX512-BF16, called per projection, and fresh buffers would page-fault every call.
+  thread_local std::vector<bf16> staged;
+  thread_local std::vector<float> a, b;
+  const auto rounded = [](const float* x, int64_t count, std::vector<float>& out) {
+    staged.resize(static_cast<size_t>(count));
+    out.resize(static_cast<size_t>(count));
+    round_to_bf16(x, staged.data(), count);
+    std::transform(staged.begin(), staged.end(), out.begin(), [](bf16 v) { return static_cast<float>(v); });
   };
-  const std::vector<float> a = rounded(g.a, g.m * g.k), b = rounded(g.b, g.k * g.n);
+  rounded(g.a, g.m * g.k, a);
+  rounded(g.b, g.k * g.n, b);
   Sgemm widened = g;
   widened.a = a.data();
   widened.b = b.data();
