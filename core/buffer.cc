@@ -1,23 +1,18 @@
 #include "core/buffer.h"
 
-#include <cstdlib>
 #include <new>
 #include <utility>
 
 #include "core/check.h"
 #include "core/cuda/caching_allocator.h"
+#include "core/host_block_cache.h"
 
 namespace plm {
-
-namespace {
-constexpr size_t kCpuAlignment = 256;  // matches cudaMalloc, so Arena offsets align on both
-}
 
 Buffer::Buffer(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (nbytes == 0) return;
   if (device.is_cpu()) {
-    const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    data_ = std::aligned_alloc(kCpuAlignment, rounded);
+    data_ = HostBlockCache::instance().allocate(nbytes, &capacity_);
     if (data_ == nullptr) throw std::bad_alloc();
   } else {
     data_ = CachingAllocator::for_device(device.index).allocate(nbytes);
@@ -29,6 +24,7 @@ Buffer::~Buffer() { release(); }
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       nbytes_(std::exchange(other.nbytes_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)),
       device_(other.device_) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
@@ -36,6 +32,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     release();
     data_ = std::exchange(other.data_, nullptr);
     nbytes_ = std::exchange(other.nbytes_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
     device_ = other.device_;
   }
   return *this;
@@ -44,12 +41,13 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
 void Buffer::release() {
   if (data_ == nullptr) return;
   if (device_.is_cpu()) {
-    std::free(data_);
+    HostBlockCache::instance().free(data_, capacity_);
   } else {
     CachingAllocator::for_device(device_.index).free(data_);
   }
   data_ = nullptr;
   nbytes_ = 0;
+  capacity_ = 0;
 }
 
 }  // namespace plm

@@ -1,4 +1,5 @@
-// Buffer: owning, move-only bytes on one device. CPU memory is 256-byte aligned; CUDA memory comes from
+// Buffer: owning, move-only bytes on one device. CPU memory is 256-byte aligned, large blocks recycled by
+// HostBlockCache (core/host_block_cache.h) so per-call arenas do not page-fault afresh; CUDA memory comes from
 // the per-device caching allocator (core/cuda/caching_allocator.h), so freeing is cheap and stream-ordered
 // reuse is the allocator's job.
 #pragma once
@@ -27,6 +28,7 @@ class Buffer {
   void release();
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t capacity_ = 0;  // CPU: the block's usable bytes (>= nbytes_), what HostBlockCache takes back
   Device device_ = Device::cpu();
 };
 

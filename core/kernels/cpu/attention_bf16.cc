@@ -25,17 +25,18 @@ int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / mult
 struct Scratch {
   std::vector<bf16> q;       // (R, Dh') the block's query rows, rounded
   std::vector<float> acc;    // (R, Dh') sum of p v
-  std::vector<float> scores; // (R, W) scaled scores, then exp(s - m)
-  std::vector<bf16> p;       // (R, W) the probabilities, rounded
+  std::vector<float> scores; // (R, W) scaled scores
+  std::vector<bf16> p;       // (R, W) exp(s - m), rounded
   std::vector<float> maxes;  // (R) running max; -inf while the row has seen no key
   std::vector<float> sums;   // (R) running sum of exp(s - max)
 };
 
 // One key block [j0, j0 + width) of row r (query i): masks what i does not see, updates the row's max and sum,
-// rescales its accumulator, and leaves exp(s - max) over the visible keys and 0 elsewhere in [0, padded_width).
+// rescales its accumulator, and leaves p = bf16(exp(s - max)) over the visible keys and 0 elsewhere in
+// [0, padded_width).
 void softmax_step(const AttentionGeometry& g, const VectorKernels& simd, int64_t b, int64_t i, int64_t j0,
-                  int64_t width, int64_t padded_width, float* scores, float* acc, int64_t padded_dim, float& max,
-                  float& sum) {
+                  int64_t width, int64_t padded_width, float* scores, bf16* p, float* acc, int64_t padded_dim,
+                  float& max, float& sum) {
   const VisibleKeys keys = visible_keys(g, b, i);
   const int64_t end = std::clamp<int64_t>(keys.end - j0, 0, width);
   if (keys.segments) {
@@ -45,12 +46,12 @@ void softmax_step(const AttentionGeometry& g, const VectorKernels& simd, int64_t
   }
   const float new_max = std::max(max, simd.row_max(scores, end));
   if (new_max == kAttentionNegInf) {  // no visible key yet
-    std::fill_n(scores, padded_width, 0.0f);
+    std::fill_n(p, padded_width, bf16());
     return;
   }
   const float correction = std::exp(max - new_max);  // 0 while the row had no key (max -inf)
-  sum = sum * correction + simd.exp_sum(scores, end, new_max);
-  std::fill(scores + end, scores + padded_width, 0.0f);
+  sum = sum * correction + simd.exp_sum_bf16(scores, end, new_max, p);
+  std::fill(p + end, p + padded_width, bf16());
   if (correction != 1.0f) {
     for (int64_t d = 0; d < padded_dim; ++d) acc[d] *= correction;
   }
@@ -102,9 +103,13 @@ void attend_block_bf16(const AttentionGeometry& g, const float* q, const PackedP
   s.p.resize(s.scores.size());
   s.maxes.assign(static_cast<size_t>(rows), kAttentionNegInf);
   s.sums.assign(static_cast<size_t>(rows), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {  // row r: query i0 + r / group, head kv_head * group + r % group
-    const float* q_row = q + g.q_row(b, block.i0 + r / group, block.kv_head * group + r % group);
-    std::transform(q_row, q_row + dim, s.q.data() + r * padded_dim, [](float x) { return bf16(x); });
+  const auto q_row_of = [&](int64_t r) {  // row r: query i0 + r / group, head kv_head * group + r % group
+    return q + g.q_row(b, block.i0 + r / group, block.kv_head * group + r % group);
+  };
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r + kPrefetchRows < rows) prefetch_row(q_row_of(r + kPrefetchRows), dim);
+    const float* q_row = q_row_of(r);
+    round_to_bf16_serial(q_row, s.q.data() + r * padded_dim, dim);
   }
   const bf16* k = packed.k(b, block.kv_head);
   const bf16* v = packed.v(b, block.kv_head);
@@ -117,9 +122,8 @@ void attend_block_bf16(const AttentionGeometry& g, const float* q, const PackedP
               kernel);
     for (int64_t r = 0; r < rows; ++r) {
       softmax_step(g, simd, b, block.i0 + r / group, j0, width, padded_width, s.scores.data() + r * padded_width,
-                   s.acc.data() + r * padded_dim, padded_dim, s.maxes[r], s.sums[r]);
+                   s.p.data() + r * padded_width, s.acc.data() + r * padded_dim, padded_dim, s.maxes[r], s.sums[r]);
     }
-    round_to_bf16(s.scores.data(), s.p.data(), rows * padded_width);
     // Pair row j0 / 2 of v (j0 is a multiple of kKeyBlock, so even).
     pair_gemm({.a = s.p.data(), .b = v + j0 * padded_dim, .c = s.acc.data(), .m = rows, .n = padded_dim,
                .k = padded_width, .lda = padded_width, .ldb = 2 * padded_dim, .ldc = padded_dim, .alpha = 1.0f,

@@ -13,6 +13,7 @@
 #include "core/kernels/cpu/horizontal.h"
 #include "core/kernels/cpu/parallel.h"
 #include "core/kernels/cpu/sgemm.h"
+#include "core/kernels/cpu/vector_kernels.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -124,22 +125,6 @@ struct Simd {
 };
 #include "core/kernels/cpu/gemm_bf16_tiles.inc"
 
-// round_to_bf16 16 lanes at a time, with bf16::round_from_float's integer arithmetic.
-void round_to_bf16(const float* src, bf16* dst, int64_t count) {
-  const __m512i rounding = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-  const __m512i quiet = _mm512_set1_epi32(0x40);
-  int64_t i = 0;
-  for (; i + 16 <= count; i += 16) {
-    const __m512i u = _mm512_castps_si512(_mm512_loadu_ps(src + i));
-    const __m512i bias = _mm512_add_epi32(rounding, _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
-    const __m512i rounded = _mm512_mask_or_epi32(_mm512_srli_epi32(_mm512_add_epi32(u, bias), 16), nan,
-                                                 _mm512_srli_epi32(u, 16), quiet);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(rounded));
-  }
-  for (; i < count; ++i) dst[i] = bf16(src[i]);
-}
 }  // namespace avx512
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
@@ -173,12 +158,7 @@ struct Simd {
 struct IsaKernels {
   void (*tiles)(const Bf16WeightGemm& g);
   void (*widen)(const bf16* src, float* dst, int64_t count);
-  void (*round)(const float* src, bf16* dst, int64_t count);
 };
-
-void round_to_bf16_scalar(const float* src, bf16* dst, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) dst[i] = bf16(src[i]);
-}
 
 IsaKernels kernels_for(SimdIsa isa) {
   PLM_CHECK(static_cast<int>(isa) <= static_cast<int>(best_simd_isa()))
@@ -186,15 +166,15 @@ IsaKernels kernels_for(SimdIsa isa) {
       << ")";
   switch (isa) {
 #if defined(__x86_64__)
-    case SimdIsa::kAvx512: return {avx512::tiles, avx512::widen, avx512::round_to_bf16};
-    case SimdIsa::kAvx2: return {avx2::tiles, avx2::widen, round_to_bf16_scalar};
+    case SimdIsa::kAvx512: return {avx512::tiles, avx512::widen};
+    case SimdIsa::kAvx2: return {avx2::tiles, avx2::widen};
 #else
     case SimdIsa::kAvx512:
     case SimdIsa::kAvx2:  // unreachable: best_simd_isa() is scalar off x86-64
 #endif
     case SimdIsa::kScalar: break;
   }
-  return {scalar::tiles, scalar::widen, round_to_bf16_scalar};
+  return {scalar::tiles, scalar::widen};
 }
 
 // Rows of a rounded per task in round_to_bf16's threads.
@@ -259,11 +239,15 @@ void gemm_bf16_weights(const Bf16WeightGemm& g) {
 }
 
 void round_to_bf16(const float* src, bf16* dst, int64_t count) {
-  const auto round = kernels_for(best_simd_isa()).round;
+  const auto round = vector_kernels(best_simd_isa()).round_bf16;
 #pragma omp parallel for if (count >= 4 * kMinParallelWork)
   for (int64_t begin = 0; begin < count; begin += kRoundChunk) {
     round(src + begin, dst + begin, std::min(kRoundChunk, count - begin));
   }
+}
+
+void round_to_bf16_serial(const float* src, bf16* dst, int64_t count) {
+  vector_kernels(best_simd_isa()).round_bf16(src, dst, count);
 }
 
 void gemm_bf16_inputs(const Bf16WeightGemm& g, Bf16InputKernel kernel) {

@@ -51,5 +51,7 @@ void gemm_bf16_inputs(const Bf16WeightGemm& g, Bf16InputKernel kernel);
 
 // dst[i] = bf16(src[i]) (nearest even, NaN kept), bit-identical to bf16's constructor, vectorised.
 void round_to_bf16(const float* src, bf16* dst, int64_t count);
+// The same on the calling thread only, for short rows inside parallel regions (no OpenMP call per row).
+void round_to_bf16_serial(const float* src, bf16* dst, int64_t count);
 
 }  // namespace plm::cpu

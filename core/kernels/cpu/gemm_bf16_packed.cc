@@ -213,9 +213,10 @@ struct PackedGemm {
 
 void run(const PackedGemm& g) {
   const int64_t pairs = (g.k + 1) / 2, panels = (g.m + kRows - 1) / kRows;
-  // Reused across calls (fresh buffers would page-fault on every call).
+  // Reused across calls (fresh buffers would page-fault on every call). It only grows: shrinking and growing back
+  // would zero-fill the regrown words on every call whose K exceeds the last one's.
   thread_local std::vector<uint32_t> a_packed;
-  a_packed.resize(static_cast<size_t>(panels * kRows * pairs));
+  a_packed.resize(std::max(a_packed.size(), static_cast<size_t>(panels * kRows * pairs)));
   uint32_t* const a_panels = a_packed.data();  // the calling thread's buffer (thread_local in the workers is theirs)
 #pragma omp parallel for if (g.m * g.k >= kMinParallelWork)
   for (int64_t panel = 0; panel < panels; ++panel) {

@@ -43,6 +43,20 @@ float exp_sum(float* x, int64_t n, float shift) {
   return sum;
 }
 
+float exp_sum_bf16(const float* x, int64_t n, float shift, bf16* p) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const float e = std::exp(x[j] - shift);
+    p[j] = bf16(e);
+    sum += e;
+  }
+  return sum;
+}
+
+void round_bf16(const float* x, bf16* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = bf16(x[j]);
+}
+
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.0f;
   for (int64_t d = 0; d < n; ++d) s += a[d] * b[d];
@@ -151,6 +165,24 @@ struct Simd {
     return _mm256_blendv_ps(set1(fill), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
   }
   static void store_tail(float* p, V v, int64_t count) { _mm256_maskstore_ps(p, tail_mask(count), v); }
+  // Lanes [0, count) rounded to bf16 as bf16's constructor rounds (integer arithmetic: nearest even, NaN quieted).
+  static void store_bf16(bf16* p, V v, int64_t count) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(_mm256_srli_epi32(u, 16),
+                                                                                      _mm256_set1_epi32(1)));
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i rounded = _mm256_blendv_epi8(_mm256_srli_epi32(_mm256_add_epi32(u, bias), 16),
+                                               _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40)), nan);
+    const __m128i halves = _mm_packus_epi32(_mm256_castsi256_si128(rounded), _mm256_extracti128_si256(rounded, 1));
+    if (count == kWidth) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), halves);
+      return;
+    }
+    alignas(16) bf16 lanes[kWidth];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), halves);
+    std::copy_n(lanes, count, p);
+  }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
@@ -204,6 +236,17 @@ struct Simd {
     return _mm512_mask_loadu_ps(set1(fill), tail_mask(count), p);
   }
   static void store_tail(float* p, V v, int64_t count) { _mm512_mask_storeu_ps(p, tail_mask(count), v); }
+  // Lanes [0, count) rounded to bf16 as bf16's constructor rounds (integer arithmetic: nearest even, NaN quieted).
+  static void store_bf16(bf16* p, V v, int64_t count) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                                                      _mm512_set1_epi32(1)));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                  _mm512_set1_epi32(0x7f800000));
+    const __m512i rounded = _mm512_mask_or_epi32(_mm512_srli_epi32(_mm512_add_epi32(u, bias), 16), nan,
+                                                 _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    _mm512_mask_cvtepi32_storeu_epi16(p, tail_mask(count), rounded);
+  }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
@@ -243,7 +286,8 @@ const VectorKernels& vector_kernels(SimdIsa isa) {
 // Every member of VectorKernels from the functions of one namespace (scalar, avx2, avx512).
 #define PLM_VECTOR_KERNELS(ns)                                                                                   \
   VectorKernels {                                                                                                \
-    .row_max = ns::row_max, .exp_sum = ns::exp_sum, .dot = ns::dot, .dot_bf16 = ns::dot_bf16, .gelu = ns::gelu,  \
+    .row_max = ns::row_max, .exp_sum = ns::exp_sum, .exp_sum_bf16 = ns::exp_sum_bf16,                            \
+    .round_bf16 = ns::round_bf16, .dot = ns::dot, .dot_bf16 = ns::dot_bf16, .gelu = ns::gelu,  \
     .swiglu = ns::swiglu, .sum_exp = ns::sum_exp, .scaled_exp = ns::scaled_exp, .softmax_grad = ns::softmax_grad, \
     .sum = ns::sum, .sum_squares = ns::sum_squares, .norm_affine = ns::norm_affine,                              \
     .norm_grad_sums = ns::norm_grad_sums, .norm_backward = ns::norm_backward, .gelu_backward = ns::gelu_backward, \

@@ -20,6 +20,11 @@ struct VectorKernels {
   // x[j] = exp(x[j] - shift) for j in [0, n), returning their sum. exp(-inf) is 0; inputs below ~-87.3
   // (results under FLT_MIN) give 0, above ~88.38 give +inf, NaN stays NaN.
   float (*exp_sum)(float* x, int64_t n, float shift);
+  // The same into bf16: p[j] = bf16(exp(x[j] - shift)) (nearest even), returning the sum of the f32 exps; x
+  // unchanged. The bf16 attention's probabilities in one pass.
+  float (*exp_sum_bf16)(const float* x, int64_t n, float shift, bf16* p);
+  // y[j] = bf16(x[j]) (nearest even, NaN kept), bit-identical to bf16's constructor.
+  void (*round_bf16)(const float* x, bf16* y, int64_t n);
   float (*dot)(const float* a, const float* b, int64_t n);
   // The same with b bf16 (a bf16 KV cache), widened exactly.
   float (*dot_bf16)(const float* a, const bf16* b, int64_t n);

@@ -1,5 +1,5 @@
 // The training kernels of vector_kernels.h (exp sums and scaled exps, the softmax gradient, sums, the norm rows,
-// the GELU and SwiGLU gradients) with every ISA this CPU runs, against double references on lengths around the
+// the GELU and SwiGLU gradients) and the bf16 rounding ones (round_bf16, exp_sum_bf16) with every ISA this CPU runs, against double references on lengths around the
 // vector widths (the masked tails), in place where the contract allows it. The exp, row max and dot kernels are
 // tested in attention_blocked_test.cc, the activation forwards in activations_test.cc.
 #include <gtest/gtest.h>
@@ -168,6 +168,42 @@ TEST(CpuVectorKernels, ActivationGradientsMatchDouble) {
         ASSERT_EQ(x[j], dgate[j]) << "swiglu in place, j " << j;
         ASSERT_EQ(up[j], dup[j]) << "swiglu in place, j " << j;
       }
+    }
+  }
+}
+
+TEST(CpuVectorKernels, RoundBf16EqualsTheScalarConversionBitForBit) {
+  const uint32_t specials[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00001u, 0xff800001u,
+                               0x00000001u, 0x807fffffu, 0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x3f80ffffu};
+  for (const SimdIsa isa : runnable_isas()) {
+    SCOPED_TRACE(cpu::simd_isa_name(isa));
+    for (const int64_t n : lengths()) {
+      SCOPED_TRACE("n " + std::to_string(n));
+      std::vector<float> x = random_values(n, 200 + n, -3.0f, 3.0f);
+      for (size_t i = 0; i < std::size(specials) && i < static_cast<size_t>(n); ++i) {
+        x[i] = float_from_bits(specials[i]);
+      }
+      std::vector<bf16> y(static_cast<size_t>(n + 1), bf16(42.0f));
+      cpu::vector_kernels(isa).round_bf16(x.data(), y.data(), n);
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(y[j].bits, bf16(x[j]).bits) << "j " << j;
+      EXPECT_EQ(static_cast<float>(y[n]), 42.0f) << "wrote past n";
+    }
+  }
+}
+
+TEST(CpuVectorKernels, ExpSumBf16IsExpSumRounded) {
+  for (const SimdIsa isa : runnable_isas()) {
+    SCOPED_TRACE(cpu::simd_isa_name(isa));
+    const cpu::VectorKernels& simd = cpu::vector_kernels(isa);
+    for (const int64_t n : lengths()) {
+      SCOPED_TRACE("n " + std::to_string(n));
+      const std::vector<float> x = random_values(n, 300 + n, -100.0f, 2.0f);  // through exp's underflow
+      std::vector<float> exps = x;
+      const float sum = simd.exp_sum(exps.data(), n, 1.5f);
+      std::vector<bf16> p(static_cast<size_t>(n + 1), bf16(42.0f));
+      EXPECT_EQ(simd.exp_sum_bf16(x.data(), n, 1.5f, p.data()), sum);
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(p[j].bits, bf16(exps[j]).bits) << "j " << j;
+      EXPECT_EQ(static_cast<float>(p[n]), 42.0f) << "wrote past n";
     }
   }
 }
