@@ -35,6 +35,9 @@ void add_bench_command(CLI::App& app, CommandMain* selected) {
   generate->add_option("--batch", gen->batch, "Prompts generated together")->check(CLI::PositiveNumber);
   generate->add_option("--image-tiles", gen->image_tiles, "Image tiles per prompt")->check(CLI::NonNegativeNumber);
   generate->add_option("--seed", gen->seed, "Seed of the synthetic token ids and pixels");
+  generate->add_option("--repeats", gen->repeats,
+                       "Times each stage runs (vision, prefill, generate); the fastest of each is reported")
+      ->check(CLI::Range(1, 100));
   generate->callback([selected, gen] { *selected = [gen] { return bench::run_generate_bench(*gen); }; });
 
   auto tr = std::make_shared<bench::TrainBenchOptions>();

@@ -18,6 +18,7 @@ struct GenerateBenchOptions {
   int batch = 1;               // prompts generated together
   int image_tiles = 0;         // per prompt: tiles x tokens_per_tile placeholders go ahead of the text
   uint64_t seed = 0;           // of the synthetic token ids and pixels
+  int repeats = 1;             // runs of each stage; the fastest is reported (steadier ratios on a noisy host)
 };
 
 // Returns the process exit code; prints the table and the JSON line on stdout.

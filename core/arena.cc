@@ -2,7 +2,7 @@
 
 namespace plm {
 
-Arena::Arena(size_t capacity_bytes, Device device) : buffer_(capacity_bytes, device) {}
+Arena::Arena(size_t capacity_bytes, Device device) : buffer_(Buffer::recycled(capacity_bytes, device)) {}
 
 Tensor Arena::alloc(Shape shape, DType dtype) {
   const size_t nbytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);

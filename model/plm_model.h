@@ -155,6 +155,9 @@ class PlmModel {
                              const std::function<absl::Status(Tensor x)>& scatter, const std::vector<int64_t>& rows,
                              KvCache& cache, OwnedTensor& buffer, Tracer* tracer, Stream s) const;
   absl::Status check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch, const KvCache& cache) const;
+  // Every projection of this rank's towers: CPU bf16 inference packs them into weight panels at load
+  // (model/layers/linear.h) and attach_lora unpacks them.
+  void for_each_linear(const std::function<void(Linear&)>& f);
 
   PlmConfig config_;
   ModelParallel parallel_;

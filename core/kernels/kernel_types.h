@@ -17,6 +17,9 @@ struct MatmulOptions {
   // cpu/gemm_bf16.h with bf16 weights, cpu/gemm_bf16_packed.h's sgemm_bf16 with f32 ones), kF32 the exact
   // oracle. CUDA: the operands' dtype decides; must be kF32 or theirs.
   DType compute = DType::kF32;
+  // CPU bf16 compute mode only: b (bf16, (N, K) with trans_b) is stored in weight panels
+  // (cpu/gemm_bf16_packed.h pack_weight_panels), as Linear::weight_panels says.
+  bool b_panels = false;
 };
 
 struct AttentionOptions {

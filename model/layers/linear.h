@@ -18,10 +18,14 @@ struct Linear {
   Tensor bias;    // (out), or undefined when the layer has none
   LoraAdapter lora;  // attached only to fine-tuned projections (then weight and bias are frozen)
   DType compute = DType::kF32;  // the GEMMs' MatmulOptions::compute (kBF16: CPU bf16 compute mode), both passes
+  // The weight is stored in weight panels (core/kernels/cpu/gemm_bf16_packed.h), as CPU bf16 inference packs
+  // it at load (pack_weight_panels below): forward only, no adapter.
+  bool weight_panels = false;
 
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
-  // Rows [begin, end) of the output: a view of the weight rows (and bias), e.g. q of a fused qkv.
+  // Rows [begin, end) of the output: a view of the weight rows (and bias), e.g. q of a fused qkv. In weight
+  // panels both ends must be multiples of the panel height.
   Linear rows(int64_t begin, int64_t end) const;
 
   // x: (rows x in elements) -> y: (rows x out elements), any leading/trailing view of them. Without an
@@ -38,5 +42,11 @@ struct Linear {
   void backward(Tensor dx, const Linear& grad, Tensor dy, Tensor x, const LinearBackwardOptions& options,
                 const LoraPass& pass, Stream s = {}) const;
 };
+
+// CPU bf16 inference: rewrites the weight in place into weight panels where the CPU has AVX512-BF16 and the
+// shape fits (a no-op otherwise, or when packed already); unpack_weight_panels undoes it (before an adapter is
+// attached).
+void pack_weight_panels(Linear& layer);
+void unpack_weight_panels(Linear& layer);
 
 }  // namespace plm::model

@@ -1,5 +1,7 @@
 #include "model/text/llama_decoder.h"
 
+#include "core/kernels/cpu/gemm_bf16_packed.h"
+
 #include <algorithm>
 
 #include "core/kernels/ops.h"
@@ -103,8 +105,23 @@ OwnedTensor LlamaDecoder::positions(const TokenBatch& batch, Device device) {
   return to_device(host_i32(positions), device);
 }
 
+void LlamaDecoder::pack_head_panels() {
+  Tensor& w = weights_.lm_head;
+  if (weights_.lm_head_panels || !w.defined() || w.is_cuda() || w.dtype() != DType::kBF16 ||
+      head_compute_ != DType::kBF16 || !cpu::cpu_has_avx512_bf16() || !w.is_contiguous() ||
+      !cpu::weight_panels_fit(w.size(0), w.size(1))) {
+    return;
+  }
+  cpu::pack_weight_panels(w.data_as<bf16>(), w.size(0), w.size(1));
+  weights_.lm_head_panels = true;
+}
+
 void LlamaDecoder::embed(Tensor out, Tensor ids, Stream s) const {
-  embedding_forward(out, ids, weights_.embed_tokens, vocab_start_, s);
+  if (weights_.lm_head_panels && weights_.lm_head_tied) {
+    cpu::embedding_forward_weight_panels(out, ids, weights_.embed_tokens, vocab_start_);
+  } else {
+    embedding_forward(out, ids, weights_.embed_tokens, vocab_start_, s);
+  }
   distributed::reduce_from_tp_forward(out, *tp_, s);
 }
 
@@ -133,11 +150,13 @@ void LlamaDecoder::head(Tensor logits, Tensor normed, Tensor hidden, Stream s) c
   weights_.norm.forward(normed, hidden, s);
   if (!logits.defined()) return;
   if (tp_->size() == 1) {
-    matmul(logits, normed, weights_.lm_head, {.trans_b = true, .compute = head_compute_}, s);
+    matmul(logits, normed, weights_.lm_head,
+           {.trans_b = true, .compute = head_compute_, .b_panels = weights_.lm_head_panels}, s);
     return;
   }
   OwnedTensor local({logits.size(0), weights_.lm_head.size(0)}, logits.dtype(), logits.device());
-  matmul(local, normed, weights_.lm_head, {.trans_b = true, .compute = head_compute_}, s);
+  matmul(local, normed, weights_.lm_head,
+         {.trans_b = true, .compute = head_compute_, .b_panels = weights_.lm_head_panels}, s);
   distributed::gather_tp_blocks(logits, local, *tp_, s);
 }
 
@@ -204,6 +223,7 @@ HeadActivations LlamaDecoder::head_loss_forward(Arena& arena, Tensor hidden, Ten
                                                 Stream s) const {
   const int64_t t = hidden.size(0), h = hidden.size(1), n = rows.size(0);
   PLM_CHECK_EQ(targets.size(0), n) << "one target per labelled row";
+  PLM_CHECK(!weights_.lm_head_panels) << "a loss on an LM head packed for inference (weight panels)";
   HeadActivations a;
   a.x = arena.alloc({t, h}, hidden.dtype());
   a.rstd = arena.alloc({t}, DType::kF32);

@@ -35,6 +35,9 @@ struct DecoderWeights {
   // A tied head on a last stage that is not the first: lm_head is this stage's copy of the first stage's
   // embed_tokens and goes by its name; a pipeline trainer sums the two copies' gradients (trainer/tied_embedding.h).
   bool lm_head_copies_embedding = false;
+  // CPU bf16 inference: lm_head (and embed_tokens with it when tied) is stored in weight panels
+  // (LlamaDecoder::pack_head_panels).
+  bool lm_head_panels = false;
   RmsNorm norm;                      // (H), last stage only
   std::vector<DecoderLayer> layers;  // this stage's layers
   int first_layer = 0;               // global index of layers[0]
@@ -85,6 +88,9 @@ class LlamaDecoder {
 
   const TextConfig& config() const { return config_; }
   DecoderWeights& weights() { return weights_; }
+  // CPU bf16 inference: rewrites the LM head in place into weight panels (core/kernels/cpu/gemm_bf16_packed.h),
+  // where it fits, like the projections; a tied embedding then gathers its rows from the panels. Inference only.
+  void pack_head_panels();
   const DecoderWeights& weights() const { return weights_; }
   DecoderLayerDims layer_dims() const;
   // The layers [first_layer(), last_layer()) this rank holds.

@@ -1,12 +1,13 @@
 // CPU embedding lookup and its gradient over one vocab shard [vocab_start, vocab_start + V): ids outside
 // the shard give zero rows forward and no gradient (another rank owns them). The forward also reads a bf16
-// table (inference weights kept bf16), widening its rows exactly into the f32 output.
+// table (inference weights kept bf16), widening its rows exactly into the f32 output, also from weight panels
+// (a tied embedding whose LM head CPU bf16 inference packed: gemm_bf16_packed.h).
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "core/kernels/backends.h"
 #include "core/kernels/cpu/checks.h"
+#include "core/kernels/cpu/gemm_bf16_packed.h"
 #include "core/kernels/cpu/parallel.h"
 
 namespace plm::cpu {
@@ -21,9 +22,9 @@ void check_embedding(const char* op, const Tensor& rows, const Tensor& ids, cons
   check_shape(op, "rows", rows, Shape{ids.size(0), table.size(1)});
 }
 
-// out[i] = table row ids[i] - vocab_start as f32, or zeros outside [0, vocab).
-template <typename T>
-void gather_rows(const Tensor& out, const Tensor& ids, const T* table, int64_t vocab, int64_t vocab_start) {
+// out[i] = table row ids[i] - vocab_start as f32 (copy_row(row, dst) writes it), or zeros outside [0, vocab).
+template <typename CopyRow>
+void gather_rows(const Tensor& out, const Tensor& ids, int64_t vocab, int64_t vocab_start, const CopyRow& copy_row) {
   const int64_t num_ids = ids.size(0), dim = out.size(1);
   const int32_t* id_data = ids.data_as<int32_t>();
   float* out_data = out.data_as<float>();
@@ -33,27 +34,52 @@ void gather_rows(const Tensor& out, const Tensor& ids, const T* table, int64_t v
     float* dst = out_data + i * dim;
     if (row < 0 || row >= vocab) {
       std::fill(dst, dst + dim, 0.0f);
-    } else if constexpr (std::is_same_v<T, float>) {
-      std::memcpy(dst, table + row * dim, static_cast<size_t>(dim) * sizeof(float));
     } else {
-      for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<float>(table[row * dim + d]);
+      copy_row(row, dst);
     }
   }
+}
+
+void check_forward(const char* op, const Tensor& out, const Tensor& ids, const Tensor& table) {
+  check_tensor(op, "out", out, DType::kF32);
+  PLM_CHECK(table.defined() && (table.dtype() == DType::kF32 || table.dtype() == DType::kBF16))
+      << op << ": table must be f32 or bf16, got " << table.describe();
+  check_tensor(op, "table", table, table.dtype());
+  check_embedding(op, out, ids, table);
 }
 
 }  // namespace
 
 void embedding_forward(Tensor out, Tensor ids, Tensor table, int64_t vocab_start, Stream) {
-  check_tensor("embedding_forward", "out", out, DType::kF32);
-  PLM_CHECK(table.defined() && (table.dtype() == DType::kF32 || table.dtype() == DType::kBF16))
-      << "embedding_forward: table must be f32 or bf16, got " << table.describe();
-  check_tensor("embedding_forward", "table", table, table.dtype());
-  check_embedding("embedding_forward", out, ids, table);
+  check_forward("embedding_forward", out, ids, table);
+  const int64_t dim = table.size(1);
   if (table.dtype() == DType::kBF16) {
-    gather_rows(out, ids, table.data_as<bf16>(), table.size(0), vocab_start);
+    const bf16* rows = table.data_as<bf16>();
+    gather_rows(out, ids, table.size(0), vocab_start, [&](int64_t row, float* dst) {
+      for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<float>(rows[row * dim + d]);
+    });
   } else {
-    gather_rows(out, ids, table.data_as<float>(), table.size(0), vocab_start);
+    const float* rows = table.data_as<float>();
+    gather_rows(out, ids, table.size(0), vocab_start, [&](int64_t row, float* dst) {
+      std::memcpy(dst, rows + row * dim, static_cast<size_t>(dim) * sizeof(float));
+    });
   }
+}
+
+void embedding_forward_weight_panels(Tensor out, Tensor ids, Tensor table, int64_t vocab_start) {
+  check_forward("embedding_forward_weight_panels", out, ids, table);
+  PLM_CHECK(table.dtype() == DType::kBF16 && weight_panels_fit(table.size(0), table.size(1)))
+      << "embedding_forward_weight_panels: a bf16 table in weight panels, got " << table.describe();
+  const int64_t dim = table.size(1), pairs = dim / 2;
+  const bf16* panels = table.data_as<bf16>();
+  gather_rows(out, ids, table.size(0), vocab_start, [&](int64_t row, float* dst) {
+    // Row r's pair p is word [r / 32][p][r % 32] (gemm_bf16_packed.h).
+    const bf16* words = panels + 2 * ((row / kWeightPanelRows) * kWeightPanelRows * pairs + row % kWeightPanelRows);
+    for (int64_t p = 0; p < pairs; ++p) {
+      dst[2 * p] = static_cast<float>(words[2 * kWeightPanelRows * p]);
+      dst[2 * p + 1] = static_cast<float>(words[2 * kWeightPanelRows * p + 1]);
+    }
+  });
 }
 
 void embedding_backward(Tensor dtable, Tensor ids, Tensor dout, int64_t vocab_start, Stream) {

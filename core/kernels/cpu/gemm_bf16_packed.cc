@@ -106,6 +106,7 @@ struct Operand {
   bool k_along_rows;  // element (line r, k) at data[r * ld + k]; else at data[k * ld + r]
   int64_t ld;
   int64_t lines;      // lines past this read as zero
+  bool panels = false;  // bf16 weight panels (pack_weight_panels): the tiles read them in place
 };
 
 // Rounds 16 f32 to bf16 (vcvtneps2bf16: nearest even, subnormals read as zero as vdpbf16ps reads them) or
@@ -228,10 +229,15 @@ void run(const PackedGemm& g) {
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t n0 = chunk * kChunkColumns, columns = std::min(kChunkColumns, g.n - n0);
     thread_local std::vector<uint32_t> b_packed;
-    b_packed.resize(static_cast<size_t>(kChunkColumns * kBlockPairs));
+    if (!g.b.panels) b_packed.resize(static_cast<size_t>(kChunkColumns * kBlockPairs));
     for (int64_t p0 = 0; p0 < pairs; p0 += kBlockPairs) {
       const int64_t block = std::min(kBlockPairs, pairs - p0);
-      for (int64_t j0 = 0; j0 < columns; j0 += kColumns) {  // panels of kColumns lines, words [p][j]
+      // The K block of the weight panel holding column n0 + j0: packed here, or in place in weight panels.
+      const auto weight_panel = [&](int64_t j0) {
+        return g.b.panels ? static_cast<const uint32_t*>(g.b.data) + (n0 + j0) * pairs + p0 * kColumns
+                          : b_packed.data() + (j0 / kColumns) * block * kColumns;
+      };
+      for (int64_t j0 = 0; j0 < columns && !g.b.panels; j0 += kColumns) {  // panels of kColumns lines, words [p][j]
         uint32_t* panel = b_packed.data() + (j0 / kColumns) * block * kColumns;
         pack(g.b, g.k, n0 + j0, p0, block, panel, kColumns, 16);
         pack(g.b, g.k, n0 + j0 + 16, p0, block, panel + 16, kColumns, 16);
@@ -240,9 +246,9 @@ void run(const PackedGemm& g) {
         const int64_t row0 = panel * kRows, rows = std::min<int64_t>(kRows, g.m - row0);
         const uint32_t* a = a_panels + panel * kRows * pairs + p0 * rows;
         for (int64_t j0 = 0; j0 < columns; j0 += kColumns) {
-          kTiles[static_cast<size_t>(rows - 1)](a, b_packed.data() + (j0 / kColumns) * block * kColumns, block,
-                                                g.c + row0 * g.ldc + n0 + j0, g.ldc, column_mask(columns - j0),
-                                                column_mask(columns - j0 - 16), g.alpha, g.beta, p0 > 0);
+          kTiles[static_cast<size_t>(rows - 1)](a, weight_panel(j0), block, g.c + row0 * g.ldc + n0 + j0, g.ldc,
+                                                column_mask(columns - j0), column_mask(columns - j0 - 16), g.alpha,
+                                                g.beta, p0 > 0);
         }
       }
     }
@@ -258,6 +264,16 @@ void gemm_bf16_packed(const Bf16WeightGemm& g) {
        .c = g.c, .m = g.m, .n = g.n, .k = g.k, .ldc = g.n, .alpha = g.alpha, .beta = g.beta});
 }
 
+void gemm_bf16_prepacked(const Bf16WeightGemm& g) {
+  PLM_CHECK(cpu_has_avx512_bf16()) << "gemm_bf16_prepacked: this CPU has no AVX512-BF16";
+  PLM_CHECK(weight_panels_fit(g.n, g.k)) << "gemm_bf16_prepacked: weight panels need N a multiple of "
+                                         << kWeightPanelRows << " and K even, got N " << g.n << ", K " << g.k;
+  if (g.m == 0 || g.n == 0) return;
+  run({.a = {.data = g.a, .is_bf16 = false, .k_along_rows = true, .ld = g.k, .lines = g.m},
+       .b = {.data = g.w, .is_bf16 = true, .k_along_rows = true, .ld = g.k, .lines = g.n, .panels = true},
+       .c = g.c, .m = g.m, .n = g.n, .k = g.k, .ldc = g.n, .alpha = g.alpha, .beta = g.beta});
+}
+
 void sgemm_bf16_packed(const Sgemm& g) {
   PLM_CHECK(cpu_has_avx512_bf16()) << "sgemm_bf16_packed: this CPU has no AVX512-BF16";
   run({.a = {.data = g.a, .is_bf16 = false, .k_along_rows = !g.trans_a, .ld = g.trans_a ? g.m : g.k, .lines = g.m},
@@ -268,8 +284,38 @@ void sgemm_bf16_packed(const Sgemm& g) {
 #pragma GCC pop_options
 #else
 void gemm_bf16_packed(const Bf16WeightGemm&) { PLM_CHECK(false) << "gemm_bf16_packed: this CPU has no AVX512-BF16"; }
+void gemm_bf16_prepacked(const Bf16WeightGemm&) {
+  PLM_CHECK(false) << "gemm_bf16_prepacked: this CPU has no AVX512-BF16";
+}
 void sgemm_bf16_packed(const Sgemm&) { PLM_CHECK(false) << "sgemm_bf16_packed: this CPU has no AVX512-BF16"; }
 #endif
+
+bool weight_panels_fit(int64_t n, int64_t k) { return n % kWeightPanelRows == 0 && k % 2 == 0; }
+
+// Word (row r, pair p) of a row-major (N, K) matrix moves to [r / 32][p][r % 32], or back; one panel per task,
+// through a copy of the panel (the panel's span is the same in both layouts).
+void repack_weight_panels(bf16* w, int64_t n, int64_t k, bool to_panels) {
+  PLM_CHECK(weight_panels_fit(n, k)) << "weight panels need N a multiple of " << kWeightPanelRows
+                                     << " and K even, got N " << n << ", K " << k;
+  const int64_t pairs = k / 2, panel_words = kWeightPanelRows * pairs;
+#pragma omp parallel for if (n * k >= kMinParallelWork)
+  for (int64_t panel = 0; panel < n / kWeightPanelRows; ++panel) {
+    thread_local std::vector<uint32_t> copy;
+    copy.resize(static_cast<size_t>(panel_words));
+    bf16* span = w + panel * panel_words * 2;
+    std::memcpy(copy.data(), span, static_cast<size_t>(panel_words) * sizeof(uint32_t));
+    for (int64_t j = 0; j < kWeightPanelRows; ++j) {
+      for (int64_t p = 0; p < pairs; ++p) {
+        const int64_t row_major = j * pairs + p, panelled = p * kWeightPanelRows + j;
+        std::memcpy(static_cast<void*>(span + 2 * (to_panels ? panelled : row_major)), &copy[to_panels ? row_major : panelled],
+                    sizeof(uint32_t));
+      }
+    }
+  }
+}
+
+void pack_weight_panels(bf16* w, int64_t n, int64_t k) { repack_weight_panels(w, n, k, true); }
+void unpack_weight_panels(bf16* w, int64_t n, int64_t k) { repack_weight_panels(w, n, k, false); }
 
 void sgemm_bf16(const Sgemm& g, Bf16InputKernel kernel) {
   if (g.m == 0 || g.n == 0) return;

@@ -33,8 +33,9 @@ void run_f32(Sgemm g, int64_t batch, bool shared_b, DType compute) {
 }
 
 // The same for bf16 weights (trans_b, plain a), exact or with bf16-rounded activations.
-void run_bf16(Bf16WeightGemm g, int64_t batch, bool shared_b, DType compute) {
-  const auto gemm = [compute](const Bf16WeightGemm& one) {
+void run_bf16(Bf16WeightGemm g, int64_t batch, bool shared_b, DType compute, bool panels) {
+  const auto gemm = [compute, panels](const Bf16WeightGemm& one) {
+    if (panels) return gemm_bf16_prepacked(one);
     compute == DType::kBF16 ? gemm_bf16_inputs(one) : gemm_bf16_weights(one);
   };
   if (shared_b) {
@@ -63,6 +64,9 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream) 
       << options.trans_a << ", trans_b " << options.trans_b;
   PLM_CHECK(options.compute == DType::kF32 || options.compute == DType::kBF16)
       << "matmul: the CPU computes in f32 or bf16, not " << dtype_name(options.compute);
+  PLM_CHECK(!options.b_panels || (b.dtype() == DType::kBF16 && options.compute == DType::kBF16))
+      << "matmul: weight panels are bf16 weights of the bf16 compute mode, got b " << b.describe() << ", compute "
+      << dtype_name(options.compute);
   const int rank = c.rank();
   PLM_CHECK(rank >= 2 && a.rank() == rank && (b.rank() == rank || b.rank() == 2))
       << "matmul: ranks of c " << c.describe() << ", a " << a.describe() << ", b " << b.describe();
@@ -91,7 +95,7 @@ void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream) 
   if (b.dtype() == DType::kBF16) {
     run_bf16({.a = a.data_as<float>(), .w = b.data_as<bf16>(), .c = c.data_as<float>(), .m = m, .n = n, .k = k,
               .alpha = options.alpha, .beta = options.beta},
-             batch, shared_b, options.compute);
+             batch, shared_b, options.compute, options.b_panels);
   } else {
     run_f32({.a = a.data_as<float>(), .b = b.data_as<float>(), .c = c.data_as<float>(), .m = m, .n = n, .k = k,
              .trans_a = options.trans_a, .trans_b = options.trans_b, .alpha = options.alpha, .beta = options.beta,

@@ -205,6 +205,7 @@ bool same_leading_dims(const Tensor& x, const Tensor& c) {
 }  // namespace
 
 void matmul(Tensor c, Tensor a, Tensor b, const MatmulOptions& options, Stream s) {
+  PLM_CHECK(!options.b_panels) << "matmul: weight panels are a CPU layout";
   const Tensor& bias = options.bias;
   PLM_CHECK(c.is_cuda() && a.device() == c.device() && b.device() == c.device())
       << "matmul: c " << c.describe() << ", a " << a.describe() << ", b " << b.describe()
