@@ -1,5 +1,7 @@
 #include "model/vision/vision_tower.h"
 
+#include <algorithm>
+
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 #include "core/status_macros.h"
@@ -118,12 +120,21 @@ VisionActivations VisionTower::allocate(Alloc& alloc, int64_t n, DType dtype, bo
   return a;
 }
 
+// On CPU the tiles go through in groups of kCpuTilesPerPass: every tile computes alone (its rows' results do not
+// depend on the group), and a group's activations stay a few hundred MiB, recycled from group to group, where a
+// 37-tile image in one pass ran 35 % slower per tile (2.7 GiB of fresh activations). With a tracer attached, one
+// pass: each traced name then holds every tile.
 void VisionTower::forward(Tensor out, Tensor pixels, Tracer* tracer, Stream s) const {
-  ArenaSizer sizer;
-  allocate(sizer, pixels.size(0), out.dtype(), /*for_backward=*/false, Recompute::kNone);
-  Arena arena(sizer.bytes(), out.device());
-  VisionActivations a = allocate(arena, pixels.size(0), out.dtype(), /*for_backward=*/false, Recompute::kNone);
-  run(out, pixels, a, tracer, s);
+  const int64_t n = pixels.size(0);
+  const int64_t group = out.device().is_cpu() && tracer == nullptr ? kCpuTilesPerPass : std::max<int64_t>(n, 1);
+  for (int64_t t0 = 0; t0 < n; t0 += group) {
+    const int64_t tiles = std::min(group, n - t0);
+    ArenaSizer sizer;
+    allocate(sizer, tiles, out.dtype(), /*for_backward=*/false, Recompute::kNone);
+    Arena arena(sizer.bytes(), out.device());
+    VisionActivations a = allocate(arena, tiles, out.dtype(), /*for_backward=*/false, Recompute::kNone);
+    run(out.slice(0, t0, t0 + tiles), pixels.slice(0, t0, t0 + tiles), a, tracer, s);
+  }
 }
 
 VisionActivations VisionTower::forward_train(Arena& arena, Tensor out, Tensor pixels, Recompute recompute,

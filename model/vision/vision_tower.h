@@ -87,6 +87,7 @@ class VisionTower {
                 Stream s = {}) const;
 
  private:
+  static constexpr int64_t kCpuTilesPerPass = 4;  // forward's group on CPU
   VisionBlockDims block_dims(int64_t tiles) const;
   template <typename Alloc>
   VisionActivations allocate(Alloc& alloc, int64_t tiles, DType dtype, bool for_backward, Recompute recompute) const;

@@ -10,6 +10,8 @@
 
 #include "model/generator.h"
 #include "model/plm_model.h"
+#include "core/kernels/cpu/gemm_bf16.h"
+#include "tests/core/test_util.h"
 #include "tests/model/golden_case.h"
 
 namespace plm::model {
@@ -124,6 +126,29 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Bf16Compute,
 TEST(Bf16ComputeLoad, RejectsOtherDtypes) {
   const std::string dir = fixtures_dir() + "cls_tied";
   EXPECT_FALSE(PlmModel::load(dir, Device::cpu(), {}, {.cpu_compute = DType::kF16}).ok());
+}
+
+// Inference packs the projections and the LM head into weight panels (where AVX512-BF16 exists), and then a tile
+// computes the same alone as in a batch: 9 tiles through the tower in one call (groups of 4 on CPU) against one
+// call per tile, bit for bit.
+TEST(Bf16ComputeLoad, TilesComputeAloneAsInABatchInWeightPanels) {
+  const std::string dir = fixtures_dir() + "cls_tied";
+  absl::StatusOr<std::unique_ptr<PlmModel>> model = PlmModel::load(dir, Device::cpu(), {}, {.cpu_compute = DType::kBF16});
+  ASSERT_TRUE(model.ok()) << model.status();
+  const VisionConfig& v = (*model)->config().vision;
+  const OwnedTensor pixels = plm::testing::random_tensor({9, 3, v.img_size, v.img_size}, 5, -1.0f, 1.0f);
+  const OwnedTensor together = (*model)->encode_media(pixels);
+  const int64_t rows_per_tile = together.size(0) / 9;
+  for (int64_t t = 0; t < 9; ++t) {
+    const OwnedTensor alone = (*model)->encode_media(pixels.view().slice(0, t, t + 1));
+    const std::vector<float> a = plm::testing::to_vector(alone),
+                             b = plm::testing::to_vector(together.view().slice(0, t * rows_per_tile, (t + 1) * rows_per_tile));
+    ASSERT_EQ(a, b) << "tile " << t;
+  }
+  if (cpu::cpu_has_avx512_bf16()) {
+    EXPECT_TRUE((*model)->decoder().weights().lm_head_panels) << "the tied head should be in weight panels";
+    EXPECT_TRUE((*model)->decoder().weights().layers[0].gate_proj.weight_panels);
+  }
 }
 
 }  // namespace
