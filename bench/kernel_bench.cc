@@ -11,6 +11,7 @@
 #include "core/machine_peak.h"
 #include "core/cuda/runtime.h"
 #include "core/kernels/cpu/attention_reference.h"
+#include "core/kernels/cpu/gemm_bf16_packed.h"
 #include "core/kernels/ops.h"
 #include "core/kernels/rope_tables.h"
 
@@ -144,6 +145,23 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
                            std::to_string(num_weights) + " cycled",
                        2.0 * hidden * mlp, static_cast<double>(dtype_size(w_dtype)) * mlp * hidden + a * (hidden + mlp),
                        [=] { matmul(y1, x1, weights[(*next)++ % weights.size()], {.trans_b = true}); }});
+      if (w_dtype != DType::kBF16 || p.dtype() != DType::kF32 || !cpu::cpu_has_avx512_bf16()) continue;
+      // CPU bf16 inference's decode: the dot tiles on row-major weights, and the packed tiles on the weight
+      // panels inference packs at load (one panel stream per thread).
+      const std::string shape = "decode 1x2048 . (8192x2048)^T, " + std::to_string(num_weights) + " cycled";
+      const double bytes = 2.0 * mlp * hidden + a * (hidden + mlp);
+      cases.push_back({"matmul", "bf16-compute " + shape, 2.0 * hidden * mlp, bytes, [=] {
+                         matmul(y1, x1, weights[(*next)++ % weights.size()], {.trans_b = true, .compute = DType::kBF16});
+                       }, true});
+      std::vector<Tensor> panels;
+      for (int64_t i = 0; i < num_weights; ++i) {
+        panels.push_back(p.bf16_weights({mlp, hidden}));
+        cpu::pack_weight_panels(panels.back().data_as<bf16>(), mlp, hidden);
+      }
+      cases.push_back({"matmul", "bf16-compute weight panels " + shape, 2.0 * hidden * mlp, bytes, [=] {
+                         matmul(y1, x1, panels[(*next)++ % panels.size()],
+                                {.trans_b = true, .compute = DType::kBF16, .b_panels = true});
+                       }, true});
     }
   }
   {
@@ -163,7 +181,7 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
     }
     if (p.dtype() == DType::kF32) {  // CPU: the bf16 compute mode (attention_bf16.h)
       cases.push_back({"attention bf16", "causal prefill S=" + std::to_string(s) + " 32q/8kv x 64", causal_flops, 0,
-                       [=] { attention_forward(o, lse, q, k, v, {.causal = true, .compute = DType::kBF16}); }});
+                       [=] { attention_forward(o, lse, q, k, v, {.causal = true, .compute = DType::kBF16}); }, true});
     }
     cases.push_back({"attention_backward", "causal S=" + std::to_string(s) + " 32q/8kv x 64", 2.5 * causal_flops, 0,
                      [=] { attention_backward(dq, dk, dv, o, q, k, v, o, lse, causal); }});
@@ -183,7 +201,7 @@ std::vector<BenchCase> make_cases(TensorPool& p, bool quick) {
       cases.push_back({"attention reference", shape, flops, 0,
                        [=] { cpu::attention_forward_reference(o, Tensor(), q, q, q, {}); }});
       cases.push_back({"attention bf16", shape, flops, 0,
-                       [=] { attention_forward(o, Tensor(), q, q, q, {.compute = DType::kBF16}); }});
+                       [=] { attention_forward(o, Tensor(), q, q, q, {.compute = DType::kBF16}); }, true});
     }
     Tensor lse = p.f32({tiles, vis_heads, vis_tokens}), dq = p.act(q.shape()), dk = p.act(q.shape());
     Tensor dv = p.act(q.shape());
