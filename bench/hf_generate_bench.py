@@ -223,6 +223,8 @@ def main():
     parser.add_argument("--threads", type=int, default=default_threads)
     parser.add_argument("--plm-result", help="a file holding plm bench generate's output, to print the ratios")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     transformers.utils.logging.disable_progress_bar()
     if args.new_tokens < 2:
         parser.error("--new-tokens must be >= 2")

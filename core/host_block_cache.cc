@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <charconv>
+#include <cstdio>
 #include <cstdlib>
-#include <string>
+#include <cstring>
 
 namespace plm {
 
@@ -12,11 +14,19 @@ namespace {
 constexpr size_t kMaxOversizeFactor = 2;
 
 size_t default_max_cached_bytes() {
-  if (const char* env = std::getenv("PLM_HOST_CACHE_BYTES"); env != nullptr && *env != '\0') {
-    return static_cast<size_t>(std::stoull(env));
-  }
   const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page_bytes > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page_bytes) / 8 : 0;
+  const size_t eighth = pages > 0 && page_bytes > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page_bytes) / 8
+                                                     : 0;
+  const char* env = std::getenv("PLM_HOST_CACHE_BYTES");
+  if (env == nullptr || *env == '\0') return eighth;
+  size_t bytes = 0;
+  const char* end = env + std::strlen(env);
+  const auto [rest, error] = std::from_chars(env, end, bytes);
+  if (error != std::errc() || rest != end) {
+    std::fprintf(stderr, "plm: PLM_HOST_CACHE_BYTES=%s is not a byte count; caching up to %zu bytes\n", env, eighth);
+    return eighth;
+  }
+  return bytes;
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<PlmModel>> PlmModel::load(const std::string& dir,
     }
   }
   model->parallel_ = parallel;
+  model->for_training_ = options.for_training;
   PLM_ASSIGN_OR_RETURN(WeightStore store, WeightStore::open(dir));
   PLM_RETURN_IF_ERROR(validate_checkpoint(store, model->config_));
   PLM_ASSIGN_OR_RETURN(const std::string lm_head, lm_head_tensor_name(store, model->config_));
@@ -119,10 +120,14 @@ OwnedTensor PlmModel::encode_media(Tensor pixels, Tracer* tracer, Stream s) cons
 
 absl::Status PlmModel::attach_lora(const LoraSpec& spec) {
   if (lora_) return absl::FailedPreconditionError("the model has LoRA adapters already");
+  if (!for_training_) {
+    return absl::FailedPreconditionError(
+        "LoRA adapters attach to a model loaded for training (LoadOptions::for_training); this one was loaded for "
+        "inference (bf16 weights, packed for the CPU GEMM)");
+  }
   if (parallel_.tp_size() != 1) {
     return absl::UnimplementedError(absl::StrCat("LoRA with tp = ", parallel_.tp_size(), " (it supports tp = 1)"));
   }
-  for_each_linear([](Linear& layer) { unpack_weight_panels(layer); });  // adapters read the row-major weight
   PLM_ASSIGN_OR_RETURN(lora_storage_, attach_lora_adapters(decoder_->weights(), spec, dtype_));
   lora_ = spec;
   for_each_parameter([&](const std::string& name, Tensor&) { slices_.try_emplace(name); });  // the adapters: whole

@@ -156,7 +156,7 @@ class PlmModel {
                              KvCache& cache, OwnedTensor& buffer, Tracer* tracer, Stream s) const;
   absl::Status check_batch(const std::vector<int32_t>& ids, const TokenBatch& batch, const KvCache& cache) const;
   // Every projection of this rank's towers: CPU bf16 inference packs them into weight panels at load
-  // (model/layers/linear.h) and attach_lora unpacks them.
+  // (model/layers/linear.h).
   void for_each_linear(const std::function<void(Linear&)>& f);
 
   PlmConfig config_;
@@ -164,6 +164,7 @@ class PlmModel {
   Device device_;
   DType dtype_ = DType::kF32;
   DType compute_ = DType::kF32;
+  bool for_training_ = false;  // LoadOptions::for_training
   WeightStorage storage_;  // owns every weight; the layers hold views
   TensorSlices slices_;    // the part of its HF tensor each parameter is
   std::optional<LoraSpec> lora_;

@@ -48,12 +48,6 @@ void pack_weight_panels(Linear& layer) {
   layer.weight_panels = true;
 }
 
-void unpack_weight_panels(Linear& layer) {
-  if (!layer.weight_panels) return;
-  cpu::unpack_weight_panels(layer.weight.data_as<bf16>(), layer.weight.size(0), layer.weight.size(1));
-  layer.weight_panels = false;
-}
-
 void Linear::forward(Tensor y, Tensor x, const LoraPass& pass, Stream s) const {
   if (lora.attached()) {
     lora_forward(*this, y, x, pass, s);

@@ -44,9 +44,7 @@ struct Linear {
 };
 
 // CPU bf16 inference: rewrites the weight in place into weight panels where the CPU has AVX512-BF16 and the
-// shape fits (a no-op otherwise, or when packed already); unpack_weight_panels undoes it (before an adapter is
-// attached).
+// shape fits (a no-op otherwise, or when packed already).
 void pack_weight_panels(Linear& layer);
-void unpack_weight_panels(Linear& layer);
 
 }  // namespace plm::model

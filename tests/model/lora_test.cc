@@ -106,6 +106,17 @@ TEST(Lora, AttachInitialisesLikePeftAndLeavesTheModelUnchanged) {
   }
 }
 
+// Adapters train: a model loaded for inference (bf16 weights, packed into weight panels on CPUs with AVX512-BF16)
+// refuses them with a clear error instead of failing in a later GEMM.
+TEST(Lora, AttachToAModelLoadedForInferenceIsAClearError) {
+  absl::StatusOr<std::unique_ptr<PlmModel>> loaded =
+      PlmModel::load(testing::model_fixtures() + "cls_tied", Device::cpu(), {}, {.cpu_compute = DType::kBF16});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const absl::Status status = (*loaded)->attach_lora(all_targets(false, 0.0, 3));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("loaded for training"), std::string::npos) << status;
+}
+
 TEST(Lora, InitIsDeterministicPerSeed) {
   std::unique_ptr<PlmModel> a = tiny_model(), b = tiny_model(), c = tiny_model();
   ASSERT_TRUE(a->attach_lora(all_targets(false, 0.0, 7)).ok());

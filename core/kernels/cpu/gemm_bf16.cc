@@ -247,7 +247,8 @@ void round_to_bf16(const float* src, bf16* dst, int64_t count) {
 }
 
 void round_to_bf16_serial(const float* src, bf16* dst, int64_t count) {
-  vector_kernels(best_simd_isa()).round_bf16(src, dst, count);
+  static const auto round = vector_kernels(best_simd_isa()).round_bf16;  // called per attention row
+  round(src, dst, count);
 }
 
 void gemm_bf16_inputs(const Bf16WeightGemm& g, Bf16InputKernel kernel) {

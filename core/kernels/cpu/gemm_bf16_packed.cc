@@ -292,30 +292,26 @@ void sgemm_bf16_packed(const Sgemm&) { PLM_CHECK(false) << "sgemm_bf16_packed: t
 
 bool weight_panels_fit(int64_t n, int64_t k) { return n % kWeightPanelRows == 0 && k % 2 == 0; }
 
-// Word (row r, pair p) of a row-major (N, K) matrix moves to [r / 32][p][r % 32], or back; one panel per task,
-// through a copy of the panel (the panel's span is the same in both layouts).
-void repack_weight_panels(bf16* w, int64_t n, int64_t k, bool to_panels) {
+// Word (row r, pair p) of the row-major (N, K) matrix moves to [r / 32][p][r % 32]: one panel per task, through a
+// copy of the panel (its span is the same in both layouts).
+void pack_weight_panels(bf16* w, int64_t n, int64_t k) {
   PLM_CHECK(weight_panels_fit(n, k)) << "weight panels need N a multiple of " << kWeightPanelRows
                                      << " and K even, got N " << n << ", K " << k;
   const int64_t pairs = k / 2, panel_words = kWeightPanelRows * pairs;
 #pragma omp parallel for if (n * k >= kMinParallelWork)
   for (int64_t panel = 0; panel < n / kWeightPanelRows; ++panel) {
-    thread_local std::vector<uint32_t> copy;
-    copy.resize(static_cast<size_t>(panel_words));
+    thread_local std::vector<uint32_t> row_major;
+    row_major.resize(static_cast<size_t>(panel_words));
     bf16* span = w + panel * panel_words * 2;
-    std::memcpy(copy.data(), span, static_cast<size_t>(panel_words) * sizeof(uint32_t));
+    std::memcpy(row_major.data(), span, static_cast<size_t>(panel_words) * sizeof(uint32_t));
     for (int64_t j = 0; j < kWeightPanelRows; ++j) {
       for (int64_t p = 0; p < pairs; ++p) {
-        const int64_t row_major = j * pairs + p, panelled = p * kWeightPanelRows + j;
-        std::memcpy(static_cast<void*>(span + 2 * (to_panels ? panelled : row_major)), &copy[to_panels ? row_major : panelled],
+        std::memcpy(static_cast<void*>(span + 2 * (p * kWeightPanelRows + j)), &row_major[j * pairs + p],
                     sizeof(uint32_t));
       }
     }
   }
 }
-
-void pack_weight_panels(bf16* w, int64_t n, int64_t k) { repack_weight_panels(w, n, k, true); }
-void unpack_weight_panels(bf16* w, int64_t n, int64_t k) { repack_weight_panels(w, n, k, false); }
 
 void sgemm_bf16(const Sgemm& g, Bf16InputKernel kernel) {
   if (g.m == 0 || g.n == 0) return;

@@ -20,9 +20,8 @@ void gemm_bf16_packed(const Bf16WeightGemm& g);
 // [r0, r1) with both ends multiples of kWeightPanelRows is still the span r0 K .. r1 K of the elements.
 inline constexpr int64_t kWeightPanelRows = 32;
 bool weight_panels_fit(int64_t n, int64_t k);
-// Rewrites w (N, K) in place: row-major to weight panels, or back.
+// Rewrites w (N, K) in place from row-major to weight panels.
 void pack_weight_panels(bf16* w, int64_t n, int64_t k);
-void unpack_weight_panels(bf16* w, int64_t n, int64_t k);
 // c = alpha a w^T + beta c with g.w in weight panels, for any M: the same tiles and summation order as
 // gemm_bf16_packed (so a row's result does not depend on how many rows share the call), without packing w per
 // call, and one weight stream per thread at M = 1 (decode reads 15-25 % faster than the dot tiles' eight rows).
